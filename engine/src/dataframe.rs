@@ -1,0 +1,401 @@
+//! [`DataFrame`]: a lazy query. Transformations build a plan; actions run it on the executors.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{Array, Int64Array};
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use arrow::util::pretty::pretty_format_batches;
+use datafusion::common::JoinType;
+use datafusion::dataframe::DataFrame as DfDataFrame;
+use datafusion::datasource::file_format::csv::CsvFormatFactory;
+use datafusion::datasource::file_format::format_as_file_type;
+use datafusion::datasource::file_format::parquet::ParquetFormatFactory;
+use datafusion::functions_aggregate::count::count_all;
+use datafusion::logical_expr::{Expr, LogicalPlanBuilder, SortExpr};
+use datafusion::physical_plan::{displayable, ExecutionPlan};
+use datafusion::prelude::{lit, Column};
+use kiln_planner::cut_stages;
+use kiln_planner::functions::kiln_udf;
+use kiln_planner::functions::KILN_UNIFORM;
+
+use crate::error::{EngineError, Result};
+use crate::job;
+use crate::session::Session;
+
+/// A lazy query over a [`Session`]. Cheap to clone; nothing runs until an action
+/// (`collect`, `count`, `show`, `write_*`).
+#[derive(Debug, Clone)]
+pub struct DataFrame {
+    session: Session,
+    df: DfDataFrame,
+}
+
+/// The result of [`DataFrame::group_by`]: call [`GroupedDataFrame::agg`] to aggregate.
+#[derive(Debug, Clone)]
+pub struct GroupedDataFrame {
+    df: DataFrame,
+    keys: Vec<Expr>,
+}
+
+impl GroupedDataFrame {
+    /// Aggregates each group with `aggs` (e.g. `sum(col("x"))`, `count(col("y"))`).
+    ///
+    /// # Errors
+    /// Unknown columns or aggregate type errors.
+    pub fn agg(self, aggs: Vec<Expr>) -> Result<DataFrame> {
+        self.df.map(|df| df.aggregate(self.keys, aggs))
+    }
+}
+
+impl DataFrame {
+    pub(crate) fn new(session: Session, df: DfDataFrame) -> Self {
+        Self { session, df }
+    }
+
+    fn map(self, f: impl FnOnce(DfDataFrame) -> datafusion::error::Result<DfDataFrame>) -> Result<Self> {
+        let df = f(self.df)?;
+        Ok(Self {
+            session: self.session,
+            df,
+        })
+    }
+
+    /// The underlying DataFusion DataFrame (its logical plan and schema).
+    pub fn inner(&self) -> &DfDataFrame {
+        &self.df
+    }
+
+    /// The session this DataFrame runs in.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// The output schema.
+    pub fn schema(&self) -> SchemaRef {
+        Arc::new(self.df.schema().as_arrow().clone())
+    }
+
+    /// Keeps the given expressions (`col("a")`, `(col("b") * lit(2)).alias("b2")`, ...).
+    ///
+    /// # Errors
+    /// [`EngineError::UnknownColumn`] naming a missing column and the closest one.
+    pub fn select(self, exprs: Vec<Expr>) -> Result<Self> {
+        self.map(|df| df.select(exprs))
+    }
+
+    /// Keeps the named columns.
+    ///
+    /// # Errors
+    /// [`EngineError::UnknownColumn`] for a missing column.
+    pub fn select_columns(self, columns: &[&str]) -> Result<Self> {
+        self.map(|df| df.select_columns(columns))
+    }
+
+    /// Keeps the rows where `predicate` is true.
+    ///
+    /// # Errors
+    /// Unknown columns, or a predicate that is not boolean.
+    pub fn filter(self, predicate: Expr) -> Result<Self> {
+        self.map(|df| df.filter(predicate))
+    }
+
+    /// Adds (or replaces) column `name` computed by `expr`.
+    ///
+    /// # Errors
+    /// Unknown columns or type errors in `expr`.
+    pub fn with_column(self, name: &str, expr: Expr) -> Result<Self> {
+        self.map(|df| df.with_column(name, expr))
+    }
+
+    /// Renames a column; a no-op if `old` does not exist (as in Spark).
+    ///
+    /// # Errors
+    /// If the new name clashes.
+    pub fn with_column_renamed(self, old: &str, new: &str) -> Result<Self> {
+        self.map(|df| df.with_column_renamed(old, new))
+    }
+
+    /// Drops the named columns.
+    ///
+    /// # Errors
+    /// If the plan cannot be built.
+    pub fn drop(self, columns: &[&str]) -> Result<Self> {
+        self.map(|df| df.drop_columns(columns))
+    }
+
+    /// Joins with `right` on equal key columns; `join_type` is inner, left, right, full,
+    /// left semi or left anti (`JoinType::LeftSemi`, `JoinType::LeftAnti`).
+    ///
+    /// # Errors
+    /// Unknown key columns or incompatible key types.
+    pub fn join(
+        self,
+        right: DataFrame,
+        join_type: JoinType,
+        left_keys: &[&str],
+        right_keys: &[&str],
+    ) -> Result<Self> {
+        self.map(|df| df.join(right.df, join_type, left_keys, right_keys, None))
+    }
+
+    /// Joins with `right` on arbitrary conditions (`col("a").eq(col("b"))`, ...).
+    ///
+    /// # Errors
+    /// Unknown columns or type errors in the conditions.
+    pub fn join_on(self, right: DataFrame, join_type: JoinType, on: Vec<Expr>) -> Result<Self> {
+        self.map(|df| df.join_on(right.df, join_type, on))
+    }
+
+    /// Groups by `keys`; aggregate with [`GroupedDataFrame::agg`].
+    pub fn group_by(self, keys: Vec<Expr>) -> GroupedDataFrame {
+        GroupedDataFrame { df: self, keys }
+    }
+
+    /// Adds window-function columns (e.g. `row_number().partition_by(..).order_by(..).build()`).
+    ///
+    /// # Errors
+    /// Unknown columns or invalid window specifications.
+    pub fn window(self, exprs: Vec<Expr>) -> Result<Self> {
+        self.map(|df| df.window(exprs))
+    }
+
+    /// Sorts by `exprs` (`col("a").sort(true, false)` for ascending, nulls last).
+    ///
+    /// # Errors
+    /// Unknown columns.
+    pub fn sort(self, exprs: Vec<SortExpr>) -> Result<Self> {
+        self.map(|df| df.sort(exprs))
+    }
+
+    /// Keeps at most `n` rows.
+    ///
+    /// # Errors
+    /// If the plan cannot be built.
+    pub fn limit(self, n: usize) -> Result<Self> {
+        self.map(|df| df.limit(0, Some(n)))
+    }
+
+    /// Removes duplicate rows.
+    ///
+    /// # Errors
+    /// If the plan cannot be built.
+    pub fn distinct(self) -> Result<Self> {
+        self.map(|df| df.distinct())
+    }
+
+    /// Appends the rows of `other` (same columns), keeping duplicates (SQL `UNION ALL`).
+    ///
+    /// # Errors
+    /// If the schemas differ.
+    pub fn union(self, other: DataFrame) -> Result<Self> {
+        self.map(|df| df.union(other.df))
+    }
+
+    /// The seeded per-row uniform number in `[0, 1)` used by [`sample`](Self::sample) and
+    /// [`random_split`](Self::random_split): a function of the seed and the row's values only.
+    fn uniform(&self, seed: u64) -> Result<Expr> {
+        let udf = kiln_udf(KILN_UNIFORM)
+            .ok_or_else(|| EngineError::Internal(format!("{KILN_UNIFORM} is not registered")))?;
+        let mut args = vec![lit(seed as i64)];
+        args.extend(
+            self.df
+                .schema()
+                .columns()
+                .into_iter()
+                .map(|c: Column| Expr::Column(c)),
+        );
+        Ok(udf.call(args))
+    }
+
+    /// A seeded sample of about `fraction` of the rows, without replacement.
+    ///
+    /// Which rows are kept depends only on `seed` and the rows' values, never on the number of
+    /// executors or partitions; identical rows are kept or dropped together.
+    ///
+    /// # Errors
+    /// [`EngineError::InvalidParameter`] unless `0 <= fraction <= 1`.
+    pub fn sample(self, fraction: f64, seed: u64) -> Result<Self> {
+        if !(0.0..=1.0).contains(&fraction) {
+            return Err(EngineError::InvalidParameter {
+                name: "fraction",
+                reason: format!("must be in [0, 1], got {fraction}"),
+            });
+        }
+        let u = self.uniform(seed)?;
+        self.filter(u.lt(lit(fraction)))
+    }
+
+    /// Splits the rows into two DataFrames, about `fraction` of them in the first, seeded.
+    /// The split does not depend on the number of executors (see [`sample`](Self::sample)).
+    ///
+    /// # Errors
+    /// [`EngineError::InvalidParameter`] unless `0 <= fraction <= 1`.
+    pub fn random_split(self, fraction: f64, seed: u64) -> Result<(Self, Self)> {
+        let mut parts = self.random_split_weights(&[fraction, 1.0 - fraction], seed)?;
+        let second = parts.pop();
+        let first = parts.pop();
+        match (first, second) {
+            (Some(a), Some(b)) => Ok((a, b)),
+            _ => Err(EngineError::Internal("random_split lost a part".to_string())),
+        }
+    }
+
+    /// Splits the rows into `weights.len()` DataFrames with sizes proportional to `weights`
+    /// (normalized), seeded, as Spark's `randomSplit`.
+    ///
+    /// # Errors
+    /// [`EngineError::InvalidParameter`] for an empty list, a negative weight, or all zeros.
+    pub fn random_split_weights(self, weights: &[f64], seed: u64) -> Result<Vec<Self>> {
+        if weights.is_empty() || weights.iter().any(|w| !w.is_finite() || *w < 0.0) {
+            return Err(EngineError::InvalidParameter {
+                name: "weights",
+                reason: format!("must be non-negative finite numbers, got {weights:?}"),
+            });
+        }
+        let total: f64 = weights.iter().sum();
+        if total <= 0.0 {
+            return Err(EngineError::InvalidParameter {
+                name: "weights",
+                reason: "must not all be zero".to_string(),
+            });
+        }
+        let u = self.uniform(seed)?;
+        let mut lower = 0.0;
+        let mut out = Vec::with_capacity(weights.len());
+        for (i, w) in weights.iter().enumerate() {
+            let upper = if i + 1 == weights.len() {
+                1.0
+            } else {
+                lower + w / total
+            };
+            let cond = u.clone().gt_eq(lit(lower));
+            let cond = if i + 1 == weights.len() {
+                cond
+            } else {
+                cond.and(u.clone().lt(lit(upper)))
+            };
+            out.push(self.clone().filter(cond)?);
+            lower = upper;
+        }
+        Ok(out)
+    }
+
+    /// Builds the single-node physical plan (before cutting into stages).
+    ///
+    /// # Errors
+    /// Planning errors.
+    pub async fn physical_plan(&self) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(self.df.clone().create_physical_plan().await?)
+    }
+
+    /// Runs the query and returns all rows.
+    ///
+    /// # Errors
+    /// Planning errors, or a task that failed on an executor.
+    pub async fn collect(&self) -> Result<Vec<RecordBatch>> {
+        let plan = self.physical_plan().await?;
+        job::run_plan(&self.session.inner, plan).await
+    }
+
+    /// Runs the query and returns the number of rows.
+    ///
+    /// # Errors
+    /// As [`collect`](Self::collect).
+    pub async fn count(&self) -> Result<usize> {
+        let counted = self
+            .df
+            .clone()
+            .aggregate(vec![], vec![count_all().alias("count")])?;
+        let batches = DataFrame::new(self.session.clone(), counted).collect().await?;
+        let n = batches
+            .first()
+            .and_then(|b| b.column(0).as_any().downcast_ref::<Int64Array>().cloned())
+            .filter(|a| !a.is_empty())
+            .map(|a| a.value(0))
+            .unwrap_or(0);
+        usize::try_from(n).map_err(|e| EngineError::Internal(format!("negative count: {e}")))
+    }
+
+    /// Runs the query and renders up to `n` rows as a table.
+    ///
+    /// # Errors
+    /// As [`collect`](Self::collect).
+    pub async fn show_string(&self, n: usize) -> Result<String> {
+        let batches = self.clone().limit(n)?.collect().await?;
+        Ok(pretty_format_batches(&batches)?.to_string())
+    }
+
+    /// Prints up to 20 rows (as Spark's `show()`).
+    ///
+    /// # Errors
+    /// As [`collect`](Self::collect).
+    pub async fn show(&self) -> Result<()> {
+        println!("{}", self.show_string(20).await?);
+        Ok(())
+    }
+
+    /// Writes the rows as Parquet under `path` (a directory, or a file path ending in
+    /// `.parquet`); returns the number of rows written.
+    ///
+    /// # Errors
+    /// As [`collect`](Self::collect), or the sink's I/O errors.
+    pub async fn write_parquet(&self, path: &str) -> Result<usize> {
+        let format = Arc::new(ParquetFormatFactory::new());
+        self.write(path, format_as_file_type(format)).await
+    }
+
+    /// Writes the rows as CSV (with a header) under `path`; returns the number of rows written.
+    ///
+    /// # Errors
+    /// As [`write_parquet`](Self::write_parquet).
+    pub async fn write_csv(&self, path: &str) -> Result<usize> {
+        let format = Arc::new(CsvFormatFactory::new());
+        self.write(path, format_as_file_type(format)).await
+    }
+
+    async fn write(
+        &self,
+        path: &str,
+        file_type: Arc<dyn datafusion::common::file_options::file_type::FileType>,
+    ) -> Result<usize> {
+        self.session.inner.stores.ensure(path)?;
+        let plan = LogicalPlanBuilder::copy_to(
+            self.df.logical_plan().clone(),
+            path.to_string(),
+            file_type,
+            HashMap::new(),
+            vec![],
+        )?
+        .build()?;
+        let df = DfDataFrame::new(self.session.inner.ctx.state(), plan);
+        let batches = DataFrame::new(self.session.clone(), df).collect().await?;
+        let written: u64 = batches
+            .iter()
+            .filter_map(|b| {
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<arrow::array::UInt64Array>()
+                    .map(|a| a.iter().flatten().sum::<u64>())
+            })
+            .sum();
+        usize::try_from(written).map_err(|e| EngineError::Internal(e.to_string()))
+    }
+
+    /// Describes how the query runs: the optimized logical plan, the physical plan, and the
+    /// stage graph (stages, their task counts and partitioning, and their shuffle edges).
+    ///
+    /// # Errors
+    /// Planning errors.
+    pub async fn explain(&self) -> Result<String> {
+        let logical = self.df.clone().into_optimized_plan()?;
+        let physical = self.physical_plan().await?;
+        let graph = cut_stages(Arc::clone(&physical))?;
+        Ok(format!(
+            "== Logical plan ==\n{}\n\n== Physical plan ==\n{}\n== Stages ==\n{graph}",
+            logical.display_indent(),
+            displayable(physical.as_ref()).indent(false)
+        ))
+    }
+}

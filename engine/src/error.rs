@@ -1,0 +1,196 @@
+//! The engine's error type: what users of the Rust API see.
+
+use datafusion::common::SchemaError;
+use datafusion::error::DataFusionError;
+
+/// Errors returned by [`Session`](crate::Session) and [`DataFrame`](crate::DataFrame).
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// A column that does not exist was referenced.
+    #[error("unknown column '{column}'{}; available columns: {}", suggestion_text(.suggestion), .available.join(", "))]
+    UnknownColumn {
+        /// The column as written.
+        column: String,
+        /// The closest existing column, if one is close.
+        suggestion: Option<String>,
+        /// All columns in scope.
+        available: Vec<String>,
+    },
+    /// SQL text could not be parsed.
+    #[error("SQL syntax error: {0}")]
+    SqlSyntax(String),
+    /// A source file or location could not be read.
+    #[error("cannot read {format} from '{path}': {reason}")]
+    Read {
+        /// File format (`parquet`, `csv`, `json`).
+        format: &'static str,
+        /// The path or URL as given.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A malformed record in an input file, in fail-fast mode.
+    #[error("malformed {format} record in '{path}' at line {line}: {reason}")]
+    MalformedRecord {
+        /// File format.
+        format: &'static str,
+        /// The file.
+        path: String,
+        /// 1-based line number in the file.
+        line: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A parameter given to Kiln is out of range or inconsistent.
+    #[error("invalid parameter `{name}`: {reason}")]
+    InvalidParameter {
+        /// The parameter.
+        name: &'static str,
+        /// Why it is invalid and what is allowed.
+        reason: String,
+    },
+    /// A task failed on an executor and could not be retried to success.
+    #[error("stage {stage} task {partition} failed after {attempts} attempt(s): {message}")]
+    TaskFailed {
+        /// The stage.
+        stage: u32,
+        /// The partition.
+        partition: u32,
+        /// Attempts made.
+        attempts: u32,
+        /// The last error.
+        message: String,
+    },
+    /// The query failed on an executor because of the data or the query itself (retrying
+    /// cannot help): the message is the executor's.
+    #[error("{message}")]
+    Execution {
+        /// The executor's error message.
+        message: String,
+    },
+    /// A shuffle object was missing, truncated or corrupt.
+    #[error("shuffle output of stage {stage} (map partition {map_partition}, object '{object}') could not be read: {message}")]
+    FetchFailed {
+        /// The stage whose output was lost.
+        stage: u32,
+        /// Its map partition.
+        map_partition: u32,
+        /// The object.
+        object: String,
+        /// What the reader found.
+        message: String,
+    },
+    /// An executor could not be reached.
+    #[error("executor {executor} lost: {message}")]
+    ExecutorLost {
+        /// Executor id.
+        executor: String,
+        /// The cause.
+        message: String,
+    },
+    /// DataFusion reported an error while planning or running on the driver.
+    #[error(transparent)]
+    DataFusion(DataFusionError),
+    /// Arrow reported an error.
+    #[error(transparent)]
+    Arrow(#[from] arrow::error::ArrowError),
+    /// The object store reported an error.
+    #[error(transparent)]
+    ObjectStore(#[from] object_store::Error),
+    /// The planner reported an error.
+    #[error(transparent)]
+    Plan(#[from] kiln_planner::PlanError),
+    /// The executor layer reported an error on the driver.
+    #[error(transparent)]
+    Exec(#[from] kiln_executor::ExecError),
+    /// An I/O error on the driver.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// A bug in Kiln.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+fn suggestion_text(s: &Option<String>) -> String {
+    match s {
+        Some(s) => format!(" (did you mean '{s}'?)"),
+        None => String::new(),
+    }
+}
+
+/// Result alias for the engine.
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+impl From<DataFusionError> for EngineError {
+    fn from(err: DataFusionError) -> Self {
+        match classify(&err) {
+            Some(e) => e,
+            None => EngineError::DataFusion(err),
+        }
+    }
+}
+
+/// Turns the DataFusion errors users cause most often into Kiln's clearer variants.
+fn classify(err: &DataFusionError) -> Option<EngineError> {
+    match err {
+        DataFusionError::SchemaError(schema_err, _) => match schema_err.as_ref() {
+            SchemaError::FieldNotFound {
+                field,
+                valid_fields,
+            } => {
+                let available: Vec<String> =
+                    valid_fields.iter().map(|c| c.flat_name()).collect();
+                let suggestion = closest(&field.name, valid_fields.iter().map(|c| c.name.as_str()));
+                Some(EngineError::UnknownColumn {
+                    column: field.flat_name(),
+                    suggestion,
+                    available,
+                })
+            }
+            _ => None,
+        },
+        DataFusionError::SQL(parser_err, _) => Some(EngineError::SqlSyntax(parser_err.to_string())),
+        DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => {
+            classify(inner)
+        }
+        DataFusionError::Shared(inner) => classify(inner),
+        _ => None,
+    }
+}
+
+/// The candidate closest to `name` by edit distance, if it is close enough to be a likely typo.
+pub(crate) fn closest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<String> {
+    let lower = name.to_lowercase();
+    candidates
+        .map(|c| (edit_distance(&lower, &c.to_lowercase()), c))
+        .filter(|(d, c)| *d <= (c.len().max(name.len()) / 2).max(1))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c.to_string())
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closest_finds_typos_only() {
+        let cols = ["price", "quantity", "discount"];
+        assert_eq!(closest("prise", cols.iter().copied()), Some("price".to_string()));
+        assert_eq!(closest("QUANTITY", cols.iter().copied()), Some("quantity".to_string()));
+        assert_eq!(closest("zzzzzzzz", cols.iter().copied()), None);
+    }
+}

@@ -1,0 +1,351 @@
+//! The job scheduler: runs a [`StageGraph`] as tasks on executor slots and collects the result.
+//!
+//! ```text
+//!  physical plan ─cut_stages─▶ stages ─▶ ready stages' tasks ─▶ free slots ─▶ executors
+//!                                   ▲                                             │
+//!                                   └──── MapStatus accepted per (stage, partition)┘
+//! ```
+//!
+//! A stage becomes ready when every stage it reads has all its map outputs accepted. A failed
+//! task is retried (a new attempt writes a new object) up to the session's attempt limit; only
+//! the accepted attempt's output is ever read. When the job ends, its shuffle prefix is deleted.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use arrow::record_batch::RecordBatch;
+use datafusion::physical_plan::ExecutionPlan;
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
+use kiln_executor::codec::executor_codec;
+use kiln_executor::shuffle::{ReadLocation, ShuffleReaderExec, StoreRoot};
+use kiln_executor::Executor;
+use kiln_planner::task::{
+    FailureKind, MapStatus, StageInput, TaskDefinition, TaskFailure, TaskOutcome, TaskStatus,
+};
+use kiln_planner::{cut_stages, plan_to_bytes, StageGraph};
+use tracing::{debug, warn};
+
+use crate::error::{EngineError, Result};
+use crate::session::SessionInner;
+
+/// Cuts `plan` into stages, runs them, and returns the result batches in partition order.
+pub(crate) async fn run_plan(
+    session: &SessionInner,
+    plan: Arc<dyn ExecutionPlan>,
+) -> Result<Vec<RecordBatch>> {
+    let graph = cut_stages(plan)?;
+    run_graph(session, &graph).await
+}
+
+/// Runs a stage graph to completion and collects its result.
+pub(crate) async fn run_graph(session: &SessionInner, graph: &StageGraph) -> Result<Vec<RecordBatch>> {
+    let job_id = session.next_job_id();
+    let root = StoreRoot::resolve(&session.shuffle_root, &session.ctx.runtime_env())?;
+    let outcome = Job::new(session, graph, job_id.clone())?.run().await;
+    let result = match outcome {
+        Ok(result_maps) => read_result(session, graph, &root, result_maps).await,
+        Err(e) => Err(e),
+    };
+    if !session.keep_shuffle_files {
+        if let Err(e) = delete_prefix(&root, &job_id).await {
+            warn!(job = %job_id, error = %e, "could not delete shuffle prefix");
+        }
+    }
+    result
+}
+
+/// Reads the result stage's outputs on the driver, in partition order.
+async fn read_result(
+    session: &SessionInner,
+    graph: &StageGraph,
+    root: &StoreRoot,
+    maps: Vec<MapStatus>,
+) -> Result<Vec<RecordBatch>> {
+    let Some(result_stage) = graph.result_stage() else {
+        return Ok(Vec::new());
+    };
+    let schema = result_stage.plan.schema();
+    let locations = maps
+        .iter()
+        .map(|m| {
+            m.ranges
+                .first()
+                .cloned()
+                .map(|range| {
+                    vec![ReadLocation {
+                        stage_id: m.stage_id,
+                        map_partition: m.map_partition,
+                        object: m.object.clone(),
+                        range,
+                    }]
+                })
+                .ok_or_else(|| EngineError::Internal(format!("result {} has no range", m.object)))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let reader = ShuffleReaderExec::new(
+        root.url.clone(),
+        locations.clone(),
+        Arc::new(datafusion::physical_plan::PlanProperties::new(
+            datafusion::physical_expr::EquivalenceProperties::new(schema),
+            datafusion::physical_plan::Partitioning::UnknownPartitioning(locations.len()),
+            datafusion::physical_plan::execution_plan::EmissionType::Incremental,
+            datafusion::physical_plan::execution_plan::Boundedness::Bounded,
+        )),
+    );
+    let reader: Arc<dyn ExecutionPlan> = Arc::new(reader);
+    let ctx = session.ctx.task_ctx();
+    let mut out = Vec::new();
+    // Partition order is the result order (a sorted result has one partition).
+    for p in 0..locations.len() {
+        let stream = reader.execute(p, Arc::clone(&ctx))?;
+        let batches: Vec<RecordBatch> = datafusion::physical_plan::common::collect(stream)
+            .await
+            .map_err(|e| fetch_error(&e).unwrap_or_else(|| e.into()))?;
+        out.extend(batches.into_iter().filter(|b| b.num_rows() > 0));
+    }
+    Ok(out)
+}
+
+fn fetch_error(err: &datafusion::error::DataFusionError) -> Option<EngineError> {
+    match kiln_executor::ExecError::find_in(err) {
+        Some(kiln_executor::ExecError::FetchFailed {
+            stage_id,
+            map_partition,
+            object,
+            reason,
+        }) => Some(EngineError::FetchFailed {
+            stage: *stage_id,
+            map_partition: *map_partition,
+            object: object.clone(),
+            message: reason.clone(),
+        }),
+        _ => None,
+    }
+}
+
+/// Deletes every object under the job's prefix.
+async fn delete_prefix(root: &StoreRoot, job_id: &str) -> Result<()> {
+    let prefix = root.job_prefix(job_id);
+    let locations = root.store.list(Some(&prefix)).map(|m| m.map(|m| m.location)).boxed();
+    let mut deleted = root.store.delete_stream(locations);
+    while let Some(r) = deleted.next().await {
+        match r {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+struct Job<'a> {
+    session: &'a SessionInner,
+    graph: &'a StageGraph,
+    job_id: String,
+    /// Encoded plan per stage id.
+    plans: HashMap<u32, Arc<Vec<u8>>>,
+    /// Accepted outputs per stage id, indexed by partition.
+    outputs: HashMap<u32, Vec<Option<MapStatus>>>,
+    /// Attempts made per (stage, partition).
+    attempts: HashMap<(u32, u32), u32>,
+    queue: VecDeque<TaskDefinition>,
+    free_slots: Vec<usize>,
+    started: Vec<u32>,
+}
+
+impl<'a> Job<'a> {
+    fn new(session: &'a SessionInner, graph: &'a StageGraph, job_id: String) -> Result<Self> {
+        let codec = executor_codec();
+        let mut plans = HashMap::new();
+        let mut outputs = HashMap::new();
+        for stage in &graph.stages {
+            let bytes = plan_to_bytes(Arc::clone(&stage.plan), codec.as_ref())?;
+            plans.insert(stage.id, Arc::new(bytes));
+            outputs.insert(stage.id, vec![None; stage.tasks]);
+        }
+        let free_slots = session.executors.iter().map(|e| e.slots()).collect();
+        Ok(Self {
+            session,
+            graph,
+            job_id,
+            plans,
+            outputs,
+            attempts: HashMap::new(),
+            queue: VecDeque::new(),
+            free_slots,
+            started: Vec::new(),
+        })
+    }
+
+    fn stage_done(&self, id: u32) -> bool {
+        self.outputs
+            .get(&id)
+            .is_some_and(|o| o.iter().all(Option::is_some))
+    }
+
+    /// Queues the tasks of every stage whose parents are all done.
+    fn start_ready_stages(&mut self) -> Result<()> {
+        let ready: Vec<u32> = self
+            .graph
+            .stages
+            .iter()
+            .filter(|s| !self.started.contains(&s.id))
+            .filter(|s| s.parents.iter().all(|p| self.stage_done(*p)))
+            .map(|s| s.id)
+            .collect();
+        for id in ready {
+            self.started.push(id);
+            let stage = self
+                .graph
+                .stage(id)
+                .ok_or_else(|| EngineError::Internal(format!("stage {id} vanished")))?;
+            let inputs = stage
+                .parents
+                .iter()
+                .map(|p| StageInput {
+                    stage_id: *p,
+                    maps: self
+                        .outputs
+                        .get(p)
+                        .map(|o| o.iter().flatten().cloned().collect())
+                        .unwrap_or_default(),
+                })
+                .collect::<Vec<_>>();
+            let plan = self
+                .plans
+                .get(&id)
+                .ok_or_else(|| EngineError::Internal(format!("stage {id} has no plan")))?;
+            debug!(job = %self.job_id, stage = id, tasks = stage.tasks, "stage ready");
+            for partition in 0..stage.tasks as u32 {
+                self.queue.push_back(TaskDefinition {
+                    job_id: self.job_id.clone(),
+                    stage_id: id,
+                    partition,
+                    attempt: 0,
+                    plan: plan.as_ref().clone(),
+                    shuffle_root: self.session.shuffle_root.clone(),
+                    inputs: inputs.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs every stage; returns the result stage's accepted outputs in partition order.
+    async fn run(mut self) -> Result<Vec<MapStatus>> {
+        let Some(result_id) = self.graph.result_stage().map(|s| s.id) else {
+            return Ok(Vec::new());
+        };
+        self.start_ready_stages()?;
+        let mut running = FuturesUnordered::new();
+        let mut failure: Option<EngineError> = None;
+        loop {
+            // Hand queued tasks to executors with free slots (most free slots first).
+            while failure.is_none() && !self.queue.is_empty() {
+                let Some(exec_idx) = (0..self.free_slots.len())
+                    .filter(|i| self.free_slots[*i] > 0)
+                    .max_by_key(|i| (self.free_slots[*i], usize::MAX - i))
+                else {
+                    break;
+                };
+                let Some(task) = self.queue.pop_front() else {
+                    break;
+                };
+                self.free_slots[exec_idx] -= 1;
+                let executor: Arc<dyn Executor> = Arc::clone(&self.session.executors[exec_idx]);
+                running.push(async move {
+                    let stage = task.stage_id;
+                    let partition = task.partition;
+                    let attempt = task.attempt;
+                    let result = executor.launch(task.clone()).await;
+                    (exec_idx, task, stage, partition, attempt, result)
+                });
+            }
+            let Some((exec_idx, task, stage, partition, attempt, result)) = running.next().await
+            else {
+                break;
+            };
+            self.free_slots[exec_idx] += 1;
+            if failure.is_some() {
+                continue; // draining: let running tasks finish before cleaning up
+            }
+            let status = match result {
+                Ok(status) => status,
+                Err(e) => TaskStatus {
+                    job_id: self.job_id.clone(),
+                    stage_id: stage,
+                    partition,
+                    attempt,
+                    outcome: Some(TaskOutcome::Failure(TaskFailure {
+                        kind: FailureKind::TaskFailed as i32,
+                        message: format!("executor {}: {e}", self.session.executors[exec_idx].id()),
+                        ..Default::default()
+                    })),
+                },
+            };
+            match status.outcome {
+                Some(TaskOutcome::Success(map)) => {
+                    if let Some(slot) = self
+                        .outputs
+                        .get_mut(&stage)
+                        .and_then(|o| o.get_mut(partition as usize))
+                    {
+                        slot.get_or_insert(map);
+                    }
+                    if self.stage_done(stage) {
+                        debug!(job = %self.job_id, stage, "stage done");
+                        self.start_ready_stages()?;
+                    }
+                }
+                Some(TaskOutcome::Failure(f)) => {
+                    let made = self.attempts.entry((stage, partition)).or_insert(0);
+                    *made = (*made).max(attempt + 1);
+                    let made = *made;
+                    match f.failure_kind() {
+                        FailureKind::TaskFailed if made < self.session.max_task_attempts => {
+                            warn!(job = %self.job_id, stage, partition, attempt, error = %f.message, "task failed, retrying");
+                            let mut retry = task;
+                            retry.attempt = made;
+                            self.queue.push_back(retry);
+                        }
+                        FailureKind::TaskFailed => {
+                            failure = Some(EngineError::TaskFailed {
+                                stage,
+                                partition,
+                                attempts: made,
+                                message: f.message,
+                            });
+                        }
+                        FailureKind::FetchFailed => {
+                            failure = Some(EngineError::FetchFailed {
+                                stage: f.fetch_stage_id,
+                                map_partition: f.fetch_map_partition,
+                                object: f.fetch_object,
+                                message: f.message,
+                            });
+                        }
+                        FailureKind::UserError => {
+                            failure = Some(EngineError::Execution { message: f.message });
+                        }
+                    }
+                }
+                None => {
+                    failure = Some(EngineError::Internal(format!(
+                        "task {stage}/{partition} returned no outcome"
+                    )));
+                }
+            }
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let outputs = self.outputs.remove(&result_id).unwrap_or_default();
+        outputs
+            .into_iter()
+            .enumerate()
+            .map(|(p, m)| {
+                m.ok_or_else(|| EngineError::Internal(format!("result partition {p} never ran")))
+            })
+            .collect()
+    }
+}

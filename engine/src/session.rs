@@ -1,0 +1,513 @@
+//! [`Session`]: the driver, its executors, and the entry points that make DataFrames.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use datafusion::datasource::MemTable;
+use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry};
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::prelude::{
+    JsonReadOptions, ParquetReadOptions, SessionConfig, SessionContext,
+};
+use kiln_executor::{Executor, ExecutorRuntime, InProcessExecutor};
+use kiln_planner::functions::kiln_udfs;
+use object_store::memory::InMemory;
+use object_store::ObjectStore;
+use url::Url;
+
+use crate::dataframe::DataFrame;
+use crate::error::{EngineError, Result};
+use crate::read::{self, CsvOptions};
+
+/// Settings of a session; build one with [`Session::builder`].
+#[derive(Debug, Clone)]
+pub struct SessionBuilder {
+    executors: usize,
+    slots_per_executor: usize,
+    shuffle_root: Option<String>,
+    memory_limit: Option<usize>,
+    keep_shuffle_files: bool,
+    max_task_attempts: u32,
+    batch_size: Option<usize>,
+    stores: Vec<(Url, Arc<dyn ObjectStore>)>,
+}
+
+impl Default for SessionBuilder {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        Self {
+            executors: 2,
+            slots_per_executor: (cores / 2).max(1),
+            shuffle_root: None,
+            memory_limit: None,
+            keep_shuffle_files: false,
+            max_task_attempts: 4,
+            batch_size: None,
+            stores: Vec::new(),
+        }
+    }
+}
+
+impl SessionBuilder {
+    /// Number of in-process executors (default 2).
+    pub fn executors(mut self, n: usize) -> Self {
+        self.executors = n;
+        self
+    }
+
+    /// Task slots per executor (default: half the cores, at least 1). The plan is split into
+    /// `executors × slots` partitions.
+    pub fn slots_per_executor(mut self, n: usize) -> Self {
+        self.slots_per_executor = n;
+        self
+    }
+
+    /// Where shuffle output goes: a local directory, or any object store URL
+    /// (`file:///...`, `memory://name/`, `s3://bucket/prefix`). Default: a fresh directory
+    /// under the system temporary directory, removed with the session.
+    pub fn shuffle_root(mut self, root: impl Into<String>) -> Self {
+        self.shuffle_root = Some(root.into());
+        self
+    }
+
+    /// Memory limit in bytes for query execution, shared evenly among executors.
+    pub fn memory_limit(mut self, bytes: usize) -> Self {
+        self.memory_limit = Some(bytes);
+        self
+    }
+
+    /// Keep each job's shuffle files after it ends (for debugging). Default: delete them.
+    pub fn keep_shuffle_files(mut self, keep: bool) -> Self {
+        self.keep_shuffle_files = keep;
+        self
+    }
+
+    /// Attempts per task before the job fails (default 4).
+    pub fn max_task_attempts(mut self, n: u32) -> Self {
+        self.max_task_attempts = n;
+        self
+    }
+
+    /// Rows per Arrow batch (default: DataFusion's 8192).
+    pub fn batch_size(mut self, rows: usize) -> Self {
+        self.batch_size = Some(rows);
+        self
+    }
+
+    /// Registers an object store for a URL (scheme and authority, e.g. `s3://bucket`), used for
+    /// sources, sinks and the shuffle root. Stores for `file://` and `memory://` URLs and for
+    /// cloud URLs configured from the environment are created automatically.
+    pub fn object_store(mut self, url: Url, store: Arc<dyn ObjectStore>) -> Self {
+        self.stores.push((url, store));
+        self
+    }
+
+    /// Starts the driver and its executors.
+    ///
+    /// # Errors
+    /// [`EngineError::InvalidParameter`] for zero executors or slots or attempts, or a shuffle
+    /// root that is not a valid URL or path.
+    pub async fn build(self) -> Result<Session> {
+        if self.executors == 0 {
+            return Err(EngineError::InvalidParameter {
+                name: "executors",
+                reason: "must be >= 1, got 0".to_string(),
+            });
+        }
+        if self.slots_per_executor == 0 {
+            return Err(EngineError::InvalidParameter {
+                name: "slots_per_executor",
+                reason: "must be >= 1, got 0".to_string(),
+            });
+        }
+        if self.max_task_attempts == 0 {
+            return Err(EngineError::InvalidParameter {
+                name: "max_task_attempts",
+                reason: "must be >= 1, got 0".to_string(),
+            });
+        }
+        let session_id = format!("kiln-{}", short_id());
+        let (shuffle_root, owned_dir) = match &self.shuffle_root {
+            Some(root) => (root_url(root)?, None),
+            None => {
+                let dir = std::env::temp_dir().join(&session_id);
+                std::fs::create_dir_all(&dir)?;
+                let url = Url::from_directory_path(&dir).map_err(|()| {
+                    EngineError::Internal(format!("temporary directory {dir:?} is not absolute"))
+                })?;
+                (url.to_string(), Some(dir))
+            }
+        };
+
+        let registry: Arc<DefaultObjectStoreRegistry> = Arc::new(DefaultObjectStoreRegistry::new());
+        for (url, store) in &self.stores {
+            registry.register_store(url, Arc::clone(store));
+        }
+        let stores = StoreResolver {
+            registry: Arc::clone(&registry),
+        };
+        stores.ensure(&shuffle_root)?;
+
+        let total_slots = self.executors * self.slots_per_executor;
+        let config = driver_config(total_slots, self.batch_size);
+
+        let driver_runtime = runtime_env(Arc::clone(&registry), None)?;
+        let ctx = SessionContext::new_with_config_rt(config.clone(), driver_runtime);
+        for udf in kiln_udfs() {
+            ctx.register_udf(udf.as_ref().clone());
+        }
+
+        let per_executor_memory = self.memory_limit.map(|m| (m / self.executors).max(1));
+        let mut executors: Vec<Arc<dyn Executor>> = Vec::with_capacity(self.executors);
+        for i in 0..self.executors {
+            let rt = runtime_env(Arc::clone(&registry), per_executor_memory)?;
+            let runtime = ExecutorRuntime::new(format!("exec-{i}"), config.clone(), rt);
+            executors.push(Arc::new(InProcessExecutor::new(
+                Arc::new(runtime),
+                self.slots_per_executor,
+            )));
+        }
+
+        Ok(Session {
+            inner: Arc::new(SessionInner {
+                id: session_id,
+                ctx,
+                executors,
+                shuffle_root,
+                keep_shuffle_files: self.keep_shuffle_files,
+                max_task_attempts: self.max_task_attempts,
+                stores,
+                jobs: AtomicU64::new(0),
+                owned_dir,
+            }),
+        })
+    }
+}
+
+/// DataFusion settings the driver plans with. Exchanges become stage boundaries, so the plan
+/// must not rely on state shared between operators across an exchange.
+fn driver_config(target_partitions: usize, batch_size: Option<usize>) -> SessionConfig {
+    let mut config = SessionConfig::new()
+        .with_target_partitions(target_partitions)
+        .with_information_schema(true);
+    if let Some(rows) = batch_size {
+        config = config.with_batch_size(rows);
+    }
+    let opts = config.options_mut();
+    // Uncorrelated scalar subqueries become joins rather than a side channel of results
+    // shared between operators (which would cross stage boundaries).
+    opts.optimizer.enable_physical_uncorrelated_scalar_subquery = false;
+    // Dynamic filters are shared mutable state between a join or top-k and a scan, possibly in
+    // another stage on another executor.
+    opts.optimizer.enable_dynamic_filter_pushdown = false;
+    opts.optimizer.enable_join_dynamic_filter_pushdown = false;
+    opts.optimizer.enable_topk_dynamic_filter_pushdown = false;
+    opts.optimizer.enable_aggregate_dynamic_filter_pushdown = false;
+    // A shuffle read does not merge sorted inputs; sort after the exchange instead.
+    opts.optimizer.prefer_existing_sort = false;
+    config
+}
+
+fn runtime_env(
+    registry: Arc<DefaultObjectStoreRegistry>,
+    memory_limit: Option<usize>,
+) -> Result<Arc<RuntimeEnv>> {
+    let mut builder = RuntimeEnvBuilder::new().with_object_store_registry(registry);
+    if let Some(limit) = memory_limit {
+        builder = builder.with_memory_limit(limit, 1.0);
+    }
+    Ok(builder.build_arc()?)
+}
+
+/// A process-unique short id.
+pub(crate) fn short_id() -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    id[..12].to_string()
+}
+
+/// Normalizes a shuffle root: a URL stays, a path becomes a `file://` directory URL.
+fn root_url(root: &str) -> Result<String> {
+    if root.contains("://") {
+        let mut url = Url::parse(root).map_err(|e| EngineError::InvalidParameter {
+            name: "shuffle_root",
+            reason: format!("'{root}' is not a valid URL: {e}"),
+        })?;
+        if !url.path().ends_with('/') {
+            let path = format!("{}/", url.path());
+            url.set_path(&path);
+        }
+        return Ok(url.to_string());
+    }
+    let path = PathBuf::from(root);
+    let abs = if path.is_absolute() {
+        path
+    } else {
+        std::env::current_dir()?.join(path)
+    };
+    std::fs::create_dir_all(&abs)?;
+    Url::from_directory_path(&abs)
+        .map(|u| u.to_string())
+        .map_err(|()| EngineError::InvalidParameter {
+            name: "shuffle_root",
+            reason: format!("'{root}' is not a usable directory"),
+        })
+}
+
+/// Creates object stores on demand for the URLs a session touches.
+#[derive(Debug, Clone)]
+pub(crate) struct StoreResolver {
+    registry: Arc<DefaultObjectStoreRegistry>,
+}
+
+impl StoreResolver {
+    /// Makes sure a store is registered for `location` (a URL or a local path).
+    pub(crate) fn ensure(&self, location: &str) -> Result<()> {
+        let Some((scheme, _)) = location.split_once("://") else {
+            return Ok(()); // a local path: served by the default file store
+        };
+        let url = Url::parse(location).map_err(|e| EngineError::Read {
+            format: "object store",
+            path: location.to_string(),
+            reason: format!("not a valid URL: {e}"),
+        })?;
+        let base = format!("{scheme}://{}", url.authority());
+        let base_url = Url::parse(&base).map_err(|e| EngineError::Internal(e.to_string()))?;
+        if self.registry.get_store(&base_url).is_ok() {
+            return Ok(());
+        }
+        let store: Arc<dyn ObjectStore> = match scheme {
+            "memory" => Arc::new(InMemory::new()),
+            "file" => return Ok(()),
+            _ => {
+                let options = std::env::vars()
+                    .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                    .filter(|(k, _)| {
+                        k.starts_with("aws_") || k.starts_with("google_") || k.starts_with("azure_")
+                    });
+                let (store, _) = object_store::parse_url_opts(&url, options).map_err(|e| {
+                    EngineError::Read {
+                        format: "object store",
+                        path: location.to_string(),
+                        reason: e.to_string(),
+                    }
+                })?;
+                Arc::from(store)
+            }
+        };
+        self.registry.register_store(&base_url, store);
+        Ok(())
+    }
+}
+
+pub(crate) struct SessionInner {
+    pub(crate) id: String,
+    pub(crate) ctx: SessionContext,
+    pub(crate) executors: Vec<Arc<dyn Executor>>,
+    pub(crate) shuffle_root: String,
+    pub(crate) keep_shuffle_files: bool,
+    pub(crate) max_task_attempts: u32,
+    pub(crate) stores: StoreResolver,
+    pub(crate) jobs: AtomicU64,
+    owned_dir: Option<PathBuf>,
+}
+
+impl SessionInner {
+    pub(crate) fn next_job_id(&self) -> String {
+        let n = self.jobs.fetch_add(1, Ordering::Relaxed);
+        format!("job-{n}-{}", short_id())
+    }
+}
+
+impl Drop for SessionInner {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.owned_dir {
+            // Best effort: the jobs already removed their own prefixes.
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+impl std::fmt::Debug for SessionInner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.id)
+            .field("executors", &self.executors.len())
+            .field("shuffle_root", &self.shuffle_root)
+            .finish()
+    }
+}
+
+/// A Kiln session: a driver with its executors. Cheap to clone.
+///
+/// ```no_run
+/// # async fn demo() -> kiln::Result<()> {
+/// use kiln::prelude::*;
+/// let kiln = Session::local().await?;
+/// let df = kiln.sql("SELECT 1 AS one").await?;
+/// df.show().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub(crate) inner: Arc<SessionInner>,
+}
+
+impl Session {
+    /// The embedded default: a driver and in-process executors, shuffle in a temporary
+    /// directory.
+    ///
+    /// # Errors
+    /// If the temporary directory cannot be created.
+    pub async fn local() -> Result<Self> {
+        Self::builder().build().await
+    }
+
+    /// A builder for other settings.
+    pub fn builder() -> SessionBuilder {
+        SessionBuilder::default()
+    }
+
+    /// Session id (names the default shuffle directory).
+    pub fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    /// Number of executors.
+    pub fn executor_count(&self) -> usize {
+        self.inner.executors.len()
+    }
+
+    /// Total task slots: the number of partitions plans are split into.
+    pub fn total_slots(&self) -> usize {
+        self.inner.executors.iter().map(|e| e.slots()).sum()
+    }
+
+    /// The shuffle root URL.
+    pub fn shuffle_root(&self) -> &str {
+        &self.inner.shuffle_root
+    }
+
+    /// The underlying DataFusion context of the driver (catalog, functions, configuration).
+    pub fn datafusion_context(&self) -> &SessionContext {
+        &self.inner.ctx
+    }
+
+    /// Runs SQL. Queries are lazy: nothing runs until an action on the returned DataFrame.
+    /// DDL (`CREATE VIEW`, `CREATE EXTERNAL TABLE`, ...) takes effect at once.
+    ///
+    /// # Errors
+    /// [`EngineError::SqlSyntax`] with the position of a syntax error; planning errors such as
+    /// [`EngineError::UnknownColumn`].
+    pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
+        let df = self.inner.ctx.sql(sql).await?;
+        Ok(DataFrame::new(self.clone(), df))
+    }
+
+    /// Reads Parquet files: a file, a directory, or an object store URL.
+    ///
+    /// # Errors
+    /// [`EngineError::Read`] naming the path when it is missing or not Parquet.
+    pub async fn read_parquet(&self, path: &str) -> Result<DataFrame> {
+        self.inner.stores.ensure(path)?;
+        read::check_exists(self, path, "parquet").await?;
+        let df = self
+            .inner
+            .ctx
+            .read_parquet(path, ParquetReadOptions::default())
+            .await
+            .map_err(|e| read::read_error("parquet", path, e))?;
+        Ok(DataFrame::new(self.clone(), df))
+    }
+
+    /// Reads CSV files with a header row. See [`CsvOptions`] for malformed-record handling
+    /// (Spark's `permissive`, `drop_malformed` and `fail_fast` modes).
+    ///
+    /// # Errors
+    /// [`EngineError::Read`] naming the path when it is missing or unreadable.
+    pub async fn read_csv(&self, path: &str, options: CsvOptions) -> Result<DataFrame> {
+        self.inner.stores.ensure(path)?;
+        read::check_exists(self, path, "csv").await?;
+        read::read_csv(self, path, options).await
+    }
+
+    /// Reads newline-delimited JSON files.
+    ///
+    /// # Errors
+    /// [`EngineError::Read`] naming the path when it is missing or unreadable.
+    pub async fn read_json(&self, path: &str) -> Result<DataFrame> {
+        self.inner.stores.ensure(path)?;
+        read::check_exists(self, path, "json").await?;
+        let ext = read::extension_of(path, ".json");
+        let options = JsonReadOptions {
+            file_extension: &ext,
+            ..Default::default()
+        };
+        let df = self
+            .inner
+            .ctx
+            .read_json(path, options)
+            .await
+            .map_err(|e| read::read_error("json", path, e))?;
+        Ok(DataFrame::new(self.clone(), df))
+    }
+
+    /// A DataFrame over in-memory batches (all of `schema`). The batches travel to executors
+    /// inside the plan, so keep them modest; write large data to Parquet first.
+    ///
+    /// # Errors
+    /// If a batch's schema differs from `schema`.
+    pub fn from_batches(&self, schema: SchemaRef, batches: Vec<RecordBatch>) -> Result<DataFrame> {
+        let slots = self.total_slots().max(1);
+        let mut partitions: Vec<Vec<RecordBatch>> = vec![Vec::new(); slots.min(batches.len().max(1))];
+        let n = partitions.len();
+        for (i, b) in batches.into_iter().enumerate() {
+            partitions[i % n].push(b);
+        }
+        let table = MemTable::try_new(schema, partitions)?;
+        let df = self.inner.ctx.read_table(Arc::new(table))?;
+        Ok(DataFrame::new(self.clone(), df))
+    }
+
+    /// Registers a DataFrame as a table for SQL.
+    ///
+    /// # Errors
+    /// If the name is taken.
+    pub fn register(&self, name: &str, df: &DataFrame) -> Result<()> {
+        self.inner
+            .ctx
+            .register_table(name, df.inner().clone().into_view())?;
+        Ok(())
+    }
+
+    /// Registers Parquet files as a table for SQL.
+    ///
+    /// # Errors
+    /// As [`Session::read_parquet`].
+    pub async fn register_parquet(&self, name: &str, path: &str) -> Result<()> {
+        let df = self.read_parquet(path).await?;
+        self.register(name, &df)
+    }
+
+    /// Registers CSV files as a table for SQL.
+    ///
+    /// # Errors
+    /// As [`Session::read_csv`].
+    pub async fn register_csv(&self, name: &str, path: &str, options: CsvOptions) -> Result<()> {
+        let df = self.read_csv(path, options).await?;
+        self.register(name, &df)
+    }
+
+    /// A registered table as a DataFrame.
+    ///
+    /// # Errors
+    /// If no table has that name.
+    pub async fn table(&self, name: &str) -> Result<DataFrame> {
+        let df = self.inner.ctx.table(name).await?;
+        Ok(DataFrame::new(self.clone(), df))
+    }
+}

@@ -1,0 +1,72 @@
+//! The executor's error type.
+
+use arrow::error::ArrowError;
+use datafusion::error::DataFusionError;
+
+/// Errors raised while running a task.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// A shuffle object an upstream task wrote is missing or unreadable.
+    #[error("shuffle fetch failed: object '{object}' of stage {stage_id} map partition {map_partition}: {reason}")]
+    FetchFailed {
+        /// Upstream stage.
+        stage_id: u32,
+        /// Upstream map partition.
+        map_partition: u32,
+        /// Object path in the shuffle store.
+        object: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The shuffle root or an object path could not be understood.
+    #[error("invalid object store location '{url}': {reason}")]
+    InvalidLocation {
+        /// The URL or path.
+        url: String,
+        /// Why it is invalid.
+        reason: String,
+    },
+    /// The object store failed.
+    #[error(transparent)]
+    ObjectStore(#[from] object_store::Error),
+    /// Arrow failed (IPC encoding or decoding).
+    #[error(transparent)]
+    Arrow(#[from] ArrowError),
+    /// DataFusion failed while running the plan.
+    #[error(transparent)]
+    DataFusion(#[from] DataFusionError),
+    /// The plan or task could not be decoded or planned.
+    #[error(transparent)]
+    Plan(#[from] kiln_planner::PlanError),
+    /// A bug in Kiln.
+    #[error("internal executor error: {0}")]
+    Internal(String),
+}
+
+/// Result alias for the executor.
+pub type Result<T, E = ExecError> = std::result::Result<T, E>;
+
+impl ExecError {
+    /// Finds a Kiln executor error inside a DataFusion error chain (DataFusion wraps errors
+    /// raised by Kiln operators as `External`, sometimes behind `Shared` or `Context`).
+    pub fn find_in(err: &DataFusionError) -> Option<&ExecError> {
+        match err {
+            DataFusionError::External(e) => e.downcast_ref::<ExecError>(),
+            DataFusionError::Shared(inner) => Self::find_in(inner),
+            DataFusionError::Context(_, inner) => Self::find_in(inner),
+            DataFusionError::Diagnostic(_, inner) => Self::find_in(inner),
+            DataFusionError::Collection(errs) => errs.iter().find_map(Self::find_in),
+            DataFusionError::ArrowError(e, _) => match e.as_ref() {
+                ArrowError::ExternalError(inner) => {
+                    if let Some(df) = inner.downcast_ref::<DataFusionError>() {
+                        Self::find_in(df)
+                    } else {
+                        inner.downcast_ref::<ExecError>()
+                    }
+                }
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! The executor interface the driver schedules onto, and its in-process implementation.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use kiln_planner::task::{FailureKind, TaskDefinition, TaskFailure, TaskOutcome, TaskStatus};
+
+use crate::error::{ExecError, Result};
+use crate::runtime::ExecutorRuntime;
+
+/// An executor as the driver sees it: somewhere to send tasks.
+///
+/// The in-process executors of the embedded mode and remote executors implement the same
+/// trait and exchange the same encoded messages.
+#[async_trait]
+pub trait Executor: Send + Sync + fmt::Debug {
+    /// Executor id, unique within the session.
+    fn id(&self) -> &str;
+
+    /// How many tasks it runs at once.
+    fn slots(&self) -> usize;
+
+    /// Runs a task and returns its status.
+    ///
+    /// # Errors
+    /// Only when the executor itself cannot be reached (lost); a failing task is an `Ok`
+    /// status carrying a [`TaskFailure`].
+    async fn launch(&self, task: TaskDefinition) -> Result<TaskStatus>;
+}
+
+/// An executor running inside the driver's process, on the same tokio runtime.
+///
+/// Tasks and statuses still cross as encoded bytes, so the embedded mode exercises the same
+/// codecs as a cluster.
+#[derive(Debug, Clone)]
+pub struct InProcessExecutor {
+    runtime: Arc<ExecutorRuntime>,
+    slots: usize,
+}
+
+impl InProcessExecutor {
+    /// An in-process executor over `runtime` with `slots` task slots.
+    pub fn new(runtime: Arc<ExecutorRuntime>, slots: usize) -> Self {
+        Self {
+            runtime,
+            slots: slots.max(1),
+        }
+    }
+
+    /// The runtime behind it.
+    pub fn runtime(&self) -> &Arc<ExecutorRuntime> {
+        &self.runtime
+    }
+}
+
+#[async_trait]
+impl Executor for InProcessExecutor {
+    fn id(&self) -> &str {
+        self.runtime.id()
+    }
+
+    fn slots(&self) -> usize {
+        self.slots
+    }
+
+    async fn launch(&self, task: TaskDefinition) -> Result<TaskStatus> {
+        let wire = task.to_bytes();
+        let runtime = Arc::clone(&self.runtime);
+        let handle = tokio::spawn(async move {
+            let task = TaskDefinition::from_bytes(&wire)?;
+            Ok::<_, ExecError>(runtime.run_task(&task).await.to_bytes())
+        });
+        match handle.await {
+            Ok(Ok(status)) => Ok(TaskStatus::from_bytes(&status)?),
+            Ok(Err(e)) => Ok(failed(&task, FailureKind::TaskFailed, e.to_string())),
+            Err(join) => Ok(failed(
+                &task,
+                FailureKind::TaskFailed,
+                format!("task aborted: {join}"),
+            )),
+        }
+    }
+}
+
+fn failed(task: &TaskDefinition, kind: FailureKind, message: String) -> TaskStatus {
+    TaskStatus {
+        job_id: task.job_id.clone(),
+        stage_id: task.stage_id,
+        partition: task.partition,
+        attempt: task.attempt,
+        outcome: Some(TaskOutcome::Failure(TaskFailure {
+            kind: kind as i32,
+            message,
+            ..Default::default()
+        })),
+    }
+}

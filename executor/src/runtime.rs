@@ -1,0 +1,218 @@
+//! The task runtime: decode a task, resolve its shuffle reads, run it, write its output.
+
+use std::sync::Arc;
+
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::error::DataFusionError;
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::execution::TaskContext;
+use datafusion::physical_plan::repartition::RepartitionExec;
+use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion_proto::physical_plan::PhysicalExtensionCodec;
+use kiln_planner::functions::kiln_udfs;
+use kiln_planner::task::{
+    FailureKind, MapStatus, StageInput, TaskDefinition, TaskFailure, TaskOutcome, TaskStatus,
+};
+use kiln_planner::{plan_from_bytes, ReadMode, UnresolvedShuffleExec};
+
+use crate::codec::executor_codec;
+use crate::error::{ExecError, Result};
+use crate::shuffle::{
+    new_partitioner, write_task_output, MapOutputId, ReadLocation, ShuffleReaderExec, StoreRoot,
+};
+
+/// Runs tasks for one executor. Holds the executor's DataFusion context (its memory pool,
+/// object stores and functions).
+pub struct ExecutorRuntime {
+    id: String,
+    ctx: SessionContext,
+    codec: Arc<dyn PhysicalExtensionCodec>,
+}
+
+impl std::fmt::Debug for ExecutorRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecutorRuntime").field("id", &self.id).finish()
+    }
+}
+
+impl ExecutorRuntime {
+    /// An executor runtime with id `id`, running plans with `config` in `runtime`.
+    pub fn new(id: impl Into<String>, config: SessionConfig, runtime: Arc<RuntimeEnv>) -> Self {
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        for udf in kiln_udfs() {
+            ctx.register_udf(udf.as_ref().clone());
+        }
+        Self {
+            id: id.into(),
+            ctx,
+            codec: executor_codec(),
+        }
+    }
+
+    /// This executor's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The executor's DataFusion runtime (memory pool, object stores).
+    pub fn runtime_env(&self) -> Arc<RuntimeEnv> {
+        self.ctx.runtime_env()
+    }
+
+    /// Runs one task to completion and reports how it ended. Never panics on bad input: every
+    /// failure becomes a typed [`TaskFailure`].
+    pub async fn run_task(&self, task: &TaskDefinition) -> TaskStatus {
+        let outcome = match self.try_run(task).await {
+            Ok(status) => TaskOutcome::Success(status),
+            Err(e) => TaskOutcome::Failure(failure_of(&e)),
+        };
+        TaskStatus {
+            job_id: task.job_id.clone(),
+            stage_id: task.stage_id,
+            partition: task.partition,
+            attempt: task.attempt,
+            outcome: Some(outcome),
+        }
+    }
+
+    async fn try_run(&self, task: &TaskDefinition) -> Result<MapStatus> {
+        let task_ctx: Arc<TaskContext> = self.ctx.task_ctx();
+        let plan = plan_from_bytes(&task.plan, &task_ctx, self.codec.as_ref())?;
+        let root = StoreRoot::resolve(&task.shuffle_root, &self.ctx.runtime_env())?;
+        let plan = resolve_shuffle_reads(plan, &task.inputs, &root)?;
+        let partition = task.partition as usize;
+        let id = MapOutputId {
+            job_id: task.job_id.clone(),
+            stage_id: task.stage_id,
+            map_partition: task.partition,
+            attempt: task.attempt,
+            executor_id: self.id.clone(),
+        };
+        if let Some(repartition) = plan.downcast_ref::<RepartitionExec>() {
+            let input = Arc::clone(repartition.input());
+            let input_partitions = input.output_partitioning().partition_count();
+            let partitioning = repartition.partitioning().clone();
+            let reduce = partitioning.partition_count();
+            let partitioner = new_partitioner(partitioning, partition, input_partitions)?;
+            let stream = input.execute(partition, task_ctx)?;
+            write_task_output(stream, Some(partitioner), reduce, &root, &id).await
+        } else {
+            let stream = plan.execute(partition, task_ctx)?;
+            write_task_output(stream, None, 1, &root, &id).await
+        }
+    }
+}
+
+/// Replaces every [`UnresolvedShuffleExec`] with a [`ShuffleReaderExec`] over the accepted map
+/// outputs the task was given.
+fn resolve_shuffle_reads(
+    plan: Arc<dyn ExecutionPlan>,
+    inputs: &[StageInput],
+    root: &StoreRoot,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let resolved = plan.transform_up(|node| {
+        let Some(read) = node.downcast_ref::<UnresolvedShuffleExec>() else {
+            return Ok(Transformed::no(node));
+        };
+        let input = inputs
+            .iter()
+            .find(|i| i.stage_id == read.stage_id())
+            .ok_or_else(|| {
+                DataFusionError::Internal(format!(
+                    "task has no map outputs for stage {}",
+                    read.stage_id()
+                ))
+            })?;
+        let partitions = read.partition_count();
+        let locations = match read.mode() {
+            ReadMode::Shuffle => (0..partitions)
+                .map(|p| {
+                    input
+                        .maps
+                        .iter()
+                        .map(|m| location(m, p))
+                        .collect::<datafusion::error::Result<Vec<_>>>()
+                })
+                .collect::<datafusion::error::Result<Vec<_>>>()?,
+            ReadMode::PerMap => {
+                if input.maps.len() != partitions {
+                    return Err(DataFusionError::Internal(format!(
+                        "stage {} has {} map outputs, reader expects {partitions}",
+                        read.stage_id(),
+                        input.maps.len()
+                    )));
+                }
+                input
+                    .maps
+                    .iter()
+                    .map(|m| location(m, 0).map(|l| vec![l]))
+                    .collect::<datafusion::error::Result<Vec<_>>>()?
+            }
+        };
+        let reader = ShuffleReaderExec::new(
+            root.url.clone(),
+            locations,
+            Arc::clone(read.properties()),
+        );
+        Ok(Transformed::yes(Arc::new(reader) as Arc<dyn ExecutionPlan>))
+    })?;
+    Ok(resolved.data)
+}
+
+fn location(map: &MapStatus, reduce: usize) -> datafusion::error::Result<ReadLocation> {
+    let range = map.ranges.get(reduce).cloned().ok_or_else(|| {
+        DataFusionError::Internal(format!(
+            "map output {} has {} ranges, reduce partition {reduce} requested",
+            map.object,
+            map.ranges.len()
+        ))
+    })?;
+    Ok(ReadLocation {
+        stage_id: map.stage_id,
+        map_partition: map.map_partition,
+        object: map.object.clone(),
+        range,
+    })
+}
+
+/// Classifies an error for the scheduler.
+fn failure_of(err: &ExecError) -> TaskFailure {
+    let fetch = match err {
+        ExecError::FetchFailed { .. } => Some(err),
+        ExecError::DataFusion(df) => ExecError::find_in(df),
+        _ => None,
+    };
+    if let Some(ExecError::FetchFailed {
+        stage_id,
+        map_partition,
+        object,
+        ..
+    }) = fetch
+    {
+        return TaskFailure {
+            kind: FailureKind::FetchFailed as i32,
+            message: fetch.map(|e| e.to_string()).unwrap_or_default(),
+            fetch_stage_id: *stage_id,
+            fetch_map_partition: *map_partition,
+            fetch_object: object.clone(),
+        };
+    }
+    let kind = match err {
+        ExecError::ObjectStore(_) | ExecError::Internal(_) => FailureKind::TaskFailed,
+        ExecError::DataFusion(df) => match df.find_root() {
+            DataFusionError::ObjectStore(_)
+            | DataFusionError::IoError(_)
+            | DataFusionError::ResourcesExhausted(_)
+            | DataFusionError::ExecutionJoin(_)
+            | DataFusionError::Internal(_) => FailureKind::TaskFailed,
+            _ => FailureKind::UserError,
+        },
+        _ => FailureKind::UserError,
+    };
+    TaskFailure {
+        kind: kind as i32,
+        message: err.to_string(),
+        ..Default::default()
+    }
+}

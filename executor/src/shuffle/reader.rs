@@ -1,0 +1,183 @@
+//! The reduce side of the shuffle: [`ShuffleReaderExec`] fetches its byte ranges.
+
+use std::fmt;
+use std::io::Cursor;
+use std::sync::Arc;
+
+use arrow::ipc::reader::StreamReader;
+use arrow::record_batch::RecordBatch;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::execution::TaskContext;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties,
+    SendableRecordBatchStream,
+};
+use futures::{stream, StreamExt, TryStreamExt};
+use kiln_planner::task::ShuffleRange;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+
+use crate::error::ExecError;
+
+/// How many map outputs a reducer fetches at once.
+const FETCH_CONCURRENCY: usize = 4;
+
+/// One byte range to read.
+#[derive(Clone, Debug)]
+pub struct ReadLocation {
+    /// Upstream stage.
+    pub stage_id: u32,
+    /// Upstream map partition.
+    pub map_partition: u32,
+    /// Object path in the store.
+    pub object: String,
+    /// The range and its checksum.
+    pub range: ShuffleRange,
+}
+
+/// Reads shuffle ranges from the object store; partition `p` reads `locations[p]` in order.
+#[derive(Debug)]
+pub struct ShuffleReaderExec {
+    store_url: ObjectStoreUrl,
+    locations: Vec<Vec<ReadLocation>>,
+    properties: Arc<PlanProperties>,
+}
+
+impl ShuffleReaderExec {
+    /// A reader over `locations` in the store at `store_url`, with the given properties (whose
+    /// partition count must equal `locations.len()`).
+    pub fn new(
+        store_url: ObjectStoreUrl,
+        locations: Vec<Vec<ReadLocation>>,
+        properties: Arc<PlanProperties>,
+    ) -> Self {
+        Self {
+            store_url,
+            locations,
+            properties,
+        }
+    }
+}
+
+impl DisplayAs for ShuffleReaderExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ranges: usize = self.locations.iter().map(Vec::len).sum();
+        write!(
+            f,
+            "ShuffleReaderExec: partitions={}, ranges={ranges}",
+            self.locations.len()
+        )
+    }
+}
+
+impl ExecutionPlan for ShuffleReaderExec {
+    fn name(&self) -> &str {
+        "ShuffleReaderExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>,
+    ) -> DfResult<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        if children.is_empty() {
+            Ok(self)
+        } else {
+            Err(DataFusionError::Internal(
+                "ShuffleReaderExec has no children".to_string(),
+            ))
+        }
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> DfResult<SendableRecordBatchStream> {
+        let locations = self.locations.get(partition).cloned().ok_or_else(|| {
+            DataFusionError::Internal(format!(
+                "ShuffleReaderExec has {} partitions, asked for {partition}",
+                self.locations.len()
+            ))
+        })?;
+        let store = context.runtime_env().object_store(&self.store_url)?;
+        let schema = self.schema();
+        let batches = stream::iter(locations.into_iter().filter(|l| l.range.len > 0))
+            .map(move |loc| fetch_range(Arc::clone(&store), loc))
+            .buffered(FETCH_CONCURRENCY)
+            .map_ok(|batches| stream::iter(batches.into_iter().map(Ok)))
+            .try_flatten();
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, batches)))
+    }
+}
+
+fn fetch_failed(loc: &ReadLocation, reason: String) -> DataFusionError {
+    DataFusionError::External(Box::new(ExecError::FetchFailed {
+        stage_id: loc.stage_id,
+        map_partition: loc.map_partition,
+        object: loc.object.clone(),
+        reason,
+    }))
+}
+
+/// Fetches one range, checks its length and CRC-32, decodes its batches.
+async fn fetch_range(store: Arc<dyn ObjectStore>, loc: ReadLocation) -> DfResult<Vec<RecordBatch>> {
+    let path = Path::from(loc.object.as_str());
+    let start = loc.range.offset;
+    let end = start + loc.range.len;
+    let bytes = store
+        .get_range(&path, start..end)
+        .await
+        .map_err(|e| fetch_failed(&loc, e.to_string()))?;
+    if bytes.len() as u64 != loc.range.len {
+        return Err(fetch_failed(
+            &loc,
+            format!(
+                "range {start}..{end} returned {} bytes, expected {}",
+                bytes.len(),
+                loc.range.len
+            ),
+        ));
+    }
+    let crc = crc32fast::hash(&bytes);
+    if crc != loc.range.crc32 {
+        return Err(fetch_failed(
+            &loc,
+            format!(
+                "checksum mismatch in range {start}..{end}: expected {:08x}, found {crc:08x}",
+                loc.range.crc32
+            ),
+        ));
+    }
+    let reader = StreamReader::try_new(Cursor::new(bytes), None)
+        .map_err(|e| fetch_failed(&loc, format!("not an Arrow IPC stream: {e}")))?;
+    let batches = reader
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| fetch_failed(&loc, format!("cannot decode Arrow IPC: {e}")))?;
+    let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+    if rows != loc.range.rows {
+        return Err(fetch_failed(
+            &loc,
+            format!("decoded {rows} rows, expected {}", loc.range.rows),
+        ));
+    }
+    Ok(batches)
+}

@@ -1,0 +1,133 @@
+//! Encoding of physical plan fragments for the trip from driver to executor.
+//!
+//! Plans are encoded with `datafusion-proto`; Kiln's own operators go through
+//! [`KilnPhysicalCodec`]. Crates above the planner that add operators of their own compose
+//! their codec after this one (see [`ComposedPhysicalExtensionCodec`]).
+
+use std::sync::Arc;
+
+use arrow::datatypes::Schema;
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::TaskContext;
+use datafusion::logical_expr::ScalarUDF;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion_proto::bytes::{
+    physical_plan_from_bytes_with_extension_codec, physical_plan_to_bytes_with_extension_codec,
+};
+pub use datafusion_proto::physical_plan::ComposedPhysicalExtensionCodec;
+use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
+use datafusion_proto::protobuf;
+use prost::Message;
+
+use crate::error::Result;
+use crate::functions;
+use crate::shuffle_read::{ReadMode, UnresolvedShuffleExec};
+
+/// Wire form of [`UnresolvedShuffleExec`].
+#[derive(Clone, PartialEq, Message)]
+struct ShuffleReadNode {
+    #[prost(uint32, tag = "1")]
+    stage_id: u32,
+    #[prost(uint32, tag = "2")]
+    mode: u32,
+    #[prost(uint64, tag = "3")]
+    partitions: u64,
+    #[prost(message, optional, tag = "4")]
+    schema: Option<protobuf::Schema>,
+}
+
+/// The extension codec for the planner's operators and Kiln's scalar functions.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct KilnPhysicalCodec;
+
+impl PhysicalExtensionCodec for KilnPhysicalCodec {
+    fn try_decode(
+        &self,
+        buf: &[u8],
+        inputs: &[Arc<dyn ExecutionPlan>],
+        _ctx: &TaskContext,
+        _proto_converter: &dyn PhysicalProtoConverterExtension,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        if !inputs.is_empty() {
+            return Err(DataFusionError::Internal(
+                "shuffle read node has no inputs".to_string(),
+            ));
+        }
+        let node = ShuffleReadNode::decode(buf)
+            .map_err(|e| DataFusionError::Internal(format!("bad shuffle read node: {e}")))?;
+        let mode = ReadMode::from_u32(node.mode).ok_or_else(|| {
+            DataFusionError::Internal(format!("unknown shuffle read mode {}", node.mode))
+        })?;
+        let schema = node
+            .schema
+            .as_ref()
+            .ok_or_else(|| DataFusionError::Internal("shuffle read without schema".into()))?;
+        let schema = Schema::try_from(schema)?;
+        let partitions = usize::try_from(node.partitions)
+            .map_err(|e| DataFusionError::Internal(format!("partition count: {e}")))?;
+        Ok(Arc::new(UnresolvedShuffleExec::new(
+            node.stage_id,
+            mode,
+            Arc::new(schema),
+            partitions,
+        )))
+    }
+
+    fn try_encode(
+        &self,
+        node: Arc<dyn ExecutionPlan>,
+        buf: &mut Vec<u8>,
+        _proto_converter: &dyn PhysicalProtoConverterExtension,
+    ) -> DfResult<()> {
+        let Some(read) = node.downcast_ref::<UnresolvedShuffleExec>() else {
+            return Err(DataFusionError::NotImplemented(format!(
+                "Kiln cannot ship operator {} to executors",
+                node.name()
+            )));
+        };
+        let schema = protobuf::Schema::try_from(read.schema().as_ref())?;
+        let msg = ShuffleReadNode {
+            stage_id: read.stage_id(),
+            mode: read.mode().as_u32(),
+            partitions: read.partition_count() as u64,
+            schema: Some(schema),
+        };
+        msg.encode(buf)
+            .map_err(|e| DataFusionError::Internal(format!("encode shuffle read: {e}")))
+    }
+
+    fn try_decode_udf(&self, name: &str, _buf: &[u8]) -> DfResult<Arc<ScalarUDF>> {
+        functions::kiln_udf(name).ok_or_else(|| {
+            DataFusionError::NotImplemented(format!("unknown scalar function {name}"))
+        })
+    }
+
+    fn try_encode_udf(&self, _node: &ScalarUDF, _buf: &mut Vec<u8>) -> DfResult<()> {
+        Ok(())
+    }
+}
+
+/// Encodes a plan fragment to bytes.
+///
+/// # Errors
+/// If the plan holds an operator that neither `datafusion-proto` nor `codec` can encode.
+pub fn plan_to_bytes(
+    plan: Arc<dyn ExecutionPlan>,
+    codec: &dyn PhysicalExtensionCodec,
+) -> Result<Vec<u8>> {
+    Ok(physical_plan_to_bytes_with_extension_codec(plan, codec)?.to_vec())
+}
+
+/// Decodes a plan fragment. Functions are looked up in `ctx` first, then in `codec`.
+///
+/// # Errors
+/// If the bytes are not a plan, or name an operator or function this process does not know.
+pub fn plan_from_bytes(
+    bytes: &[u8],
+    ctx: &TaskContext,
+    codec: &dyn PhysicalExtensionCodec,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    Ok(physical_plan_from_bytes_with_extension_codec(
+        bytes, ctx, codec,
+    )?)
+}

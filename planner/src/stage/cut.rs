@@ -1,0 +1,124 @@
+//! Cutting a single-node physical plan into stages at its exchanges.
+//!
+//! - `RepartitionExec` (hash or round-robin) ends a map stage: the stage's tasks run its input
+//!   and split the output; the consumer reads it through a shuffle read.
+//! - `CoalescePartitionsExec` and `SortPreservingMergeExec` over several partitions end a stage
+//!   whose task outputs are kept whole; the coalesce or merge runs in the consuming stage over a
+//!   per-map read. This is also how joins that collect their build side work: the build side is
+//!   computed once, by its own stage, and every probe task reads all of it (a broadcast through
+//!   the shuffle store).
+
+use std::sync::Arc;
+
+use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+use datafusion::physical_plan::repartition::RepartitionExec;
+use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
+use datafusion::physical_plan::{
+    replace_children_if_necessary, ExecutionPlan, ExecutionPlanProperties, Partitioning,
+};
+
+use super::graph::{Stage, StageGraph, StageOutput};
+use crate::error::{PlanError, Result};
+use crate::shuffle_read::{ReadMode, UnresolvedShuffleExec};
+
+/// Cuts `plan` into a [`StageGraph`]; the last stage produces the plan's output.
+///
+/// # Errors
+/// [`PlanError::Unsupported`] for an exchange Kiln cannot distribute (range or
+/// order-preserving repartitioning).
+pub fn cut_stages(plan: Arc<dyn ExecutionPlan>) -> Result<StageGraph> {
+    let mut cutter = Cutter { stages: Vec::new() };
+    let root = cutter.visit(plan)?;
+    let tasks = root.output_partitioning().partition_count();
+    cutter.add_stage(root, StageOutput::Whole, tasks);
+    Ok(StageGraph {
+        stages: cutter.stages,
+    })
+}
+
+struct Cutter {
+    stages: Vec<Stage>,
+}
+
+impl Cutter {
+    fn add_stage(&mut self, plan: Arc<dyn ExecutionPlan>, output: StageOutput, tasks: usize) -> u32 {
+        let id = self.stages.len() as u32 + 1;
+        let mut parents = Vec::new();
+        collect_reads(&plan, &mut parents);
+        parents.sort_unstable();
+        parents.dedup();
+        self.stages.push(Stage {
+            id,
+            plan,
+            output,
+            tasks,
+            parents,
+        });
+        id
+    }
+
+    fn visit(&mut self, plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+        let children = plan
+            .children()
+            .into_iter()
+            .map(|c| self.visit(Arc::clone(c)))
+            .collect::<Result<Vec<_>>>()?;
+        let plan = replace_children_if_necessary(plan, children)?;
+
+        if let Some(repartition) = plan.downcast_ref::<RepartitionExec>() {
+            if repartition.preserve_order() {
+                return Err(PlanError::Unsupported(
+                    "order-preserving RepartitionExec".to_string(),
+                ));
+            }
+            let output = match repartition.partitioning() {
+                Partitioning::Hash(_, n) => StageOutput::Hash { partitions: *n },
+                Partitioning::RoundRobinBatch(n) => StageOutput::RoundRobin { partitions: *n },
+                other => {
+                    return Err(PlanError::Unsupported(format!(
+                        "RepartitionExec with partitioning {other}"
+                    )))
+                }
+            };
+            let tasks = repartition.input().output_partitioning().partition_count();
+            let properties = Arc::clone(plan.properties());
+            let id = self.add_stage(plan, output, tasks);
+            return Ok(Arc::new(UnresolvedShuffleExec::with_properties(
+                id,
+                ReadMode::Shuffle,
+                properties,
+            )));
+        }
+
+        let is_gather = plan.downcast_ref::<CoalescePartitionsExec>().is_some()
+            || plan.downcast_ref::<SortPreservingMergeExec>().is_some();
+        if is_gather {
+            let Some(child) = plan.children().first().map(|c| Arc::clone(c)) else {
+                return Err(PlanError::Internal("gather without input".to_string()));
+            };
+            let tasks = child.output_partitioning().partition_count();
+            if tasks > 1 {
+                let properties = Arc::clone(child.properties());
+                let id = self.add_stage(child, StageOutput::Whole, tasks);
+                let read: Arc<dyn ExecutionPlan> = Arc::new(UnresolvedShuffleExec::with_properties(
+                    id,
+                    ReadMode::PerMap,
+                    properties,
+                ));
+                return Ok(replace_children_if_necessary(plan, vec![read])?);
+            }
+        }
+        Ok(plan)
+    }
+}
+
+/// The stages a fragment reads, by walking down to its shuffle reads.
+fn collect_reads(plan: &Arc<dyn ExecutionPlan>, out: &mut Vec<u32>) {
+    if let Some(read) = plan.downcast_ref::<UnresolvedShuffleExec>() {
+        out.push(read.stage_id());
+        return;
+    }
+    for child in plan.children() {
+        collect_reads(child, out);
+    }
+}

@@ -1,0 +1,205 @@
+//! Messages exchanged between the driver and executors.
+//!
+//! A task is one partition of one stage. The driver sends a [`TaskDefinition`]; the executor
+//! answers with a [`TaskStatus`]. Both are protobuf messages (via `prost`), so the in-process
+//! executors of the embedded mode exchange exactly the bytes that remote executors will.
+//!
+//! ```text
+//!  driver ── TaskDefinition { plan bytes, inputs: MapStatus per upstream map task } ──▶ executor
+//!  driver ◀── TaskStatus { MapStatus (object + byte range per reduce partition) | TaskFailure }
+//! ```
+
+use prost::Message;
+
+use crate::error::{PlanError, Result};
+
+/// One task: run `partition` of the stage whose plan fragment is `plan`, write the output to the
+/// shuffle store, report a [`MapStatus`].
+#[derive(Clone, PartialEq, Message)]
+pub struct TaskDefinition {
+    /// The job this task belongs to (names the shuffle prefix).
+    #[prost(string, tag = "1")]
+    pub job_id: String,
+    /// The stage within the job.
+    #[prost(uint32, tag = "2")]
+    pub stage_id: u32,
+    /// The partition of the stage's plan this task computes.
+    #[prost(uint32, tag = "3")]
+    pub partition: u32,
+    /// Attempt number, starting at 0; part of the output object name so retries never collide.
+    #[prost(uint32, tag = "4")]
+    pub attempt: u32,
+    /// The stage's plan fragment, encoded with `datafusion-proto` and Kiln's extension codec.
+    #[prost(bytes = "vec", tag = "5")]
+    pub plan: Vec<u8>,
+    /// Root URL of the shuffle store (`file:///...`, `memory://...`, `s3://bucket/prefix`).
+    #[prost(string, tag = "6")]
+    pub shuffle_root: String,
+    /// The accepted outputs of every upstream stage this fragment reads.
+    #[prost(message, repeated, tag = "7")]
+    pub inputs: Vec<StageInput>,
+}
+
+/// The accepted map outputs of one upstream stage, in map-partition order.
+#[derive(Clone, PartialEq, Message)]
+pub struct StageInput {
+    /// The upstream stage.
+    #[prost(uint32, tag = "1")]
+    pub stage_id: u32,
+    /// One accepted [`MapStatus`] per map partition, index = map partition.
+    #[prost(message, repeated, tag = "2")]
+    pub maps: Vec<MapStatus>,
+}
+
+/// Where one map task attempt wrote its output: one object, one byte range per reduce partition.
+#[derive(Clone, PartialEq, Message)]
+pub struct MapStatus {
+    /// The stage that produced it.
+    #[prost(uint32, tag = "1")]
+    pub stage_id: u32,
+    /// The map partition.
+    #[prost(uint32, tag = "2")]
+    pub map_partition: u32,
+    /// The attempt that wrote it.
+    #[prost(uint32, tag = "3")]
+    pub attempt: u32,
+    /// Object path inside the shuffle store.
+    #[prost(string, tag = "4")]
+    pub object: String,
+    /// Byte range per reduce partition, index = reduce partition.
+    #[prost(message, repeated, tag = "5")]
+    pub ranges: Vec<ShuffleRange>,
+    /// Rows written in total.
+    #[prost(uint64, tag = "6")]
+    pub rows: u64,
+    /// Bytes written in total (the object's size).
+    #[prost(uint64, tag = "7")]
+    pub bytes: u64,
+    /// The executor that ran the task.
+    #[prost(string, tag = "8")]
+    pub executor_id: String,
+}
+
+/// One reduce partition's slice of a map output object: a self-contained Arrow IPC stream.
+#[derive(Clone, PartialEq, Message)]
+pub struct ShuffleRange {
+    /// Offset of the first byte in the object.
+    #[prost(uint64, tag = "1")]
+    pub offset: u64,
+    /// Length in bytes (0 for an empty partition).
+    #[prost(uint64, tag = "2")]
+    pub len: u64,
+    /// Rows in this range.
+    #[prost(uint64, tag = "3")]
+    pub rows: u64,
+    /// CRC-32 of the range's bytes, verified by the reader.
+    #[prost(uint32, tag = "4")]
+    pub crc32: u32,
+}
+
+/// What a task ended with.
+#[derive(Clone, PartialEq, Message)]
+pub struct TaskStatus {
+    /// Job of the task.
+    #[prost(string, tag = "1")]
+    pub job_id: String,
+    /// Stage of the task.
+    #[prost(uint32, tag = "2")]
+    pub stage_id: u32,
+    /// Partition of the task.
+    #[prost(uint32, tag = "3")]
+    pub partition: u32,
+    /// Attempt of the task.
+    #[prost(uint32, tag = "4")]
+    pub attempt: u32,
+    /// Success (the output written) or a typed failure.
+    #[prost(oneof = "TaskOutcome", tags = "5, 6")]
+    pub outcome: Option<TaskOutcome>,
+}
+
+/// The outcome of a task.
+#[derive(Clone, PartialEq, prost::Oneof)]
+pub enum TaskOutcome {
+    /// The task wrote its output.
+    #[prost(message, tag = "5")]
+    Success(MapStatus),
+    /// The task failed.
+    #[prost(message, tag = "6")]
+    Failure(TaskFailure),
+}
+
+/// Why a task failed. The kind decides what the scheduler does next.
+#[derive(Clone, PartialEq, Message)]
+pub struct TaskFailure {
+    /// The kind of failure.
+    #[prost(enumeration = "FailureKind", tag = "1")]
+    pub kind: i32,
+    /// Human-readable cause, for the user.
+    #[prost(string, tag = "2")]
+    pub message: String,
+    /// For [`FailureKind::FetchFailed`]: the upstream stage whose output could not be read.
+    #[prost(uint32, tag = "3")]
+    pub fetch_stage_id: u32,
+    /// For [`FailureKind::FetchFailed`]: the upstream map partition.
+    #[prost(uint32, tag = "4")]
+    pub fetch_map_partition: u32,
+    /// For [`FailureKind::FetchFailed`]: the object that was missing or corrupt.
+    #[prost(string, tag = "5")]
+    pub fetch_object: String,
+}
+
+/// The kinds of task failure the scheduler distinguishes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum FailureKind {
+    /// The task's own computation failed (bad data, a bug, out of memory): may be retried.
+    TaskFailed = 0,
+    /// An upstream shuffle object was missing, truncated or corrupt.
+    FetchFailed = 1,
+    /// The plan or query itself is wrong (e.g. malformed input in fail-fast mode): retrying
+    /// cannot help, the job fails at once.
+    UserError = 2,
+}
+
+impl TaskDefinition {
+    /// Encodes the task for the wire.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.encode_to_vec()
+    }
+
+    /// Decodes a task from the wire.
+    ///
+    /// # Errors
+    /// [`PlanError::Decode`] if the bytes are not a task definition.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        Self::decode(bytes).map_err(|source| PlanError::Decode {
+            what: "task definition",
+            source,
+        })
+    }
+}
+
+impl TaskStatus {
+    /// Encodes the status for the wire.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.encode_to_vec()
+    }
+
+    /// Decodes a status from the wire.
+    ///
+    /// # Errors
+    /// [`PlanError::Decode`] if the bytes are not a task status.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        Self::decode(bytes).map_err(|source| PlanError::Decode {
+            what: "task status",
+            source,
+        })
+    }
+}
+
+impl TaskFailure {
+    /// The failure kind, defaulting to [`FailureKind::TaskFailed`] for unknown values.
+    pub fn failure_kind(&self) -> FailureKind {
+        FailureKind::try_from(self.kind).unwrap_or(FailureKind::TaskFailed)
+    }
+}
