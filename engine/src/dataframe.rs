@@ -54,7 +54,10 @@ impl DataFrame {
         Self { session, df }
     }
 
-    fn map(self, f: impl FnOnce(DfDataFrame) -> datafusion::error::Result<DfDataFrame>) -> Result<Self> {
+    fn map(
+        self,
+        f: impl FnOnce(DfDataFrame) -> datafusion::error::Result<DfDataFrame>,
+    ) -> Result<Self> {
         let df = f(self.df)?;
         Ok(Self {
             session: self.session,
@@ -238,7 +241,9 @@ impl DataFrame {
         let first = parts.pop();
         match (first, second) {
             (Some(a), Some(b)) => Ok((a, b)),
-            _ => Err(EngineError::Internal("random_split lost a part".to_string())),
+            _ => Err(EngineError::Internal(
+                "random_split lost a part".to_string(),
+            )),
         }
     }
 
@@ -308,7 +313,9 @@ impl DataFrame {
             .df
             .clone()
             .aggregate(vec![], vec![count_all().alias("count")])?;
-        let batches = DataFrame::new(self.session.clone(), counted).collect().await?;
+        let batches = DataFrame::new(self.session.clone(), counted)
+            .collect()
+            .await?;
         let n = batches
             .first()
             .and_then(|b| b.column(0).as_any().downcast_ref::<Int64Array>().cloned())

@@ -138,8 +138,7 @@ fn classify(err: &DataFusionError) -> Option<EngineError> {
                 field,
                 valid_fields,
             } => {
-                let available: Vec<String> =
-                    valid_fields.iter().map(|c| c.flat_name()).collect();
+                let available: Vec<String> = valid_fields.iter().map(|c| c.flat_name()).collect();
                 let suggestion = closest(&field.name, valid_fields.iter().map(|c| c.name.as_str()));
                 Some(EngineError::UnknownColumn {
                     column: field.flat_name(),
@@ -189,8 +188,14 @@ mod tests {
     #[test]
     fn closest_finds_typos_only() {
         let cols = ["price", "quantity", "discount"];
-        assert_eq!(closest("prise", cols.iter().copied()), Some("price".to_string()));
-        assert_eq!(closest("QUANTITY", cols.iter().copied()), Some("quantity".to_string()));
+        assert_eq!(
+            closest("prise", cols.iter().copied()),
+            Some("price".to_string())
+        );
+        assert_eq!(
+            closest("QUANTITY", cols.iter().copied()),
+            Some("quantity".to_string())
+        );
         assert_eq!(closest("zzzzzzzz", cols.iter().copied()), None);
     }
 }

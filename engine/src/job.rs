@@ -39,7 +39,10 @@ pub(crate) async fn run_plan(
 }
 
 /// Runs a stage graph to completion and collects its result.
-pub(crate) async fn run_graph(session: &SessionInner, graph: &StageGraph) -> Result<Vec<RecordBatch>> {
+pub(crate) async fn run_graph(
+    session: &SessionInner,
+    graph: &StageGraph,
+) -> Result<Vec<RecordBatch>> {
     let job_id = session.next_job_id();
     let root = StoreRoot::resolve(&session.shuffle_root, &session.ctx.runtime_env())?;
     let outcome = Job::new(session, graph, job_id.clone())?.run().await;
@@ -127,7 +130,11 @@ fn fetch_error(err: &datafusion::error::DataFusionError) -> Option<EngineError> 
 /// Deletes every object under the job's prefix.
 async fn delete_prefix(root: &StoreRoot, job_id: &str) -> Result<()> {
     let prefix = root.job_prefix(job_id);
-    let locations = root.store.list(Some(&prefix)).map(|m| m.map(|m| m.location)).boxed();
+    let locations = root
+        .store
+        .list(Some(&prefix))
+        .map(|m| m.map(|m| m.location))
+        .boxed();
     let mut deleted = root.store.delete_stream(locations);
     while let Some(r) = deleted.next().await {
         match r {

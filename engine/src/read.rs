@@ -81,7 +81,11 @@ pub(crate) fn extension_of(path: &str, default: &str) -> String {
 }
 
 /// Fails early, naming the path, when a source does not exist.
-pub(crate) async fn check_exists(session: &Session, path: &str, format: &'static str) -> Result<()> {
+pub(crate) async fn check_exists(
+    session: &Session,
+    path: &str,
+    format: &'static str,
+) -> Result<()> {
     if !path.contains("://") {
         if std::path::Path::new(path).exists() {
             return Ok(());
@@ -151,7 +155,11 @@ pub(crate) fn read_error(format: &'static str, path: &str, err: DataFusionError)
 }
 
 /// Reads CSV with the given options.
-pub(crate) async fn read_csv(session: &Session, path: &str, options: CsvOptions) -> Result<DataFrame> {
+pub(crate) async fn read_csv(
+    session: &Session,
+    path: &str,
+    options: CsvOptions,
+) -> Result<DataFrame> {
     let ext = options
         .file_extension
         .clone()

@@ -9,9 +9,7 @@ use arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
 use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
-use datafusion::prelude::{
-    JsonReadOptions, ParquetReadOptions, SessionConfig, SessionContext,
-};
+use datafusion::prelude::{JsonReadOptions, ParquetReadOptions, SessionConfig, SessionContext};
 use kiln_executor::{Executor, ExecutorRuntime, InProcessExecutor};
 use kiln_planner::functions::kiln_udfs;
 use object_store::memory::InMemory;
@@ -208,6 +206,9 @@ fn driver_config(target_partitions: usize, batch_size: Option<usize>) -> Session
     opts.optimizer.enable_join_dynamic_filter_pushdown = false;
     opts.optimizer.enable_topk_dynamic_filter_pushdown = false;
     opts.optimizer.enable_aggregate_dynamic_filter_pushdown = false;
+    // Each task runs one partition in isolation: a scan partition must read only its own file
+    // group, never files "stolen" from sibling partitions that run elsewhere.
+    opts.execution.enable_file_stream_work_stealing = false;
     // A shuffle read does not merge sorted inputs; sort after the exchange instead.
     opts.optimizer.prefer_existing_sort = false;
     config
@@ -289,13 +290,12 @@ impl StoreResolver {
                     .filter(|(k, _)| {
                         k.starts_with("aws_") || k.starts_with("google_") || k.starts_with("azure_")
                     });
-                let (store, _) = object_store::parse_url_opts(&url, options).map_err(|e| {
-                    EngineError::Read {
+                let (store, _) =
+                    object_store::parse_url_opts(&url, options).map_err(|e| EngineError::Read {
                         format: "object store",
                         path: location.to_string(),
                         reason: e.to_string(),
-                    }
-                })?;
+                    })?;
                 Arc::from(store)
             }
         };
@@ -463,7 +463,8 @@ impl Session {
     /// If a batch's schema differs from `schema`.
     pub fn from_batches(&self, schema: SchemaRef, batches: Vec<RecordBatch>) -> Result<DataFrame> {
         let slots = self.total_slots().max(1);
-        let mut partitions: Vec<Vec<RecordBatch>> = vec![Vec::new(); slots.min(batches.len().max(1))];
+        let mut partitions: Vec<Vec<RecordBatch>> =
+            vec![Vec::new(); slots.min(batches.len().max(1))];
         let n = partitions.len();
         for (i, b) in batches.into_iter().enumerate() {
             partitions[i % n].push(b);

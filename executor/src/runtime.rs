@@ -32,7 +32,9 @@ pub struct ExecutorRuntime {
 
 impl std::fmt::Debug for ExecutorRuntime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ExecutorRuntime").field("id", &self.id).finish()
+        f.debug_struct("ExecutorRuntime")
+            .field("id", &self.id)
+            .finish()
     }
 }
 
@@ -150,11 +152,8 @@ fn resolve_shuffle_reads(
                     .collect::<datafusion::error::Result<Vec<_>>>()?
             }
         };
-        let reader = ShuffleReaderExec::new(
-            root.url.clone(),
-            locations,
-            Arc::clone(read.properties()),
-        );
+        let reader =
+            ShuffleReaderExec::new(root.url.clone(), locations, Arc::clone(read.properties()));
         Ok(Transformed::yes(Arc::new(reader) as Arc<dyn ExecutionPlan>))
     })?;
     Ok(resolved.data)

@@ -94,8 +94,9 @@ impl ScalarUDFImpl for KilnUniform {
         }
         create_hashes(&arrays, &QualityRandomState::with_seed(seed), &mut hashes)?;
         const SCALE: f64 = 1.0 / (1u64 << 53) as f64;
-        let out =
-            Float64Array::from_iter_values(hashes.iter().map(|h| (mix(*h ^ seed) >> 11) as f64 * SCALE));
+        let out = Float64Array::from_iter_values(
+            hashes.iter().map(|h| (mix(*h ^ seed) >> 11) as f64 * SCALE),
+        );
         Ok(ColumnarValue::Array(Arc::new(out)))
     }
 }

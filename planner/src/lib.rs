@@ -22,6 +22,7 @@
 pub mod codec;
 pub mod error;
 pub mod functions;
+pub mod rules;
 pub mod shuffle_read;
 pub mod stage;
 pub mod task;

@@ -1,1 +1,9 @@
+//! Kiln's cross-crate integration suite: one test binary, one module per concern.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+mod dataframe;
+mod errors;
+mod properties;
+mod shuffle;
+mod tpch;

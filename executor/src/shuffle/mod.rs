@@ -58,10 +58,11 @@ impl StoreRoot {
                 url: root.to_string(),
                 reason: e.to_string(),
             })?;
-        let prefix = Path::from_url_path(parsed.path()).map_err(|e| ExecError::InvalidLocation {
-            url: root.to_string(),
-            reason: e.to_string(),
-        })?;
+        let prefix =
+            Path::from_url_path(parsed.path()).map_err(|e| ExecError::InvalidLocation {
+                url: root.to_string(),
+                reason: e.to_string(),
+            })?;
         Ok(Self { url, store, prefix })
     }
 

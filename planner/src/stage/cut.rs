@@ -19,6 +19,7 @@ use datafusion::physical_plan::{
 
 use super::graph::{Stage, StageGraph, StageOutput};
 use crate::error::{PlanError, Result};
+use crate::rules::DistributedJoinRule;
 use crate::shuffle_read::{ReadMode, UnresolvedShuffleExec};
 
 /// Cuts `plan` into a [`StageGraph`]; the last stage produces the plan's output.
@@ -27,6 +28,7 @@ use crate::shuffle_read::{ReadMode, UnresolvedShuffleExec};
 /// [`PlanError::Unsupported`] for an exchange Kiln cannot distribute (range or
 /// order-preserving repartitioning).
 pub fn cut_stages(plan: Arc<dyn ExecutionPlan>) -> Result<StageGraph> {
+    let plan = DistributedJoinRule.apply(plan)?;
     let mut cutter = Cutter { stages: Vec::new() };
     let root = cutter.visit(plan)?;
     let tasks = root.output_partitioning().partition_count();
@@ -41,7 +43,12 @@ struct Cutter {
 }
 
 impl Cutter {
-    fn add_stage(&mut self, plan: Arc<dyn ExecutionPlan>, output: StageOutput, tasks: usize) -> u32 {
+    fn add_stage(
+        &mut self,
+        plan: Arc<dyn ExecutionPlan>,
+        output: StageOutput,
+        tasks: usize,
+    ) -> u32 {
         let id = self.stages.len() as u32 + 1;
         let mut parents = Vec::new();
         collect_reads(&plan, &mut parents);
@@ -100,11 +107,9 @@ impl Cutter {
             if tasks > 1 {
                 let properties = Arc::clone(child.properties());
                 let id = self.add_stage(child, StageOutput::Whole, tasks);
-                let read: Arc<dyn ExecutionPlan> = Arc::new(UnresolvedShuffleExec::with_properties(
-                    id,
-                    ReadMode::PerMap,
-                    properties,
-                ));
+                let read: Arc<dyn ExecutionPlan> = Arc::new(
+                    UnresolvedShuffleExec::with_properties(id, ReadMode::PerMap, properties),
+                );
                 return Ok(replace_children_if_necessary(plan, vec![read])?);
             }
         }

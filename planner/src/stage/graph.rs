@@ -3,7 +3,9 @@
 use std::fmt;
 use std::sync::Arc;
 
-use datafusion::physical_plan::{displayable, ExecutionPlan, ExecutionPlanProperties, Partitioning};
+use datafusion::physical_plan::{
+    displayable, ExecutionPlan, ExecutionPlanProperties, Partitioning,
+};
 
 /// How a stage's tasks split their output among the consumers.
 #[derive(Clone, Debug)]
