@@ -1,1 +1,261 @@
-//! placeholder
+//! The shuffle really goes through the object store, and lost or damaged shuffle objects are
+//! detected with a typed error.
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use kiln::{EngineError, Session};
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, Result as OsResult,
+};
+use url::Url;
+
+use crate::common::sorted_rows;
+
+/// What to do to the shuffle objects of one stage when they are written.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Fault {
+    /// Accept the put but store nothing.
+    Drop,
+    /// Store all but the last 16 bytes.
+    Truncate,
+    /// Flip one byte in the middle.
+    Corrupt,
+}
+
+/// An object store that counts puts and ranged gets, and can damage one stage's outputs.
+#[derive(Debug)]
+struct InstrumentedStore {
+    inner: InMemory,
+    puts: AtomicUsize,
+    ranged_gets: AtomicUsize,
+    fault: Mutex<Option<(u32, Fault)>>,
+}
+
+impl InstrumentedStore {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            inner: InMemory::new(),
+            puts: AtomicUsize::new(0),
+            ranged_gets: AtomicUsize::new(0),
+            fault: Mutex::new(None),
+        })
+    }
+
+    /// The stage of a shuffle object path `.../{job}/{stage}/{map}-{attempt}.arrow`.
+    fn stage_of(location: &Path) -> Option<u32> {
+        let parts: Vec<_> = location.parts().collect();
+        let n = parts.len();
+        if n < 2 {
+            return None;
+        }
+        parts[n - 2].as_ref().parse().ok()
+    }
+}
+
+impl fmt::Display for InstrumentedStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "InstrumentedStore")
+    }
+}
+
+#[async_trait]
+impl ObjectStore for InstrumentedStore {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> OsResult<PutResult> {
+        self.puts.fetch_add(1, Ordering::SeqCst);
+        let fault = *self.fault.lock().unwrap();
+        let payload = match fault {
+            Some((stage, f)) if Self::stage_of(location) == Some(stage) => {
+                let bytes: Vec<u8> = payload.iter().flat_map(|b| b.iter().copied()).collect();
+                match f {
+                    Fault::Drop => {
+                        return Ok(PutResult {
+                            e_tag: None,
+                            version: None,
+                        })
+                    }
+                    Fault::Truncate => {
+                        PutPayload::from(bytes[..bytes.len().saturating_sub(16)].to_vec())
+                    }
+                    Fault::Corrupt => {
+                        let mut bytes = bytes;
+                        let mid = bytes.len() / 2;
+                        if let Some(b) = bytes.get_mut(mid) {
+                            *b ^= 0xff;
+                        }
+                        PutPayload::from(bytes)
+                    }
+                }
+            }
+            _ => payload,
+        };
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> OsResult<Box<dyn MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> OsResult<GetResult> {
+        if options.range.is_some() {
+            self.ranged_gets.fetch_add(1, Ordering::SeqCst);
+        }
+        self.inner.get_opts(location, options).await
+    }
+
+    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> OsResult<Vec<Bytes>> {
+        self.ranged_gets.fetch_add(ranges.len(), Ordering::SeqCst);
+        self.inner.get_ranges(location, ranges).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, OsResult<Path>>,
+    ) -> BoxStream<'static, OsResult<Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, OsResult<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> OsResult<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> OsResult<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+async fn session_over(store: Arc<InstrumentedStore>, executors: usize) -> Session {
+    Session::builder()
+        .executors(executors)
+        .slots_per_executor(2)
+        .shuffle_root("memory://shuffle/root")
+        .object_store(Url::parse("memory://shuffle").unwrap(), store)
+        .build()
+        .await
+        .unwrap()
+}
+
+const QUERY: &str = "SELECT value % 7 AS k, count(*) AS n, sum(value) AS s \
+                     FROM generate_series(1, 20000) GROUP BY value % 7";
+
+fn expected() -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    for k in 0..7i64 {
+        let vals: Vec<i64> = (1..=20000).filter(|v| v % 7 == k).collect();
+        rows.push(vec![
+            k.to_string(),
+            vals.len().to_string(),
+            vals.iter().sum::<i64>().to_string(),
+        ]);
+    }
+    rows.sort();
+    rows
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shuffle_goes_through_the_object_store_and_is_cleaned_up() {
+    let store = InstrumentedStore::new();
+    let kiln = session_over(Arc::clone(&store), 2).await;
+    let df = kiln.sql(QUERY).await.unwrap();
+    let stages = df.explain().await.unwrap().matches("\nStage ").count();
+    assert!(stages >= 2, "query should have several stages");
+    let batches = df.collect().await.unwrap();
+    assert_eq!(sorted_rows(&batches), expected());
+
+    // One object per task of every stage, at least one task per stage.
+    let puts = store.puts.load(Ordering::SeqCst);
+    assert!(puts >= stages, "{puts} puts for {stages} stages");
+    // Reducers and the driver read byte ranges, never whole objects.
+    assert!(store.ranged_gets.load(Ordering::SeqCst) > 0);
+    // The job's prefix is empty afterwards.
+    let left: Vec<_> = store.inner.list(None).collect().await;
+    assert!(left.is_empty(), "shuffle objects left behind: {left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_shuffle_files_keeps_them() {
+    let store = InstrumentedStore::new();
+    let kiln = Session::builder()
+        .executors(2)
+        .shuffle_root("memory://shuffle/root")
+        .object_store(Url::parse("memory://shuffle").unwrap(), Arc::clone(&store) as _)
+        .keep_shuffle_files(true)
+        .build()
+        .await
+        .unwrap();
+    kiln.sql(QUERY).await.unwrap().collect().await.unwrap();
+    let left: Vec<_> = store.inner.list(None).collect().await;
+    assert!(!left.is_empty());
+    assert!(left
+        .iter()
+        .all(|m| m.as_ref().unwrap().location.as_ref().ends_with(".arrow")));
+}
+
+async fn fetch_failure(fault: Fault) -> EngineError {
+    let store = InstrumentedStore::new();
+    *store.fault.lock().unwrap() = Some((1, fault));
+    let kiln = session_over(Arc::clone(&store), 2).await;
+    let err = kiln
+        .sql(QUERY)
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .expect_err("a damaged shuffle must not give an answer");
+    // Nothing is left behind even when the job fails.
+    let left: Vec<_> = store.inner.list(None).collect().await;
+    assert!(left.is_empty(), "shuffle objects left behind: {left:?}");
+    err
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_shuffle_object_is_a_fetch_failure() {
+    match fetch_failure(Fault::Drop).await {
+        EngineError::FetchFailed { stage, message, .. } => {
+            assert_eq!(stage, 1);
+            assert!(message.to_lowercase().contains("not found"), "{message}");
+        }
+        other => panic!("expected FetchFailed, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncated_shuffle_object_is_a_fetch_failure() {
+    match fetch_failure(Fault::Truncate).await {
+        EngineError::FetchFailed { stage, .. } => assert_eq!(stage, 1),
+        other => panic!("expected FetchFailed, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupted_shuffle_object_is_a_fetch_failure() {
+    match fetch_failure(Fault::Corrupt).await {
+        EngineError::FetchFailed { stage, message, .. } => {
+            assert_eq!(stage, 1);
+            assert!(message.contains("checksum mismatch"), "{message}");
+        }
+        other => panic!("expected FetchFailed, got {other:?}"),
+    }
+}
