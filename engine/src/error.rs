@@ -29,18 +29,6 @@ pub enum EngineError {
         /// What went wrong.
         reason: String,
     },
-    /// A malformed record in an input file, in fail-fast mode.
-    #[error("malformed {format} record in '{path}' at line {line}: {reason}")]
-    MalformedRecord {
-        /// File format.
-        format: &'static str,
-        /// The file.
-        path: String,
-        /// 1-based line number in the file.
-        line: u64,
-        /// What is wrong with it.
-        reason: String,
-    },
     /// A parameter given to Kiln is out of range or inconsistent.
     #[error("invalid parameter `{name}`: {reason}")]
     InvalidParameter {
@@ -154,6 +142,27 @@ fn classify(err: &DataFusionError) -> Option<EngineError> {
         }
         DataFusionError::Shared(inner) => classify(inner),
         _ => None,
+    }
+}
+
+/// Adds the position to a syntax error the parser reported at the end of the input (where it
+/// gives none): `Line: L, Column: C` just past the last character.
+pub(crate) fn locate_syntax_error(err: EngineError, sql: &str) -> EngineError {
+    match err {
+        EngineError::SqlSyntax(msg) if !msg.contains("Line:") => {
+            let trimmed = sql.trim_end();
+            let line = trimmed.lines().count().max(1);
+            let column = trimmed
+                .lines()
+                .last()
+                .map(|l| l.chars().count())
+                .unwrap_or(0)
+                + 1;
+            EngineError::SqlSyntax(format!(
+                "{msg} at end of input (Line: {line}, Column: {column})"
+            ))
+        }
+        other => other,
     }
 }
 

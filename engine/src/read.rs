@@ -1,9 +1,19 @@
 //! Sources: existence checks with clear errors, and CSV options.
 
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use async_trait::async_trait;
+use datafusion::catalog::TableProvider;
+use datafusion::datasource::TableType;
 use datafusion::error::DataFusionError;
-use datafusion::prelude::CsvReadOptions;
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
+use kiln_executor::source::csv::table_schema;
+use kiln_executor::source::{CsvFile, CsvMode as ScanMode, CsvScanExec, CsvScanOptions};
 use object_store::path::Path;
-use object_store::ObjectStoreExt;
+use object_store::{ObjectStore, ObjectStoreExt};
 use url::Url;
 
 use crate::dataframe::DataFrame;
@@ -37,6 +47,8 @@ pub struct CsvOptions {
     pub corrupt_record_column: String,
     /// File extension to pick up in a directory (default: the path's own, or `.csv`).
     pub file_extension: Option<String>,
+    /// The columns and their types; inferred from the first well-formed records when `None`.
+    pub schema: Option<SchemaRef>,
 }
 
 impl Default for CsvOptions {
@@ -47,6 +59,7 @@ impl Default for CsvOptions {
             mode: CsvMode::default(),
             corrupt_record_column: "_corrupt_record".to_string(),
             file_extension: None,
+            schema: None,
         }
     }
 }
@@ -61,6 +74,12 @@ impl CsvOptions {
     /// Sets the delimiter.
     pub fn delimiter(mut self, delimiter: u8) -> Self {
         self.delimiter = delimiter;
+        self
+    }
+
+    /// Sets the schema instead of inferring it.
+    pub fn schema(mut self, schema: SchemaRef) -> Self {
+        self.schema = Some(schema);
         self
     }
 
@@ -154,6 +173,159 @@ pub(crate) fn read_error(format: &'static str, path: &str, err: DataFusionError)
     }
 }
 
+/// Rows sampled to infer CSV column types.
+const INFER_RECORDS: usize = 1000;
+/// Bytes read from the first file to infer CSV column types.
+const INFER_BYTES: u64 = 1 << 20;
+
+/// A location resolved to a store and the objects under it.
+struct Listing {
+    store_url: ObjectStoreUrl,
+    store: Arc<dyn ObjectStore>,
+    files: Vec<(Path, String)>,
+}
+
+/// Lists the files a path or URL names: the object itself, or the objects under it with
+/// `extension`, sorted by name.
+async fn list_files(
+    session: &Session,
+    location: &str,
+    extension: &str,
+    format: &'static str,
+) -> Result<Listing> {
+    let url = if location.contains("://") {
+        Url::parse(location).map_err(|e| EngineError::Read {
+            format,
+            path: location.to_string(),
+            reason: format!("not a valid URL: {e}"),
+        })?
+    } else {
+        let abs = std::path::absolute(location)?;
+        Url::from_file_path(&abs).map_err(|()| EngineError::Read {
+            format,
+            path: location.to_string(),
+            reason: "not a usable path".to_string(),
+        })?
+    };
+    let store_url = ObjectStoreUrl::parse(format!("{}://{}", url.scheme(), url.authority()))?;
+    let store = session
+        .inner
+        .ctx
+        .runtime_env()
+        .object_store(&store_url)
+        .map_err(|e| read_error(format, location, e))?;
+    let object = Path::from_url_path(url.path()).map_err(|e| EngineError::Read {
+        format,
+        path: location.to_string(),
+        reason: e.to_string(),
+    })?;
+    let display = |p: &Path| {
+        if location.contains("://") {
+            format!("{}://{}/{}", url.scheme(), url.authority(), p)
+        } else {
+            format!("/{p}")
+        }
+    };
+    let files = match store.head(&object).await {
+        Ok(meta) => vec![(meta.location.clone(), display(&meta.location))],
+        Err(_) => {
+            use futures::TryStreamExt;
+            let mut found: Vec<Path> = store
+                .list(Some(&object))
+                .map_ok(|m| m.location)
+                .try_collect()
+                .await?;
+            found.retain(|p| p.as_ref().ends_with(extension));
+            found.sort();
+            found
+                .into_iter()
+                .map(|p| {
+                    let d = display(&p);
+                    (p, d)
+                })
+                .collect()
+        }
+    };
+    if files.is_empty() {
+        return Err(EngineError::Read {
+            format,
+            path: location.to_string(),
+            reason: format!("no files ending in '{extension}'"),
+        });
+    }
+    Ok(Listing {
+        store_url,
+        store,
+        files,
+    })
+}
+
+/// Infers column names and types from the first well-formed records of a file.
+fn infer_csv_schema(sample: &[u8], options: &CsvOptions, path: &str) -> Result<Schema> {
+    let mut reader = ::csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .delimiter(options.delimiter)
+        .from_reader(sample);
+    let mut records = reader.byte_records();
+    let bad = |reason: String| EngineError::Read {
+        format: "csv",
+        path: path.to_string(),
+        reason,
+    };
+    let first = match records.next() {
+        Some(r) => r.map_err(|e| bad(e.to_string()))?,
+        None => return Err(bad("the file is empty".to_string())),
+    };
+    let names: Vec<String> = if options.has_header {
+        first
+            .iter()
+            .map(|f| String::from_utf8_lossy(f).trim().to_string())
+            .collect()
+    } else {
+        (1..=first.len()).map(|i| format!("column_{i}")).collect()
+    };
+    // Re-serialize well-formed records for arrow's type inference.
+    let mut good = ::csv::WriterBuilder::new()
+        .delimiter(options.delimiter)
+        .from_writer(Vec::new());
+    if !options.has_header {
+        good.write_byte_record(&first)
+            .map_err(|e| bad(e.to_string()))?;
+    }
+    // The last record of a byte-limited sample may be cut short: skip it.
+    let rest: Vec<_> = records.take(INFER_RECORDS + 1).collect();
+    let keep = rest
+        .len()
+        .saturating_sub(usize::from(sample.len() as u64 >= INFER_BYTES));
+    for rec in rest.into_iter().take(keep.min(INFER_RECORDS)).flatten() {
+        if rec.len() == names.len() {
+            good.write_byte_record(&rec)
+                .map_err(|e| bad(e.to_string()))?;
+        }
+    }
+    let buf = good.into_inner().map_err(|e| bad(e.to_string()))?;
+    let format = arrow::csv::reader::Format::default()
+        .with_header(false)
+        .with_delimiter(options.delimiter);
+    let (inferred, _) = format
+        .infer_schema(buf.as_slice(), Some(INFER_RECORDS))
+        .map_err(|e| bad(e.to_string()))?;
+    let fields: Vec<Field> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let dt = inferred
+                .fields()
+                .get(i)
+                .map(|f| f.data_type().clone())
+                .unwrap_or(DataType::Utf8);
+            Field::new(name, dt, true)
+        })
+        .collect();
+    Ok(Schema::new(fields))
+}
+
 /// Reads CSV with the given options.
 pub(crate) async fn read_csv(
     session: &Session,
@@ -164,15 +336,99 @@ pub(crate) async fn read_csv(
         .file_extension
         .clone()
         .unwrap_or_else(|| extension_of(path, ".csv"));
-    let read_options = CsvReadOptions::new()
-        .has_header(options.has_header)
-        .delimiter(options.delimiter)
-        .file_extension(&ext);
-    let df = session
-        .inner
-        .ctx
-        .read_csv(path, read_options)
-        .await
-        .map_err(|e| read_error("csv", path, e))?;
+    let listing = list_files(session, path, &ext, "csv").await?;
+    let Some((first, first_display)) = listing.files.first().cloned() else {
+        return Err(EngineError::Internal("empty listing".to_string()));
+    };
+    let schema = match &options.schema {
+        Some(schema) => Arc::clone(schema),
+        None => {
+            let size = listing.store.head(&first).await?.size;
+            let sample = listing
+                .store
+                .get_range(&first, 0..size.min(INFER_BYTES))
+                .await?;
+            Arc::new(infer_csv_schema(&sample, &options, &first_display)?)
+        }
+    };
+    if options.mode == CsvMode::Permissive
+        && schema
+            .field_with_name(&options.corrupt_record_column)
+            .is_ok()
+    {
+        return Err(EngineError::InvalidParameter {
+            name: "corrupt_record_column",
+            reason: format!(
+                "'{}' is already a column of '{path}'; choose another name",
+                options.corrupt_record_column
+            ),
+        });
+    }
+    let table = CsvTable {
+        store_url: listing.store_url,
+        files: listing
+            .files
+            .into_iter()
+            .map(|(p, display)| CsvFile {
+                object: p.to_string(),
+                display,
+            })
+            .collect(),
+        file_schema: Arc::clone(&schema),
+        options: CsvScanOptions {
+            has_header: options.has_header,
+            delimiter: options.delimiter,
+            mode: match options.mode {
+                CsvMode::Permissive => ScanMode::Permissive,
+                CsvMode::DropMalformed => ScanMode::DropMalformed,
+                CsvMode::FailFast => ScanMode::FailFast,
+            },
+            corrupt_column: options.corrupt_record_column.clone(),
+        },
+        partitions: session.total_slots().max(1),
+    };
+    let df = session.inner.ctx.read_table(Arc::new(table))?;
     Ok(DataFrame::new(session.clone(), df))
+}
+
+/// A CSV table whose scan is Kiln's [`CsvScanExec`].
+#[derive(Debug)]
+struct CsvTable {
+    store_url: ObjectStoreUrl,
+    files: Vec<CsvFile>,
+    file_schema: SchemaRef,
+    options: CsvScanOptions,
+    partitions: usize,
+}
+
+#[async_trait]
+impl TableProvider for CsvTable {
+    fn schema(&self) -> SchemaRef {
+        table_schema(&self.file_schema, &self.options)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn datafusion::catalog::Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        let groups = self.partitions.min(self.files.len()).max(1);
+        let mut files: Vec<Vec<CsvFile>> = vec![Vec::new(); groups];
+        for (i, f) in self.files.iter().enumerate() {
+            files[i % groups].push(f.clone());
+        }
+        Ok(Arc::new(CsvScanExec::try_new(
+            self.store_url.clone(),
+            files,
+            Arc::clone(&self.file_schema),
+            self.options.clone(),
+            projection.cloned(),
+        )?))
+    }
 }

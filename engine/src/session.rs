@@ -404,7 +404,12 @@ impl Session {
     /// [`EngineError::SqlSyntax`] with the position of a syntax error; planning errors such as
     /// [`EngineError::UnknownColumn`].
     pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
-        let df = self.inner.ctx.sql(sql).await?;
+        let df = self
+            .inner
+            .ctx
+            .sql(sql)
+            .await
+            .map_err(|e| crate::error::locate_syntax_error(e.into(), sql))?;
         Ok(DataFrame::new(self.clone(), df))
     }
 

@@ -18,6 +18,18 @@ pub enum ExecError {
         /// What went wrong.
         reason: String,
     },
+    /// A malformed record in an input file (fail-fast mode).
+    #[error("malformed {format} record in '{path}' at line {line}: {reason}")]
+    MalformedRecord {
+        /// The file format.
+        format: &'static str,
+        /// The file as the user named it.
+        path: String,
+        /// 1-based line of the record.
+        line: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The shuffle root or an object path could not be understood.
     #[error("invalid object store location '{url}': {reason}")]
     InvalidLocation {

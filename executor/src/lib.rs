@@ -19,6 +19,7 @@ pub mod error;
 pub mod executor;
 pub mod runtime;
 pub mod shuffle;
+pub mod source;
 
 pub use error::{ExecError, Result};
 pub use executor::{Executor, InProcessExecutor};

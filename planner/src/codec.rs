@@ -1,8 +1,8 @@
 //! Encoding of physical plan fragments for the trip from driver to executor.
 //!
 //! Plans are encoded with `datafusion-proto`; Kiln's own operators go through
-//! [`KilnPhysicalCodec`]. Crates above the planner that add operators of their own compose
-//! their codec after this one (see [`ComposedPhysicalExtensionCodec`]).
+//! [`KilnPhysicalCodec`]. Crates above the planner that add operators of their own wrap this
+//! codec in theirs (the executor's codec does).
 
 use std::sync::Arc;
 
@@ -14,7 +14,6 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion_proto::bytes::{
     physical_plan_from_bytes_with_extension_codec, physical_plan_to_bytes_with_extension_codec,
 };
-pub use datafusion_proto::physical_plan::ComposedPhysicalExtensionCodec;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
 use datafusion_proto::protobuf;
 use prost::Message;

@@ -54,8 +54,7 @@ async fn shuffle_once(batches: Vec<RecordBatch>, reduce: usize) -> Vec<Vec<Recor
     let ctx = SessionContext::new();
     let store = Arc::new(InMemory::new());
     let url = ObjectStoreUrl::parse("memory://prop").unwrap();
-    ctx.runtime_env()
-        .register_object_store(url.as_ref(), store);
+    ctx.runtime_env().register_object_store(url.as_ref(), store);
     let root = StoreRoot::resolve("memory://prop/shuffle/", &ctx.runtime_env()).unwrap();
     let partitioning = Partitioning::Hash(vec![Arc::new(Column::new("k", 0))], reduce);
     let partitioner = new_partitioner(partitioning, 0, 1).unwrap();

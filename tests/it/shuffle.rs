@@ -200,7 +200,10 @@ async fn keep_shuffle_files_keeps_them() {
     let kiln = Session::builder()
         .executors(2)
         .shuffle_root("memory://shuffle/root")
-        .object_store(Url::parse("memory://shuffle").unwrap(), Arc::clone(&store) as _)
+        .object_store(
+            Url::parse("memory://shuffle").unwrap(),
+            Arc::clone(&store) as _,
+        )
         .keep_shuffle_files(true)
         .build()
         .await
