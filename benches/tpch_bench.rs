@@ -1,1 +1,202 @@
-fn main() {}
+//! TPC-H Q1, Q3 and Q6 through Kiln (embedded, 2 executors, local-directory shuffle) beside
+//! single-node DataFusion, in the same run on the same Parquet files.
+//!
+//! ```text
+//! cargo run --release -p kiln-benches --bin tpch-bench -- [--sf 1] [--dir data/tpch-sf1] [--reps 3]
+//! ```
+//!
+//! Each (engine, query) runs in its own child process so that peak memory (VmHWM) belongs to
+//! that run alone. A child runs the query once to warm up, then `reps` times, and reports the
+//! median wall time. The parent prints a table with the ratio Kiln / DataFusion.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use datafusion::arrow::util::display::array_value_to_string;
+use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+use kiln::Session;
+use kiln_tests::tpch;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+const QUERIES: [usize; 3] = [1, 3, 6];
+
+struct Args {
+    sf: f64,
+    dir: PathBuf,
+    reps: usize,
+    child: Option<(String, usize)>,
+}
+
+fn parse_args() -> Result<Args, BoxError> {
+    let mut args = Args {
+        sf: 1.0,
+        dir: PathBuf::new(),
+        reps: 3,
+        child: None,
+    };
+    let mut dir = None;
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{a} needs a value"));
+        match a.as_str() {
+            "--sf" => args.sf = value()?.parse()?,
+            "--dir" => dir = Some(PathBuf::from(value()?)),
+            "--reps" => args.reps = value()?.parse()?,
+            "--child" => {
+                let v = value()?;
+                let (engine, q) = v.split_once(':').ok_or("--child takes ENGINE:QUERY")?;
+                args.child = Some((engine.to_string(), q.parse()?));
+            }
+            "--help" | "-h" => {
+                println!("tpch-bench [--sf 1] [--dir data/tpch-sf1] [--reps 3]");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other}").into()),
+        }
+    }
+    args.dir = dir.unwrap_or_else(|| PathBuf::from(format!("data/tpch-sf{}", args.sf)));
+    Ok(args)
+}
+
+/// Peak resident memory of this process in MiB.
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+fn first_cell(batches: &[datafusion::arrow::record_batch::RecordBatch]) -> String {
+    batches
+        .iter()
+        .find(|b| b.num_rows() > 0)
+        .and_then(|b| array_value_to_string(b.column(b.num_columns() - 1), 0).ok())
+        .unwrap_or_default()
+}
+
+async fn run_child(engine: &str, q: usize, dir: &Path, reps: usize) -> Result<(), BoxError> {
+    let sql = tpch::query(q).ok_or("no such query")?;
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let mut times = Vec::new();
+    let mut first = String::new();
+    match engine {
+        "kiln" => {
+            let kiln = Session::builder()
+                .executors(2)
+                .slots_per_executor((cores / 2).max(1))
+                .build()
+                .await?;
+            for t in tpch::TABLES {
+                kiln.register_parquet(t, &format!("{}/", tpch::table_dir(dir, t).display()))
+                    .await?;
+            }
+            for i in 0..=reps {
+                let start = Instant::now();
+                let batches = kiln.sql(sql).await?.collect().await?;
+                if i > 0 {
+                    times.push(start.elapsed().as_secs_f64());
+                }
+                first = first_cell(&batches);
+            }
+        }
+        "datafusion" => {
+            let ctx =
+                SessionContext::new_with_config(SessionConfig::new().with_target_partitions(cores));
+            for t in tpch::TABLES {
+                ctx.register_parquet(
+                    t,
+                    &format!("{}/", tpch::table_dir(dir, t).display()),
+                    ParquetReadOptions::default(),
+                )
+                .await?;
+            }
+            for i in 0..=reps {
+                let start = Instant::now();
+                let batches = ctx.sql(sql).await?.collect().await?;
+                if i > 0 {
+                    times.push(start.elapsed().as_secs_f64());
+                }
+                first = first_cell(&batches);
+            }
+        }
+        other => return Err(format!("unknown engine {other}").into()),
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times.get(times.len() / 2).copied().unwrap_or(f64::NAN);
+    println!(
+        "{{\"system\":\"{engine}\",\"workload\":\"tpch-q{q}\",\"seconds\":{median:.4},\"peak_rss_mib\":{:.1},\"first_row\":\"{first}\"}}",
+        peak_rss_mib()
+    );
+    Ok(())
+}
+
+fn field(line: &str, key: &str) -> Option<String> {
+    let pat = format!("\"{key}\":");
+    let start = line.find(&pat)? + pat.len();
+    let rest = &line[start..];
+    let rest = rest.strip_prefix('"').unwrap_or(rest);
+    let end = rest.find(['"', ',', '}'])?;
+    Some(rest[..end].to_string())
+}
+
+fn main() -> Result<(), BoxError> {
+    let args = parse_args()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    if let Some((engine, q)) = &args.child {
+        return runtime.block_on(run_child(engine, *q, &args.dir, args.reps));
+    }
+
+    let start = Instant::now();
+    tpch::generate_parquet(&args.dir, args.sf, 4)?;
+    eprintln!(
+        "data: TPC-H SF{} in {} (ready in {:.1}s)",
+        args.sf,
+        args.dir.display(),
+        start.elapsed().as_secs_f64()
+    );
+    let exe = std::env::current_exe()?;
+    println!(
+        "| query | DataFusion s | Kiln s | time ratio | DataFusion MiB | Kiln MiB | memory ratio | answers agree |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for q in QUERIES {
+        let mut results = Vec::new();
+        for engine in ["datafusion", "kiln"] {
+            let out = Command::new(&exe)
+                .args(["--child", &format!("{engine}:{q}")])
+                .args(["--dir", &args.dir.display().to_string()])
+                .args(["--reps", &args.reps.to_string()])
+                .output()?;
+            if !out.status.success() {
+                return Err(format!(
+                    "{engine} q{q} failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+                .into());
+            }
+            let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            eprintln!("{line}");
+            results.push(line);
+        }
+        let num = |l: &str, k: &str| field(l, k).and_then(|v| v.parse::<f64>().ok()).unwrap_or(f64::NAN);
+        let (df, kiln) = (&results[0], &results[1]);
+        let (df_s, kiln_s) = (num(df, "seconds"), num(kiln, "seconds"));
+        let (df_m, kiln_m) = (num(df, "peak_rss_mib"), num(kiln, "peak_rss_mib"));
+        let agree = field(df, "first_row") == field(kiln, "first_row");
+        println!(
+            "| Q{q} | {df_s:.3} | {kiln_s:.3} | {:.2}x | {df_m:.0} | {kiln_m:.0} | {:.2}x | {} |",
+            kiln_s / df_s,
+            kiln_m / df_m,
+            if agree { "yes" } else { "NO" }
+        );
+    }
+    Ok(())
+}

@@ -26,6 +26,8 @@
 mod dataframe;
 mod error;
 mod job;
+#[cfg(feature = "polars")]
+mod polars;
 mod read;
 mod session;
 
@@ -38,6 +40,8 @@ pub use session::{Session, SessionBuilder};
 pub mod deps {
     pub use arrow;
     pub use datafusion;
+    #[cfg(feature = "polars")]
+    pub use polars_core;
 }
 
 /// Everything a typical program needs: the session, DataFrames, and DataFusion's expression

@@ -307,3 +307,59 @@ async fn memory_shuffle_root_gives_the_same_answer() {
     assert_eq!(a, b);
     assert_eq!(a.len(), 10);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_store_urls_for_sources_and_sinks() {
+    let kiln = session(2, 1).await;
+    let df = frame(&kiln).await;
+    let expected = sorted_rows(&df.collect().await.unwrap());
+    let written = df.write_parquet("memory://lake/people/").await.unwrap();
+    assert_eq!(written, 5);
+    let back = kiln.read_parquet("memory://lake/people/").await.unwrap();
+    assert_eq!(sorted_rows(&back.collect().await.unwrap()), expected);
+
+    df.write_csv("memory://lake/people_csv/").await.unwrap();
+    let csv = kiln
+        .read_csv("memory://lake/people_csv/", CsvOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(csv.count().await.unwrap(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_limit_is_enforced_with_a_clear_error() {
+    let kiln = Session::builder()
+        .executors(2)
+        .slots_per_executor(1)
+        .memory_limit(64 * 1024)
+        .max_task_attempts(2)
+        .build()
+        .await
+        .unwrap();
+    let e = kiln
+        .sql("SELECT value, count(*) FROM generate_series(1, 300000) GROUP BY value")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap_err();
+    let m = e.to_string();
+    assert!(m.contains("Resources exhausted"), "{m}");
+    assert!(m.contains("after 2 attempt(s)"), "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn order_preserving_exchanges_stay_sorted() {
+    // generate_series is ordered, so DataFusion plans an order-preserving hash exchange feeding
+    // a streaming (sorted-input) aggregate; the reduce side must see sorted partitions.
+    let kiln = session(2, 2).await;
+    let df = kiln
+        .sql("SELECT value, count(*) AS c FROM generate_series(1, 50000) GROUP BY value")
+        .await
+        .unwrap();
+    let plan = df.explain().await.unwrap();
+    let batches = df.collect().await.unwrap();
+    let rows = rows(&batches);
+    assert_eq!(rows.len(), 50000, "{plan}");
+    assert!(rows.iter().all(|r| r[1] == "1"), "a group was split: {plan}");
+}

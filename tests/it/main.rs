@@ -4,6 +4,8 @@
 mod common;
 mod dataframe;
 mod errors;
+#[cfg(feature = "polars")]
+mod polars;
 mod properties;
 mod shuffle;
 mod tpch;

@@ -1,7 +1,8 @@
 //! Cutting a single-node physical plan into stages at its exchanges.
 //!
 //! - `RepartitionExec` (hash or round-robin) ends a map stage: the stage's tasks run its input
-//!   and split the output; the consumer reads it through a shuffle read.
+//!   and split the output; the consumer reads it through a shuffle read. An order-preserving
+//!   repartition is read back through a per-partition sort.
 //! - `CoalescePartitionsExec` and `SortPreservingMergeExec` over several partitions end a stage
 //!   whose task outputs are kept whole; the coalesce or merge runs in the consuming stage over a
 //!   per-map read. This is also how joins that collect their build side work: the build side is
@@ -12,6 +13,7 @@ use std::sync::Arc;
 
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::repartition::RepartitionExec;
+use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
 use datafusion::physical_plan::{
     replace_children_if_necessary, ExecutionPlan, ExecutionPlanProperties, Partitioning,
@@ -25,8 +27,7 @@ use crate::shuffle_read::{ReadMode, UnresolvedShuffleExec};
 /// Cuts `plan` into a [`StageGraph`]; the last stage produces the plan's output.
 ///
 /// # Errors
-/// [`PlanError::Unsupported`] for an exchange Kiln cannot distribute (range or
-/// order-preserving repartitioning).
+/// [`PlanError::Unsupported`] for an exchange Kiln cannot distribute (range repartitioning).
 pub fn cut_stages(plan: Arc<dyn ExecutionPlan>) -> Result<StageGraph> {
     let plan = DistributedJoinRule.apply(plan)?;
     let mut cutter = Cutter { stages: Vec::new() };
@@ -73,11 +74,6 @@ impl Cutter {
         let plan = replace_children_if_necessary(plan, children)?;
 
         if let Some(repartition) = plan.downcast_ref::<RepartitionExec>() {
-            if repartition.preserve_order() {
-                return Err(PlanError::Unsupported(
-                    "order-preserving RepartitionExec".to_string(),
-                ));
-            }
             let output = match repartition.partitioning() {
                 Partitioning::Hash(_, n) => StageOutput::Hash { partitions: *n },
                 Partitioning::RoundRobinBatch(n) => StageOutput::RoundRobin { partitions: *n },
@@ -88,13 +84,25 @@ impl Cutter {
                 }
             };
             let tasks = repartition.input().output_partitioning().partition_count();
+            let ordering = repartition
+                .preserve_order()
+                .then(|| plan.properties().output_ordering().cloned())
+                .flatten();
             let properties = Arc::clone(plan.properties());
             let id = self.add_stage(plan, output, tasks);
-            return Ok(Arc::new(UnresolvedShuffleExec::with_properties(
+            let read: Arc<dyn ExecutionPlan> = Arc::new(UnresolvedShuffleExec::with_properties(
                 id,
                 ReadMode::Shuffle,
                 properties,
-            )));
+            ));
+            // An order-preserving exchange promises sorted partitions. Each map output range is
+            // sorted, but a reduce partition concatenates several: sort it again.
+            return Ok(match ordering {
+                Some(ordering) => {
+                    Arc::new(SortExec::new(ordering, read).with_preserve_partitioning(true))
+                }
+                None => read,
+            });
         }
 
         let is_gather = plan.downcast_ref::<CoalescePartitionsExec>().is_some()
