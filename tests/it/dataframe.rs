@@ -358,6 +358,7 @@ async fn order_preserving_exchanges_stay_sorted() {
         .await
         .unwrap();
     let plan = df.explain().await.unwrap();
+    assert!(plan.contains("preserve_order=true"), "{plan}");
     let batches = df.collect().await.unwrap();
     let rows = rows(&batches);
     assert_eq!(rows.len(), 50000, "{plan}");
