@@ -84,7 +84,9 @@ fn first_cell(batches: &[datafusion::arrow::record_batch::RecordBatch]) -> Strin
 
 async fn run_child(engine: &str, q: usize, dir: &Path, reps: usize) -> Result<(), BoxError> {
     let sql = tpch::query(q).ok_or("no such query")?;
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
     let mut times = Vec::new();
     let mut first = String::new();
     match engine {
@@ -149,7 +151,9 @@ fn field(line: &str, key: &str) -> Option<String> {
 
 fn main() -> Result<(), BoxError> {
     let args = parse_args()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     if let Some((engine, q)) = &args.child {
         return runtime.block_on(run_child(engine, *q, &args.dir, args.reps));
     }
@@ -186,7 +190,11 @@ fn main() -> Result<(), BoxError> {
             eprintln!("{line}");
             results.push(line);
         }
-        let num = |l: &str, k: &str| field(l, k).and_then(|v| v.parse::<f64>().ok()).unwrap_or(f64::NAN);
+        let num = |l: &str, k: &str| {
+            field(l, k)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(f64::NAN)
+        };
         let (df, kiln) = (&results[0], &results[1]);
         let (df_s, kiln_s) = (num(df, "seconds"), num(kiln, "seconds"));
         let (df_m, kiln_m) = (num(df, "peak_rss_mib"), num(kiln, "peak_rss_mib"));

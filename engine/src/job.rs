@@ -10,7 +10,7 @@
 //! task is retried (a new attempt writes a new object) up to the session's attempt limit; only
 //! the accepted attempt's output is ever read. When the job ends, its shuffle prefix is deleted.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use arrow::record_batch::RecordBatch;
@@ -24,6 +24,7 @@ use kiln_planner::task::{
     FailureKind, MapStatus, StageInput, TaskDefinition, TaskFailure, TaskOutcome, TaskStatus,
 };
 use kiln_planner::{cut_stages, plan_to_bytes, StageGraph};
+use tokio::sync::OwnedSemaphorePermit;
 use tracing::{debug, warn};
 
 use crate::error::{EngineError, Result};
@@ -45,17 +46,49 @@ pub(crate) async fn run_graph(
 ) -> Result<Vec<RecordBatch>> {
     let job_id = session.next_job_id();
     let root = StoreRoot::resolve(&session.shuffle_root, &session.ctx.runtime_env())?;
+    // If this future is dropped mid-job (a timeout, a `select!`), the guard still removes the
+    // job's shuffle objects; running tasks are aborted by their executors' handles.
+    let mut cleanup = CleanupGuard {
+        root: root.clone(),
+        job_id: job_id.clone(),
+        armed: !session.keep_shuffle_files,
+    };
     let outcome = Job::new(session, graph, job_id.clone())?.run().await;
     let result = match outcome {
         Ok(result_maps) => read_result(session, graph, &root, result_maps).await,
         Err(e) => Err(e),
     };
-    if !session.keep_shuffle_files {
-        if let Err(e) = delete_prefix(&root, &job_id).await {
+    if cleanup.armed {
+        cleanup.armed = false;
+        if let Err(e) = delete_job(&root, &job_id).await {
             warn!(job = %job_id, error = %e, "could not delete shuffle prefix");
         }
     }
     result
+}
+
+/// Deletes a job's shuffle objects when dropped while still armed.
+struct CleanupGuard {
+    root: StoreRoot,
+    job_id: String,
+    armed: bool,
+}
+
+impl Drop for CleanupGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let root = self.root.clone();
+            let job_id = self.job_id.clone();
+            handle.spawn(async move {
+                if let Err(e) = delete_job(&root, &job_id).await {
+                    warn!(job = %job_id, error = %e, "could not delete shuffle prefix");
+                }
+            });
+        }
+    }
 }
 
 /// Reads the result stage's outputs on the driver, in partition order.
@@ -127,8 +160,9 @@ fn fetch_error(err: &datafusion::error::DataFusionError) -> Option<EngineError> 
     }
 }
 
-/// Deletes every object under the job's prefix.
-async fn delete_prefix(root: &StoreRoot, job_id: &str) -> Result<()> {
+/// Deletes every object under the job's prefix (and, on a local file system, the directories
+/// that held them).
+async fn delete_job(root: &StoreRoot, job_id: &str) -> Result<()> {
     let prefix = root.job_prefix(job_id);
     let locations = root
         .store
@@ -139,6 +173,13 @@ async fn delete_prefix(root: &StoreRoot, job_id: &str) -> Result<()> {
     while let Some(r) = deleted.next().await {
         match r {
             Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if let Some(dir) = root.local_job_dir(job_id) {
+        match tokio::fs::remove_dir_all(&dir).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e.into()),
         }
     }
@@ -156,8 +197,9 @@ struct Job<'a> {
     /// Attempts made per (stage, partition).
     attempts: HashMap<(u32, u32), u32>,
     queue: VecDeque<TaskDefinition>,
-    free_slots: Vec<usize>,
     started: Vec<u32>,
+    /// Stages that write to a sink: a retry would write the output twice, so they run once.
+    no_retry: HashSet<u32>,
 }
 
 impl<'a> Job<'a> {
@@ -165,12 +207,15 @@ impl<'a> Job<'a> {
         let codec = executor_codec();
         let mut plans = HashMap::new();
         let mut outputs = HashMap::new();
+        let mut no_retry = HashSet::new();
         for stage in &graph.stages {
             let bytes = plan_to_bytes(Arc::clone(&stage.plan), codec.as_ref())?;
             plans.insert(stage.id, Arc::new(bytes));
             outputs.insert(stage.id, vec![None; stage.tasks]);
+            if contains_operator(&stage.plan, "DataSinkExec") {
+                no_retry.insert(stage.id);
+            }
         }
-        let free_slots = session.executors.iter().map(|e| e.slots()).collect();
         Ok(Self {
             session,
             graph,
@@ -179,8 +224,8 @@ impl<'a> Job<'a> {
             outputs,
             attempts: HashMap::new(),
             queue: VecDeque::new(),
-            free_slots,
             started: Vec::new(),
+            no_retry,
         })
     }
 
@@ -238,44 +283,84 @@ impl<'a> Job<'a> {
         Ok(())
     }
 
+    /// A free slot on the executor with the most free slots, if any. Slots are the session's,
+    /// shared by all its jobs.
+    fn try_slot(&self) -> Option<(usize, OwnedSemaphorePermit)> {
+        let mut order: Vec<usize> = (0..self.session.slots.len()).collect();
+        order.sort_by_key(|i| std::cmp::Reverse(self.session.slots[*i].available_permits()));
+        order.into_iter().find_map(|i| {
+            Arc::clone(&self.session.slots[i])
+                .try_acquire_owned()
+                .ok()
+                .map(|p| (i, p))
+        })
+    }
+
+    /// Waits until any executor has a free slot (all are held by other jobs).
+    async fn wait_slot(&self) -> Result<(usize, OwnedSemaphorePermit)> {
+        let waits = self.session.slots.iter().enumerate().map(|(i, s)| {
+            let s = Arc::clone(s);
+            Box::pin(async move { (i, s.acquire_owned().await) })
+        });
+        let ((i, permit), _, _) = futures::future::select_all(waits).await;
+        let permit =
+            permit.map_err(|e| EngineError::Internal(format!("executor slots closed: {e}")))?;
+        Ok((i, permit))
+    }
+
+    fn launch(
+        &self,
+        exec_idx: usize,
+        permit: OwnedSemaphorePermit,
+        task: TaskDefinition,
+    ) -> impl std::future::Future<Output = (usize, TaskDefinition, kiln_executor::Result<TaskStatus>)>
+    {
+        let executor: Arc<dyn Executor> = Arc::clone(&self.session.executors[exec_idx]);
+        async move {
+            let result = executor.launch(task.clone()).await;
+            drop(permit);
+            (exec_idx, task, result)
+        }
+    }
+
     /// Runs every stage; returns the result stage's accepted outputs in partition order.
     async fn run(mut self) -> Result<Vec<MapStatus>> {
         let Some(result_id) = self.graph.result_stage().map(|s| s.id) else {
             return Ok(Vec::new());
         };
-        self.start_ready_stages()?;
+        let mut failure: Option<EngineError> = self.start_ready_stages().err();
         let mut running = FuturesUnordered::new();
-        let mut failure: Option<EngineError> = None;
         loop {
-            // Hand queued tasks to executors with free slots (most free slots first).
-            while failure.is_none() && !self.queue.is_empty() {
-                let Some(exec_idx) = (0..self.free_slots.len())
-                    .filter(|i| self.free_slots[*i] > 0)
-                    .max_by_key(|i| (self.free_slots[*i], usize::MAX - i))
-                else {
-                    break;
-                };
-                let Some(task) = self.queue.pop_front() else {
-                    break;
-                };
-                self.free_slots[exec_idx] -= 1;
-                let executor: Arc<dyn Executor> = Arc::clone(&self.session.executors[exec_idx]);
-                running.push(async move {
-                    let stage = task.stage_id;
-                    let partition = task.partition;
-                    let attempt = task.attempt;
-                    let result = executor.launch(task.clone()).await;
-                    (exec_idx, task, stage, partition, attempt, result)
-                });
+            if failure.is_none() {
+                while !self.queue.is_empty() {
+                    let Some((exec_idx, permit)) = self.try_slot() else {
+                        break;
+                    };
+                    if let Some(task) = self.queue.pop_front() {
+                        running.push(self.launch(exec_idx, permit, task));
+                    }
+                }
+                if running.is_empty() && !self.queue.is_empty() {
+                    match self.wait_slot().await {
+                        Ok((exec_idx, permit)) => {
+                            if let Some(task) = self.queue.pop_front() {
+                                running.push(self.launch(exec_idx, permit, task));
+                            }
+                        }
+                        Err(e) => failure = Some(e),
+                    }
+                    continue;
+                }
             }
-            let Some((exec_idx, task, stage, partition, attempt, result)) = running.next().await
-            else {
+            // After a failure, keep collecting until the running tasks have finished, so none
+            // writes shuffle objects after the job's prefix is deleted.
+            let Some((exec_idx, task, result)) = running.next().await else {
                 break;
             };
-            self.free_slots[exec_idx] += 1;
             if failure.is_some() {
-                continue; // draining: let running tasks finish before cleaning up
+                continue;
             }
+            let (stage, partition, attempt) = (task.stage_id, task.partition, task.attempt);
             let status = match result {
                 Ok(status) => status,
                 Err(e) => TaskStatus {
@@ -301,15 +386,19 @@ impl<'a> Job<'a> {
                     }
                     if self.stage_done(stage) {
                         debug!(job = %self.job_id, stage, "stage done");
-                        self.start_ready_stages()?;
+                        if let Err(e) = self.start_ready_stages() {
+                            failure = Some(e);
+                        }
                     }
                 }
                 Some(TaskOutcome::Failure(f)) => {
                     let made = self.attempts.entry((stage, partition)).or_insert(0);
                     *made = (*made).max(attempt + 1);
                     let made = *made;
+                    let may_retry =
+                        made < self.session.max_task_attempts && !self.no_retry.contains(&stage);
                     match f.failure_kind() {
-                        FailureKind::TaskFailed if made < self.session.max_task_attempts => {
+                        FailureKind::TaskFailed if may_retry => {
                             warn!(job = %self.job_id, stage, partition, attempt, error = %f.message, "task failed, retrying");
                             let mut retry = task;
                             retry.attempt = made;
@@ -355,4 +444,13 @@ impl<'a> Job<'a> {
             })
             .collect()
     }
+}
+
+/// Whether `plan` holds an operator named `name`.
+fn contains_operator(plan: &Arc<dyn ExecutionPlan>, name: &str) -> bool {
+    plan.name() == name
+        || plan
+            .children()
+            .into_iter()
+            .any(|c| contains_operator(c, name))
 }

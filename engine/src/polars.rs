@@ -67,7 +67,8 @@ impl Session {
             let array = match chunks.len() {
                 1 => chunks.remove(0),
                 _ => {
-                    let refs: Vec<&dyn arrow::array::Array> = chunks.iter().map(|a| a.as_ref()).collect();
+                    let refs: Vec<&dyn arrow::array::Array> =
+                        chunks.iter().map(|a| a.as_ref()).collect();
                     arrow::compute::concat(&refs)?
                 }
             };
@@ -119,12 +120,19 @@ impl DataFrame {
                 Some(f) => Series::try_from((&f, chunks)).map_err(polars_err)?,
                 None => {
                     // No rows: an empty column of the right type.
-                    let (_, c_schema) = to_ffi(&arrow::array::new_empty_array(field.data_type()).to_data())?;
+                    let (_, c_schema) =
+                        to_ffi(&arrow::array::new_empty_array(field.data_type()).to_data())?;
                     // SAFETY: as above.
-                    let c_schema = unsafe { std::mem::transmute::<FFI_ArrowSchema, pl_ffi::ArrowSchema>(c_schema) };
+                    let c_schema = unsafe {
+                        std::mem::transmute::<FFI_ArrowSchema, pl_ffi::ArrowSchema>(c_schema)
+                    };
                     // SAFETY: as above.
-                    let f = unsafe { pl_ffi::import_field_from_c(&c_schema) }.map_err(polars_err)?;
-                    Series::new_empty(field.name().as_str().into(), &PlDataType::from_arrow_field(&f))
+                    let f =
+                        unsafe { pl_ffi::import_field_from_c(&c_schema) }.map_err(polars_err)?;
+                    Series::new_empty(
+                        field.name().as_str().into(),
+                        &PlDataType::from_arrow_field(&f),
+                    )
                 }
             };
             columns.push(series.with_name(field.name().as_str().into()).into_column());

@@ -337,18 +337,30 @@ pub(crate) async fn read_csv(
         .clone()
         .unwrap_or_else(|| extension_of(path, ".csv"));
     let listing = list_files(session, path, &ext, "csv").await?;
-    let Some((first, first_display)) = listing.files.first().cloned() else {
-        return Err(EngineError::Internal("empty listing".to_string()));
-    };
     let schema = match &options.schema {
         Some(schema) => Arc::clone(schema),
         None => {
-            let size = listing.store.head(&first).await?.size;
-            let sample = listing
-                .store
-                .get_range(&first, 0..size.min(INFER_BYTES))
-                .await?;
-            Arc::new(infer_csv_schema(&sample, &options, &first_display)?)
+            // Infer from the first file that has any bytes.
+            let mut sample = None;
+            for (file, display) in &listing.files {
+                let size = listing.store.head(file).await?.size;
+                if size > 0 {
+                    let bytes = listing
+                        .store
+                        .get_range(file, 0..size.min(INFER_BYTES))
+                        .await?;
+                    sample = Some((bytes, display.clone()));
+                    break;
+                }
+            }
+            let Some((bytes, display)) = sample else {
+                return Err(EngineError::Read {
+                    format: "csv",
+                    path: path.to_string(),
+                    reason: "every file is empty: nothing to infer a schema from (give one with CsvOptions::schema)".to_string(),
+                });
+            };
+            Arc::new(infer_csv_schema(&bytes, &options, &display)?)
         }
     };
     if options.mode == CsvMode::Permissive

@@ -14,6 +14,7 @@ use kiln_executor::{Executor, ExecutorRuntime, InProcessExecutor};
 use kiln_planner::functions::kiln_udfs;
 use object_store::memory::InMemory;
 use object_store::ObjectStore;
+use tokio::sync::Semaphore;
 use url::Url;
 
 use crate::dataframe::DataFrame;
@@ -171,11 +172,16 @@ impl SessionBuilder {
             )));
         }
 
+        let slots = executors
+            .iter()
+            .map(|e| Arc::new(Semaphore::new(e.slots())))
+            .collect();
         Ok(Session {
             inner: Arc::new(SessionInner {
                 id: session_id,
                 ctx,
                 executors,
+                slots,
                 shuffle_root,
                 keep_shuffle_files: self.keep_shuffle_files,
                 max_task_attempts: self.max_task_attempts,
@@ -308,6 +314,8 @@ pub(crate) struct SessionInner {
     pub(crate) id: String,
     pub(crate) ctx: SessionContext,
     pub(crate) executors: Vec<Arc<dyn Executor>>,
+    /// Free task slots per executor, shared by every job of the session.
+    pub(crate) slots: Vec<Arc<Semaphore>>,
     pub(crate) shuffle_root: String,
     pub(crate) keep_shuffle_files: bool,
     pub(crate) max_task_attempts: u32,

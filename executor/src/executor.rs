@@ -67,19 +67,41 @@ impl Executor for InProcessExecutor {
     async fn launch(&self, task: TaskDefinition) -> Result<TaskStatus> {
         let wire = task.to_bytes();
         let runtime = Arc::clone(&self.runtime);
-        let handle = tokio::spawn(async move {
+        let handle = AbortOnDrop(tokio::spawn(async move {
             let task = TaskDefinition::from_bytes(&wire)?;
             Ok::<_, ExecError>(runtime.run_task(&task).await.to_bytes())
-        });
+        }));
         match handle.await {
             Ok(Ok(status)) => Ok(TaskStatus::from_bytes(&status)?),
-            Ok(Err(e)) => Ok(failed(&task, FailureKind::TaskFailed, e.to_string())),
+            // The task bytes did not decode: the same bytes will not decode on a retry either.
+            Ok(Err(e)) => Ok(failed(&task, FailureKind::UserError, e.to_string())),
             Err(join) => Ok(failed(
                 &task,
                 FailureKind::TaskFailed,
                 format!("task aborted: {join}"),
             )),
         }
+    }
+}
+
+/// A spawned task that is aborted when its handle is dropped, so a cancelled job does not
+/// leave tasks running (and writing shuffle objects) behind.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl<T> std::future::Future for AbortOnDrop<T> {
+    type Output = Result<T, tokio::task::JoinError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx)
     }
 }
 

@@ -2,10 +2,12 @@
 
 use std::sync::Arc;
 
+use arrow::error::ArrowError;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::error::DataFusionError;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::TaskContext;
+use datafusion::parquet::errors::ParquetError;
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -197,21 +199,82 @@ fn failure_of(err: &ExecError) -> TaskFailure {
             fetch_object: object.clone(),
         };
     }
-    let kind = match err {
-        ExecError::ObjectStore(_) | ExecError::Internal(_) => FailureKind::TaskFailed,
-        ExecError::DataFusion(df) => match df.find_root() {
-            DataFusionError::ObjectStore(_)
-            | DataFusionError::IoError(_)
-            | DataFusionError::ResourcesExhausted(_)
-            | DataFusionError::ExecutionJoin(_)
-            | DataFusionError::Internal(_) => FailureKind::TaskFailed,
-            _ => FailureKind::UserError,
-        },
-        _ => FailureKind::UserError,
-    };
+    let kind = kind_of(err);
     TaskFailure {
         kind: kind as i32,
         message: err.to_string(),
         ..Default::default()
+    }
+}
+
+/// Whether a failure is worth retrying: transient I/O, memory pressure and unknown causes are
+/// retried; errors that the same input and plan would raise again fail the job at once.
+fn kind_of(err: &ExecError) -> FailureKind {
+    match err {
+        ExecError::FetchFailed { .. } => FailureKind::FetchFailed,
+        ExecError::MalformedRecord { .. }
+        | ExecError::InvalidLocation { .. }
+        | ExecError::Plan(_) => FailureKind::UserError,
+        ExecError::ObjectStore(e) => store_kind(e),
+        ExecError::Arrow(e) => arrow_kind(e),
+        ExecError::DataFusion(e) => datafusion_kind(e),
+        ExecError::Internal(_) => FailureKind::TaskFailed,
+    }
+}
+
+fn store_kind(err: &object_store::Error) -> FailureKind {
+    match err {
+        object_store::Error::NotFound { .. }
+        | object_store::Error::PermissionDenied { .. }
+        | object_store::Error::Unauthenticated { .. }
+        | object_store::Error::InvalidPath { .. } => FailureKind::UserError,
+        _ => FailureKind::TaskFailed,
+    }
+}
+
+fn arrow_kind(err: &ArrowError) -> FailureKind {
+    match err {
+        ArrowError::IoError(..) => FailureKind::TaskFailed,
+        ArrowError::ExternalError(inner) => external_kind(inner.as_ref()),
+        _ => FailureKind::UserError,
+    }
+}
+
+fn external_kind(err: &(dyn std::error::Error + Send + Sync + 'static)) -> FailureKind {
+    if let Some(e) = err.downcast_ref::<ExecError>() {
+        kind_of(e)
+    } else if let Some(e) = err.downcast_ref::<DataFusionError>() {
+        datafusion_kind(e)
+    } else if let Some(e) = err.downcast_ref::<object_store::Error>() {
+        store_kind(e)
+    } else if let Some(e) = err.downcast_ref::<ArrowError>() {
+        arrow_kind(e)
+    } else {
+        FailureKind::TaskFailed
+    }
+}
+
+fn datafusion_kind(err: &DataFusionError) -> FailureKind {
+    match err {
+        DataFusionError::ObjectStore(e) => store_kind(e),
+        DataFusionError::ArrowError(e, _) => arrow_kind(e),
+        DataFusionError::ParquetError(e) => match e.as_ref() {
+            ParquetError::External(inner) => external_kind(inner.as_ref()),
+            _ => FailureKind::UserError,
+        },
+        DataFusionError::External(inner) => external_kind(inner.as_ref()),
+        DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => {
+            datafusion_kind(inner)
+        }
+        DataFusionError::Shared(inner) => datafusion_kind(inner),
+        DataFusionError::Collection(errs) => errs
+            .first()
+            .map(datafusion_kind)
+            .unwrap_or(FailureKind::TaskFailed),
+        DataFusionError::IoError(_)
+        | DataFusionError::ResourcesExhausted(_)
+        | DataFusionError::ExecutionJoin(_)
+        | DataFusionError::Internal(_) => FailureKind::TaskFailed,
+        _ => FailureKind::UserError,
     }
 }

@@ -362,5 +362,25 @@ async fn order_preserving_exchanges_stay_sorted() {
     let batches = df.collect().await.unwrap();
     let rows = rows(&batches);
     assert_eq!(rows.len(), 50000, "{plan}");
-    assert!(rows.iter().all(|r| r[1] == "1"), "a group was split: {plan}");
+    assert!(
+        rows.iter().all(|r| r[1] == "1"),
+        "a group was split: {plan}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limit_on_a_broadcast_build_side_is_kept() {
+    // The limited side is small, so it is collected; the outer join makes Kiln turn it into a
+    // partitioned join, which must not apply the limit once per partition.
+    let kiln = session(2, 2).await;
+    let sql = "SELECT count(*) FROM \
+               (SELECT value AS k FROM generate_series(1, 1000) ORDER BY value LIMIT 10) a \
+               LEFT JOIN (SELECT value AS k FROM generate_series(1, 100000)) b ON a.k = b.k";
+    let got = rows(&kiln.sql(sql).await.unwrap().collect().await.unwrap());
+    assert_eq!(got, vec![vec!["10".to_string()]]);
+    let sql = "SELECT count(*) FROM \
+               (SELECT value AS k FROM generate_series(1, 1000) LIMIT 10) a \
+               LEFT JOIN (SELECT value AS k FROM generate_series(1, 100000)) b ON a.k = b.k";
+    let got = rows(&kiln.sql(sql).await.unwrap().collect().await.unwrap());
+    assert_eq!(got, vec![vec!["10".to_string()]]);
 }

@@ -250,3 +250,27 @@ async fn runtime_errors_surface_from_executors() {
     let m = message(&e);
     assert!(m.contains("two"), "{m}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_schema_comes_from_the_first_non_empty_file() {
+    let kiln = session(1, 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.csv"), "").unwrap();
+    std::fs::write(dir.path().join("b.csv"), "x,y\n1,2\n3,4\n").unwrap();
+    let df = kiln
+        .read_csv(
+            dir.path().to_str().unwrap(),
+            CsvOptions::default().mode(CsvMode::FailFast),
+        )
+        .await
+        .unwrap();
+    assert_eq!(df.count().await.unwrap(), 2);
+
+    let empty = tempfile::tempdir().unwrap();
+    std::fs::write(empty.path().join("a.csv"), "").unwrap();
+    let e = kiln
+        .read_csv(empty.path().to_str().unwrap(), CsvOptions::default())
+        .await
+        .unwrap_err();
+    assert!(message(&e).contains("every file is empty"), "{e}");
+}

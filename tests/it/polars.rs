@@ -21,7 +21,10 @@ async fn polars_round_trip_through_a_query() {
     let df = kiln.from_polars(&pl).unwrap();
     let back = df.to_polars().await.unwrap();
     assert_eq!(back.shape(), (4, 3));
-    assert_eq!(back.column("temp").unwrap().f64().unwrap().sum(), Some(41.25));
+    assert_eq!(
+        back.column("temp").unwrap().f64().unwrap().sum(),
+        Some(41.25)
+    );
     assert_eq!(back.column("n").unwrap().null_count(), 1);
 
     let agg = df
@@ -34,7 +37,11 @@ async fn polars_round_trip_through_a_query() {
     assert_eq!(rows.len(), 3);
     let out = agg.to_polars().await.unwrap();
     assert_eq!(out.height(), 3);
-    let names: Vec<String> = out.get_column_names().iter().map(|s| s.to_string()).collect();
+    let names: Vec<String> = out
+        .get_column_names()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     assert_eq!(names, vec!["city", "t"]);
 }
 

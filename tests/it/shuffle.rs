@@ -262,3 +262,53 @@ async fn corrupted_shuffle_object_is_a_fetch_failure() {
         other => panic!("expected FetchFailed, got {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_shuffle_root_is_left_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let kiln = Session::builder()
+        .executors(2)
+        .shuffle_root(dir.path().to_str().unwrap())
+        .build()
+        .await
+        .unwrap();
+    let batches = kiln.sql(QUERY).await.unwrap().collect().await.unwrap();
+    assert_eq!(sorted_rows(&batches), expected());
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_jobs_share_the_slots_and_agree() {
+    let store = InstrumentedStore::new();
+    let kiln = session_over(Arc::clone(&store), 2).await;
+    let jobs = (0..4).map(|_| {
+        let kiln = kiln.clone();
+        tokio::spawn(async move { kiln.sql(QUERY).await.unwrap().collect().await.unwrap() })
+    });
+    for job in futures::future::join_all(jobs).await {
+        assert_eq!(sorted_rows(&job.unwrap()), expected());
+    }
+    let left: Vec<_> = store.inner.list(None).collect().await;
+    assert!(left.is_empty(), "shuffle objects left behind: {left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_job_cleans_up_after_itself() {
+    let store = InstrumentedStore::new();
+    let kiln = session_over(Arc::clone(&store), 2).await;
+    let slow = "SELECT a.value % 100 AS k, count(*) FROM generate_series(1, 3000000) a GROUP BY 1";
+    let df = kiln.sql(slow).await.unwrap();
+    let cancelled = tokio::time::timeout(std::time::Duration::from_millis(300), df.collect()).await;
+    assert!(cancelled.is_err(), "the query should still be running");
+    // The cleanup runs in the background; give it a moment.
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let left: Vec<_> = store.inner.list(None).collect().await;
+        if left.is_empty() {
+            return;
+        }
+    }
+    let left: Vec<_> = store.inner.list(None).collect().await;
+    panic!("shuffle objects left behind: {left:?}");
+}

@@ -142,10 +142,19 @@ async fn fetch_range(store: Arc<dyn ObjectStore>, loc: ReadLocation) -> DfResult
     let path = Path::from(loc.object.as_str());
     let start = loc.range.offset;
     let end = start + loc.range.len;
-    let bytes = store
-        .get_range(&path, start..end)
-        .await
-        .map_err(|e| fetch_failed(&loc, e.to_string()))?;
+    let bytes = match store.get_range(&path, start..end).await {
+        Ok(bytes) => bytes,
+        // The object is gone: its map output must be recomputed.
+        Err(e @ object_store::Error::NotFound { .. }) => {
+            return Err(fetch_failed(&loc, e.to_string()))
+        }
+        // Anything else may be transient: fail this task so it is retried.
+        Err(e) => {
+            return Err(DataFusionError::External(Box::new(ExecError::ObjectStore(
+                e,
+            ))))
+        }
+    };
     if bytes.len() as u64 != loc.range.len {
         return Err(fetch_failed(
             &loc,

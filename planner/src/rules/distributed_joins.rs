@@ -41,11 +41,12 @@ fn emits_build_rows_at_end(join_type: JoinType) -> bool {
     )
 }
 
-/// The input of a coalesce, or the plan itself.
+/// The input of a plain coalesce, or the plan itself. A coalesce that carries a limit
+/// (`fetch`) is kept: removing it would apply the limit per partition.
 fn strip_coalesce(plan: &Arc<dyn ExecutionPlan>) -> Arc<dyn ExecutionPlan> {
     match plan.downcast_ref::<CoalescePartitionsExec>() {
-        Some(c) => Arc::clone(c.input()),
-        None => Arc::clone(plan),
+        Some(c) if c.fetch().is_none() => Arc::clone(c.input()),
+        _ => Arc::clone(plan),
     }
 }
 
