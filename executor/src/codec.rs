@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use arrow::datatypes::Schema;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::TaskContext;
@@ -10,6 +9,7 @@ use datafusion::logical_expr::ScalarUDF;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
 use datafusion_proto::protobuf;
+use kiln_planner::codec::{decode_schema, not_shippable};
 use kiln_planner::KilnPhysicalCodec;
 use prost::Message;
 
@@ -116,11 +116,7 @@ impl PhysicalExtensionCodec for SourceCodec {
         _proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let node = CsvScanNode::decode(buf).map_err(|e| internal(format!("bad csv scan: {e}")))?;
-        let schema = node
-            .file_schema
-            .as_ref()
-            .ok_or_else(|| internal("csv scan without schema"))?;
-        let schema = Arc::new(Schema::try_from(schema)?);
+        let schema = decode_schema(node.file_schema.as_ref(), "csv scan")?;
         let mode = CsvMode::from_u32(node.mode)
             .ok_or_else(|| internal(format!("unknown csv mode {}", node.mode)))?;
         let delimiter = u8::try_from(node.delimiter)
@@ -160,10 +156,7 @@ impl PhysicalExtensionCodec for SourceCodec {
         _proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> DfResult<()> {
         let Some(scan) = node.downcast_ref::<CsvScanExec>() else {
-            return Err(DataFusionError::NotImplemented(format!(
-                "Kiln cannot ship operator {} to executors",
-                node.name()
-            )));
+            return Err(not_shippable(node.as_ref()));
         };
         let options = scan.options();
         let msg = CsvScanNode {

@@ -4,7 +4,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use kiln_planner::task::{FailureKind, TaskDefinition, TaskFailure, TaskOutcome, TaskStatus};
+use kiln_planner::task::{
+    FailureKind, TaskDefinition, TaskFailure, TaskOutcome, TaskStatus, WireMessage,
+};
 
 use crate::error::{ExecError, Result};
 use crate::runtime::ExecutorRuntime;

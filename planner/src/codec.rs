@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use arrow::datatypes::Schema;
+use arrow::datatypes::{Schema, SchemaRef};
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::ScalarUDF;
@@ -35,6 +35,24 @@ struct ShuffleReadNode {
     schema: Option<protobuf::Schema>,
 }
 
+/// The error for an operator no codec knows.
+pub fn not_shippable(node: &dyn ExecutionPlan) -> DataFusionError {
+    DataFusionError::NotImplemented(format!(
+        "Kiln cannot ship operator {} to executors",
+        node.name()
+    ))
+}
+
+/// Decodes a schema field of an operator's message (`what` names the operator in errors).
+///
+/// # Errors
+/// A missing or undecodable schema.
+pub fn decode_schema(schema: Option<&protobuf::Schema>, what: &str) -> DfResult<SchemaRef> {
+    let schema =
+        schema.ok_or_else(|| DataFusionError::Internal(format!("{what} without schema")))?;
+    Ok(Arc::new(Schema::try_from(schema)?))
+}
+
 /// The extension codec for the planner's operators and Kiln's scalar functions.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct KilnPhysicalCodec;
@@ -57,17 +75,13 @@ impl PhysicalExtensionCodec for KilnPhysicalCodec {
         let mode = ReadMode::from_u32(node.mode).ok_or_else(|| {
             DataFusionError::Internal(format!("unknown shuffle read mode {}", node.mode))
         })?;
-        let schema = node
-            .schema
-            .as_ref()
-            .ok_or_else(|| DataFusionError::Internal("shuffle read without schema".into()))?;
-        let schema = Schema::try_from(schema)?;
+        let schema = decode_schema(node.schema.as_ref(), "shuffle read")?;
         let partitions = usize::try_from(node.partitions)
             .map_err(|e| DataFusionError::Internal(format!("partition count: {e}")))?;
         Ok(Arc::new(UnresolvedShuffleExec::new(
             node.stage_id,
             mode,
-            Arc::new(schema),
+            schema,
             partitions,
         )))
     }
@@ -79,10 +93,7 @@ impl PhysicalExtensionCodec for KilnPhysicalCodec {
         _proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> DfResult<()> {
         let Some(read) = node.downcast_ref::<UnresolvedShuffleExec>() else {
-            return Err(DataFusionError::NotImplemented(format!(
-                "Kiln cannot ship operator {} to executors",
-                node.name()
-            )));
+            return Err(not_shippable(node.as_ref()));
         };
         let schema = protobuf::Schema::try_from(read.schema().as_ref())?;
         let msg = ShuffleReadNode {

@@ -13,7 +13,7 @@
 //! [`UnresolvedShuffleExec`] placeholders that executors resolve to real shuffle reads.
 //!
 //! ```
-//! use kiln_planner::task::TaskDefinition;
+//! use kiln_planner::task::{TaskDefinition, WireMessage};
 //! let task = TaskDefinition { job_id: "j1".into(), stage_id: 2, ..Default::default() };
 //! let back = TaskDefinition::from_bytes(&task.to_bytes()).unwrap();
 //! assert_eq!(back.stage_id, 2);
@@ -22,6 +22,7 @@
 pub mod codec;
 pub mod error;
 pub mod functions;
+mod leaf;
 pub mod rules;
 pub mod shuffle_read;
 pub mod stage;
@@ -36,5 +37,5 @@ pub use stage::{cut_stages, Stage, StageGraph, StageOutput};
 pub mod prelude {
     pub use crate::codec::{plan_from_bytes, plan_to_bytes, KilnPhysicalCodec};
     pub use crate::stage::{cut_stages, Stage, StageGraph, StageOutput};
-    pub use crate::task::{MapStatus, StageInput, TaskDefinition, TaskStatus};
+    pub use crate::task::{MapStatus, StageInput, TaskDefinition, TaskStatus, WireMessage};
 }

@@ -161,40 +161,34 @@ pub enum FailureKind {
     UserError = 2,
 }
 
-impl TaskDefinition {
-    /// Encodes the task for the wire.
-    pub fn to_bytes(&self) -> Vec<u8> {
+/// A message that crosses between driver and executor as protobuf bytes.
+pub trait WireMessage: Message + Default + Sized {
+    /// What the message is, for decode errors.
+    const WHAT: &'static str;
+
+    /// Encodes the message for the wire.
+    fn to_bytes(&self) -> Vec<u8> {
         self.encode_to_vec()
     }
 
-    /// Decodes a task from the wire.
+    /// Decodes a message from the wire.
     ///
     /// # Errors
-    /// [`PlanError::Decode`] if the bytes are not a task definition.
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+    /// [`PlanError::Decode`] if the bytes are not this message.
+    fn from_bytes(bytes: &[u8]) -> Result<Self> {
         Self::decode(bytes).map_err(|source| PlanError::Decode {
-            what: "task definition",
+            what: Self::WHAT,
             source,
         })
     }
 }
 
-impl TaskStatus {
-    /// Encodes the status for the wire.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        self.encode_to_vec()
-    }
+impl WireMessage for TaskDefinition {
+    const WHAT: &'static str = "task definition";
+}
 
-    /// Decodes a status from the wire.
-    ///
-    /// # Errors
-    /// [`PlanError::Decode`] if the bytes are not a task status.
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        Self::decode(bytes).map_err(|source| PlanError::Decode {
-            what: "task status",
-            source,
-        })
-    }
+impl WireMessage for TaskStatus {
+    const WHAT: &'static str = "task status";
 }
 
 impl TaskFailure {
