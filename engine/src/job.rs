@@ -277,6 +277,7 @@ impl<'a> Job<'a> {
                     plan: plan.as_ref().clone(),
                     shuffle_root: self.session.shuffle_root.clone(),
                     inputs: inputs.clone(),
+                    compression: self.session.shuffle_compression as i32,
                 });
             }
         }

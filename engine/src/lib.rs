@@ -33,6 +33,7 @@ mod session;
 
 pub use dataframe::{DataFrame, GroupedDataFrame};
 pub use error::{EngineError, Result};
+pub use kiln_planner::task::ShuffleCompression;
 pub use read::{CsvMode, CsvOptions};
 pub use session::{Session, SessionBuilder};
 

@@ -12,6 +12,7 @@ use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{JsonReadOptions, ParquetReadOptions, SessionConfig, SessionContext};
 use kiln_executor::{Executor, ExecutorRuntime, InProcessExecutor};
 use kiln_planner::functions::kiln_udfs;
+use kiln_planner::task::ShuffleCompression;
 use object_store::memory::InMemory;
 use object_store::ObjectStore;
 use tokio::sync::Semaphore;
@@ -31,6 +32,7 @@ pub struct SessionBuilder {
     keep_shuffle_files: bool,
     max_task_attempts: u32,
     batch_size: Option<usize>,
+    shuffle_compression: Option<ShuffleCompression>,
     stores: Vec<(Url, Arc<dyn ObjectStore>)>,
 }
 
@@ -47,6 +49,7 @@ impl Default for SessionBuilder {
             keep_shuffle_files: false,
             max_task_attempts: 4,
             batch_size: None,
+            shuffle_compression: None,
             stores: Vec::new(),
         }
     }
@@ -89,6 +92,13 @@ impl SessionBuilder {
     /// Attempts per task before the job fails (default 4).
     pub fn max_task_attempts(mut self, n: u32) -> Self {
         self.max_task_attempts = n;
+        self
+    }
+
+    /// Compression of shuffle objects. Default: none for `file://` and `memory://` roots (bytes
+    /// are cheap there and compression costs CPU), LZ4 for object stores across a network.
+    pub fn shuffle_compression(mut self, compression: ShuffleCompression) -> Self {
+        self.shuffle_compression = Some(compression);
         self
     }
 
@@ -152,6 +162,13 @@ impl SessionBuilder {
         };
         stores.ensure(&shuffle_root)?;
 
+        let shuffle_compression = self.shuffle_compression.unwrap_or(
+            if shuffle_root.starts_with("file://") || shuffle_root.starts_with("memory://") {
+                ShuffleCompression::None
+            } else {
+                ShuffleCompression::Lz4
+            },
+        );
         let total_slots = self.executors * self.slots_per_executor;
         let config = driver_config(total_slots, self.batch_size);
 
@@ -183,6 +200,7 @@ impl SessionBuilder {
                 executors,
                 slots,
                 shuffle_root,
+                shuffle_compression,
                 keep_shuffle_files: self.keep_shuffle_files,
                 max_task_attempts: self.max_task_attempts,
                 stores,
@@ -317,6 +335,7 @@ pub(crate) struct SessionInner {
     /// Free task slots per executor, shared by every job of the session.
     pub(crate) slots: Vec<Arc<Semaphore>>,
     pub(crate) shuffle_root: String,
+    pub(crate) shuffle_compression: ShuffleCompression,
     pub(crate) keep_shuffle_files: bool,
     pub(crate) max_task_attempts: u32,
     pub(crate) stores: StoreResolver,

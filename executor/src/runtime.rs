@@ -92,6 +92,7 @@ impl ExecutorRuntime {
             map_partition: task.partition,
             attempt: task.attempt,
             executor_id: self.id.clone(),
+            compression: task.shuffle_compression(),
         };
         if let Some(repartition) = plan.downcast_ref::<RepartitionExec>() {
             let input = Arc::clone(repartition.input());

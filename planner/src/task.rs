@@ -38,6 +38,28 @@ pub struct TaskDefinition {
     /// The accepted outputs of every upstream stage this fragment reads.
     #[prost(message, repeated, tag = "7")]
     pub inputs: Vec<StageInput>,
+    /// How the task compresses its shuffle output.
+    #[prost(enumeration = "ShuffleCompression", tag = "8")]
+    pub compression: i32,
+}
+
+/// Compression of shuffle objects (Arrow IPC buffer compression).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum ShuffleCompression {
+    /// Uncompressed (the default): cheapest where bytes are cheap (a local disk, memory).
+    None = 0,
+    /// LZ4 frames: fast, for object stores across a network.
+    Lz4 = 1,
+    /// Zstandard: smaller, slower.
+    Zstd = 2,
+}
+
+impl TaskDefinition {
+    /// The task's shuffle compression (uncompressed for unknown values).
+    pub fn shuffle_compression(&self) -> ShuffleCompression {
+        ShuffleCompression::try_from(self.compression).unwrap_or_default()
+    }
 }
 
 /// The accepted map outputs of one upstream stage, in map-partition order.

@@ -65,6 +65,7 @@ async fn shuffle_once(batches: Vec<RecordBatch>, reduce: usize) -> Vec<Vec<Recor
         map_partition: 0,
         attempt: 0,
         executor_id: "test".into(),
+        compression: kiln_planner::task::ShuffleCompression::Lz4,
     };
     let status = write_task_output(stream, Some(partitioner), reduce, &root, &id)
         .await

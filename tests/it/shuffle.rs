@@ -312,3 +312,30 @@ async fn a_cancelled_job_cleans_up_after_itself() {
     let left: Vec<_> = store.inner.list(None).collect().await;
     panic!("shuffle objects left behind: {left:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_shuffle_compression_gives_the_same_answer() {
+    use kiln::ShuffleCompression;
+    for compression in [
+        ShuffleCompression::None,
+        ShuffleCompression::Lz4,
+        ShuffleCompression::Zstd,
+    ] {
+        let store = InstrumentedStore::new();
+        *store.fault.lock().unwrap() = None;
+        let kiln = Session::builder()
+            .executors(2)
+            .slots_per_executor(2)
+            .shuffle_root("memory://shuffle/root")
+            .object_store(
+                Url::parse("memory://shuffle").unwrap(),
+                Arc::clone(&store) as _,
+            )
+            .shuffle_compression(compression)
+            .build()
+            .await
+            .unwrap();
+        let batches = kiln.sql(QUERY).await.unwrap().collect().await.unwrap();
+        assert_eq!(sorted_rows(&batches), expected(), "{compression:?}");
+    }
+}

@@ -1,11 +1,12 @@
 //! The reduce side of the shuffle: [`ShuffleReaderExec`] fetches its byte ranges.
 
 use std::fmt;
-use std::io::Cursor;
 use std::sync::Arc;
 
-use arrow::ipc::reader::StreamReader;
+use arrow::buffer::Buffer;
+use arrow::ipc::reader::StreamDecoder;
 use arrow::record_batch::RecordBatch;
+use bytes::Bytes;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::TaskContext;
@@ -98,7 +99,7 @@ impl ExecutionPlan for ShuffleReaderExec {
         let batches = stream::iter(locations.into_iter().filter(|l| l.range.len > 0))
             .map(move |loc| fetch_range(Arc::clone(&store), loc))
             .buffered(FETCH_CONCURRENCY)
-            .map_ok(|batches| stream::iter(batches.into_iter().map(Ok)))
+            .map_ok(|(bytes, loc)| decode_range(bytes, loc))
             .try_flatten();
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, batches)))
     }
@@ -113,8 +114,11 @@ fn fetch_failed(loc: &ReadLocation, reason: String) -> DataFusionError {
     }))
 }
 
-/// Fetches one range, checks its length and CRC-32, decodes its batches.
-async fn fetch_range(store: Arc<dyn ObjectStore>, loc: ReadLocation) -> DfResult<Vec<RecordBatch>> {
+/// Fetches one range and checks its length and CRC-32 before anything is decoded.
+async fn fetch_range(
+    store: Arc<dyn ObjectStore>,
+    loc: ReadLocation,
+) -> DfResult<(Bytes, ReadLocation)> {
     let path = Path::from(loc.object.as_str());
     let start = loc.range.offset;
     let end = start + loc.range.len;
@@ -151,17 +155,76 @@ async fn fetch_range(store: Arc<dyn ObjectStore>, loc: ReadLocation) -> DfResult
             ),
         ));
     }
-    let reader = StreamReader::try_new(Cursor::new(bytes), None)
-        .map_err(|e| fetch_failed(&loc, format!("not an Arrow IPC stream: {e}")))?;
-    let batches = reader
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| fetch_failed(&loc, format!("cannot decode Arrow IPC: {e}")))?;
-    let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
-    if rows != loc.range.rows {
-        return Err(fetch_failed(
-            &loc,
-            format!("decoded {rows} rows, expected {}", loc.range.rows),
-        ));
+    Ok((bytes, loc))
+}
+
+/// Decoding state of one fetched range.
+struct RangeDecoder {
+    buffer: Buffer,
+    decoder: StreamDecoder,
+    rows: u64,
+    loc: ReadLocation,
+    done: bool,
+}
+
+impl RangeDecoder {
+    /// The next batch of the range; the row count is checked at the end of the stream.
+    fn next_batch(&mut self) -> Option<DfResult<RecordBatch>> {
+        if self.done {
+            return None;
+        }
+        loop {
+            match self.decoder.decode(&mut self.buffer) {
+                Ok(Some(batch)) => {
+                    self.rows += batch.num_rows() as u64;
+                    return Some(Ok(batch));
+                }
+                Ok(None) if !self.buffer.is_empty() => continue,
+                Ok(None) => {
+                    self.done = true;
+                    if let Err(e) = self.decoder.finish() {
+                        return Some(Err(fetch_failed(
+                            &self.loc,
+                            format!("truncated Arrow IPC: {e}"),
+                        )));
+                    }
+                    if self.rows != self.loc.range.rows {
+                        return Some(Err(fetch_failed(
+                            &self.loc,
+                            format!(
+                                "decoded {} rows, expected {}",
+                                self.rows, self.loc.range.rows
+                            ),
+                        )));
+                    }
+                    return None;
+                }
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(fetch_failed(
+                        &self.loc,
+                        format!("cannot decode Arrow IPC: {e}"),
+                    )));
+                }
+            }
+        }
     }
-    Ok(batches)
+}
+
+/// The batches of a fetched range, decoded one at a time (buffers point into the fetched bytes
+/// where the layout allows, so an uncompressed range is not copied again).
+fn decode_range(
+    bytes: Bytes,
+    loc: ReadLocation,
+) -> impl futures::Stream<Item = DfResult<RecordBatch>> {
+    let state = RangeDecoder {
+        buffer: Buffer::from(bytes),
+        decoder: StreamDecoder::new(),
+        rows: 0,
+        loc,
+        done: false,
+    };
+    stream::unfold(state, |mut state| async move {
+        state.next_batch().map(|item| (item, state))
+    })
 }

@@ -11,7 +11,7 @@ use datafusion::physical_plan::metrics;
 use datafusion::physical_plan::repartition::BatchPartitioner;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use futures::StreamExt;
-use kiln_planner::task::{MapStatus, ShuffleRange};
+use kiln_planner::task::{MapStatus, ShuffleCompression, ShuffleRange};
 use object_store::{ObjectStoreExt, PutPayload};
 
 use super::StoreRoot;
@@ -34,11 +34,14 @@ pub struct MapOutputId {
     pub attempt: u32,
     /// The executor running it.
     pub executor_id: String,
+    /// Compression of the IPC buffers.
+    pub compression: ShuffleCompression,
 }
 
 /// One reduce partition's encoder.
 struct RangeEncoder {
     schema: SchemaRef,
+    compression: Option<CompressionType>,
     pending: Vec<RecordBatch>,
     pending_rows: usize,
     writer: Option<StreamWriter<Vec<u8>>>,
@@ -46,9 +49,10 @@ struct RangeEncoder {
 }
 
 impl RangeEncoder {
-    fn new(schema: SchemaRef) -> Self {
+    fn new(schema: SchemaRef, compression: Option<CompressionType>) -> Self {
         Self {
             schema,
+            compression,
             pending: Vec::new(),
             pending_rows: 0,
             writer: None,
@@ -59,6 +63,11 @@ impl RangeEncoder {
     fn push(&mut self, batch: RecordBatch) -> Result<()> {
         if batch.num_rows() == 0 {
             return Ok(());
+        }
+        // A batch that is already a fair size is written as it is: no copy.
+        if self.pending.is_empty() && batch.num_rows() >= TARGET_BATCH_ROWS / 4 {
+            self.pending.push(batch);
+            return self.flush();
         }
         self.pending_rows += batch.num_rows();
         self.pending.push(batch);
@@ -83,8 +92,7 @@ impl RangeEncoder {
         let writer = match &mut self.writer {
             Some(w) => w,
             None => {
-                let options = IpcWriteOptions::default()
-                    .try_with_compression(Some(CompressionType::LZ4_FRAME))?;
+                let options = IpcWriteOptions::default().try_with_compression(self.compression)?;
                 self.writer.insert(StreamWriter::try_new_with_options(
                     Vec::new(),
                     &self.schema,
@@ -122,8 +130,13 @@ pub async fn write_task_output(
     id: &MapOutputId,
 ) -> Result<MapStatus> {
     let schema = stream.schema();
+    let compression = match id.compression {
+        ShuffleCompression::None => None,
+        ShuffleCompression::Lz4 => Some(CompressionType::LZ4_FRAME),
+        ShuffleCompression::Zstd => Some(CompressionType::ZSTD),
+    };
     let mut encoders: Vec<RangeEncoder> = (0..reduce_partitions.max(1))
-        .map(|_| RangeEncoder::new(schema.clone()))
+        .map(|_| RangeEncoder::new(schema.clone(), compression))
         .collect();
     while let Some(batch) = stream.next().await {
         let batch = batch?;
