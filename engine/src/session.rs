@@ -95,8 +95,8 @@ impl SessionBuilder {
         self
     }
 
-    /// Compression of shuffle objects. Default: none for `file://` and `memory://` roots (bytes
-    /// are cheap there and compression costs CPU), LZ4 for object stores across a network.
+    /// Compression of shuffle objects (default LZ4). A map task holds its output until it is
+    /// written, so compression also lowers peak memory, even on a local disk.
     pub fn shuffle_compression(mut self, compression: ShuffleCompression) -> Self {
         self.shuffle_compression = Some(compression);
         self
@@ -162,13 +162,7 @@ impl SessionBuilder {
         };
         stores.ensure(&shuffle_root)?;
 
-        let shuffle_compression = self.shuffle_compression.unwrap_or(
-            if shuffle_root.starts_with("file://") || shuffle_root.starts_with("memory://") {
-                ShuffleCompression::None
-            } else {
-                ShuffleCompression::Lz4
-            },
-        );
+        let shuffle_compression = self.shuffle_compression.unwrap_or(ShuffleCompression::Lz4);
         let total_slots = self.executors * self.slots_per_executor;
         let config = driver_config(total_slots, self.batch_size);
 

@@ -47,7 +47,7 @@ pub struct TaskDefinition {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
 #[repr(i32)]
 pub enum ShuffleCompression {
-    /// Uncompressed (the default): cheapest where bytes are cheap (a local disk, memory).
+    /// Uncompressed.
     None = 0,
     /// LZ4 frames: fast, for object stores across a network.
     Lz4 = 1,

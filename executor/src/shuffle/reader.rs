@@ -22,7 +22,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use crate::error::ExecError;
 
 /// How many map outputs a reducer fetches at once.
-const FETCH_CONCURRENCY: usize = 4;
+const FETCH_CONCURRENCY: usize = 2;
 
 /// One byte range to read.
 #[derive(Clone, Debug)]
