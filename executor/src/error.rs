@@ -38,6 +38,9 @@ pub enum ExecError {
         /// Why it is invalid.
         reason: String,
     },
+    /// Local I/O failed (shuffle spill files).
+    #[error("local I/O: {0}")]
+    Io(#[from] std::io::Error),
     /// The object store failed.
     #[error(transparent)]
     ObjectStore(#[from] object_store::Error),

@@ -219,7 +219,7 @@ fn kind_of(err: &ExecError) -> FailureKind {
         ExecError::ObjectStore(e) => store_kind(e),
         ExecError::Arrow(e) => arrow_kind(e),
         ExecError::DataFusion(e) => datafusion_kind(e),
-        ExecError::Internal(_) => FailureKind::TaskFailed,
+        ExecError::Internal(_) | ExecError::Io(_) => FailureKind::TaskFailed,
     }
 }
 

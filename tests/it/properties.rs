@@ -51,6 +51,15 @@ fn runtime() -> tokio::runtime::Runtime {
 /// Writes `batches` as one map task hash-partitioned on `k` into `reduce` partitions, then reads
 /// every reduce partition back. Returns the rows of each partition.
 async fn shuffle_once(batches: Vec<RecordBatch>, reduce: usize) -> Vec<Vec<RecordBatch>> {
+    shuffle_once_with(batches, reduce, kiln_planner::task::ShuffleCompression::Lz4).await
+}
+
+/// As [`shuffle_once`], with the given compression.
+async fn shuffle_once_with(
+    batches: Vec<RecordBatch>,
+    reduce: usize,
+    compression: kiln_planner::task::ShuffleCompression,
+) -> Vec<Vec<RecordBatch>> {
     let ctx = SessionContext::new();
     let store = Arc::new(InMemory::new());
     let url = ObjectStoreUrl::parse("memory://prop").unwrap();
@@ -65,7 +74,7 @@ async fn shuffle_once(batches: Vec<RecordBatch>, reduce: usize) -> Vec<Vec<Recor
         map_partition: 0,
         attempt: 0,
         executor_id: "test".into(),
-        compression: kiln_planner::task::ShuffleCompression::Lz4,
+        compression,
     };
     let status = write_task_output(stream, Some(partitioner), reduce, &root, &id)
         .await
@@ -192,4 +201,34 @@ proptest! {
             assert_eq!(answers[0], answers[1]);
         });
     }
+}
+
+/// A map output larger than one upload part goes up as a multipart upload and reads back whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_map_outputs_are_uploaded_in_parts() {
+    let n = 1_500_000i64; // 12 MB of keys, uncompressed: more than one 8 MiB part
+    let keys: Vec<Option<i64>> = (0..n).map(Some).collect();
+    let strs: Vec<String> = vec![String::new(); n as usize];
+    let input: Vec<RecordBatch> = keys
+        .chunks(100_000)
+        .zip(strs.chunks(100_000))
+        .map(|(k, s)| batch(k, s))
+        .collect();
+    let parts = shuffle_once_with(input, 3, kiln_planner::task::ShuffleCompression::None).await;
+    let total: usize = parts.iter().flatten().map(|b| b.num_rows()).sum();
+    assert_eq!(total, n as usize);
+    let sum: i64 = parts
+        .iter()
+        .flatten()
+        .map(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap()
+                .values()
+                .iter()
+                .sum::<i64>()
+        })
+        .sum();
+    assert_eq!(sum, n * (n - 1) / 2);
 }

@@ -1,5 +1,10 @@
 //! The map side of the shuffle: split a task's output into reduce partitions and write them as
 //! one object.
+//!
+//! Each reduce partition is encoded as it arrives into its own anonymous temporary file (with a
+//! running CRC-32), so a map task holds only a few batches in memory whatever its output size.
+//! At the end the ranges are concatenated into the object: one `put` for a small object, a
+//! multipart upload in parts of [`PART_BYTES`] otherwise.
 
 use arrow::compute::concat_batches;
 use arrow::datatypes::SchemaRef;
@@ -16,6 +21,38 @@ use object_store::{ObjectStoreExt, PutPayload};
 
 use super::StoreRoot;
 use crate::error::{ExecError, Result};
+
+/// Size of the parts a large map output is uploaded in (and the largest object written in a
+/// single `put`).
+const PART_BYTES: usize = 8 << 20;
+
+/// A file writer that counts the bytes and checksums them on the way.
+struct SpillWriter {
+    file: std::io::BufWriter<std::fs::File>,
+    crc: crc32fast::Hasher,
+    len: u64,
+}
+
+impl std::io::Write for SpillWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.crc.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// A finished range: its spill file (if it holds any bytes) and its entry in the map status.
+struct EncodedRange {
+    file: Option<std::fs::File>,
+    len: u64,
+    rows: u64,
+    crc32: u32,
+}
 
 /// Rows gathered per reduce partition before they are encoded as one IPC batch, so a hash
 /// split into many partitions does not write many tiny batches.
@@ -44,7 +81,7 @@ struct RangeEncoder {
     compression: Option<CompressionType>,
     pending: Vec<RecordBatch>,
     pending_rows: usize,
-    writer: Option<StreamWriter<Vec<u8>>>,
+    writer: Option<StreamWriter<SpillWriter>>,
     rows: u64,
 }
 
@@ -93,8 +130,13 @@ impl RangeEncoder {
             Some(w) => w,
             None => {
                 let options = IpcWriteOptions::default().try_with_compression(self.compression)?;
+                let spill = SpillWriter {
+                    file: std::io::BufWriter::with_capacity(1 << 20, tempfile::tempfile()?),
+                    crc: crc32fast::Hasher::new(),
+                    len: 0,
+                };
                 self.writer.insert(StreamWriter::try_new_with_options(
-                    Vec::new(),
+                    spill,
                     &self.schema,
                     options,
                 )?)
@@ -105,15 +147,29 @@ impl RangeEncoder {
         Ok(())
     }
 
-    fn finish(mut self) -> Result<(Vec<u8>, u64)> {
+    fn finish(mut self) -> Result<EncodedRange> {
         self.flush()?;
-        match self.writer {
-            Some(mut w) => {
-                w.finish()?;
-                Ok((w.into_inner()?, self.rows))
-            }
-            None => Ok((Vec::new(), 0)),
-        }
+        let Some(mut writer) = self.writer else {
+            return Ok(EncodedRange {
+                file: None,
+                len: 0,
+                rows: 0,
+                crc32: crc32fast::hash(&[]),
+            });
+        };
+        writer.finish()?;
+        let spill = writer.into_inner()?;
+        let mut file = spill
+            .file
+            .into_inner()
+            .map_err(|e| ExecError::Io(e.into_error()))?;
+        std::io::Seek::rewind(&mut file)?;
+        Ok(EncodedRange {
+            file: Some(file),
+            len: spill.len,
+            rows: self.rows,
+            crc32: spill.crc.finalize(),
+        })
     }
 }
 
@@ -171,27 +227,23 @@ pub async fn write_task_output(
     }
 
     let mut ranges = Vec::with_capacity(encoders.len());
-    let mut chunks = Vec::with_capacity(encoders.len());
+    let mut files = Vec::with_capacity(encoders.len());
     let mut offset = 0u64;
     let mut total_rows = 0u64;
     for enc in encoders {
-        let (bytes, rows) = enc.finish()?;
-        let len = bytes.len() as u64;
+        let range = enc.finish()?;
         ranges.push(ShuffleRange {
             offset,
-            len,
-            rows,
-            crc32: crc32fast::hash(&bytes),
+            len: range.len,
+            rows: range.rows,
+            crc32: range.crc32,
         });
-        offset += len;
-        total_rows += rows;
-        if !bytes.is_empty() {
-            chunks.push(Bytes::from(bytes));
-        }
+        offset += range.len;
+        total_rows += range.rows;
+        files.extend(range.file);
     }
     let path = root.map_output_path(&id.job_id, id.stage_id, id.map_partition, id.attempt);
-    let payload: PutPayload = chunks.into_iter().collect();
-    root.store.put(&path, payload).await?;
+    upload(root, &path, files, offset).await?;
     Ok(MapStatus {
         stage_id: id.stage_id,
         map_partition: id.map_partition,
@@ -202,6 +254,54 @@ pub async fn write_task_output(
         bytes: offset,
         executor_id: id.executor_id.clone(),
     })
+}
+
+/// Reads the next part (up to [`PART_BYTES`]) from the spill files, in order.
+fn next_part(files: &mut std::collections::VecDeque<std::fs::File>) -> Result<Option<Bytes>> {
+    use std::io::Read;
+    let mut part = Vec::with_capacity(PART_BYTES);
+    while part.len() < PART_BYTES {
+        let Some(file) = files.front_mut() else {
+            break;
+        };
+        let want = (PART_BYTES - part.len()) as u64;
+        let read = file.take(want).read_to_end(&mut part)?;
+        if read == 0 {
+            files.pop_front();
+        }
+    }
+    Ok((!part.is_empty()).then(|| Bytes::from(part)))
+}
+
+/// Writes the concatenation of the spill files as the object at `path`.
+async fn upload(
+    root: &StoreRoot,
+    path: &object_store::path::Path,
+    files: Vec<std::fs::File>,
+    total: u64,
+) -> Result<()> {
+    let mut files: std::collections::VecDeque<_> = files.into();
+    if total as usize <= PART_BYTES {
+        let payload = next_part(&mut files)?
+            .map(PutPayload::from)
+            .unwrap_or_default();
+        root.store.put(path, payload).await?;
+        return Ok(());
+    }
+    let mut upload = root.store.put_multipart(path).await?;
+    let result = async {
+        while let Some(part) = next_part(&mut files)? {
+            upload.put_part(PutPayload::from(part)).await?;
+        }
+        upload.complete().await?;
+        Ok::<_, ExecError>(())
+    }
+    .await;
+    if result.is_err() {
+        // Best effort: do not leave parts behind in the store.
+        let _ = upload.abort().await;
+    }
+    result
 }
 
 /// A partitioner with a fresh timer, for map tasks.
