@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use datafusion::arrow::util::display::array_value_to_string;
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
-use kiln::Session;
+use kiln::{Session, ShuffleCompression};
 use kiln_tests::tpch;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -26,6 +26,7 @@ struct Args {
     sf: f64,
     dir: PathBuf,
     reps: usize,
+    compression: Option<String>,
     child: Option<(String, usize)>,
 }
 
@@ -34,6 +35,7 @@ fn parse_args() -> Result<Args, BoxError> {
         sf: 1.0,
         dir: PathBuf::new(),
         reps: 3,
+        compression: None,
         child: None,
     };
     let mut dir = None;
@@ -44,13 +46,16 @@ fn parse_args() -> Result<Args, BoxError> {
             "--sf" => args.sf = value()?.parse()?,
             "--dir" => dir = Some(PathBuf::from(value()?)),
             "--reps" => args.reps = value()?.parse()?,
+            "--shuffle-compression" => args.compression = Some(value()?),
             "--child" => {
                 let v = value()?;
                 let (engine, q) = v.split_once(':').ok_or("--child takes ENGINE:QUERY")?;
                 args.child = Some((engine.to_string(), q.parse()?));
             }
             "--help" | "-h" => {
-                println!("tpch-bench [--sf 1] [--dir data/tpch-sf1] [--reps 3]");
+                println!(
+                    "tpch-bench [--sf 1] [--dir data/tpch-sf1] [--reps 3] [--shuffle-compression none|lz4|zstd]"
+                );
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other}").into()),
@@ -82,7 +87,13 @@ fn first_cell(batches: &[datafusion::arrow::record_batch::RecordBatch]) -> Strin
         .unwrap_or_default()
 }
 
-async fn run_child(engine: &str, q: usize, dir: &Path, reps: usize) -> Result<(), BoxError> {
+async fn run_child(
+    engine: &str,
+    q: usize,
+    dir: &Path,
+    reps: usize,
+    compression: Option<&str>,
+) -> Result<(), BoxError> {
     let sql = tpch::query(q).ok_or("no such query")?;
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -91,11 +102,18 @@ async fn run_child(engine: &str, q: usize, dir: &Path, reps: usize) -> Result<()
     let mut first = String::new();
     match engine {
         "kiln" => {
-            let kiln = Session::builder()
+            let mut builder = Session::builder()
                 .executors(2)
-                .slots_per_executor((cores / 2).max(1))
-                .build()
-                .await?;
+                .slots_per_executor((cores / 2).max(1));
+            if let Some(c) = compression {
+                builder = builder.shuffle_compression(match c {
+                    "none" => ShuffleCompression::None,
+                    "lz4" => ShuffleCompression::Lz4,
+                    "zstd" => ShuffleCompression::Zstd,
+                    other => return Err(format!("unknown compression {other}").into()),
+                });
+            }
+            let kiln = builder.build().await?;
             for t in tpch::TABLES {
                 kiln.register_parquet(t, &format!("{}/", tpch::table_dir(dir, t).display()))
                     .await?;
@@ -155,7 +173,13 @@ fn main() -> Result<(), BoxError> {
         .enable_all()
         .build()?;
     if let Some((engine, q)) = &args.child {
-        return runtime.block_on(run_child(engine, *q, &args.dir, args.reps));
+        return runtime.block_on(run_child(
+            engine,
+            *q,
+            &args.dir,
+            args.reps,
+            args.compression.as_deref(),
+        ));
     }
 
     let start = Instant::now();
@@ -178,6 +202,11 @@ fn main() -> Result<(), BoxError> {
                 .args(["--child", &format!("{engine}:{q}")])
                 .args(["--dir", &args.dir.display().to_string()])
                 .args(["--reps", &args.reps.to_string()])
+                .args(
+                    args.compression
+                        .iter()
+                        .flat_map(|c| ["--shuffle-compression".to_string(), c.clone()]),
+                )
                 .output()?;
             if !out.status.success() {
                 return Err(format!(

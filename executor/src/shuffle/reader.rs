@@ -14,15 +14,12 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream,
 };
-use futures::{stream, StreamExt, TryStreamExt};
+use futures::{stream, StreamExt};
 use kiln_planner::task::ShuffleRange;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 
 use crate::error::ExecError;
-
-/// How many map outputs a reducer fetches at once.
-const FETCH_CONCURRENCY: usize = 2;
 
 /// One byte range to read.
 #[derive(Clone, Debug)]
@@ -97,10 +94,8 @@ impl ExecutionPlan for ShuffleReaderExec {
         let store = context.runtime_env().object_store(&self.store_url)?;
         let schema = self.schema();
         let batches = stream::iter(locations.into_iter().filter(|l| l.range.len > 0))
-            .map(move |loc| fetch_range(Arc::clone(&store), loc))
-            .buffered(FETCH_CONCURRENCY)
-            .map_ok(|(bytes, loc)| decode_range(bytes, loc))
-            .try_flatten();
+            .map(move |loc| read_range(Arc::clone(&store), loc))
+            .flatten();
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, batches)))
     }
 }
@@ -114,117 +109,168 @@ fn fetch_failed(loc: &ReadLocation, reason: String) -> DataFusionError {
     }))
 }
 
-/// Fetches one range and checks its length and CRC-32 before anything is decoded.
-async fn fetch_range(
-    store: Arc<dyn ObjectStore>,
-    loc: ReadLocation,
-) -> DfResult<(Bytes, ReadLocation)> {
-    let path = Path::from(loc.object.as_str());
-    let start = loc.range.offset;
-    let end = start + loc.range.len;
-    let bytes = match store.get_range(&path, start..end).await {
-        Ok(bytes) => bytes,
-        // The object is gone: its map output must be recomputed.
-        Err(e @ object_store::Error::NotFound { .. }) => {
-            return Err(fetch_failed(&loc, e.to_string()))
-        }
-        // Anything else may be transient: fail this task so it is retried.
-        Err(e) => {
-            return Err(DataFusionError::External(Box::new(ExecError::ObjectStore(
-                e,
-            ))))
-        }
-    };
-    if bytes.len() as u64 != loc.range.len {
-        return Err(fetch_failed(
-            &loc,
-            format!(
-                "range {start}..{end} returned {} bytes, expected {}",
-                bytes.len(),
-                loc.range.len
-            ),
-        ));
-    }
-    let crc = crc32fast::hash(&bytes);
-    if crc != loc.range.crc32 {
-        return Err(fetch_failed(
-            &loc,
-            format!(
-                "checksum mismatch in range {start}..{end}: expected {:08x}, found {crc:08x}",
-                loc.range.crc32
-            ),
-        ));
-    }
-    Ok((bytes, loc))
-}
+/// Bytes fetched per ranged GET: a reducer holds about this much undecoded data per range.
+const CHUNK_BYTES: u64 = 4 << 20;
 
-/// Decoding state of one fetched range.
-struct RangeDecoder {
+/// Reading state of one range: fetched chunk by chunk, decoded batch by batch, its length,
+/// CRC-32 and row count checked at the end.
+struct RangeReader {
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+    loc: ReadLocation,
+    next_offset: u64,
+    end: u64,
+    crc: crc32fast::Hasher,
     buffer: Buffer,
     decoder: StreamDecoder,
     rows: u64,
-    loc: ReadLocation,
     done: bool,
 }
 
-impl RangeDecoder {
-    /// The next batch of the range; the row count is checked at the end of the stream.
-    fn next_batch(&mut self) -> Option<DfResult<RecordBatch>> {
+impl RangeReader {
+    fn new(store: Arc<dyn ObjectStore>, loc: ReadLocation) -> Self {
+        let start = loc.range.offset;
+        Self {
+            store,
+            path: Path::from(loc.object.as_str()),
+            next_offset: start,
+            end: start + loc.range.len,
+            loc,
+            crc: crc32fast::Hasher::new(),
+            buffer: Buffer::from(Vec::<u8>::new()),
+            decoder: StreamDecoder::new(),
+            rows: 0,
+            done: false,
+        }
+    }
+
+    /// Fetches the next chunk into the CRC and returns it; `None` once the range is read.
+    async fn fetch_chunk(&mut self) -> DfResult<Option<Bytes>> {
+        if self.next_offset >= self.end {
+            return Ok(None);
+        }
+        let to = self.end.min(self.next_offset + CHUNK_BYTES);
+        let bytes = match self.store.get_range(&self.path, self.next_offset..to).await {
+            Ok(bytes) => bytes,
+            // The object is gone: its map output must be recomputed.
+            Err(e @ object_store::Error::NotFound { .. }) => {
+                return Err(fetch_failed(&self.loc, e.to_string()))
+            }
+            // Anything else may be transient: fail this task so it is retried.
+            Err(e) => {
+                return Err(DataFusionError::External(Box::new(ExecError::ObjectStore(
+                    e,
+                ))))
+            }
+        };
+        let expected = to - self.next_offset;
+        if bytes.len() as u64 != expected {
+            return Err(fetch_failed(
+                &self.loc,
+                format!(
+                    "range {}..{to} returned {} bytes, expected {expected} (object truncated?)",
+                    self.next_offset,
+                    bytes.len()
+                ),
+            ));
+        }
+        self.crc.update(&bytes);
+        self.next_offset = to;
+        Ok(Some(bytes))
+    }
+
+    /// The checksum verdict once every byte has been fetched.
+    fn check_crc(&self) -> DfResult<()> {
+        let crc = self.crc.clone().finalize();
+        if crc == self.loc.range.crc32 {
+            Ok(())
+        } else {
+            Err(fetch_failed(
+                &self.loc,
+                format!(
+                    "checksum mismatch in range {}..{}: expected {:08x}, found {crc:08x}",
+                    self.loc.range.offset, self.end, self.loc.range.crc32
+                ),
+            ))
+        }
+    }
+
+    /// After a decode error: read the rest so a damaged range is reported as a checksum
+    /// mismatch (the cause) rather than as the decoding symptom.
+    async fn diagnose(&mut self, decode_error: String) -> DataFusionError {
+        loop {
+            match self.fetch_chunk().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => break,
+                Err(e) => return e,
+            }
+        }
+        match self.check_crc() {
+            Err(e) => e,
+            Ok(()) => fetch_failed(
+                &self.loc,
+                format!("cannot decode Arrow IPC: {decode_error}"),
+            ),
+        }
+    }
+
+    async fn next_batch(&mut self) -> Option<DfResult<RecordBatch>> {
         if self.done {
             return None;
         }
+        let result = self.next_batch_inner().await;
+        if !matches!(result, Some(Ok(_))) {
+            self.done = true;
+        }
+        result
+    }
+
+    async fn next_batch_inner(&mut self) -> Option<DfResult<RecordBatch>> {
         loop {
-            match self.decoder.decode(&mut self.buffer) {
-                Ok(Some(batch)) => {
-                    self.rows += batch.num_rows() as u64;
-                    return Some(Ok(batch));
-                }
-                Ok(None) if !self.buffer.is_empty() => continue,
-                Ok(None) => {
-                    self.done = true;
-                    if let Err(e) = self.decoder.finish() {
-                        return Some(Err(fetch_failed(
-                            &self.loc,
-                            format!("truncated Arrow IPC: {e}"),
-                        )));
+            if !self.buffer.is_empty() {
+                match self.decoder.decode(&mut self.buffer) {
+                    Ok(Some(batch)) => {
+                        self.rows += batch.num_rows() as u64;
+                        return Some(Ok(batch));
                     }
-                    if self.rows != self.loc.range.rows {
-                        return Some(Err(fetch_failed(
-                            &self.loc,
-                            format!(
-                                "decoded {} rows, expected {}",
-                                self.rows, self.loc.range.rows
-                            ),
-                        )));
-                    }
-                    return None;
-                }
-                Err(e) => {
-                    self.done = true;
-                    return Some(Err(fetch_failed(
-                        &self.loc,
-                        format!("cannot decode Arrow IPC: {e}"),
-                    )));
+                    Ok(None) => continue,
+                    Err(e) => return Some(Err(self.diagnose(e.to_string()).await)),
                 }
             }
+            match self.fetch_chunk().await {
+                Ok(Some(bytes)) => self.buffer = Buffer::from(bytes),
+                Ok(None) => break,
+                Err(e) => return Some(Err(e)),
+            }
         }
+        if let Err(e) = self.check_crc() {
+            return Some(Err(e));
+        }
+        if let Err(e) = self.decoder.finish() {
+            return Some(Err(fetch_failed(
+                &self.loc,
+                format!("truncated Arrow IPC: {e}"),
+            )));
+        }
+        if self.rows != self.loc.range.rows {
+            return Some(Err(fetch_failed(
+                &self.loc,
+                format!(
+                    "decoded {} rows, expected {}",
+                    self.rows, self.loc.range.rows
+                ),
+            )));
+        }
+        None
     }
 }
 
-/// The batches of a fetched range, decoded one at a time (buffers point into the fetched bytes
-/// where the layout allows, so an uncompressed range is not copied again).
-fn decode_range(
-    bytes: Bytes,
+/// The batches of one range, read and decoded incrementally.
+fn read_range(
+    store: Arc<dyn ObjectStore>,
     loc: ReadLocation,
 ) -> impl futures::Stream<Item = DfResult<RecordBatch>> {
-    let state = RangeDecoder {
-        buffer: Buffer::from(bytes),
-        decoder: StreamDecoder::new(),
-        rows: 0,
-        loc,
-        done: false,
-    };
-    stream::unfold(state, |mut state| async move {
-        state.next_batch().map(|item| (item, state))
+    stream::unfold(RangeReader::new(store, loc), |mut reader| async move {
+        reader.next_batch().await.map(|item| (item, reader))
     })
 }
