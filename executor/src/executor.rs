@@ -49,11 +49,6 @@ impl InProcessExecutor {
             slots: slots.max(1),
         }
     }
-
-    /// The runtime behind it.
-    pub fn runtime(&self) -> &Arc<ExecutorRuntime> {
-        &self.runtime
-    }
 }
 
 #[async_trait]

@@ -59,11 +59,6 @@ impl ExecutorRuntime {
         &self.id
     }
 
-    /// The executor's DataFusion runtime (memory pool, object stores).
-    pub fn runtime_env(&self) -> Arc<RuntimeEnv> {
-        self.ctx.runtime_env()
-    }
-
     /// Runs one task to completion and reports how it ended. Never panics on bad input: every
     /// failure becomes a typed [`TaskFailure`].
     pub async fn run_task(&self, task: &TaskDefinition) -> TaskStatus {

@@ -78,11 +78,6 @@ impl StageGraph {
     pub fn stage(&self, id: u32) -> Option<&Stage> {
         self.stages.iter().find(|s| s.id == id)
     }
-
-    /// Stages that read the output of `id`.
-    pub fn children_of(&self, id: u32) -> impl Iterator<Item = &Stage> {
-        self.stages.iter().filter(move |s| s.parents.contains(&id))
-    }
 }
 
 impl fmt::Display for StageGraph {
