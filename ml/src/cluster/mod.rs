@@ -1,0 +1,3 @@
+//! Clustering algorithms.
+
+pub mod kmeans;

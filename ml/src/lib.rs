@@ -1,0 +1,31 @@
+//! # kiln-ml
+//!
+//! Kiln's machine learning, knowing nothing of stages, executors or networks: algorithms are
+//! step machines ([`Algorithm`]) that ask for kernels to run on cached partitions and update
+//! themselves from the merged partials.
+//!
+//! ```text
+//!  Arrow batches ─▶ CachedPartition (dense, column-major)      one per partition, cached once
+//!  Algorithm::start ─▶ Kernel ─▶ Partial per partition ─▶ merge in index order ─▶ next ─▶ ...
+//!                                                                          ... ─▶ Done(model)
+//! ```
+//!
+//! [`fit_local`] is the plain in-memory loop; the engine runs the same loop across executors.
+
+pub mod cluster;
+pub mod data;
+pub mod error;
+pub mod linear;
+pub mod stats;
+pub mod step;
+
+pub use data::{CachedPartition, DenseMatrix, Features, Precision};
+pub use error::{MlError, Result};
+pub use step::{fit_local, Algorithm, DatasetInfo, Kernel, Partial, Progress, Step};
+
+/// The ML crate's most used items.
+pub mod prelude {
+    pub use crate::data::{CachedPartition, DenseMatrix, Features, Precision};
+    pub use crate::error::{MlError, Result};
+    pub use crate::step::{fit_local, Algorithm, DatasetInfo, Kernel, Partial, Progress, Step};
+}
