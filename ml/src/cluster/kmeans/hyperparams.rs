@@ -1,0 +1,242 @@
+//! k-means hyper-parameters: a builder with Spark MLlib / scikit-learn names and defaults, and
+//! its checked form, so invalid settings fail before any data moves.
+
+use serde::{Deserialize, Serialize};
+
+use super::algorithm::KMeansTrainer;
+use crate::error::{MlError, Result};
+
+/// Default iteration limit (Spark's `maxIter`).
+pub const DEFAULT_MAX_ITER: usize = 20;
+/// Default convergence tolerance (Spark's `tol`).
+pub const DEFAULT_TOL: f64 = 1e-4;
+/// Default seed. Fixed, so that training the same data twice gives the same model.
+pub const DEFAULT_SEED: u64 = 42;
+/// Default number of k-means|| rounds (Spark's `initSteps`).
+pub const DEFAULT_INIT_STEPS: usize = 2;
+
+/// How the initial centres are chosen.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub enum KMeansInit {
+    /// k-means|| (Bahmani et al. 2012), Spark's default: `init_steps` rounds sampling about
+    /// `2k` points each with probability proportional to their squared distance to the
+    /// candidates so far, then weighted k-means++ on the candidates.
+    #[default]
+    KMeansParallel,
+    /// `k` distinct points chosen uniformly at random (seeded).
+    Random,
+    /// These centres, `k` of them, each with one value per feature.
+    Centers(Vec<Vec<f64>>),
+}
+
+/// k-means hyper-parameters, built as `KMeans::new(8).max_iter(50).seed(7)`.
+///
+/// Nothing is checked until [`KMeans::check`] (or [`KMeans::build`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KMeans {
+    k: usize,
+    max_iter: usize,
+    tol: f64,
+    seed: u64,
+    init: KMeansInit,
+    init_steps: usize,
+}
+
+impl KMeans {
+    /// k-means with `k` clusters and the defaults: `max_iter` 20, `tol` 1e-4, `seed` 42,
+    /// k-means|| initialisation with 2 steps.
+    pub fn new(k: usize) -> Self {
+        Self {
+            k,
+            max_iter: DEFAULT_MAX_ITER,
+            tol: DEFAULT_TOL,
+            seed: DEFAULT_SEED,
+            init: KMeansInit::default(),
+            init_steps: DEFAULT_INIT_STEPS,
+        }
+    }
+
+    /// The maximum number of Lloyd iterations (>= 1).
+    pub fn max_iter(mut self, max_iter: usize) -> Self {
+        self.max_iter = max_iter;
+        self
+    }
+
+    /// Stop once every centre moves at most `tol` (Euclidean) in an iteration. With `0`,
+    /// training runs `max_iter` iterations unless the centres stop moving exactly.
+    pub fn tol(mut self, tol: f64) -> Self {
+        self.tol = tol;
+        self
+    }
+
+    /// The seed of every random choice (initialisation only; Lloyd iterations are
+    /// deterministic).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// How the initial centres are chosen.
+    pub fn init(mut self, init: KMeansInit) -> Self {
+        self.init = init;
+        self
+    }
+
+    /// Rounds of k-means|| sampling (>= 1; ignored by other initialisations).
+    pub fn init_steps(mut self, init_steps: usize) -> Self {
+        self.init_steps = init_steps;
+        self
+    }
+
+    /// Checks the hyper-parameters.
+    ///
+    /// # Errors
+    /// [`MlError::InvalidParameter`] naming the parameter: `k`, `max_iter`, `init_steps` below
+    /// 1, `tol` negative or not finite, or initial centres whose count differs from `k`, whose
+    /// lengths differ, or that hold a non-finite value.
+    pub fn check(&self) -> Result<KMeansValidParams> {
+        if self.k == 0 {
+            return Err(MlError::param("k", "k must be >= 1, got 0"));
+        }
+        if self.max_iter == 0 {
+            return Err(MlError::param("max_iter", "max_iter must be >= 1, got 0"));
+        }
+        if !(self.tol.is_finite() && self.tol >= 0.0) {
+            return Err(MlError::param(
+                "tol",
+                format!("tol must be >= 0 and finite, got {}", self.tol),
+            ));
+        }
+        if self.init_steps == 0 {
+            return Err(MlError::param(
+                "init_steps",
+                "init_steps must be >= 1, got 0",
+            ));
+        }
+        if let KMeansInit::Centers(centers) = &self.init {
+            check_centers(centers, self.k)?;
+        }
+        Ok(KMeansValidParams(self.clone()))
+    }
+
+    /// Checks the hyper-parameters and returns the step machine that trains with them.
+    ///
+    /// # Errors
+    /// As [`KMeans::check`].
+    pub fn build(&self) -> Result<KMeansTrainer> {
+        self.check().map(KMeansTrainer::new)
+    }
+}
+
+fn check_centers(centers: &[Vec<f64>], k: usize) -> Result<()> {
+    if centers.len() != k {
+        return Err(MlError::param(
+            "init",
+            format!("{} initial centres given but k = {k}", centers.len()),
+        ));
+    }
+    let dim = centers.first().map_or(0, Vec::len);
+    if dim == 0 {
+        return Err(MlError::param(
+            "init",
+            "initial centres need at least one coordinate",
+        ));
+    }
+    for (i, c) in centers.iter().enumerate() {
+        if c.len() != dim {
+            return Err(MlError::param(
+                "init",
+                format!(
+                    "initial centre {i} has {} coordinates but centre 0 has {dim}",
+                    c.len()
+                ),
+            ));
+        }
+        if let Some(v) = c.iter().find(|v| !v.is_finite()) {
+            return Err(MlError::param(
+                "init",
+                format!("initial centre {i} holds the non-finite value {v}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Hyper-parameters that passed [`KMeans::check`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KMeansValidParams(KMeans);
+
+impl KMeansValidParams {
+    /// Number of clusters (>= 1).
+    pub fn k(&self) -> usize {
+        self.0.k
+    }
+
+    /// Iteration limit (>= 1).
+    pub fn max_iter(&self) -> usize {
+        self.0.max_iter
+    }
+
+    /// Convergence tolerance (>= 0, finite).
+    pub fn tol(&self) -> f64 {
+        self.0.tol
+    }
+
+    /// Seed of the random choices.
+    pub fn seed(&self) -> u64 {
+        self.0.seed
+    }
+
+    /// Initialisation.
+    pub fn init(&self) -> &KMeansInit {
+        &self.0.init
+    }
+
+    /// k-means|| rounds (>= 1).
+    pub fn init_steps(&self) -> usize {
+        self.0.init_steps
+    }
+
+    /// The step machine that trains with these parameters.
+    pub fn trainer(self) -> KMeansTrainer {
+        KMeansTrainer::new(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    fn message(k: KMeans) -> String {
+        k.check().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_follow_spark() {
+        let p = KMeans::new(3).check().unwrap();
+        assert_eq!(
+            (p.k(), p.max_iter(), p.tol(), p.seed(), p.init_steps()),
+            (3, 20, 1e-4, 42, 2)
+        );
+        assert_eq!(p.init(), &KMeansInit::KMeansParallel);
+    }
+
+    #[test]
+    fn invalid_parameters_are_named() {
+        assert!(message(KMeans::new(0)).contains("k must be >= 1, got 0"));
+        assert!(message(KMeans::new(2).max_iter(0)).contains("max_iter must be >= 1, got 0"));
+        assert!(message(KMeans::new(2).tol(-1.0)).contains("tol must be >= 0 and finite, got -1"));
+        assert!(message(KMeans::new(2).tol(f64::NAN)).contains("got NaN"));
+        assert!(message(KMeans::new(2).init_steps(0)).contains("init_steps must be >= 1, got 0"));
+        let three = vec![vec![0.0, 0.0]; 3];
+        assert!(message(KMeans::new(5).init(KMeansInit::Centers(three)))
+            .contains("3 initial centres given but k = 5"));
+        let ragged = vec![vec![0.0, 0.0], vec![1.0, 1.0, 1.0]];
+        assert!(message(KMeans::new(2).init(KMeansInit::Centers(ragged)))
+            .contains("initial centre 1 has 3 coordinates but centre 0 has 2"));
+        let nan = vec![vec![0.0], vec![f64::INFINITY]];
+        assert!(message(KMeans::new(2).init(KMeansInit::Centers(nan))).contains("non-finite"));
+    }
+}

@@ -1,0 +1,1014 @@
+//! The per-partition kernels of k-means and the fused nearest-centre loop they share.
+//!
+//! Every kernel streams each cached block once. Per chunk of [`LANES`] rows it copies the rows
+//! into a small chunk-major buffer (`f64` whatever the storage type), computes the exact squared
+//! distance to every centre with the accumulators held in registers across the columns, keeps
+//! the nearest centre per row, and hands the chunk to the kernel's accumulation. No `n × k`
+//! distance matrix is ever built. Blocks ([`BLOCK_ROWS`](crate::data::BLOCK_ROWS) rows) run in
+//! parallel; their partials are folded in block order, so a partial does not depend on the
+//! number of threads.
+//!
+//! Distances are `Σ_j (x_j - c_j)²` summed in column order, exactly what a row-at-a-time loop
+//! computes; ties go to the lowest centre index.
+
+use std::cmp::Ordering;
+use std::ops::Range;
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::data::{block_ranges, CachedPartition, DenseMatrix, Element};
+use crate::error::{MlError, Result};
+use crate::with_features;
+
+/// Rows handled together by the fused distance loop: enough independent accumulators to keep
+/// the floating-point units busy, few enough to stay in registers.
+pub(crate) const LANES: usize = 16;
+
+/// `k` centres of dimension `dim`, row-major: centre `c` is `values[c * dim .. (c + 1) * dim]`.
+/// This is how centres travel inside kernels (compact JSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CenterSet {
+    /// Number of centres.
+    pub k: usize,
+    /// Coordinates per centre.
+    pub dim: usize,
+    /// The coordinates, row-major.
+    pub values: Vec<f64>,
+}
+
+impl CenterSet {
+    /// Centres from rows of equal length.
+    ///
+    /// # Errors
+    /// [`MlError::InvalidParameter`] (`centers`) when there are no rows, a row is empty, rows
+    /// differ in length, or a coordinate is not finite.
+    pub fn from_rows<R: AsRef<[f64]>>(rows: &[R]) -> Result<Self> {
+        let dim = rows.first().map_or(0, |r| r.as_ref().len());
+        let set = Self {
+            k: rows.len(),
+            dim,
+            values: rows
+                .iter()
+                .flat_map(|r| r.as_ref().iter().copied())
+                .collect(),
+        };
+        if let Some((i, r)) = rows
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.as_ref().len() != dim)
+        {
+            return Err(MlError::param(
+                "centers",
+                format!(
+                    "centre {i} has {} coordinates but centre 0 has {dim}",
+                    r.as_ref().len()
+                ),
+            ));
+        }
+        set.check()?;
+        Ok(set)
+    }
+
+    /// Centre `c`.
+    pub fn row(&self, c: usize) -> &[f64] {
+        &self.values[c * self.dim..(c + 1) * self.dim]
+    }
+
+    /// The centres as rows.
+    pub fn to_rows(&self) -> Vec<Vec<f64>> {
+        self.values
+            .chunks_exact(self.dim.max(1))
+            .map(<[f64]>::to_vec)
+            .collect()
+    }
+
+    /// Checks the shape (a kernel may arrive from bytes) and that coordinates are finite.
+    ///
+    /// # Errors
+    /// [`MlError::InvalidParameter`] (`centers`) naming what is inconsistent.
+    pub fn check(&self) -> Result<()> {
+        if self.k == 0 || self.dim == 0 {
+            return Err(MlError::param(
+                "centers",
+                format!(
+                    "need at least one centre of at least one coordinate, got {} x {}",
+                    self.k, self.dim
+                ),
+            ));
+        }
+        if self.values.len() != self.k * self.dim {
+            return Err(MlError::param(
+                "centers",
+                format!(
+                    "{} values for {} centres of {} coordinates",
+                    self.values.len(),
+                    self.k,
+                    self.dim
+                ),
+            ));
+        }
+        if let Some(i) = self.values.iter().position(|v| !v.is_finite()) {
+            return Err(MlError::param(
+                "centers",
+                format!(
+                    "centre {} has the non-finite coordinate {}",
+                    i / self.dim,
+                    self.values[i]
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The partition's features must have this many columns.
+    fn check_partition(&self, partition: &CachedPartition) -> Result<()> {
+        self.check()?;
+        if partition.cols() != self.dim {
+            return Err(MlError::InvalidData(format!(
+                "partition {} has {} feature columns but the centres have {} coordinates",
+                partition.index(),
+                partition.cols(),
+                self.dim
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A k-means computation to run on every cached partition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum KMeansKernel {
+    /// One Lloyd step: per centre the sum and count of the rows nearest to it, plus the sum of
+    /// squared distances (SSE). Answers [`KMeansPartial::Assign`].
+    Assign(CenterSet),
+    /// k-means|| round, first half: the SSE of the rows against the candidate set.
+    /// Answers [`KMeansPartial::Cost`].
+    Cost(CenterSet),
+    /// k-means|| round, second half: the rows sampled with probability
+    /// `min(1, oversampling · d²(x) / cost)`. Answers [`KMeansPartial::Points`].
+    Sample {
+        /// The candidate set so far.
+        candidates: CenterSet,
+        /// The SSE against the candidates over the whole dataset (from [`KMeansKernel::Cost`]).
+        cost: f64,
+        /// Expected number of points sampled per round (`l`, Spark uses `2k`).
+        oversampling: f64,
+        /// The training seed.
+        seed: u64,
+        /// The k-means|| round, so that every round draws afresh.
+        round: u32,
+    },
+    /// k-means|| end: how many rows are nearest each candidate. Answers
+    /// [`KMeansPartial::Counts`].
+    Weights(CenterSet),
+    /// The `count` distinct points with the smallest seeded keys (uniform random distinct
+    /// points), also checking that every value is finite. Answers [`KMeansPartial::Points`]
+    /// truncated to `count`.
+    Pick {
+        /// How many distinct points to keep.
+        count: usize,
+        /// The training seed.
+        seed: u64,
+    },
+}
+
+/// The per-centre sums of an [`KMeansKernel::Assign`] pass.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AssignPartial {
+    /// Number of centres.
+    pub k: usize,
+    /// Coordinates per centre.
+    pub dim: usize,
+    /// Sum of the rows nearest each centre, `k × dim` row-major.
+    pub sums: Vec<f64>,
+    /// Rows nearest each centre.
+    pub counts: Vec<u64>,
+    /// Sum of squared distances of the rows to their nearest centre.
+    pub cost: f64,
+}
+
+/// Distinct points, each with a 64-bit key, sorted by (key, coordinates) without duplicates.
+///
+/// The key is a hash of the point's coordinates (salted by the seed for random picks), so the
+/// order, and which points a seeded pass selects, does not depend on how the rows are split
+/// into partitions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PointSet {
+    /// Coordinates per point.
+    pub dim: usize,
+    /// The key of each point.
+    pub keys: Vec<u64>,
+    /// The points, row-major.
+    pub values: Vec<f64>,
+    /// Keep at most this many points (the smallest keys), if set.
+    pub limit: Option<usize>,
+}
+
+/// The result of a [`KMeansKernel`] on one partition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum KMeansPartial {
+    /// See [`KMeansKernel::Assign`].
+    Assign(AssignPartial),
+    /// See [`KMeansKernel::Cost`].
+    Cost(f64),
+    /// See [`KMeansKernel::Sample`] and [`KMeansKernel::Pick`].
+    Points(PointSet),
+    /// See [`KMeansKernel::Weights`].
+    Counts(Vec<u64>),
+}
+
+impl KMeansKernel {
+    /// Runs the kernel on one partition.
+    ///
+    /// # Errors
+    /// [`MlError::InvalidData`] when the partition's width differs from the centres' or (for
+    /// [`KMeansKernel::Pick`]) a value is not finite; [`MlError::InvalidParameter`] for
+    /// inconsistent centres.
+    pub fn run(&self, partition: &CachedPartition) -> Result<KMeansPartial> {
+        match self {
+            KMeansKernel::Assign(centers) => {
+                centers.check_partition(partition)?;
+                with_features!(partition.features(), m => assign(m, centers, true))
+                    .map(KMeansPartial::Assign)
+            }
+            KMeansKernel::Cost(centers) => {
+                centers.check_partition(partition)?;
+                with_features!(partition.features(), m => assign(m, centers, false))
+                    .map(|p| KMeansPartial::Cost(p.cost))
+            }
+            KMeansKernel::Weights(centers) => {
+                centers.check_partition(partition)?;
+                with_features!(partition.features(), m => assign(m, centers, false))
+                    .map(|p| KMeansPartial::Counts(p.counts))
+            }
+            KMeansKernel::Sample {
+                candidates,
+                cost,
+                oversampling,
+                seed,
+                round,
+            } => {
+                candidates.check_partition(partition)?;
+                if !(cost.is_finite() && *cost > 0.0) {
+                    return Err(MlError::Internal(format!(
+                        "k-means|| sampling needs a positive cost, got {cost}"
+                    )));
+                }
+                let salt = stream(*seed, SALT_SAMPLE, u64::from(*round));
+                let ratio = oversampling / cost;
+                with_features!(partition.features(), m => sample(m, candidates, ratio, salt))
+                    .map(KMeansPartial::Points)
+            }
+            KMeansKernel::Pick { count, seed } => {
+                let salt = stream(*seed, SALT_PICK, 0);
+                with_features!(partition.features(), m => pick(m, *count, salt, partition.index()))
+                    .map(KMeansPartial::Points)
+            }
+        }
+    }
+}
+
+impl KMeansPartial {
+    /// Combines the partials of one kernel on two sets of rows. Associative; sums are exact
+    /// for counts and point sets and rounded in merge order for floating-point sums.
+    ///
+    /// # Errors
+    /// [`MlError::Internal`] when the partials come from different kernels or shapes.
+    pub fn merge(self, other: Self) -> Result<Self> {
+        match (self, other) {
+            (KMeansPartial::Assign(a), KMeansPartial::Assign(b)) => {
+                a.merge(b).map(KMeansPartial::Assign)
+            }
+            (KMeansPartial::Cost(a), KMeansPartial::Cost(b)) => Ok(KMeansPartial::Cost(a + b)),
+            (KMeansPartial::Counts(a), KMeansPartial::Counts(b)) => {
+                if a.len() != b.len() {
+                    return Err(shape_mismatch("weights"));
+                }
+                Ok(KMeansPartial::Counts(
+                    a.iter().zip(&b).map(|(x, y)| x + y).collect(),
+                ))
+            }
+            (KMeansPartial::Points(a), KMeansPartial::Points(b)) => {
+                a.merge(&b).map(KMeansPartial::Points)
+            }
+            _ => Err(MlError::Internal(
+                "k-means partials of different kernels cannot be merged".into(),
+            )),
+        }
+    }
+}
+
+fn shape_mismatch(what: &str) -> MlError {
+    MlError::Internal(format!("k-means {what} partials of different shapes"))
+}
+
+impl AssignPartial {
+    fn zeros(k: usize, dim: usize, with_sums: bool) -> Self {
+        Self {
+            k,
+            dim,
+            sums: vec![0.0; if with_sums { k * dim } else { 0 }],
+            counts: vec![0; k],
+            cost: 0.0,
+        }
+    }
+
+    /// Adds the sums, counts and cost of `other`.
+    ///
+    /// # Errors
+    /// [`MlError::Internal`] when the shapes differ.
+    pub fn merge(mut self, other: Self) -> Result<Self> {
+        if self.k != other.k
+            || self.dim != other.dim
+            || self.sums.len() != other.sums.len()
+            || self.counts.len() != other.counts.len()
+        {
+            return Err(shape_mismatch("assign"));
+        }
+        self.sums
+            .iter_mut()
+            .zip(&other.sums)
+            .for_each(|(a, b)| *a += b);
+        self.counts
+            .iter_mut()
+            .zip(&other.counts)
+            .for_each(|(a, b)| *a += b);
+        self.cost += other.cost;
+        Ok(self)
+    }
+}
+
+impl PointSet {
+    fn empty(dim: usize, limit: Option<usize>) -> Self {
+        Self {
+            dim,
+            keys: Vec::new(),
+            values: Vec::new(),
+            limit,
+        }
+    }
+
+    /// Number of points.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether there are no points.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Point `i`.
+    pub fn point(&self, i: usize) -> &[f64] {
+        &self.values[i * self.dim..(i + 1) * self.dim]
+    }
+
+    /// The points as rows, in order.
+    pub fn to_rows(&self) -> Vec<Vec<f64>> {
+        (0..self.len()).map(|i| self.point(i).to_vec()).collect()
+    }
+
+    /// The sorted union without duplicates, cut to the limit.
+    ///
+    /// # Errors
+    /// [`MlError::Internal`] when dimensions or limits differ.
+    pub fn merge(&self, other: &Self) -> Result<Self> {
+        if self.limit != other.limit
+            || (self.dim != other.dim && !self.is_empty() && !other.is_empty())
+        {
+            return Err(shape_mismatch("point"));
+        }
+        let dim = if self.is_empty() { other.dim } else { self.dim };
+        let mut out = Self::empty(dim, self.limit);
+        let (mut i, mut j) = (0, 0);
+        let cap = self.limit.unwrap_or(usize::MAX);
+        while out.len() < cap && (i < self.len() || j < other.len()) {
+            let order = if i == self.len() {
+                Ordering::Greater
+            } else if j == other.len() {
+                Ordering::Less
+            } else {
+                compare_points(self.keys[i], self.point(i), other.keys[j], other.point(j))
+            };
+            match order {
+                Ordering::Less => {
+                    out.push(self.keys[i], self.point(i));
+                    i += 1;
+                }
+                Ordering::Greater => {
+                    out.push(other.keys[j], other.point(j));
+                    j += 1;
+                }
+                Ordering::Equal => {
+                    out.push(self.keys[i], self.point(i));
+                    i += 1;
+                    j += 1;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn push(&mut self, key: u64, point: &[f64]) {
+        self.keys.push(key);
+        self.values.extend_from_slice(point);
+    }
+
+    /// Inserts a point in order unless present; keeps the limit. Used for the rare rows whose
+    /// key beats the current worst, so linear insertion is fine.
+    fn insert(&mut self, key: u64, point: &[f64]) {
+        let pos = (0..self.len()).find_map(|i| {
+            match compare_points(key, point, self.keys[i], self.point(i)) {
+                Ordering::Less => Some(Some(i)),
+                Ordering::Equal => Some(None),
+                Ordering::Greater => None,
+            }
+        });
+        let at = match pos {
+            Some(Some(i)) => i,
+            Some(None) => return,
+            None => self.len(),
+        };
+        if self.limit.is_some_and(|l| at >= l) {
+            return;
+        }
+        self.keys.insert(at, key);
+        let offset = at * self.dim;
+        self.values.splice(offset..offset, point.iter().copied());
+        if let Some(l) = self.limit {
+            self.keys.truncate(l);
+            self.values.truncate(l * self.dim);
+        }
+    }
+
+    /// The largest key when the set is full (rows with a larger key cannot enter).
+    fn threshold(&self) -> Option<u64> {
+        match self.limit {
+            Some(l) if self.len() >= l => self.keys.last().copied(),
+            _ => None,
+        }
+    }
+}
+
+/// Total order on points: by key, then coordinates by their bits (`-0.0` counts as `0.0`).
+fn compare_points(ka: u64, a: &[f64], kb: u64, b: &[f64]) -> Ordering {
+    ka.cmp(&kb).then_with(|| {
+        a.iter()
+            .map(|v| value_bits(*v))
+            .cmp(b.iter().map(|v| value_bits(*v)))
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Seeded randomness: SplitMix64, keyed by the seed, a purpose, the round and the point itself.
+
+const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+const HASH_START: u64 = 0x243F_6A88_85A3_08D3;
+pub(crate) const SALT_PICK: u64 = 0x5049_434B; // "PICK"
+pub(crate) const SALT_SAMPLE: u64 = 0x5341_4D50; // "SAMP"
+pub(crate) const SALT_LOCAL: u64 = 0x4C4F_4341; // "LOCA"
+pub(crate) const SALT_SILHOUETTE: u64 = 0x5349_4C48; // "SILH"
+
+/// The SplitMix64 finalizer: a bijective 64-bit mix.
+#[inline(always)]
+pub(crate) fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A key for (seed, purpose, round).
+pub(crate) fn stream(seed: u64, purpose: u64, round: u64) -> u64 {
+    mix64(mix64(seed ^ purpose).wrapping_add(GOLDEN) ^ round)
+}
+
+/// A uniform number in `[0, 1)` from 64 random bits.
+#[inline(always)]
+pub(crate) fn unit(bits: u64) -> f64 {
+    (bits >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+}
+
+/// The bits of a coordinate, with `-0.0` read as `0.0` (they are the same point).
+#[inline(always)]
+fn value_bits(v: f64) -> u64 {
+    (v + 0.0).to_bits()
+}
+
+#[inline(always)]
+fn hash_step(h: u64, v: f64) -> u64 {
+    mix64(h ^ value_bits(v)).wrapping_add(GOLDEN)
+}
+
+/// A hash of a point's coordinates: equal points hash equal wherever they are stored.
+pub(crate) fn point_hash(values: impl Iterator<Item = f64>) -> u64 {
+    values.fold(HASH_START, hash_step)
+}
+
+/// The SplitMix64 generator, for the driver's seeded choices.
+#[derive(Debug, Clone)]
+pub(crate) struct SplitMix64(u64);
+
+impl SplitMix64 {
+    pub(crate) fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    pub(crate) fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(GOLDEN);
+        mix64(self.0)
+    }
+
+    /// Uniform in `[0, 1)`.
+    pub(crate) fn next_f64(&mut self) -> f64 {
+        unit(self.next_u64())
+    }
+
+    /// Uniform in `0..n` (`n > 0`), by rejection so it is exactly uniform.
+    pub(crate) fn below(&mut self, n: usize) -> usize {
+        let n = n as u64;
+        let zone = u64::MAX - u64::MAX % n;
+        loop {
+            let r = self.next_u64();
+            if r < zone {
+                return (r % n) as usize;
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The fused nearest-centre loop.
+
+/// Finds, for every row of `rows`, the nearest centre and its squared distance, and calls
+/// `visit(chunk, valid, first_row, nearest, distance)` once per chunk of [`LANES`] rows.
+///
+/// `chunk` holds the chunk's rows as `f64`, chunk-major: column `j` of lane `l` is
+/// `chunk[j * LANES + l]`; only the first `valid` lanes are rows (the others are padding).
+#[inline]
+pub(crate) fn for_each_nearest<T: Element, F>(
+    m: &DenseMatrix<T>,
+    rows: Range<usize>,
+    centers: &CenterSet,
+    mut visit: F,
+) where
+    F: FnMut(&[f64], usize, usize, &[u64; LANES], &[f64; LANES]),
+{
+    let dim = centers.dim;
+    let cols: Vec<&[T]> = (0..dim).map(|j| &m.col(j)[rows.clone()]).collect();
+    let n = rows.len();
+    let mut chunk = vec![0.0f64; dim * LANES];
+    let mut start = 0;
+    while start < n {
+        let valid = (n - start).min(LANES);
+        for (dst, col) in chunk.chunks_exact_mut(LANES).zip(&cols) {
+            let src = &col[start..start + valid];
+            for (o, v) in dst.iter_mut().zip(src) {
+                *o = v.to_f64();
+            }
+            dst[valid..].iter_mut().for_each(|o| *o = 0.0);
+        }
+        let mut best = [f64::INFINITY; LANES];
+        let mut nearest = [0u64; LANES];
+        for (c, center) in centers.values.chunks_exact(dim).enumerate() {
+            let mut acc = [0.0f64; LANES];
+            for (xs, &cj) in chunk.chunks_exact(LANES).zip(center) {
+                for (a, &x) in acc.iter_mut().zip(xs) {
+                    let t = x - cj;
+                    *a += t * t;
+                }
+            }
+            let c = c as u64;
+            for ((b, i), &a) in best.iter_mut().zip(nearest.iter_mut()).zip(&acc) {
+                let closer = a < *b;
+                *b = if closer { a } else { *b };
+                *i = if closer { c } else { *i };
+            }
+        }
+        visit(&chunk, valid, rows.start + start, &nearest, &best);
+        start += valid;
+    }
+}
+
+/// Lane `l`'s coordinates in a chunk.
+#[inline(always)]
+pub(crate) fn lane(chunk: &[f64], l: usize) -> impl Iterator<Item = f64> + '_ {
+    chunk[l..].iter().step_by(LANES).copied()
+}
+
+/// Sums, counts and SSE over a partition (sums only if `with_sums`): blocks in parallel,
+/// folded in block order.
+fn assign<T: Element>(
+    m: &DenseMatrix<T>,
+    centers: &CenterSet,
+    with_sums: bool,
+) -> Result<AssignPartial> {
+    let blocks: Vec<Range<usize>> = block_ranges(m.rows()).collect();
+    let partials: Vec<AssignPartial> = blocks
+        .into_par_iter()
+        .map(|rows| assign_block(m, rows, centers, with_sums))
+        .collect();
+    partials.into_iter().try_fold(
+        AssignPartial::zeros(centers.k, centers.dim, with_sums),
+        AssignPartial::merge,
+    )
+}
+
+fn assign_block<T: Element>(
+    m: &DenseMatrix<T>,
+    rows: Range<usize>,
+    centers: &CenterSet,
+    with_sums: bool,
+) -> AssignPartial {
+    let dim = centers.dim;
+    let mut out = AssignPartial::zeros(centers.k, dim, with_sums);
+    let mut cost = [0.0f64; LANES];
+    for_each_nearest(m, rows, centers, |chunk, valid, _, nearest, dist| {
+        for l in 0..valid {
+            let c = nearest[l] as usize;
+            out.counts[c] += 1;
+            cost[l] += dist[l];
+            if with_sums {
+                let sum = &mut out.sums[c * dim..(c + 1) * dim];
+                for (s, x) in sum.iter_mut().zip(lane(chunk, l)) {
+                    *s += x;
+                }
+            }
+        }
+    });
+    out.cost = cost.iter().sum();
+    out
+}
+
+/// k-means|| sampling: the rows with `unit(hash) < ratio · d²`, keyed by their hash.
+fn sample<T: Element>(
+    m: &DenseMatrix<T>,
+    candidates: &CenterSet,
+    ratio: f64,
+    salt: u64,
+) -> Result<PointSet> {
+    let blocks: Vec<Range<usize>> = block_ranges(m.rows()).collect();
+    let dim = candidates.dim;
+    let sets: Vec<PointSet> = blocks
+        .into_par_iter()
+        .map(|rows| {
+            let mut found = PointSet::empty(dim, None);
+            let mut point = Vec::with_capacity(dim);
+            for_each_nearest(m, rows, candidates, |chunk, valid, _, _, dist| {
+                for (l, &d2) in dist.iter().enumerate().take(valid) {
+                    if d2 > 0.0 {
+                        let key = point_hash(lane(chunk, l));
+                        if unit(mix64(key ^ salt)) < ratio * d2 {
+                            point.clear();
+                            point.extend(lane(chunk, l));
+                            found.insert(key, &point);
+                        }
+                    }
+                }
+            });
+            found
+        })
+        .collect();
+    sets.iter()
+        .try_fold(PointSet::empty(dim, None), |acc, s| acc.merge(s))
+}
+
+/// The `count` distinct points with the smallest seeded keys, checking values are finite.
+fn pick<T: Element>(
+    m: &DenseMatrix<T>,
+    count: usize,
+    salt: u64,
+    partition: u32,
+) -> Result<PointSet> {
+    let dim = m.cols();
+    let blocks: Vec<Range<usize>> = block_ranges(m.rows()).collect();
+    let sets: Vec<PointSet> = blocks
+        .into_par_iter()
+        .map(|rows| {
+            let mut hashes = vec![HASH_START; rows.len()];
+            for j in 0..dim {
+                let col = &m.col(j)[rows.clone()];
+                if let Some(i) = col.iter().position(|v| !v.to_f64().is_finite()) {
+                    return Err(MlError::InvalidData(format!(
+                        "partition {partition}, row {}: feature {j} is {}; k-means needs finite values",
+                        rows.start + i,
+                        col[i].to_f64()
+                    )));
+                }
+                for (h, v) in hashes.iter_mut().zip(col) {
+                    *h = hash_step(*h, v.to_f64());
+                }
+            }
+            let mut found = PointSet::empty(dim, Some(count));
+            for (i, h) in hashes.iter().enumerate() {
+                let key = mix64(h ^ salt);
+                if found.threshold().is_none_or(|t| key <= t) {
+                    found.insert(key, &m.row_f64(rows.start + i));
+                }
+            }
+            Ok(found)
+        })
+        .collect::<Result<_>>()?;
+    sets.iter()
+        .try_fold(PointSet::empty(dim, Some(count)), |acc, s| acc.merge(s))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+    use crate::data::{Features, BLOCK_ROWS};
+
+    fn random_rows(n: usize, d: usize, seed: u64) -> Vec<Vec<f64>> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        (0..n)
+            .map(|_| (0..d).map(|_| rng.random_range(-5.0..5.0)).collect())
+            .collect()
+    }
+
+    fn partition(index: u32, rows: &[Vec<f64>]) -> CachedPartition {
+        let d = rows[0].len();
+        let flat: Vec<f64> = rows.iter().flatten().copied().collect();
+        let m = DenseMatrix::from_row_major(rows.len(), d, &flat).unwrap();
+        CachedPartition::new(index, Features::F64(m), None).unwrap()
+    }
+
+    fn partition_f32(index: u32, rows: &[Vec<f64>]) -> CachedPartition {
+        let d = rows[0].len();
+        let flat: Vec<f32> = rows.iter().flatten().map(|v| *v as f32).collect();
+        let m = DenseMatrix::from_row_major(rows.len(), d, &flat).unwrap();
+        CachedPartition::new(index, Features::F32(m), None).unwrap()
+    }
+
+    /// The row-at-a-time reference the fused kernel must agree with.
+    fn naive(rows: &[Vec<f64>], centers: &[Vec<f64>]) -> (Vec<f64>, Vec<u64>, f64) {
+        let (k, d) = (centers.len(), centers[0].len());
+        let mut sums = vec![0.0; k * d];
+        let mut counts = vec![0u64; k];
+        let mut cost = 0.0;
+        for x in rows {
+            let mut best = (f64::INFINITY, 0);
+            for (c, center) in centers.iter().enumerate() {
+                let mut dist = 0.0;
+                for (a, b) in x.iter().zip(center) {
+                    let t = a - b;
+                    dist += t * t;
+                }
+                if dist < best.0 {
+                    best = (dist, c);
+                }
+            }
+            counts[best.1] += 1;
+            cost += best.0;
+            for (j, v) in x.iter().enumerate() {
+                sums[best.1 * d + j] += v;
+            }
+        }
+        (sums, counts, cost)
+    }
+
+    fn close(a: f64, b: f64, rel: f64) -> bool {
+        (a - b).abs() <= rel * a.abs().max(b.abs()).max(1e-300)
+    }
+
+    fn assign_of(p: &CachedPartition, centers: &[Vec<f64>]) -> AssignPartial {
+        let kernel = KMeansKernel::Assign(CenterSet::from_rows(centers).unwrap());
+        match kernel.run(p).unwrap() {
+            KMeansPartial::Assign(a) => a,
+            other => panic!("unexpected partial {other:?}"),
+        }
+    }
+
+    #[test]
+    fn assign_matches_the_row_at_a_time_reference() {
+        // Sizes that leave a ragged last block and a ragged last chunk.
+        for (n, d, k) in [
+            (1, 1, 1),
+            (37, 3, 4),
+            (BLOCK_ROWS * 2 + 123, 7, 5),
+            (5000, 16, 8),
+        ] {
+            let rows = random_rows(n, d, n as u64);
+            let centers = random_rows(k, d, 1000 + n as u64);
+            let got = assign_of(&partition(0, &rows), &centers);
+            let (sums, counts, cost) = naive(&rows, &centers);
+            assert_eq!(got.counts, counts, "n={n}");
+            for (a, b) in got.sums.iter().zip(&sums) {
+                assert!(close(*a, *b, 1e-12), "sum {a} vs {b}");
+            }
+            assert!(close(got.cost, cost, 1e-12), "cost {} vs {cost}", got.cost);
+        }
+    }
+
+    #[test]
+    fn assign_on_f32_storage_matches_the_reference_on_the_rounded_values() {
+        let rows = random_rows(3000, 5, 7);
+        let rounded: Vec<Vec<f64>> = rows
+            .iter()
+            .map(|r| r.iter().map(|v| f64::from(*v as f32)).collect())
+            .collect();
+        let centers = random_rows(6, 5, 8);
+        let got = assign_of(&partition_f32(0, &rows), &centers);
+        let (sums, counts, cost) = naive(&rounded, &centers);
+        assert_eq!(got.counts, counts);
+        for (a, b) in got.sums.iter().zip(&sums) {
+            assert!(close(*a, *b, 1e-12));
+        }
+        assert!(close(got.cost, cost, 1e-12));
+    }
+
+    #[test]
+    fn ties_go_to_the_lowest_centre() {
+        let rows = vec![vec![0.0, 0.0]];
+        let got = assign_of(&partition(0, &rows), &[vec![1.0, 0.0], vec![-1.0, 0.0]]);
+        assert_eq!(got.counts, vec![1, 0]);
+    }
+
+    #[test]
+    fn partial_merge_is_associative_and_matches_the_whole() {
+        let rows = random_rows(3000, 4, 11);
+        let centers = random_rows(3, 4, 12);
+        let whole = assign_of(&partition(0, &rows), &centers);
+        let parts: Vec<AssignPartial> = rows
+            .chunks(1000)
+            .enumerate()
+            .map(|(i, r)| assign_of(&partition(i as u32, r), &centers))
+            .collect();
+        let left = parts[0]
+            .clone()
+            .merge(parts[1].clone())
+            .unwrap()
+            .merge(parts[2].clone())
+            .unwrap();
+        let right = parts[0]
+            .clone()
+            .merge(parts[1].clone().merge(parts[2].clone()).unwrap())
+            .unwrap();
+        assert_eq!(left.counts, right.counts);
+        assert_eq!(left.counts, whole.counts);
+        for ((a, b), c) in left.sums.iter().zip(&right.sums).zip(&whole.sums) {
+            assert!(close(*a, *b, 1e-12) && close(*a, *c, 1e-12));
+        }
+        assert!(close(left.cost, right.cost, 1e-12) && close(left.cost, whole.cost, 1e-12));
+    }
+
+    #[test]
+    fn kernels_are_bit_identical_on_one_and_two_threads() {
+        let rows = random_rows(BLOCK_ROWS * 3 + 17, 6, 21);
+        let p = partition(3, &rows);
+        let centers = CenterSet::from_rows(&random_rows(5, 6, 22)).unwrap();
+        let kernels = [
+            KMeansKernel::Assign(centers.clone()),
+            KMeansKernel::Sample {
+                candidates: centers.clone(),
+                cost: 1000.0,
+                oversampling: 10.0,
+                seed: 5,
+                round: 1,
+            },
+            KMeansKernel::Pick { count: 7, seed: 5 },
+        ];
+        for kernel in kernels {
+            let on = |threads: usize| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap()
+                    .install(|| kernel.run(&p).unwrap())
+            };
+            let one = on(1);
+            let two = on(2);
+            // Compare the bytes: bit-identical, not merely close.
+            assert_eq!(
+                serde_json::to_string(&one).unwrap(),
+                serde_json::to_string(&two).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn pick_returns_the_same_distinct_points_however_rows_are_split() {
+        let mut rows = random_rows(2000, 3, 31);
+        // Duplicates must count once.
+        for i in 0..500 {
+            rows[1000 + i] = rows[i].clone();
+        }
+        let kernel = KMeansKernel::Pick { count: 10, seed: 9 };
+        let run = |p: &CachedPartition| match kernel.run(p).unwrap() {
+            KMeansPartial::Points(s) => s,
+            other => panic!("{other:?}"),
+        };
+        let whole = run(&partition(0, &rows));
+        let split = run(&partition(0, &rows[..700]))
+            .merge(&run(&partition(1, &rows[700..1500])))
+            .unwrap()
+            .merge(&run(&partition(2, &rows[1500..])))
+            .unwrap();
+        assert_eq!(whole, split);
+        assert_eq!(whole.len(), 10);
+        let distinct: std::collections::HashSet<Vec<u64>> = whole
+            .to_rows()
+            .iter()
+            .map(|r| r.iter().map(|v| v.to_bits()).collect())
+            .collect();
+        assert_eq!(distinct.len(), 10);
+        // Sorted by key.
+        assert!(whole.keys.windows(2).all(|w| w[0] <= w[1]));
+    }
+
+    #[test]
+    fn pick_on_fewer_distinct_points_than_asked_returns_them_all() {
+        let rows: Vec<Vec<f64>> = (0..50).map(|i| vec![f64::from(i % 3), -0.0]).collect();
+        let got = match (KMeansKernel::Pick { count: 8, seed: 1 })
+            .run(&partition(0, &rows))
+            .unwrap()
+        {
+            KMeansPartial::Points(s) => s,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(got.len(), 3);
+    }
+
+    #[test]
+    fn pick_rejects_non_finite_values_naming_the_row() {
+        let mut rows = random_rows(100, 2, 3);
+        rows[42][1] = f64::NAN;
+        let err = (KMeansKernel::Pick { count: 2, seed: 1 })
+            .run(&partition(4, &rows))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("partition 4, row 42: feature 1 is NaN"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn sample_probability_follows_the_distance() {
+        // Half the points sit on the candidate (d² = 0, never sampled), half far away.
+        let mut rows = vec![vec![0.0, 0.0]; 1000];
+        let far = random_rows(1000, 2, 4);
+        rows.extend(far.iter().map(|r| vec![r[0] + 100.0, r[1]]));
+        let p = partition(0, &rows);
+        let candidates = CenterSet::from_rows(&[vec![0.0, 0.0]]).unwrap();
+        let cost = match KMeansKernel::Cost(candidates.clone()).run(&p).unwrap() {
+            KMeansPartial::Cost(c) => c,
+            other => panic!("{other:?}"),
+        };
+        let got = match (KMeansKernel::Sample {
+            candidates,
+            cost,
+            oversampling: 50.0,
+            seed: 3,
+            round: 0,
+        })
+        .run(&p)
+        .unwrap()
+        {
+            KMeansPartial::Points(s) => s,
+            other => panic!("{other:?}"),
+        };
+        // Expected 50 (all far points have about the same distance); allow 5 sigma.
+        assert!((15..=85).contains(&got.len()), "{} sampled", got.len());
+        assert!(got.to_rows().iter().all(|r| r[0] > 90.0));
+    }
+
+    #[test]
+    fn kernel_round_trips_through_bytes_and_rejects_bad_shapes() {
+        let kernel = crate::Kernel::KMeans(KMeansKernel::Assign(
+            CenterSet::from_rows(&[vec![0.1, 0.2], vec![1.0 / 3.0, 2.0]]).unwrap(),
+        ));
+        assert_eq!(
+            crate::Kernel::from_bytes(&kernel.to_bytes()).unwrap(),
+            kernel
+        );
+        let bad = KMeansKernel::Assign(CenterSet {
+            k: 2,
+            dim: 2,
+            values: vec![1.0; 3],
+        });
+        let err = bad
+            .run(&partition(0, &[vec![0.0, 0.0]]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("3 values for 2 centres of 2 coordinates"),
+            "{err}"
+        );
+        let wide = KMeansKernel::Assign(CenterSet::from_rows(&[vec![0.0; 3]]).unwrap());
+        let err = wide
+            .run(&partition(1, &[vec![0.0, 0.0]]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("partition 1 has 2 feature columns but the centres have 3"),
+            "{err}"
+        );
+        let a = KMeansPartial::Cost(1.0);
+        assert!(a.merge(KMeansPartial::Counts(vec![1])).is_err());
+    }
+}
