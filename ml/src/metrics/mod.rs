@@ -2,7 +2,7 @@
 //!
 //! All functions take plain slices, validate them (equal lengths, not empty, finite values,
 //! labels in `{0, 1}` for binary metrics, probabilities in `[0, 1]`) and fail with an
-//! [`MlError::InvalidParameter`](crate::MlError::InvalidParameter) naming the argument.
+//! [`crate::MlError::InvalidParameter`] naming the argument.
 //!
 //! ```text
 //!  regression      mse rmse mae r2            RegressionSummary  (mergeable)
