@@ -16,6 +16,7 @@ pub mod cluster;
 pub mod data;
 pub mod error;
 pub mod linear;
+mod linalg;
 pub mod stats;
 pub mod step;
 
