@@ -15,8 +15,9 @@
 pub mod cluster;
 pub mod data;
 pub mod error;
-pub mod linear;
 mod linalg;
+pub mod linear;
+pub mod optim;
 pub mod stats;
 pub mod step;
 
