@@ -1,24 +1,4 @@
 //! The loss-and-gradient kernel of linear models: one streaming pass over a partition.
-//!
-//! The optimizer works in a standardized parametrization: with a per-feature `scale` `sⱼ`
-//! (`1/σⱼ`, or `0` to drop a constant feature) and `center` `μⱼ`, the margin of class `k` is
-//!
-//! ```text
-//!  mₖ = Σⱼ βₖⱼ sⱼ (xⱼ − μⱼ) + bₖ  =  Σⱼ wₖⱼ xⱼ + (bₖ − Σⱼ wₖⱼ μⱼ),    wₖⱼ = βₖⱼ sⱼ
-//! ```
-//!
-//! so the kernel folds scale and centre into effective raw-space coefficients once and never
-//! touches the stored data. With `gₖ = ∂ℓ/∂mₖ` per row, the sums returned are
-//!
-//! ```text
-//!  Σ ℓ,    ∂/∂βₖⱼ = sⱼ (Σ gₖ xⱼ − μⱼ Σ gₖ),    ∂/∂bₖ = Σ gₖ
-//! ```
-//!
-//! Per block of [`BLOCK_ROWS`](crate::data::BLOCK_ROWS) rows (blocks run in parallel, their
-//! sums are folded in block order), chunks of rows small enough to stay in L2 cache go
-//! through three vectorizable loops: margins column by column (`m += wⱼ xⱼ`), the loss and
-//! multipliers row-wise into a chunk buffer, then the gradient column by column as dot
-//! products. Buffers are per block; nothing is allocated per row.
 
 use std::ops::Range;
 
@@ -36,11 +16,32 @@ use crate::with_features;
 /// second time from L2 cache.
 const CHUNK_BYTES: usize = 128 * 1024;
 
-/// A computation on the cached partitions of a linear model's training set.
+/// A computation on the cached partitions of a linear model's training set: the
+/// loss-and-gradient kernel, one streaming pass over a partition.
+///
+/// The optimizer works in a standardized parametrization: with a per-feature `scale` `sⱼ`
+/// (`1/σⱼ`, or `0` to drop a constant feature) and `center` `μⱼ`, the margin of class `k` is
+///
+/// ```text
+///  mₖ = Σⱼ βₖⱼ sⱼ (xⱼ − μⱼ) + bₖ  =  Σⱼ wₖⱼ xⱼ + (bₖ − Σⱼ wₖⱼ μⱼ),    wₖⱼ = βₖⱼ sⱼ
+/// ```
+///
+/// so the kernel folds scale and centre into effective raw-space coefficients once and never
+/// touches the stored data. With `gₖ = ∂ℓ/∂mₖ` per row, the sums returned are
+///
+/// ```text
+///  Σ ℓ,    ∂/∂βₖⱼ = sⱼ (Σ gₖ xⱼ − μⱼ Σ gₖ),    ∂/∂bₖ = Σ gₖ
+/// ```
+///
+/// Per block of [`BLOCK_ROWS`](crate::data::BLOCK_ROWS) rows (blocks run in parallel, their
+/// sums are folded in block order), chunks of rows small enough to stay in L2 cache go
+/// through three vectorizable loops: margins column by column (`m += wⱼ xⱼ`), the loss and
+/// multipliers row-wise into a chunk buffer, then the gradient column by column as dot
+/// products. Buffers are per block; nothing is allocated per row.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum LinearKernel {
-    /// The summed loss and gradient at the given parameters (see the
-    /// [module docs](self) for the parametrization).
+    /// The summed loss and gradient at the given parameters (see [`LinearKernel`] for the
+    /// parametrization).
     LossGradient {
         /// Which loss.
         loss: Loss,

@@ -39,6 +39,17 @@
 //! The loss-and-gradient kernel is a single streaming pass per block (see [`LinearKernel`]);
 //! blocks are folded in order and partitions merged in index order, so a model is the same
 //! bit for bit on any number of threads for a given partitioning.
+//!
+//! # References
+//!
+//! - Spark MLlib, "Classification and regression" and "Linear methods" guides, and
+//!   `org.apache.spark.ml.regression.LinearRegression` /
+//!   `org.apache.spark.ml.classification.LogisticRegression` (objective, parameters,
+//!   defaults, standardization and intercept initialization).
+//! - Friedman, Hastie & Tibshirani (2010), "Regularization paths for generalized linear
+//!   models via coordinate descent", J. Stat. Softw. 33(1): the elastic net parametrization
+//!   Spark follows.
+//! - Optimizers: see [`crate::optim`].
 
 mod kernel;
 pub mod linear_regression;

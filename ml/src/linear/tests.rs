@@ -103,15 +103,12 @@ fn coefficient_rows(m: &LogisticRegressionModel) -> Vec<f64> {
 
 /// Loss and gradient of the standardized parametrization, one row at a time with `std` math.
 fn naive(
-    loss: Loss,
-    beta: &[f64],
-    b: &[f64],
-    scale: &[f64],
-    center: &[f64],
+    kernel: &LinearKernel,
     x: &[Vec<f64>],
     y: &[f64],
     keep: impl Fn(usize) -> bool,
 ) -> (u64, f64, Vec<f64>) {
+    let (loss, beta, b, scale, center) = kernel_parts(kernel);
     let k = loss.rows();
     let d = scale.len();
     let mut grad = vec![0.0; k * d + k];
@@ -223,9 +220,7 @@ fn kernel_equals_a_naive_row_at_a_time_computation() {
         (Loss::Multinomial { classes: 3 }, 4),
     ] {
         let (kernel, x, y) = kernel_case(loss, d, 11);
-        let (_, beta, b, scale, center) = kernel_parts(&kernel);
-        let (count, want_loss, want_grad) =
-            naive(loss, &beta, &b, &scale, &center, &x, &y, |_| true);
+        let (count, want_loss, want_grad) = naive(&kernel, &x, &y, |_| true);
         for (parts, f32_storage) in [(1, false), (3, false)] {
             let got = run_kernel(&kernel, &partitions(&x, &y, parts, f32_storage));
             assert_eq!(got.count, count);
@@ -285,44 +280,24 @@ fn kernel_gradient_matches_finite_differences() {
 #[test]
 fn sampled_kernel_uses_the_sampled_rows_only() {
     let (kernel, x, y) = kernel_case(Loss::Logistic, 3, 8);
-    let LinearKernel::LossGradient {
-        loss,
-        coefficients,
-        intercepts,
-        scale,
-        center,
-        ..
-    } = kernel;
     let sample = Sample {
         fraction: 0.25,
         seed: 3,
         iteration: 7,
     };
-    let sampled = LinearKernel::LossGradient {
-        loss,
-        coefficients: coefficients.clone(),
-        intercepts: intercepts.clone(),
-        scale: scale.clone(),
-        center: center.clone(),
-        sample: Some(sample),
-    };
+    let mut sampled = kernel.clone();
+    let LinearKernel::LossGradient { sample: s, .. } = &mut sampled;
+    *s = Some(sample);
     let parts = partitions(&x, &y, 1, false);
     let got = run_kernel(&sampled, &parts);
     let sampler = super::sample::RowSampler::new(&sample, 0);
-    let (count, want_loss, want_grad) = naive(
-        loss,
-        &coefficients,
-        &intercepts,
-        scale.as_ref().unwrap(),
-        center.as_ref().unwrap(),
-        &x,
-        &y,
-        |i| sampler.weight(i as u64) == 1.0,
-    );
+    let (count, want_loss, want_grad) = naive(&kernel, &x, &y, |i| sampler.weight(i as u64) == 1.0);
     assert_eq!(got.count, count);
     assert!((count as f64 / x.len() as f64 - 0.25).abs() < 0.03);
     assert!((got.loss_sum - want_loss).abs() <= 1e-10 * want_loss);
     assert!(max_abs_diff(&got.gradient_sum, &want_grad) <= 1e-9);
+    // The full kernel uses more rows, so the sample did something.
+    assert!(run_kernel(&kernel, &parts).count > count);
 }
 
 #[test]
@@ -396,6 +371,37 @@ fn linear_regression_recovers_noiseless_coefficients() {
         h.windows(2).all(|w| w[1] <= w[0] + 1e-12 * w[0].abs()),
         "{h:?}"
     );
+}
+
+#[test]
+fn models_without_intercept_pass_through_the_origin() {
+    let x = features(400, 3, 5);
+    let y = linear_labels(&x, &[0.5, -1.0, 2.0], 0.0, 0.0, 0);
+    let parts = partitions(&x, &y, 2, false);
+    let m = fit_local(
+        LinearRegression::new().fit_intercept(false).tol(1e-14),
+        &parts,
+        &names(3),
+        Some("y"),
+    )
+    .unwrap();
+    assert_eq!(m.intercept(), 0.0);
+    assert!(
+        max_abs_diff(m.coefficients(), &[0.5, -1.0, 2.0]) < 1e-7,
+        "{:?}",
+        m.coefficients()
+    );
+    let (xb, yb) = multiclass_data(1000, 6);
+    let m = fit_local(
+        LogisticRegression::new()
+            .fit_intercept(false)
+            .reg_param(0.01),
+        &partitions(&xb, &yb, 1, false),
+        &names(3),
+        Some("y"),
+    )
+    .unwrap();
+    assert_eq!(m.intercepts(), &[0.0, 0.0, 0.0]);
 }
 
 #[test]
