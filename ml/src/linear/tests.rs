@@ -463,7 +463,7 @@ fn different_partition_counts_agree_within_1e8() {
             LinearRegression::new()
                 .reg_param(0.05)
                 .elastic_net_param(0.5)
-                .tol(1e-15)
+                .tol(0.0)
                 .max_iter(500),
             &partitions(&xr, &yr, parts, false),
             &names(4),

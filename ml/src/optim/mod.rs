@@ -30,7 +30,11 @@
 //! The step `x ← x + t d` satisfies the strong Wolfe conditions
 //! `f(x + t d) ≤ f(x) + c₁ t ∇fᵀd` and `|∇f(x + t d)ᵀd| ≤ c₂ |∇fᵀd|` (`c₁ = 10⁻⁴`,
 //! `c₂ = 0.9`), found by bracketing (doubling `t`) and zooming with safeguarded cubic
-//! interpolation; each trial `t` is one evaluation asked of the caller. The first trial is
+//! interpolation; each trial `t` is one evaluation asked of the caller. Where `f(x + t d)` is
+//! within `10⁻¹² |f(x)|` of `f(x)`, rounding hides the decrease, and sufficient decrease is
+//! taken in the approximate form `∇f(x + t d)ᵀd ≤ (2c₁ − 1) ∇fᵀd` of Hager & Zhang (2005),
+//! "A new conjugate gradient method with guaranteed descent and an efficient line search"
+//! (exact for a quadratic), so that iterations keep refining below `√ε`. The first trial is
 //! `t = 1`, or `1/‖d‖` while the memory is empty. A failed search is retried once along
 //! `−∇f` with the memory cleared; a second failure stops at the best point found.
 //!
@@ -50,7 +54,8 @@
 //! to `⋄F`, and the direction is constrained to agree in sign with `−⋄F` (`dⱼ ← 0` where
 //! `dⱼ ⋄ⱼF ≥ 0`). The orthant is `ξⱼ = sign(xⱼ)`, or `sign(−⋄ⱼF)` where `xⱼ = 0`; trial points
 //! are projected on it, `π(x + t d)ⱼ = 0` where the sign leaves `ξⱼ`, and accepted when
-//! `F(π(x + t d)) ≤ F(x) + γ ⋄Fᵀ(π(x + t d) − x)` with `γ = 10⁻⁴`, halving `t` otherwise.
+//! `F(π(x + t d)) ≤ F(x) + γ ⋄Fᵀ(π(x + t d) − x)` with `γ = 10⁻⁴`, halving `t` otherwise
+//! (within rounding of `F`, the slope of `F` on the orthant decides, as for L-BFGS above).
 //! Coordinates with `cⱼ = 0` (intercepts) are neither constrained nor projected. Iterates land
 //! on exact zeros.
 //!
@@ -192,10 +197,19 @@ where
 pub const STALL_ITERATIONS: usize = 10;
 
 /// Tracks whether L-BFGS or OWL-QN still make progress.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 struct StallWatch {
     best_gradient: f64,
     since_best: usize,
+}
+
+impl Default for StallWatch {
+    fn default() -> Self {
+        Self {
+            best_gradient: f64::INFINITY,
+            since_best: 0,
+        }
+    }
 }
 
 impl StallWatch {
@@ -203,7 +217,7 @@ impl StallWatch {
     /// iterate's last. True when the last [`STALL_ITERATIONS`] iterations improved nothing.
     fn stalled(&mut self, gradient: &[f64], history: &[f64]) -> bool {
         let g = gradient.iter().fold(0.0, |m: f64, v| m.max(v.abs()));
-        if history.len() <= 1 || g < self.best_gradient {
+        if g < self.best_gradient {
             self.best_gradient = g;
             self.since_best = 0;
             return false;

@@ -12,6 +12,8 @@ use crate::linalg::{dot, norm};
 const GAMMA: f64 = 1e-4;
 /// Halvings per search before giving up.
 const MAX_TRIALS: usize = 40;
+/// Relative size of `F` within which values are taken as equal (see `approximately_decreases`).
+const NOISE: f64 = 1e-12;
 
 /// Orthant-wise limited-memory quasi-Newton (see the [module docs](super) for the update
 /// rule): minimizes `f(x) + Σ cⱼ |xⱼ|` where the caller evaluates the smooth `f`.
@@ -238,8 +240,23 @@ impl Minimizer for OwlQn {
                 check_gradient(s.x.len(), &gradient)?;
                 let total = value + l1_norm(&self.l1, &trial_x);
                 let moved: Vec<f64> = trial_x.iter().zip(&s.x).map(|(a, b)| a - b).collect();
-                let bound = s.value + GAMMA * dot(&pseudo_gradient, &moved);
-                if total.is_finite() && total <= bound {
+                let slope = dot(&pseudo_gradient, &moved);
+                let bound = s.value + GAMMA * slope;
+                let exact = total.is_finite() && total <= bound;
+                // Hager & Zhang's approximate sufficient decrease (as in the L-BFGS line
+                // search): within rounding of F, judge by the slope of F restricted to the
+                // orthant at the end of the step, F being smooth there.
+                let approximate = total <= s.value + NOISE * s.value.abs() && {
+                    let end_slope: f64 = gradient
+                        .iter()
+                        .zip(&orthant)
+                        .zip(&self.l1)
+                        .zip(&moved)
+                        .map(|(((g, o), c), p)| (g + c * o) * p)
+                        .sum();
+                    end_slope <= (2.0 * GAMMA - 1.0) * slope
+                };
+                if exact || approximate {
                     return self.accept(trial_x, gradient, total);
                 }
                 if trials >= MAX_TRIALS {

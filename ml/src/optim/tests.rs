@@ -234,3 +234,31 @@ fn a_zero_gradient_at_the_start_stops_at_once() {
     .unwrap();
     assert_eq!((s.iterations, s.stop), (0, StopReason::GradientZero));
 }
+
+#[test]
+fn tol_zero_refines_below_rounding_and_stops_when_nothing_improves() {
+    // The function test would stop near √ε; with tol = 0 the gradient guides the last steps.
+    let s = minimize_local(
+        Lbfgs::new().tol(0.0).max_iter(10_000),
+        vec![0.0; 3],
+        quadratic,
+    )
+    .unwrap();
+    assert_ne!(s.stop, StopReason::MaxIter);
+    assert!(s.iterations < 200, "{}", s.iterations);
+    for (x, want) in s.x.iter().zip(quadratic_minimizer()) {
+        assert!((x - want).abs() < 1e-12, "{:?}", s.x);
+    }
+    let s = minimize_local(
+        OwlQn::new(vec![2.0, 2.0, 0.0]).tol(0.0).max_iter(10_000),
+        vec![0.0; 3],
+        quadratic,
+    )
+    .unwrap();
+    assert_ne!(s.stop, StopReason::MaxIter);
+    assert!(
+        (s.x[1] + 6.0 / 23.0).abs() < 1e-12 && s.x[0] == 0.0,
+        "{:?}",
+        s.x
+    );
+}
