@@ -66,7 +66,8 @@ pub enum LinearPartial {
     LossGradient(LossGradientSums),
 }
 
-/// Sums over the rows used (all, or a mini-batch).
+/// Sums over the rows used (all, or a mini-batch). Always finite: overflowing sums saturate
+/// at `±f64::MAX`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LossGradientSums {
     /// Rows used.
@@ -203,9 +204,22 @@ impl LinearKernel {
                         row.iter_mut().zip(s).for_each(|(g, sj)| *g *= sj);
                     }
                 }
+                // A diverging model can overflow; JSON (the wire format) has no infinities,
+                // so saturate and let the optimizer report the divergence.
+                sums.loss_sum = saturate(sums.loss_sum);
+                sums.gradient_sum.iter_mut().for_each(|g| *g = saturate(*g));
                 Ok(LinearPartial::LossGradient(sums))
             }
         }
+    }
+}
+
+/// `v`, or `±f64::MAX` for an infinity and `f64::MAX` for NaN.
+fn saturate(v: f64) -> f64 {
+    if v.is_nan() {
+        f64::MAX
+    } else {
+        v.clamp(f64::MIN, f64::MAX)
     }
 }
 

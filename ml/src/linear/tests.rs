@@ -697,6 +697,17 @@ fn diverging_sgd_is_an_error_naming_step_size() {
         "{err}"
     );
     assert!(err.to_string().contains("diverged"), "{err}");
+    // Far out, the kernel's sums overflow; they saturate so the partial still encodes.
+    let huge = Kernel::Linear(LinearKernel::LossGradient {
+        loss: Loss::SquaredError,
+        coefficients: vec![1e300; 4],
+        intercepts: vec![0.0],
+        scale: None,
+        center: None,
+        sample: None,
+    });
+    let partial = huge.run(&partitions(&x, &y, 1, false)[0]).unwrap();
+    assert_eq!(Partial::from_bytes(&partial.to_bytes()).unwrap(), partial);
 }
 
 #[test]
