@@ -15,8 +15,10 @@
 pub mod cluster;
 pub mod data;
 pub mod error;
+mod linalg;
 pub mod linear;
 pub mod metrics;
+pub mod optim;
 pub mod stats;
 pub mod step;
 

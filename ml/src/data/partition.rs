@@ -114,7 +114,10 @@ impl CachedPartition {
         precision: Precision,
     ) -> Result<Self> {
         if features.is_empty() {
-            return Err(MlError::param("features", "at least one feature column is needed"));
+            return Err(MlError::param(
+                "features",
+                "at least one feature column is needed",
+            ));
         }
         let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
         let x = match precision {
@@ -222,7 +225,8 @@ impl CachedPartition {
         if bytes.len() < HEADER || &bytes[0..4] != MAGIC {
             return Err(bad("not a Kiln cached partition".into()));
         }
-        let u32_at = |o: usize| u32::from_le_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]);
+        let u32_at =
+            |o: usize| u32::from_le_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]);
         let u64_at = |o: usize| {
             let mut b = [0u8; 8];
             b.copy_from_slice(&bytes[o..o + 8]);

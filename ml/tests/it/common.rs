@@ -25,7 +25,9 @@ pub fn python() -> PathBuf {
 
 /// Runs `tests/python/{script}` with `input` as JSON on stdin and returns its JSON stdout.
 pub fn reference(script: &str, input: &serde_json::Value) -> serde_json::Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/python").join(script);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/python")
+        .join(script);
     let mut child = Command::new(python())
         .arg(&path)
         .stdin(Stdio::piped())

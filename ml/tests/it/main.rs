@@ -6,4 +6,5 @@
 
 mod common;
 mod kmeans;
+mod linear;
 mod metrics;

@@ -1,0 +1,330 @@
+//! The loss-and-gradient kernel of linear models: one streaming pass over a partition.
+
+use std::ops::Range;
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::loss::{self, Loss, SoftmaxScratch};
+use super::sample::{RowSampler, Sample};
+use crate::data::{block_ranges, CachedPartition, DenseMatrix, Element};
+use crate::error::{MlError, Result};
+use crate::linalg::{axpy, dot, sum};
+use crate::with_features;
+
+/// Bytes of feature values per chunk: a chunk is read twice (margins, then gradient), the
+/// second time from L2 cache.
+const CHUNK_BYTES: usize = 128 * 1024;
+
+/// A computation on the cached partitions of a linear model's training set: the
+/// loss-and-gradient kernel, one streaming pass over a partition.
+///
+/// The optimizer works in a standardized parametrization: with a per-feature `scale` `sⱼ`
+/// (`1/σⱼ`, or `0` to drop a constant feature) and `center` `μⱼ`, the margin of class `k` is
+///
+/// ```text
+///  mₖ = Σⱼ βₖⱼ sⱼ (xⱼ − μⱼ) + bₖ  =  Σⱼ wₖⱼ xⱼ + (bₖ − Σⱼ wₖⱼ μⱼ),    wₖⱼ = βₖⱼ sⱼ
+/// ```
+///
+/// so the kernel folds scale and centre into effective raw-space coefficients once and never
+/// touches the stored data. With `gₖ = ∂ℓ/∂mₖ` per row, the sums returned are
+///
+/// ```text
+///  Σ ℓ,    ∂/∂βₖⱼ = sⱼ (Σ gₖ xⱼ − μⱼ Σ gₖ),    ∂/∂bₖ = Σ gₖ
+/// ```
+///
+/// Per block of [`BLOCK_ROWS`](crate::data::BLOCK_ROWS) rows (blocks run in parallel, their
+/// sums are folded in block order), chunks of rows small enough to stay in L2 cache go
+/// through three vectorizable loops: margins column by column (`m += wⱼ xⱼ`), the loss and
+/// multipliers row-wise into a chunk buffer, then the gradient column by column as dot
+/// products. Buffers are per block; nothing is allocated per row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum LinearKernel {
+    /// The summed loss and gradient at the given parameters (see [`LinearKernel`] for the
+    /// parametrization).
+    LossGradient {
+        /// Which loss.
+        loss: Loss,
+        /// `K × d` coefficients `β`, row-major (class `k`'s at `k·d .. (k+1)·d`); `K` is
+        /// [`Loss::rows`].
+        coefficients: Vec<f64>,
+        /// `K` intercepts `b` (zeros for a model without intercept).
+        intercepts: Vec<f64>,
+        /// Per-feature multiplier `sⱼ` (`None`: all `1`).
+        scale: Option<Vec<f64>>,
+        /// Per-feature centre `μⱼ` (`None`: all `0`).
+        center: Option<Vec<f64>>,
+        /// SGD mini-batch: only the sampled rows count (`None`: all rows).
+        sample: Option<Sample>,
+    },
+}
+
+/// The result of a [`LinearKernel`] on one or more partitions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum LinearPartial {
+    /// See [`LinearKernel::LossGradient`].
+    LossGradient(LossGradientSums),
+}
+
+/// Sums over the rows used (all, or a mini-batch). Always finite: overflowing sums saturate
+/// at `±f64::MAX`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LossGradientSums {
+    /// Rows used.
+    pub count: u64,
+    /// `Σ ℓ`.
+    pub loss_sum: f64,
+    /// `Σ ∂ℓ/∂θ`: the `K × d` coefficient part row-major, then the `K` intercepts.
+    pub gradient_sum: Vec<f64>,
+}
+
+impl LossGradientSums {
+    fn zeros(len: usize) -> Self {
+        Self {
+            count: 0,
+            loss_sum: 0.0,
+            gradient_sum: vec![0.0; len],
+        }
+    }
+
+    fn add(&mut self, other: &Self) {
+        self.count += other.count;
+        self.loss_sum += other.loss_sum;
+        for (a, b) in self.gradient_sum.iter_mut().zip(&other.gradient_sum) {
+            *a += b;
+        }
+    }
+}
+
+impl LinearPartial {
+    /// Adds the sums of two disjoint sets of rows.
+    ///
+    /// # Errors
+    /// [`MlError::Internal`] when the gradients differ in length.
+    pub fn merge(self, other: Self) -> Result<Self> {
+        match (self, other) {
+            (LinearPartial::LossGradient(mut a), LinearPartial::LossGradient(b)) => {
+                if a.gradient_sum.len() != b.gradient_sum.len() {
+                    return Err(MlError::Internal(format!(
+                        "gradients of {} and {} values cannot be merged",
+                        a.gradient_sum.len(),
+                        b.gradient_sum.len()
+                    )));
+                }
+                a.add(&b);
+                Ok(LinearPartial::LossGradient(a))
+            }
+        }
+    }
+}
+
+/// The kernel's parameters in raw feature space, shared by all blocks.
+struct RawModel<'a> {
+    loss: Loss,
+    classes: usize,
+    d: usize,
+    /// `K × d` effective coefficients `w = β s`.
+    w: Vec<f64>,
+    /// `K` effective intercepts `b − w μ`.
+    b: Vec<f64>,
+    sampler: Option<RowSampler>,
+    y: &'a [f64],
+}
+
+impl LinearKernel {
+    /// Runs the kernel on one partition.
+    ///
+    /// # Errors
+    /// [`MlError::InvalidData`] when the partition has no label; [`MlError::Internal`] when
+    /// the parameters do not fit the partition's number of features.
+    pub fn run(&self, partition: &CachedPartition) -> Result<LinearPartial> {
+        match self {
+            LinearKernel::LossGradient {
+                loss,
+                coefficients,
+                intercepts,
+                scale,
+                center,
+                sample,
+            } => {
+                let y = partition.require_label("a linear model")?;
+                let d = partition.cols();
+                let classes = loss.rows();
+                let wrong = |what: &str, got: usize, want: usize| {
+                    MlError::Internal(format!(
+                        "{got} {what} where a model of {classes} x {d} coefficients needs {want}"
+                    ))
+                };
+                if coefficients.len() != classes * d {
+                    return Err(wrong("coefficients", coefficients.len(), classes * d));
+                }
+                if intercepts.len() != classes {
+                    return Err(wrong("intercepts", intercepts.len(), classes));
+                }
+                for (what, v) in [("scales", scale), ("centres", center)] {
+                    if let Some(v) = v {
+                        if v.len() != d {
+                            return Err(wrong(what, v.len(), d));
+                        }
+                    }
+                }
+                let mut w = coefficients.clone();
+                if let Some(s) = scale {
+                    for row in w.chunks_mut(d.max(1)) {
+                        row.iter_mut().zip(s).for_each(|(wj, sj)| *wj *= sj);
+                    }
+                }
+                let mut b = intercepts.clone();
+                if let Some(c) = center {
+                    for (bk, row) in b.iter_mut().zip(w.chunks(d.max(1))) {
+                        *bk -= row.iter().zip(c).map(|(wj, cj)| wj * cj).sum::<f64>();
+                    }
+                }
+                let model = RawModel {
+                    loss: *loss,
+                    classes,
+                    d,
+                    w,
+                    b,
+                    sampler: sample
+                        .as_ref()
+                        .map(|s| RowSampler::new(s, partition.index())),
+                    y,
+                };
+                let mut sums = with_features!(partition.features(), m => raw_sums(m, &model));
+                // Back to the optimizer's parametrization: ∂/∂βₖⱼ = sⱼ (Gₖⱼ − μⱼ Gₖ).
+                let (coef, icpt) = sums.gradient_sum.split_at_mut(classes * d);
+                if let Some(c) = center {
+                    for (row, gk) in coef.chunks_mut(d.max(1)).zip(icpt.iter()) {
+                        row.iter_mut().zip(c).for_each(|(g, cj)| *g -= cj * gk);
+                    }
+                }
+                if let Some(s) = scale {
+                    for row in coef.chunks_mut(d.max(1)) {
+                        row.iter_mut().zip(s).for_each(|(g, sj)| *g *= sj);
+                    }
+                }
+                // A diverging model can overflow; JSON (the wire format) has no infinities,
+                // so saturate and let the optimizer report the divergence.
+                sums.loss_sum = saturate(sums.loss_sum);
+                sums.gradient_sum.iter_mut().for_each(|g| *g = saturate(*g));
+                Ok(LinearPartial::LossGradient(sums))
+            }
+        }
+    }
+}
+
+/// `v`, or `±f64::MAX` for an infinity and `f64::MAX` for NaN.
+fn saturate(v: f64) -> f64 {
+    if v.is_nan() {
+        f64::MAX
+    } else {
+        v.clamp(f64::MIN, f64::MAX)
+    }
+}
+
+/// Raw-space sums of one partition: blocks in parallel, folded in block order.
+fn raw_sums<T: Element>(x: &DenseMatrix<T>, model: &RawModel<'_>) -> LossGradientSums {
+    let len = model.classes * (model.d + 1);
+    let blocks: Vec<Range<usize>> = block_ranges(x.rows()).collect();
+    let parts: Vec<LossGradientSums> = blocks
+        .into_par_iter()
+        .map(|rows| block_sums(x, model, rows))
+        .collect();
+    let mut total = LossGradientSums::zeros(len);
+    for p in &parts {
+        total.add(p);
+    }
+    total
+}
+
+/// Rows per chunk: about [`CHUNK_BYTES`] of features, a multiple of 8 in `[64, 4096]`.
+fn chunk_rows(d: usize, bytes: usize) -> usize {
+    let rows = CHUNK_BYTES / (d.max(1) * bytes);
+    (rows.clamp(64, 4096) / 8) * 8
+}
+
+/// The sums of one block.
+fn block_sums<T: Element>(
+    x: &DenseMatrix<T>,
+    model: &RawModel<'_>,
+    rows: Range<usize>,
+) -> LossGradientSums {
+    let (k_count, d) = (model.classes, model.d);
+    let chunk = chunk_rows(d, T::BYTES).min(rows.len().max(1));
+    let mut out = LossGradientSums::zeros(k_count * (d + 1));
+    let mut margins = vec![0.0; k_count * chunk];
+    let mut losses = vec![0.0; chunk];
+    let mut weights = model.sampler.map(|_| vec![0.0; chunk]);
+    let mut scratch = match model.loss {
+        Loss::Multinomial { .. } => Some(SoftmaxScratch {
+            max: vec![0.0; chunk],
+            sum: vec![0.0; chunk],
+        }),
+        _ => None,
+    };
+    let mut start = rows.start;
+    while start < rows.end {
+        let end = (start + chunk).min(rows.end);
+        let len = end - start;
+        // Margins, column by column.
+        for k in 0..k_count {
+            margins[k * chunk..k * chunk + len].fill(model.b[k]);
+        }
+        for j in 0..d {
+            let col = &x.col(j)[start..end];
+            for k in 0..k_count {
+                axpy(
+                    &mut margins[k * chunk..k * chunk + len],
+                    model.w[k * d + j],
+                    col,
+                );
+            }
+        }
+        // Loss and multipliers, row-wise.
+        let y = &model.y[start..end];
+        let loss_buf = &mut losses[..len];
+        match model.loss {
+            Loss::SquaredError => loss::squared_error(&mut margins[..len], y, loss_buf),
+            Loss::Logistic => loss::logistic(&mut margins[..len], y, loss_buf),
+            Loss::Multinomial { classes } => {
+                if let Some(s) = scratch.as_mut() {
+                    loss::multinomial(&mut margins, chunk, classes, y, loss_buf, s);
+                }
+            }
+        }
+        match (&mut weights, &model.sampler) {
+            (Some(wt), Some(sampler)) => {
+                let wt = &mut wt[..len];
+                for (i, v) in wt.iter_mut().enumerate() {
+                    *v = sampler.weight((start + i) as u64);
+                }
+                loss_buf
+                    .iter_mut()
+                    .zip(wt.iter())
+                    .for_each(|(l, v)| *l *= v);
+                for k in 0..k_count {
+                    margins[k * chunk..k * chunk + len]
+                        .iter_mut()
+                        .zip(wt.iter())
+                        .for_each(|(m, v)| *m *= v);
+                }
+                out.count += sum(wt) as u64;
+            }
+            _ => out.count += len as u64,
+        }
+        out.loss_sum += sum(loss_buf);
+        // Gradient, column by column.
+        for k in 0..k_count {
+            out.gradient_sum[k_count * d + k] += sum(&margins[k * chunk..k * chunk + len]);
+        }
+        for j in 0..d {
+            let col = &x.col(j)[start..end];
+            for k in 0..k_count {
+                out.gradient_sum[k * d + j] += dot(&margins[k * chunk..k * chunk + len], col);
+            }
+        }
+        start = end;
+    }
+    out
+}

@@ -1,0 +1,40 @@
+//! Linear regression as a step machine.
+
+use super::{LinearRegression, LinearRegressionModel};
+use crate::error::{MlError, Result};
+use crate::linear::trainer::{Advance, Task, Trainer};
+use crate::step::{Algorithm, DatasetInfo, Partial, Progress, Step};
+
+impl Algorithm for LinearRegression {
+    type Model = LinearRegressionModel;
+
+    fn start(&mut self, info: &DatasetInfo) -> Result<Step<Self::Model>> {
+        let valid = self.check()?;
+        let (trainer, kernel) =
+            Trainer::start("linear regression", valid.common, Task::Regression, info)?;
+        self.trainer = Some(trainer);
+        Ok(Step::RunKernel(kernel))
+    }
+
+    fn next(&mut self, partial: Partial) -> Result<Step<Self::Model>> {
+        let trainer = self
+            .trainer
+            .as_mut()
+            .ok_or_else(|| MlError::Internal("linear regression: next before start".into()))?;
+        Ok(match trainer.next(partial)? {
+            Advance::Run(kernel) => Step::RunKernel(kernel),
+            Advance::Finished(fitted) => Step::Done(LinearRegressionModel::from_fitted(fitted)?),
+        })
+    }
+
+    fn progress(&self) -> Progress {
+        self.trainer.as_ref().map_or(
+            Progress {
+                iteration: 0,
+                max_iter: self.common.max_iter,
+                loss: None,
+            },
+            Trainer::progress,
+        )
+    }
+}

@@ -1,0 +1,50 @@
+//! Linear regression's hyper-parameters: the builder and its validated form.
+
+use crate::error::Result;
+use crate::linear::params::{common_getters, common_setters, Common};
+use crate::linear::trainer::Trainer;
+
+/// Least-squares linear regression with an elastic net penalty: the builder, and the
+/// [`Algorithm`](crate::Algorithm) that trains a
+/// [`LinearRegressionModel`](super::LinearRegressionModel) (see the
+/// [module docs](super) for the objective).
+///
+/// Parameters and defaults are Spark MLlib's: `max_iter = 100`, `reg_param = 0.0`,
+/// `elastic_net_param = 0.0`, `tol = 1e-6`, `fit_intercept = true`,
+/// `standardization = true`, `solver = Solver::Lbfgs`, `seed = 0`.
+#[derive(Debug, Clone, Default)]
+pub struct LinearRegression {
+    pub(crate) common: Common,
+    pub(crate) trainer: Option<Trainer>,
+}
+
+/// Checked [`LinearRegression`] parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidLinearRegression {
+    pub(crate) common: Common,
+}
+
+impl LinearRegression {
+    /// Linear regression with Spark's defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    common_setters!();
+
+    /// Checks the parameters.
+    ///
+    /// # Errors
+    /// [`MlError::InvalidParameter`](crate::MlError::InvalidParameter) naming the parameter
+    /// and its allowed range, e.g. `reg_param must be >= 0, got -1`.
+    pub fn check(&self) -> Result<ValidLinearRegression> {
+        self.common.check()?;
+        Ok(ValidLinearRegression {
+            common: self.common.clone(),
+        })
+    }
+}
+
+impl ValidLinearRegression {
+    common_getters!();
+}

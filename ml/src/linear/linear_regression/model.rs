@@ -1,0 +1,88 @@
+//! A trained linear regression.
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::Features;
+use crate::error::{MlError, Result};
+use crate::linear::predict::margins;
+use crate::linear::summary::TrainingSummary;
+use crate::linear::trainer::Fitted;
+
+/// A trained linear regression `ŷ = wᵀx + b`, on the original feature scale.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinearRegressionModel {
+    features: Vec<String>,
+    label: String,
+    coefficients: Vec<f64>,
+    intercept: f64,
+    summary: TrainingSummary,
+}
+
+impl LinearRegressionModel {
+    pub(crate) fn from_fitted(fitted: Fitted) -> Result<Self> {
+        let [intercept] = fitted.intercepts[..] else {
+            return Err(MlError::Internal(format!(
+                "linear regression fitted {} intercepts",
+                fitted.intercepts.len()
+            )));
+        };
+        Ok(Self {
+            features: fitted.features,
+            label: fitted.label,
+            coefficients: fitted.coefficients,
+            intercept,
+            summary: fitted.summary,
+        })
+    }
+
+    /// The coefficients `w`, one per feature in training order.
+    pub fn coefficients(&self) -> &[f64] {
+        &self.coefficients
+    }
+
+    /// The intercept `b` (`0` when none was fitted).
+    pub fn intercept(&self) -> f64 {
+        self.intercept
+    }
+
+    /// The feature columns, in coefficient order.
+    pub fn feature_names(&self) -> &[String] {
+        &self.features
+    }
+
+    /// The label column trained on.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Number of features.
+    pub fn num_features(&self) -> usize {
+        self.coefficients.len()
+    }
+
+    /// What training recorded.
+    pub fn summary(&self) -> &TrainingSummary {
+        &self.summary
+    }
+
+    /// The objective at the start and after each iteration (see [`TrainingSummary`]).
+    pub fn objective_history(&self) -> &[f64] {
+        self.summary.objective_history()
+    }
+
+    /// Iterations run.
+    pub fn total_iterations(&self) -> usize {
+        self.summary.total_iterations()
+    }
+
+    /// `wᵀx + b` for every row.
+    ///
+    /// # Errors
+    /// [`MlError::InvalidData`] when `features` has another number of columns than the model
+    /// was trained on.
+    pub fn predict(&self, features: &Features) -> Result<Vec<f64>> {
+        let mut m = margins(features, &self.coefficients, &[self.intercept])?;
+        m.pop()
+            .ok_or_else(|| MlError::Internal("no margins for a linear regression".into()))
+    }
+}

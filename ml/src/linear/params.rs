@@ -1,0 +1,216 @@
+//! Hyper-parameters shared by linear and logistic regression, with Spark MLlib's names and
+//! defaults.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{MlError, Result};
+use crate::optim::StepSchedule;
+
+/// How the objective is minimized.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub enum Solver {
+    /// L-BFGS, or OWL-QN when the penalty has an L1 part (Spark's `l-bfgs`). Default.
+    #[default]
+    Lbfgs,
+    /// Mini-batch stochastic gradient descent with soft thresholding for the L1 part (Spark's
+    /// `mllib` `GradientDescent`). Steps are taken in the standardized parametrization (see
+    /// [`crate::linear`]), where a step size around `1` is reasonable.
+    Sgd {
+        /// Expected fraction of rows in each mini-batch, in `(0, 1]` (default `1.0`).
+        mini_batch_fraction: f64,
+        /// Initial step size `η > 0` (default `1.0`, Spark's `stepSize`).
+        step_size: f64,
+        /// How the step decays (default [`StepSchedule::InverseSqrt`]: `η / √t`, Spark's).
+        schedule: StepSchedule,
+    },
+}
+
+impl Solver {
+    /// SGD with Spark's defaults: full batches, `step_size = 1.0`, `η / √t` decay.
+    pub fn sgd() -> Self {
+        Solver::Sgd {
+            mini_batch_fraction: 1.0,
+            step_size: 1.0,
+            schedule: StepSchedule::InverseSqrt,
+        }
+    }
+}
+
+/// The hyper-parameters both linear models have.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Common {
+    pub(crate) max_iter: usize,
+    pub(crate) reg_param: f64,
+    pub(crate) elastic_net_param: f64,
+    pub(crate) tol: f64,
+    pub(crate) fit_intercept: bool,
+    pub(crate) standardization: bool,
+    pub(crate) solver: Solver,
+    pub(crate) seed: u64,
+}
+
+impl Default for Common {
+    fn default() -> Self {
+        Self {
+            max_iter: 100,
+            reg_param: 0.0,
+            elastic_net_param: 0.0,
+            tol: 1e-6,
+            fit_intercept: true,
+            standardization: true,
+            solver: Solver::Lbfgs,
+            seed: 0,
+        }
+    }
+}
+
+impl Common {
+    /// Checks ranges before any data moves.
+    pub(crate) fn check(&self) -> Result<()> {
+        if !(self.reg_param >= 0.0 && self.reg_param.is_finite()) {
+            return Err(MlError::param(
+                "reg_param",
+                format!("reg_param must be >= 0, got {}", self.reg_param),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.elastic_net_param) {
+            return Err(MlError::param(
+                "elastic_net_param",
+                format!(
+                    "elastic_net_param must be in [0, 1], got {}",
+                    self.elastic_net_param
+                ),
+            ));
+        }
+        if !(self.tol >= 0.0 && self.tol.is_finite()) {
+            return Err(MlError::param(
+                "tol",
+                format!("tol must be >= 0, got {}", self.tol),
+            ));
+        }
+        if let Solver::Sgd {
+            mini_batch_fraction,
+            step_size,
+            ..
+        } = self.solver
+        {
+            if !(mini_batch_fraction > 0.0 && mini_batch_fraction <= 1.0) {
+                return Err(MlError::param(
+                    "mini_batch_fraction",
+                    format!("mini_batch_fraction must be in (0, 1], got {mini_batch_fraction}"),
+                ));
+            }
+            if !(step_size > 0.0 && step_size.is_finite()) {
+                return Err(MlError::param(
+                    "step_size",
+                    format!("step_size must be > 0, got {step_size}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Builder methods for the [`Common`] parameters of a type with a `common` field.
+macro_rules! common_setters {
+    () => {
+        /// Maximum number of iterations (Spark's `maxIter`; default `100`).
+        pub fn max_iter(mut self, max_iter: usize) -> Self {
+            self.common.max_iter = max_iter;
+            self
+        }
+
+        /// Regularization strength `λ ≥ 0` (Spark's `regParam`; default `0.0`).
+        pub fn reg_param(mut self, reg_param: f64) -> Self {
+            self.common.reg_param = reg_param;
+            self
+        }
+
+        /// Elastic net mixing `α ∈ [0, 1]`: `0` is a pure L2 penalty, `1` pure L1 (Spark's
+        /// `elasticNetParam`; default `0.0`).
+        pub fn elastic_net_param(mut self, alpha: f64) -> Self {
+            self.common.elastic_net_param = alpha;
+            self
+        }
+
+        /// Convergence tolerance: relative change of the objective for L-BFGS/OWL-QN, relative
+        /// step length for SGD (Spark's `tol`; default `1e-6`).
+        pub fn tol(mut self, tol: f64) -> Self {
+            self.common.tol = tol;
+            self
+        }
+
+        /// Whether to fit an intercept (default `true`).
+        pub fn fit_intercept(mut self, fit_intercept: bool) -> Self {
+            self.common.fit_intercept = fit_intercept;
+            self
+        }
+
+        /// Whether the penalty applies to the coefficients of standardized features (Spark's
+        /// `standardization`; default `true`). Coefficients are returned on the original
+        /// scale either way.
+        pub fn standardization(mut self, standardization: bool) -> Self {
+            self.common.standardization = standardization;
+            self
+        }
+
+        /// The optimizer (default [`Solver::Lbfgs`](crate::linear::Solver::Lbfgs)).
+        pub fn solver(mut self, solver: $crate::linear::Solver) -> Self {
+            self.common.solver = solver;
+            self
+        }
+
+        /// Seed of the SGD mini-batch sampling (default `0`).
+        pub fn seed(mut self, seed: u64) -> Self {
+            self.common.seed = seed;
+            self
+        }
+    };
+}
+
+/// Getters for the [`Common`] parameters of a validated parameter set.
+macro_rules! common_getters {
+    () => {
+        /// Maximum number of iterations.
+        pub fn max_iter(&self) -> usize {
+            self.common.max_iter
+        }
+
+        /// Regularization strength `λ`.
+        pub fn reg_param(&self) -> f64 {
+            self.common.reg_param
+        }
+
+        /// Elastic net mixing `α`.
+        pub fn elastic_net_param(&self) -> f64 {
+            self.common.elastic_net_param
+        }
+
+        /// Convergence tolerance.
+        pub fn tol(&self) -> f64 {
+            self.common.tol
+        }
+
+        /// Whether an intercept is fitted.
+        pub fn fit_intercept(&self) -> bool {
+            self.common.fit_intercept
+        }
+
+        /// Whether the penalty applies to standardized coefficients.
+        pub fn standardization(&self) -> bool {
+            self.common.standardization
+        }
+
+        /// The optimizer.
+        pub fn solver(&self) -> $crate::linear::Solver {
+            self.common.solver
+        }
+
+        /// Seed of the SGD mini-batch sampling.
+        pub fn seed(&self) -> u64 {
+            self.common.seed
+        }
+    };
+}
+
+pub(crate) use {common_getters, common_setters};
