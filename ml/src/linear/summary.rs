@@ -13,6 +13,15 @@ pub struct TrainingSummary {
 }
 
 impl TrainingSummary {
+    /// A summary from its parts (e.g. read from a model file).
+    pub fn new(objective_history: Vec<f64>, total_iterations: usize, stop: StopReason) -> Self {
+        Self {
+            objective_history,
+            total_iterations,
+            stop,
+        }
+    }
+
     /// The objective (mean loss plus penalty) at the start and after each iteration:
     /// [`total_iterations`](Self::total_iterations)` + 1` values. Non-increasing for L-BFGS
     /// and OWL-QN (up to rounding, `10⁻¹²` relative); mini-batch estimates for SGD.

@@ -44,6 +44,8 @@ pub struct KMeansTrainer {
     params: KMeansValidParams,
     phase: Phase,
     dim: usize,
+    /// Feature names from [`DatasetInfo`], kept for the model.
+    features: Vec<String>,
     /// Distinct points of the pick pass, in key order.
     reserve: Vec<Vec<f64>>,
     /// k-means|| candidates, in a canonical order.
@@ -63,6 +65,7 @@ impl KMeansTrainer {
             params,
             phase: Phase::Ready,
             dim: 0,
+            features: Vec::new(),
             reserve: Vec::new(),
             candidates: Vec::new(),
             seen: HashSet::new(),
@@ -275,7 +278,9 @@ impl KMeansTrainer {
             cost,
             self.iteration,
             std::mem::take(&mut self.cost_history),
-        )
+        )?
+        .with_feature_names(std::mem::take(&mut self.features))?
+        .with_params(self.params.clone())
         .map(Step::Done)
     }
 }
@@ -293,6 +298,7 @@ impl Algorithm for KMeansTrainer {
             ));
         }
         self.dim = info.features.len();
+        self.features = info.features.clone();
         if self.dim == 0 {
             return Err(MlError::InvalidData(
                 "k-means needs at least one feature column".into(),

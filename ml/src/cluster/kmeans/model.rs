@@ -3,22 +3,31 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::hyperparams::KMeansValidParams;
 use super::kernel::{for_each_nearest, CenterSet};
 use crate::data::{block_ranges, DenseMatrix, Element, Features, BLOCK_ROWS};
 use crate::error::{MlError, Result};
 use crate::with_features;
 
 /// The result of k-means training.
+///
+/// Besides the centres it carries what a model file records: the feature names (in centre
+/// coordinate order) and the hyper-parameters it was trained with (`None` for a model built
+/// from its parts with [`KMeansModel::new`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KMeansModel {
     centers: Vec<Vec<f64>>,
     cost: f64,
     iterations: usize,
     cost_history: Vec<f64>,
+    features: Vec<String>,
+    params: Option<KMeansValidParams>,
 }
 
 impl KMeansModel {
-    /// A model from its parts (e.g. trained elsewhere).
+    /// A model from its parts (e.g. trained elsewhere). Its features are named
+    /// `x0 .. x{dim-1}` until [`with_feature_names`](Self::with_feature_names) and its
+    /// hyper-parameters unknown until [`with_params`](Self::with_params).
     ///
     /// # Errors
     /// [`MlError::InvalidParameter`] (`centers`) when the centres are empty, ragged or hold a
@@ -29,13 +38,61 @@ impl KMeansModel {
         iterations: usize,
         cost_history: Vec<f64>,
     ) -> Result<Self> {
-        CenterSet::from_rows(&centers)?;
+        let set = CenterSet::from_rows(&centers)?;
         Ok(Self {
             centers,
             cost,
             iterations,
             cost_history,
+            features: (0..set.dim).map(|j| format!("x{j}")).collect(),
+            params: None,
         })
+    }
+
+    /// The model with its features named `features`, in centre coordinate order.
+    ///
+    /// # Errors
+    /// [`MlError::InvalidParameter`] (`features`) when there is not one name per coordinate.
+    pub fn with_feature_names(mut self, features: Vec<String>) -> Result<Self> {
+        if features.len() != self.dim() {
+            return Err(MlError::param(
+                "features",
+                format!(
+                    "{} feature names for centres of {} coordinates",
+                    features.len(),
+                    self.dim()
+                ),
+            ));
+        }
+        self.features = features;
+        Ok(self)
+    }
+
+    /// The model recording the hyper-parameters it was trained with.
+    ///
+    /// # Errors
+    /// [`MlError::InvalidParameter`] (`k`) when `params.k()` differs from the number of
+    /// centres.
+    pub fn with_params(mut self, params: KMeansValidParams) -> Result<Self> {
+        if params.k() != self.k() {
+            return Err(MlError::param(
+                "k",
+                format!("k = {} but the model has {} centres", params.k(), self.k()),
+            ));
+        }
+        self.params = Some(params);
+        Ok(self)
+    }
+
+    /// The feature columns, in centre coordinate order.
+    pub fn feature_names(&self) -> &[String] {
+        &self.features
+    }
+
+    /// The hyper-parameters the model was trained with; `None` for a model built from its
+    /// parts without [`with_params`](Self::with_params).
+    pub fn params(&self) -> Option<&KMeansValidParams> {
+        self.params.as_ref()
     }
 
     /// The centres, one row of `dim()` values per cluster.

@@ -23,7 +23,11 @@ impl Algorithm for LinearRegression {
             .ok_or_else(|| MlError::Internal("linear regression: next before start".into()))?;
         Ok(match trainer.next(partial)? {
             Advance::Run(kernel) => Step::RunKernel(kernel),
-            Advance::Finished(fitted) => Step::Done(LinearRegressionModel::from_fitted(fitted)?),
+            Advance::Finished(fitted) => {
+                // The builder is not changed by training: `check` gives the parameters it
+                // started with, recorded in the model.
+                Step::Done(LinearRegressionModel::from_fitted(fitted, self.check()?)?)
+            }
         })
     }
 

@@ -1,5 +1,7 @@
 //! Linear regression's hyper-parameters: the builder and its validated form.
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::Result;
 use crate::linear::params::{common_getters, common_setters, Common};
 use crate::linear::trainer::Trainer;
@@ -18,8 +20,8 @@ pub struct LinearRegression {
     pub(crate) trainer: Option<Trainer>,
 }
 
-/// Checked [`LinearRegression`] parameters.
-#[derive(Debug, Clone, PartialEq)]
+/// Checked [`LinearRegression`] parameters (kept in the trained model).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ValidLinearRegression {
     pub(crate) common: Common,
 }

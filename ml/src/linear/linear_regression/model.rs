@@ -8,7 +8,10 @@ use crate::linear::predict::margins;
 use crate::linear::summary::TrainingSummary;
 use crate::linear::trainer::Fitted;
 
-/// A trained linear regression `ŷ = wᵀx + b`, on the original feature scale.
+use super::ValidLinearRegression;
+
+/// A trained linear regression `ŷ = wᵀx + b`, on the original feature scale, with the
+/// hyper-parameters it was trained with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LinearRegressionModel {
     features: Vec<String>,
@@ -16,10 +19,54 @@ pub struct LinearRegressionModel {
     coefficients: Vec<f64>,
     intercept: f64,
     summary: TrainingSummary,
+    params: ValidLinearRegression,
 }
 
 impl LinearRegressionModel {
-    pub(crate) fn from_fitted(fitted: Fitted) -> Result<Self> {
+    /// A model from its parts (e.g. read from a model file or trained elsewhere).
+    ///
+    /// # Errors
+    /// [`MlError::InvalidParameter`] (`coefficients`) when there is not one coefficient per
+    /// feature, no feature, or a coefficient or the intercept is not finite.
+    pub fn try_new(
+        features: Vec<String>,
+        label: String,
+        coefficients: Vec<f64>,
+        intercept: f64,
+        summary: TrainingSummary,
+        params: ValidLinearRegression,
+    ) -> Result<Self> {
+        if features.is_empty() || coefficients.len() != features.len() {
+            return Err(MlError::param(
+                "coefficients",
+                format!(
+                    "{} coefficients for {} features (at least one is needed)",
+                    coefficients.len(),
+                    features.len()
+                ),
+            ));
+        }
+        if let Some(v) = coefficients
+            .iter()
+            .chain([&intercept])
+            .find(|v| !v.is_finite())
+        {
+            return Err(MlError::param(
+                "coefficients",
+                format!("the non-finite value {v} is not a coefficient"),
+            ));
+        }
+        Ok(Self {
+            features,
+            label,
+            coefficients,
+            intercept,
+            summary,
+            params,
+        })
+    }
+
+    pub(crate) fn from_fitted(fitted: Fitted, params: ValidLinearRegression) -> Result<Self> {
         let [intercept] = fitted.intercepts[..] else {
             return Err(MlError::Internal(format!(
                 "linear regression fitted {} intercepts",
@@ -32,7 +79,13 @@ impl LinearRegressionModel {
             coefficients: fitted.coefficients,
             intercept,
             summary: fitted.summary,
+            params,
         })
+    }
+
+    /// The hyper-parameters the model was trained with.
+    pub fn params(&self) -> &ValidLinearRegression {
+        &self.params
     }
 
     /// The coefficients `w`, one per feature in training order.

@@ -27,10 +27,11 @@ impl Algorithm for LogisticRegression {
             .ok_or_else(|| MlError::Internal("logistic regression: next before start".into()))?;
         Ok(match trainer.next(partial)? {
             Advance::Run(kernel) => Step::RunKernel(kernel),
-            Advance::Finished(fitted) => Step::Done(LogisticRegressionModel::from_fitted(
-                fitted,
-                self.threshold,
-            )?),
+            Advance::Finished(fitted) => {
+                // The builder is not changed by training: `check` gives the parameters it
+                // started with, recorded in the model.
+                Step::Done(LogisticRegressionModel::from_fitted(fitted, self.check()?)?)
+            }
         })
     }
 

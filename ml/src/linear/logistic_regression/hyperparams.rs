@@ -46,8 +46,8 @@ impl Default for LogisticRegression {
     }
 }
 
-/// Checked [`LogisticRegression`] parameters.
-#[derive(Debug, Clone, PartialEq)]
+/// Checked [`LogisticRegression`] parameters (kept in the trained model).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ValidLogisticRegression {
     pub(crate) common: Common,
     pub(crate) family: Family,

@@ -8,6 +8,8 @@ use crate::linear::predict::margins;
 use crate::linear::summary::TrainingSummary;
 use crate::linear::trainer::Fitted;
 
+use super::ValidLogisticRegression;
+
 /// A trained logistic regression, on the original feature scale.
 ///
 /// Binomial models have a `1 × d` coefficient matrix and one intercept:
@@ -22,10 +24,84 @@ pub struct LogisticRegressionModel {
     num_classes: usize,
     threshold: f64,
     summary: TrainingSummary,
+    params: ValidLogisticRegression,
 }
 
 impl LogisticRegressionModel {
-    pub(crate) fn from_fitted(fitted: Fitted, threshold: f64) -> Result<Self> {
+    /// A model from its parts (e.g. read from a model file or trained elsewhere). The
+    /// decision threshold is `params.threshold()`.
+    ///
+    /// # Errors
+    /// [`MlError::InvalidParameter`] naming `num_classes` (below 2) or `coefficients`: not one
+    /// column per feature, no feature, not one row (binomial, two classes) or `num_classes`
+    /// rows (multinomial), not one intercept per row, or a value that is not finite.
+    pub fn try_new(
+        features: Vec<String>,
+        label: String,
+        coefficients: DenseMatrix<f64>,
+        intercepts: Vec<f64>,
+        num_classes: usize,
+        summary: TrainingSummary,
+        params: ValidLogisticRegression,
+    ) -> Result<Self> {
+        if num_classes < 2 {
+            return Err(MlError::param(
+                "num_classes",
+                format!("a classifier needs at least 2 classes, got {num_classes}"),
+            ));
+        }
+        let (rows, d) = (coefficients.rows(), coefficients.cols());
+        if d == 0 || d != features.len() {
+            return Err(MlError::param(
+                "coefficients",
+                format!(
+                    "{d} coefficient columns for {} features (at least one is needed)",
+                    features.len()
+                ),
+            ));
+        }
+        if !(rows == num_classes || (rows == 1 && num_classes == 2)) {
+            return Err(MlError::param(
+                "coefficients",
+                format!(
+                    "{rows} coefficient rows for {num_classes} classes: a binomial model has 1, \
+                     a multinomial model one per class"
+                ),
+            ));
+        }
+        if intercepts.len() != rows {
+            return Err(MlError::param(
+                "coefficients",
+                format!(
+                    "{} intercepts for {rows} coefficient rows",
+                    intercepts.len()
+                ),
+            ));
+        }
+        if let Some(v) = coefficients
+            .as_slice()
+            .iter()
+            .chain(&intercepts)
+            .find(|v| !v.is_finite())
+        {
+            return Err(MlError::param(
+                "coefficients",
+                format!("the non-finite value {v} is not a coefficient"),
+            ));
+        }
+        Ok(Self {
+            features,
+            label,
+            coefficients,
+            intercepts,
+            num_classes,
+            threshold: params.threshold(),
+            summary,
+            params,
+        })
+    }
+
+    pub(crate) fn from_fitted(fitted: Fitted, params: ValidLogisticRegression) -> Result<Self> {
         let rows = fitted.intercepts.len();
         let d = fitted.features.len();
         let coefficients = DenseMatrix::from_row_major(rows, d, &fitted.coefficients)
@@ -36,9 +112,15 @@ impl LogisticRegressionModel {
             coefficients,
             intercepts: fitted.intercepts,
             num_classes: fitted.num_classes,
-            threshold,
+            threshold: params.threshold(),
             summary: fitted.summary,
+            params,
         })
+    }
+
+    /// The hyper-parameters the model was trained with.
+    pub fn params(&self) -> &ValidLogisticRegression {
+        &self.params
     }
 
     /// The coefficients: `1 × d` for a binomial model, `K × d` for a multinomial one.
