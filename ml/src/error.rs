@@ -28,6 +28,11 @@ pub enum MlError {
     /// algorithm cannot take).
     #[error("invalid training data: {0}")]
     InvalidData(String),
+    /// Arrays given to a trained model do not fit it (number or length of the feature
+    /// columns), or the model cannot give what was asked (e.g. class probabilities of a
+    /// regression).
+    #[error("cannot predict: {0}")]
+    InvalidInput(String),
     /// A model file or directory could not be read or written.
     #[error("model file '{path}': {reason}")]
     ModelFile {
