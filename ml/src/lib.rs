@@ -11,6 +11,8 @@
 //! ```
 //!
 //! [`fit_local`] is the plain in-memory loop; the engine runs the same loop across executors.
+//! A trained model becomes a [`Model`]: one type to save as files, load without a cluster and
+//! predict with on Arrow arrays (see [`model`]).
 
 pub mod cluster;
 pub mod data;
@@ -18,17 +20,20 @@ pub mod error;
 mod linalg;
 pub mod linear;
 pub mod metrics;
+pub mod model;
 pub mod optim;
 pub mod stats;
 pub mod step;
 
 pub use data::{CachedPartition, DenseMatrix, Features, Precision};
 pub use error::{MlError, Result};
+pub use model::Model;
 pub use step::{fit_local, Algorithm, DatasetInfo, Kernel, Partial, Progress, Step};
 
 /// The ML crate's most used items.
 pub mod prelude {
     pub use crate::data::{CachedPartition, DenseMatrix, Features, Precision};
     pub use crate::error::{MlError, Result};
+    pub use crate::model::Model;
     pub use crate::step::{fit_local, Algorithm, DatasetInfo, Kernel, Partial, Progress, Step};
 }

@@ -12,3 +12,5 @@ mod partition;
 
 pub use dense::{block_ranges, DenseMatrix, Element, BLOCK_ROWS};
 pub use partition::{CachedPartition, Features, Precision};
+
+pub(crate) use partition::is_numeric;

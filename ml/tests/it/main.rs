@@ -8,3 +8,4 @@ mod common;
 mod kmeans;
 mod linear;
 mod metrics;
+mod model;
