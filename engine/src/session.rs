@@ -205,6 +205,11 @@ impl SessionBuilder {
     }
 }
 
+/// Largest estimated build side, in bytes, that a join broadcasts instead of shuffling.
+const BROADCAST_THRESHOLD_BYTES: usize = 10 << 20;
+/// Largest estimated build side, in rows, broadcast when its size in bytes is unknown.
+const BROADCAST_THRESHOLD_ROWS: usize = 1 << 20;
+
 /// DataFusion settings the driver plans with. Exchanges become stage boundaries, so the plan
 /// must not rely on state shared between operators across an exchange.
 fn driver_config(target_partitions: usize, batch_size: Option<usize>) -> SessionConfig {
@@ -229,6 +234,12 @@ fn driver_config(target_partitions: usize, batch_size: Option<usize>) -> Session
     opts.execution.enable_file_stream_work_stealing = false;
     // A shuffle read does not merge sorted inputs; sort after the exchange instead.
     opts.optimizer.prefer_existing_sort = false;
+    // Broadcast build sides up to Spark's default threshold (autoBroadcastJoinThreshold,
+    // 10 MB): one stage computes the build side once and every probe task reads it, which
+    // saves hash-shuffling the (usually far larger) probe side. DataFusion's single-node
+    // defaults (1 MB / 128k rows) are tuned for building one in-memory table per process.
+    opts.optimizer.hash_join_single_partition_threshold = BROADCAST_THRESHOLD_BYTES;
+    opts.optimizer.hash_join_single_partition_threshold_rows = BROADCAST_THRESHOLD_ROWS;
     config
 }
 
