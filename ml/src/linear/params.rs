@@ -213,4 +213,48 @@ macro_rules! common_getters {
     };
 }
 
-pub(crate) use {common_getters, common_setters};
+/// The getters every trained linear model has, over its fields `features`, `label` and
+/// `summary`.
+macro_rules! model_getters {
+    () => {
+        /// The feature columns, in coefficient order.
+        pub fn feature_names(&self) -> &[String] {
+            &self.features
+        }
+
+        /// The label column trained on.
+        pub fn label(&self) -> &str {
+            &self.label
+        }
+
+        /// What training recorded.
+        pub fn summary(&self) -> &$crate::linear::summary::TrainingSummary {
+            &self.summary
+        }
+
+        /// The objective at the start and after each iteration (see
+        /// [`TrainingSummary`](crate::linear::TrainingSummary)).
+        pub fn objective_history(&self) -> &[f64] {
+            self.summary.objective_history()
+        }
+
+        /// Iterations run.
+        pub fn total_iterations(&self) -> usize {
+            self.summary.total_iterations()
+        }
+    };
+}
+
+/// [`MlError::InvalidParameter`] (`coefficients`) naming the first value of a model's
+/// coefficients and intercepts that is not finite.
+pub(crate) fn check_finite<'a>(values: impl IntoIterator<Item = &'a f64>) -> Result<()> {
+    match values.into_iter().find(|v| !v.is_finite()) {
+        Some(v) => Err(MlError::param(
+            "coefficients",
+            format!("the non-finite value {v} is not a coefficient"),
+        )),
+        None => Ok(()),
+    }
+}
+
+pub(crate) use {common_getters, common_setters, model_getters};

@@ -16,7 +16,7 @@ use super::summary::TrainingSummary;
 use crate::error::{MlError, Result};
 use crate::optim::{Ask, Lbfgs, Minimizer, OwlQn, Sgd, Solution};
 use crate::stats::{LabelStats, StatsKernel, Summary, MAX_DISTINCT_LABELS};
-use crate::step::{DatasetInfo, Kernel, Partial, Progress};
+use crate::step::{DatasetInfo, Kernel, Partial, Progress, Step};
 
 /// What is being learned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,6 +207,52 @@ pub(crate) struct Trainer {
     features: Vec<String>,
     label: String,
     phase: Phase,
+}
+
+/// [`Algorithm::start`](crate::step::Algorithm::start) of a linear model: starts `name`'s
+/// trainer in `slot`.
+pub(crate) fn start_step<M>(
+    slot: &mut Option<Trainer>,
+    name: &'static str,
+    common: Common,
+    task: Task,
+    info: &DatasetInfo,
+) -> Result<Step<M>> {
+    let (trainer, kernel) = Trainer::start(name, common, task, info)?;
+    *slot = Some(trainer);
+    Ok(Step::RunKernel(kernel))
+}
+
+/// [`Algorithm::next`](crate::step::Algorithm::next) of a linear model: feeds `partial` to
+/// the trainer `slot` finds in `owner` and, when training has finished, builds the model
+/// with `model`.
+pub(crate) fn next_step<S, M>(
+    owner: &mut S,
+    slot: fn(&mut S) -> &mut Option<Trainer>,
+    name: &str,
+    partial: Partial,
+    model: impl FnOnce(&S, Fitted) -> Result<M>,
+) -> Result<Step<M>> {
+    let trainer = slot(owner)
+        .as_mut()
+        .ok_or_else(|| MlError::Internal(format!("{name}: next before start")))?;
+    Ok(match trainer.next(partial)? {
+        Advance::Run(kernel) => Step::RunKernel(kernel),
+        Advance::Finished(fitted) => Step::Done(model(owner, fitted)?),
+    })
+}
+
+/// [`Algorithm::progress`](crate::step::Algorithm::progress) of a linear model: the
+/// trainer's, or none yet out of `max_iter` before training.
+pub(crate) fn progress(trainer: Option<&Trainer>, max_iter: usize) -> Progress {
+    trainer.map_or(
+        Progress {
+            iteration: 0,
+            max_iter,
+            loss: None,
+        },
+        Trainer::progress,
+    )
 }
 
 impl Trainer {

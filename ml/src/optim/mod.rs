@@ -96,6 +96,7 @@ mod lbfgs;
 mod line_search;
 mod memory;
 mod owlqn;
+mod quasi_newton;
 mod sgd;
 
 use serde::{Deserialize, Serialize};
@@ -191,6 +192,32 @@ where
         }
     }
 }
+
+/// The iteration limit and tolerance every optimizer has.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    max_iter: usize,
+    tol: f64,
+}
+
+/// The builder methods `max_iter` and `tol` of an optimizer with a `limits: Limits` field;
+/// `$tol_doc` says what `tol` bounds.
+macro_rules! limit_builders {
+    ($tol_doc:literal) => {
+        /// Iteration limit.
+        pub fn max_iter(mut self, max_iter: usize) -> Self {
+            self.limits.max_iter = max_iter;
+            self
+        }
+
+        #[doc = $tol_doc]
+        pub fn tol(mut self, tol: f64) -> Self {
+            self.limits.tol = tol;
+            self
+        }
+    };
+}
+use limit_builders;
 
 /// Iterations without a new smallest gradient and without a decrease of the objective beyond
 /// rounding after which L-BFGS and OWL-QN stop ([`StopReason::NoProgress`]).

@@ -1,12 +1,13 @@
 //! OWL-QN (Andrew & Gao 2007): L-BFGS for `f(x) + Σ cⱼ|xⱼ|`, as a step machine.
 
 use super::memory::Memory;
+use super::quasi_newton::{descent, finish, first_step, restart, Iterate, Phase};
 use super::{
-    check_gradient, check_start, function_converged, l1_norm, out_of_turn, Ask, Minimizer,
-    Solution, StallWatch, StopReason,
+    check_gradient, check_start, l1_norm, limit_builders, out_of_turn, Ask, Limits, Minimizer,
+    StopReason,
 };
 use crate::error::{MlError, Result};
-use crate::linalg::{dot, norm};
+use crate::linalg::dot;
 
 /// Sufficient decrease constant of the projected backtracking search.
 const GAMMA: f64 = 1e-4;
@@ -22,39 +23,23 @@ const NOISE: f64 = 1e-12;
 #[derive(Debug, Clone)]
 pub struct OwlQn {
     l1: Vec<f64>,
-    max_iter: usize,
-    tol: f64,
+    limits: Limits,
     memory: Memory,
-    state: Option<State>,
-    phase: Phase,
+    /// The iterate; its value is `f + Σ cⱼ|xⱼ|`.
+    state: Option<Iterate>,
+    phase: Phase<Search>,
 }
 
+/// A projected backtracking search along `direction` in `orthant`, waiting for `trial_x`.
 #[derive(Debug, Clone)]
-struct State {
-    x: Vec<f64>,
-    /// Smooth gradient.
-    g: Vec<f64>,
-    /// `f + Σ cⱼ|xⱼ|`.
-    value: f64,
-    iteration: usize,
-    history: Vec<f64>,
-    stall: StallWatch,
-}
-
-#[derive(Debug, Clone)]
-enum Phase {
-    Idle,
-    Initial(Vec<f64>),
-    Searching {
-        direction: Vec<f64>,
-        orthant: Vec<f64>,
-        pseudo_gradient: Vec<f64>,
-        t: f64,
-        trial_x: Vec<f64>,
-        trials: usize,
-        retry: bool,
-    },
-    Finished,
+struct Search {
+    direction: Vec<f64>,
+    orthant: Vec<f64>,
+    pseudo_gradient: Vec<f64>,
+    t: f64,
+    trial_x: Vec<f64>,
+    trials: usize,
+    retry: bool,
 }
 
 impl OwlQn {
@@ -63,8 +48,10 @@ impl OwlQn {
     pub fn new(l1: Vec<f64>) -> Self {
         Self {
             l1,
-            max_iter: 100,
-            tol: 1e-6,
+            limits: Limits {
+                max_iter: 100,
+                tol: 1e-6,
+            },
             memory: Memory::new(10),
             state: None,
             phase: Phase::Idle,
@@ -77,28 +64,10 @@ impl OwlQn {
         self
     }
 
-    /// Iteration limit.
-    pub fn max_iter(mut self, max_iter: usize) -> Self {
-        self.max_iter = max_iter;
-        self
-    }
-
-    /// Relative function change below which the minimization has converged.
-    pub fn tol(mut self, tol: f64) -> Self {
-        self.tol = tol;
-        self
-    }
+    limit_builders!("Relative function change below which the minimization has converged.");
 
     fn finish(&mut self, stop: StopReason) -> Result<Ask> {
-        self.phase = Phase::Finished;
-        let s = self.state.as_ref().ok_or_else(out_of_turn)?;
-        Ok(Ask::Done(Solution {
-            x: s.x.clone(),
-            value: s.value,
-            iterations: s.iteration,
-            objective_history: s.history.clone(),
-            stop,
-        }))
+        finish(&mut self.phase, self.state.as_ref(), stop)
     }
 
     fn begin_iteration(&mut self, retry: bool) -> Result<Ask> {
@@ -113,23 +82,15 @@ impl OwlQn {
                 *d = 0.0;
             }
         }
-        let slope = dot(&pg, &direction);
-        if slope.is_nan() || slope >= 0.0 {
-            self.memory.clear();
-            direction = pg.iter().map(|v| -v).collect();
-        }
+        let (direction, _) = descent(&mut self.memory, &pg, direction);
         let orthant: Vec<f64> =
             s.x.iter()
                 .zip(&pg)
                 .map(|(x, p)| if *x != 0.0 { sign(*x) } else { sign(-*p) })
                 .collect();
-        let t = if self.memory.is_empty() {
-            (1.0 / norm(&direction)).min(1.0)
-        } else {
-            1.0
-        };
+        let t = first_step(&self.memory, &direction);
         let trial_x = self.project(&s.x, t, &direction, &orthant);
-        self.phase = Phase::Searching {
+        self.phase = Phase::Searching(Search {
             direction,
             orthant,
             pseudo_gradient: pg,
@@ -137,7 +98,7 @@ impl OwlQn {
             trial_x: trial_x.clone(),
             trials: 1,
             retry,
-        };
+        });
         Ok(Ask::Evaluate(trial_x))
     }
 
@@ -199,35 +160,21 @@ impl Minimizer for OwlQn {
         if let Some(c) = self.l1.iter().find(|c| !(**c >= 0.0 && c.is_finite())) {
             return Err(MlError::Internal(format!("L1 weight {c} is not >= 0")));
         }
-        self.phase = Phase::Initial(x0.clone());
-        self.state = None;
-        Ok(Ask::Evaluate(x0))
+        Ok(restart(&mut self.phase, &mut self.state, x0))
     }
 
     fn tell(&mut self, value: f64, gradient: Vec<f64>) -> Result<Ask> {
         match std::mem::replace(&mut self.phase, Phase::Idle) {
             Phase::Initial(x) => {
-                check_gradient(x.len(), &gradient)?;
-                if !value.is_finite() || gradient.iter().any(|v| !v.is_finite()) {
-                    return Err(MlError::Internal(format!(
-                        "the objective is not finite at the starting point ({value})"
-                    )));
-                }
-                let total = value + l1_norm(&self.l1, &x);
-                self.state = Some(State {
-                    x,
-                    g: gradient,
-                    value: total,
-                    iteration: 0,
-                    history: vec![total],
-                    stall: StallWatch::default(),
-                });
-                if self.max_iter == 0 {
+                let l1 = &self.l1;
+                let s = Iterate::first(x, value, gradient, |x| value + l1_norm(l1, x))?;
+                self.state = Some(s);
+                if self.limits.max_iter == 0 {
                     return self.finish(StopReason::MaxIter);
                 }
                 self.begin_iteration(false)
             }
-            Phase::Searching {
+            Phase::Searching(Search {
                 direction,
                 orthant,
                 pseudo_gradient,
@@ -235,7 +182,7 @@ impl Minimizer for OwlQn {
                 trial_x,
                 trials,
                 retry,
-            } => {
+            }) => {
                 let s = self.state.as_ref().ok_or_else(out_of_turn)?;
                 check_gradient(s.x.len(), &gradient)?;
                 let total = value + l1_norm(&self.l1, &trial_x);
@@ -268,7 +215,7 @@ impl Minimizer for OwlQn {
                 }
                 let t = 0.5 * t;
                 let next = self.project(&s.x, t, &direction, &orthant);
-                self.phase = Phase::Searching {
+                self.phase = Phase::Searching(Search {
                     direction,
                     orthant,
                     pseudo_gradient,
@@ -276,7 +223,7 @@ impl Minimizer for OwlQn {
                     trial_x: next.clone(),
                     trials: trials + 1,
                     retry,
-                };
+                });
                 Ok(Ask::Evaluate(next))
             }
             Phase::Idle | Phase::Finished => Err(out_of_turn()),
@@ -295,25 +242,11 @@ impl Minimizer for OwlQn {
 impl OwlQn {
     fn accept(&mut self, x: Vec<f64>, g: Vec<f64>, total: f64) -> Result<Ask> {
         let s = self.state.as_mut().ok_or_else(out_of_turn)?;
-        let sv: Vec<f64> = x.iter().zip(&s.x).map(|(a, b)| a - b).collect();
-        let yv: Vec<f64> = g.iter().zip(&s.g).map(|(a, b)| a - b).collect();
-        self.memory.push(sv, yv);
-        let previous = s.value;
-        s.x = x;
-        s.g = g;
-        s.value = total;
-        s.iteration += 1;
-        s.history.push(total);
-        if function_converged(previous, total, self.tol) {
-            return self.finish(StopReason::Converged);
-        }
+        let previous = s.advance(&mut self.memory, x, g, total);
         let pg = pseudo_gradient(&s.x, &s.g, &self.l1);
-        if s.stall.stalled(&pg, &s.history) {
-            return self.finish(StopReason::NoProgress);
+        match s.stop_after_step(previous, self.limits, Some(&pg)) {
+            Some(stop) => self.finish(stop),
+            None => self.begin_iteration(false),
         }
-        if s.iteration >= self.max_iter {
-            return self.finish(StopReason::MaxIter);
-        }
-        self.begin_iteration(false)
     }
 }

@@ -3,7 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    check_gradient, check_start, l1_norm, out_of_turn, Ask, Minimizer, Solution, StopReason,
+    check_gradient, check_start, l1_norm, limit_builders, out_of_turn, Ask, Limits, Minimizer,
+    Solution, StopReason,
 };
 use crate::error::{MlError, Result};
 use crate::linalg::norm;
@@ -33,8 +34,7 @@ pub struct Sgd {
     step_size: f64,
     schedule: StepSchedule,
     l1: Option<Vec<f64>>,
-    max_iter: usize,
-    tol: f64,
+    limits: Limits,
     state: Option<State>,
     waiting: bool,
 }
@@ -57,8 +57,10 @@ impl Sgd {
             step_size,
             schedule,
             l1: None,
-            max_iter: 100,
-            tol: 1e-3,
+            limits: Limits {
+                max_iter: 100,
+                tol: 1e-3,
+            },
             state: None,
             waiting: false,
         }
@@ -70,17 +72,7 @@ impl Sgd {
         self
     }
 
-    /// Iteration limit.
-    pub fn max_iter(mut self, max_iter: usize) -> Self {
-        self.max_iter = max_iter;
-        self
-    }
-
-    /// Relative step length below which the iterates have converged.
-    pub fn tol(mut self, tol: f64) -> Self {
-        self.tol = tol;
-        self
-    }
+    limit_builders!("Relative step length below which the iterates have converged.");
 
     fn rate(&self, t: usize) -> f64 {
         match self.schedule {
@@ -109,7 +101,7 @@ impl Minimizer for Sgd {
             return Err(out_of_turn());
         }
         let rate = self.rate(self.iteration() + 1);
-        let (step_size, max_iter, tol) = (self.step_size, self.max_iter, self.tol);
+        let (step_size, Limits { max_iter, tol }) = (self.step_size, self.limits);
         let l1 = self.l1.clone();
         let s = self.state.as_mut().ok_or_else(out_of_turn)?;
         check_gradient(s.x.len(), &gradient)?;

@@ -1,44 +1,39 @@
 //! Linear regression as a step machine.
 
 use super::{LinearRegression, LinearRegressionModel};
-use crate::error::{MlError, Result};
-use crate::linear::trainer::{Advance, Task, Trainer};
+use crate::error::Result;
+use crate::linear::trainer::{next_step, progress, start_step, Task};
 use crate::step::{Algorithm, DatasetInfo, Partial, Progress, Step};
+
+const NAME: &str = "linear regression";
 
 impl Algorithm for LinearRegression {
     type Model = LinearRegressionModel;
 
     fn start(&mut self, info: &DatasetInfo) -> Result<Step<Self::Model>> {
         let valid = self.check()?;
-        let (trainer, kernel) =
-            Trainer::start("linear regression", valid.common, Task::Regression, info)?;
-        self.trainer = Some(trainer);
-        Ok(Step::RunKernel(kernel))
+        start_step(
+            &mut self.trainer,
+            NAME,
+            valid.common,
+            Task::Regression,
+            info,
+        )
     }
 
     fn next(&mut self, partial: Partial) -> Result<Step<Self::Model>> {
-        let trainer = self
-            .trainer
-            .as_mut()
-            .ok_or_else(|| MlError::Internal("linear regression: next before start".into()))?;
-        Ok(match trainer.next(partial)? {
-            Advance::Run(kernel) => Step::RunKernel(kernel),
-            Advance::Finished(fitted) => {
-                // The builder is not changed by training: `check` gives the parameters it
-                // started with, recorded in the model.
-                Step::Done(LinearRegressionModel::from_fitted(fitted, self.check()?)?)
-            }
-        })
+        // The builder is not changed by training: `check` gives the parameters it started
+        // with, recorded in the model.
+        next_step(
+            self,
+            |s| &mut s.trainer,
+            NAME,
+            partial,
+            |s, fitted| LinearRegressionModel::from_fitted(fitted, s.check()?),
+        )
     }
 
     fn progress(&self) -> Progress {
-        self.trainer.as_ref().map_or(
-            Progress {
-                iteration: 0,
-                max_iter: self.common.max_iter,
-                loss: None,
-            },
-            Trainer::progress,
-        )
+        progress(self.trainer.as_ref(), self.common.max_iter)
     }
 }

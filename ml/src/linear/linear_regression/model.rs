@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::Features;
 use crate::error::{MlError, Result};
+use crate::linear::params::{check_finite, model_getters};
 use crate::linear::predict::margins;
 use crate::linear::summary::TrainingSummary;
 use crate::linear::trainer::Fitted;
@@ -46,16 +47,7 @@ impl LinearRegressionModel {
                 ),
             ));
         }
-        if let Some(v) = coefficients
-            .iter()
-            .chain([&intercept])
-            .find(|v| !v.is_finite())
-        {
-            return Err(MlError::param(
-                "coefficients",
-                format!("the non-finite value {v} is not a coefficient"),
-            ));
-        }
+        check_finite(coefficients.iter().chain([&intercept]))?;
         Ok(Self {
             features,
             label,
@@ -98,35 +90,12 @@ impl LinearRegressionModel {
         self.intercept
     }
 
-    /// The feature columns, in coefficient order.
-    pub fn feature_names(&self) -> &[String] {
-        &self.features
-    }
-
-    /// The label column trained on.
-    pub fn label(&self) -> &str {
-        &self.label
-    }
-
     /// Number of features.
     pub fn num_features(&self) -> usize {
         self.coefficients.len()
     }
 
-    /// What training recorded.
-    pub fn summary(&self) -> &TrainingSummary {
-        &self.summary
-    }
-
-    /// The objective at the start and after each iteration (see [`TrainingSummary`]).
-    pub fn objective_history(&self) -> &[f64] {
-        self.summary.objective_history()
-    }
-
-    /// Iterations run.
-    pub fn total_iterations(&self) -> usize {
-        self.summary.total_iterations()
-    }
+    model_getters!();
 
     /// `wᵀx + b` for every row.
     ///

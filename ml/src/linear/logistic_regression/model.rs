@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{DenseMatrix, Features};
 use crate::error::{MlError, Result};
+use crate::linear::params::{check_finite, model_getters};
 use crate::linear::predict::margins;
 use crate::linear::summary::TrainingSummary;
 use crate::linear::trainer::Fitted;
@@ -78,17 +79,7 @@ impl LogisticRegressionModel {
                 ),
             ));
         }
-        if let Some(v) = coefficients
-            .as_slice()
-            .iter()
-            .chain(&intercepts)
-            .find(|v| !v.is_finite())
-        {
-            return Err(MlError::param(
-                "coefficients",
-                format!("the non-finite value {v} is not a coefficient"),
-            ));
-        }
+        check_finite(coefficients.as_slice().iter().chain(&intercepts))?;
         Ok(Self {
             features,
             label,
@@ -148,30 +139,7 @@ impl LogisticRegressionModel {
         self.threshold
     }
 
-    /// The feature columns, in coefficient order.
-    pub fn feature_names(&self) -> &[String] {
-        &self.features
-    }
-
-    /// The label column trained on.
-    pub fn label(&self) -> &str {
-        &self.label
-    }
-
-    /// What training recorded.
-    pub fn summary(&self) -> &TrainingSummary {
-        &self.summary
-    }
-
-    /// The objective at the start and after each iteration (see [`TrainingSummary`]).
-    pub fn objective_history(&self) -> &[f64] {
-        self.summary.objective_history()
-    }
-
-    /// Iterations run.
-    pub fn total_iterations(&self) -> usize {
-        self.summary.total_iterations()
-    }
+    model_getters!();
 
     fn row_major_coefficients(&self) -> Vec<f64> {
         let (rows, d) = (self.coefficients.rows(), self.coefficients.cols());

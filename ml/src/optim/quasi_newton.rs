@@ -1,0 +1,150 @@
+//! The parts L-BFGS and OWL-QN share: the iterate, the phases of the step machine, the
+//! descent direction safeguard and the stopping tests (see the [module docs](super)).
+
+use super::memory::Memory;
+use super::{
+    check_gradient, function_converged, out_of_turn, Ask, Limits, Solution, StallWatch, StopReason,
+};
+use crate::error::{MlError, Result};
+use crate::linalg::{dot, norm};
+
+/// Where the step machine of a quasi-Newton method is; `S` is the state of its line search.
+#[derive(Debug, Clone)]
+pub(super) enum Phase<S> {
+    Idle,
+    /// Waiting for `f(x₀)`.
+    Initial(Vec<f64>),
+    /// Waiting for a trial of the line search.
+    Searching(S),
+    Finished,
+}
+
+/// The current iterate.
+#[derive(Debug, Clone)]
+pub(super) struct Iterate {
+    pub(super) x: Vec<f64>,
+    /// Smooth gradient `∇f`.
+    pub(super) g: Vec<f64>,
+    /// The minimized objective (`f`, or `f + Σ cⱼ|xⱼ|` for OWL-QN).
+    pub(super) value: f64,
+    pub(super) iteration: usize,
+    pub(super) history: Vec<f64>,
+    stall: StallWatch,
+}
+
+impl Iterate {
+    /// The starting iterate, from `f(x₀) = smooth` and `∇f(x₀) = g` (checked to be finite);
+    /// `value` is the minimized objective at `x₀` computed from `smooth`.
+    pub(super) fn first(
+        x: Vec<f64>,
+        smooth: f64,
+        g: Vec<f64>,
+        value: impl FnOnce(&[f64]) -> f64,
+    ) -> Result<Self> {
+        check_gradient(x.len(), &g)?;
+        if !smooth.is_finite() || g.iter().any(|v| !v.is_finite()) {
+            return Err(MlError::Internal(format!(
+                "the objective is not finite at the starting point ({smooth})"
+            )));
+        }
+        let value = value(&x);
+        Ok(Self {
+            x,
+            g,
+            value,
+            iteration: 0,
+            history: vec![value],
+            stall: StallWatch::default(),
+        })
+    }
+
+    /// Moves to an accepted point, keeping the curvature pair in `memory`; returns the value
+    /// before the move.
+    pub(super) fn advance(
+        &mut self,
+        memory: &mut Memory,
+        x: Vec<f64>,
+        g: Vec<f64>,
+        value: f64,
+    ) -> f64 {
+        let sv: Vec<f64> = x.iter().zip(&self.x).map(|(a, b)| a - b).collect();
+        let yv: Vec<f64> = g.iter().zip(&self.g).map(|(a, b)| a - b).collect();
+        memory.push(sv, yv);
+        let previous = self.value;
+        self.x = x;
+        self.g = g;
+        self.value = value;
+        self.iteration += 1;
+        self.history.push(value);
+        previous
+    }
+
+    /// Why to stop after a step from `previous`, if at all: the function change, no progress
+    /// (judged by `gradient`, the smooth gradient if `None`) or the iteration limit.
+    pub(super) fn stop_after_step(
+        &mut self,
+        previous: f64,
+        limits: Limits,
+        gradient: Option<&[f64]>,
+    ) -> Option<StopReason> {
+        if function_converged(previous, self.value, limits.tol) {
+            return Some(StopReason::Converged);
+        }
+        if self
+            .stall
+            .stalled(gradient.unwrap_or(&self.g), &self.history)
+        {
+            return Some(StopReason::NoProgress);
+        }
+        (self.iteration >= limits.max_iter).then_some(StopReason::MaxIter)
+    }
+
+    fn solution(&self, stop: StopReason) -> Solution {
+        Solution {
+            x: self.x.clone(),
+            value: self.value,
+            iterations: self.iteration,
+            objective_history: self.history.clone(),
+            stop,
+        }
+    }
+}
+
+/// Starts over from `x0`: asks for `f(x₀)`.
+pub(super) fn restart<S>(phase: &mut Phase<S>, state: &mut Option<Iterate>, x0: Vec<f64>) -> Ask {
+    *phase = Phase::Initial(x0.clone());
+    *state = None;
+    Ask::Evaluate(x0)
+}
+
+/// Ends the minimization at the current iterate.
+pub(super) fn finish<S>(
+    phase: &mut Phase<S>,
+    state: Option<&Iterate>,
+    stop: StopReason,
+) -> Result<Ask> {
+    *phase = Phase::Finished;
+    let s = state.ok_or_else(out_of_turn)?;
+    Ok(Ask::Done(s.solution(stop)))
+}
+
+/// `direction` and its slope `gᵀd` along the (pseudo-)gradient `g`, or `−g` with the memory
+/// cleared where rounding made `direction` useless (not a descent direction).
+pub(super) fn descent(memory: &mut Memory, g: &[f64], direction: Vec<f64>) -> (Vec<f64>, f64) {
+    let slope = dot(g, &direction);
+    if slope.is_nan() || slope >= 0.0 {
+        memory.clear();
+        (g.iter().map(|v| -v).collect(), -dot(g, g))
+    } else {
+        (direction, slope)
+    }
+}
+
+/// The first trial step: `1`, or `1/‖d‖` (at most 1) while the memory is empty.
+pub(super) fn first_step(memory: &Memory, direction: &[f64]) -> f64 {
+    if memory.is_empty() {
+        (1.0 / norm(direction)).min(1.0)
+    } else {
+        1.0
+    }
+}
