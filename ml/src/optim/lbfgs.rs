@@ -2,10 +2,8 @@
 
 use super::line_search::{Decision, StrongWolfe};
 use super::memory::Memory;
-use super::quasi_newton::{descent, finish, first_step, restart, Iterate, Phase};
-use super::{
-    check_gradient, check_start, limit_builders, out_of_turn, Ask, Limits, Minimizer, StopReason,
-};
+use super::quasi_newton::{descent, first_step, Core, Iterate, Phase};
+use super::{check_gradient, check_start, limit_builders, out_of_turn, Ask, Minimizer, StopReason};
 use crate::error::{MlError, Result};
 use crate::linalg::dot;
 
@@ -14,10 +12,8 @@ use crate::linalg::dot;
 /// Defaults are Spark's: `m = 10` pairs, `max_iter = 100`, `tol = 1e-6`.
 #[derive(Debug, Clone)]
 pub struct Lbfgs {
-    limits: Limits,
-    memory: Memory,
-    state: Option<Iterate>,
-    phase: Phase<Search>,
+    /// Limits, memory, iterate and phase.
+    core: Core<Search>,
 }
 
 /// A trial point of the line search.
@@ -47,41 +43,32 @@ impl Default for Lbfgs {
 impl Lbfgs {
     /// L-BFGS with Spark's defaults.
     pub fn new() -> Self {
-        Self {
-            limits: Limits {
-                max_iter: 100,
-                tol: 1e-6,
-            },
-            memory: Memory::new(10),
-            state: None,
-            phase: Phase::Idle,
-        }
+        Self { core: Core::new() }
     }
 
     /// Curvature pairs kept (`m`, at least 1).
     pub fn memory(mut self, m: usize) -> Self {
-        self.memory = Memory::new(m);
+        self.core.memory = Memory::new(m);
         self
     }
 
-    limit_builders!("Relative function change below which the minimization has converged.");
-
-    fn finish(&mut self, stop: StopReason) -> Result<Ask> {
-        finish(&mut self.phase, self.state.as_ref(), stop)
-    }
+    limit_builders!(
+        core.limits,
+        "Relative function change below which the minimization has converged."
+    );
 
     /// Starts an iteration from the current state: direction, then the first trial.
     fn begin_iteration(&mut self, retry: bool) -> Result<Ask> {
-        let s = self.state.as_ref().ok_or_else(out_of_turn)?;
-        let direction = self.memory.direction(&s.g);
-        let (direction, dg) = descent(&mut self.memory, &s.g, direction);
-        let t0 = first_step(&self.memory, &direction);
+        let s = self.core.state.as_ref().ok_or_else(out_of_turn)?;
+        let direction = self.core.memory.direction(&s.g);
+        let (direction, dg) = descent(&mut self.core.memory, &s.g, direction);
+        let t0 = first_step(&self.core.memory, &direction);
         let (search, decision) = StrongWolfe::new(s.value, dg, t0);
         let Decision::Try(t) = decision else {
             return Err(MlError::Internal("line search did not start".into()));
         };
         let x = step(&s.x, t, &direction);
-        self.phase = Phase::Searching(Search {
+        self.core.phase = Phase::Searching(Search {
             direction,
             search,
             trials: Vec::new(),
@@ -92,13 +79,13 @@ impl Lbfgs {
 
     /// Moves to an accepted trial and decides whether to go on.
     fn accept(&mut self, trial: Trial) -> Result<Ask> {
-        let s = self.state.as_mut().ok_or_else(out_of_turn)?;
-        let previous = s.advance(&mut self.memory, trial.x, trial.g, trial.f);
+        let s = self.core.state.as_mut().ok_or_else(out_of_turn)?;
+        let previous = s.advance(&mut self.core.memory, trial.x, trial.g, trial.f);
         if s.g.iter().all(|v| *v == 0.0) {
-            return self.finish(StopReason::GradientZero);
+            return self.core.finish(StopReason::GradientZero);
         }
-        match s.stop_after_step(previous, self.limits, None) {
-            Some(stop) => self.finish(stop),
+        match s.stop_after_step(previous, self.core.limits, None) {
+            Some(stop) => self.core.finish(stop),
             None => self.begin_iteration(false),
         }
     }
@@ -112,20 +99,20 @@ fn step(x: &[f64], t: f64, d: &[f64]) -> Vec<f64> {
 impl Minimizer for Lbfgs {
     fn start(&mut self, x0: Vec<f64>) -> Result<Ask> {
         check_start(&x0, None)?;
-        Ok(restart(&mut self.phase, &mut self.state, x0))
+        Ok(self.core.restart(x0))
     }
 
     fn tell(&mut self, value: f64, gradient: Vec<f64>) -> Result<Ask> {
-        match std::mem::replace(&mut self.phase, Phase::Idle) {
+        match self.core.take_phase() {
             Phase::Initial(x) => {
                 let s = Iterate::first(x, value, gradient, |_| value)?;
                 let zero = s.g.iter().all(|v| *v == 0.0);
-                self.state = Some(s);
+                self.core.state = Some(s);
                 if zero {
-                    return self.finish(StopReason::GradientZero);
+                    return self.core.finish(StopReason::GradientZero);
                 }
-                if self.limits.max_iter == 0 {
-                    return self.finish(StopReason::MaxIter);
+                if self.core.limits.max_iter == 0 {
+                    return self.core.finish(StopReason::MaxIter);
                 }
                 self.begin_iteration(false)
             }
@@ -135,7 +122,7 @@ impl Minimizer for Lbfgs {
                 mut trials,
                 retry,
             }) => {
-                let s = self.state.as_ref().ok_or_else(out_of_turn)?;
+                let s = self.core.state.as_ref().ok_or_else(out_of_turn)?;
                 check_gradient(s.x.len(), &gradient)?;
                 let x = step(&s.x, search.pending(), &direction);
                 let dg = dot(&gradient, &direction);
@@ -147,7 +134,7 @@ impl Minimizer for Lbfgs {
                 match search.tell(trials.len() - 1, value, dg) {
                     Decision::Try(t) => {
                         let x = step(&s.x, t, &direction);
-                        self.phase = Phase::Searching(Search {
+                        self.core.phase = Phase::Searching(Search {
                             direction,
                             search,
                             trials,
@@ -161,9 +148,9 @@ impl Minimizer for Lbfgs {
                     }
                     Decision::Fail => {
                         if retry {
-                            self.finish(StopReason::NoProgress)
+                            self.core.finish(StopReason::NoProgress)
                         } else {
-                            self.memory.clear();
+                            self.core.memory.clear();
                             self.begin_iteration(true)
                         }
                     }
@@ -174,10 +161,10 @@ impl Minimizer for Lbfgs {
     }
 
     fn iteration(&self) -> usize {
-        self.state.as_ref().map_or(0, |s| s.iteration)
+        self.core.iteration()
     }
 
     fn objective_history(&self) -> &[f64] {
-        self.state.as_ref().map_or(&[], |s| &s.history)
+        self.core.objective_history()
     }
 }

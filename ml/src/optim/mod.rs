@@ -200,19 +200,19 @@ struct Limits {
     tol: f64,
 }
 
-/// The builder methods `max_iter` and `tol` of an optimizer with a `limits: Limits` field;
-/// `$tol_doc` says what `tol` bounds.
+/// The builder methods `max_iter` and `tol` of an optimizer whose [`Limits`] are at the
+/// field path given first (as `limits` or `core.limits`); `$tol_doc` says what `tol` bounds.
 macro_rules! limit_builders {
-    ($tol_doc:literal) => {
+    ($($field:ident).+, $tol_doc:literal) => {
         /// Iteration limit.
         pub fn max_iter(mut self, max_iter: usize) -> Self {
-            self.limits.max_iter = max_iter;
+            self.$($field).+.max_iter = max_iter;
             self
         }
 
         #[doc = $tol_doc]
         pub fn tol(mut self, tol: f64) -> Self {
-            self.limits.tol = tol;
+            self.$($field).+.tol = tol;
             self
         }
     };

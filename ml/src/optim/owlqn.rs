@@ -1,10 +1,9 @@
 //! OWL-QN (Andrew & Gao 2007): L-BFGS for `f(x) + Σ cⱼ|xⱼ|`, as a step machine.
 
 use super::memory::Memory;
-use super::quasi_newton::{descent, finish, first_step, restart, Iterate, Phase};
+use super::quasi_newton::{descent, first_step, Core, Iterate, Phase};
 use super::{
-    check_gradient, check_start, l1_norm, limit_builders, out_of_turn, Ask, Limits, Minimizer,
-    StopReason,
+    check_gradient, check_start, l1_norm, limit_builders, out_of_turn, Ask, Minimizer, StopReason,
 };
 use crate::error::{MlError, Result};
 use crate::linalg::dot;
@@ -23,11 +22,8 @@ const NOISE: f64 = 1e-12;
 #[derive(Debug, Clone)]
 pub struct OwlQn {
     l1: Vec<f64>,
-    limits: Limits,
-    memory: Memory,
-    /// The iterate; its value is `f + Σ cⱼ|xⱼ|`.
-    state: Option<Iterate>,
-    phase: Phase<Search>,
+    /// Limits, memory, iterate and phase.
+    core: Core<Search>,
 }
 
 /// A projected backtracking search along `direction` in `orthant`, waiting for `trial_x`.
@@ -48,49 +44,42 @@ impl OwlQn {
     pub fn new(l1: Vec<f64>) -> Self {
         Self {
             l1,
-            limits: Limits {
-                max_iter: 100,
-                tol: 1e-6,
-            },
-            memory: Memory::new(10),
-            state: None,
-            phase: Phase::Idle,
+            core: Core::new(),
         }
     }
 
     /// Curvature pairs kept (`m`, at least 1).
     pub fn memory(mut self, m: usize) -> Self {
-        self.memory = Memory::new(m);
+        self.core.memory = Memory::new(m);
         self
     }
 
-    limit_builders!("Relative function change below which the minimization has converged.");
-
-    fn finish(&mut self, stop: StopReason) -> Result<Ask> {
-        finish(&mut self.phase, self.state.as_ref(), stop)
-    }
+    limit_builders!(
+        core.limits,
+        "Relative function change below which the minimization has converged."
+    );
 
     fn begin_iteration(&mut self, retry: bool) -> Result<Ask> {
-        let s = self.state.as_ref().ok_or_else(out_of_turn)?;
+        let s = self.core.state.as_ref().ok_or_else(out_of_turn)?;
         let pg = pseudo_gradient(&s.x, &s.g, &self.l1);
         if pg.iter().all(|v| *v == 0.0) {
-            return self.finish(StopReason::GradientZero);
+            return self.core.finish(StopReason::GradientZero);
         }
-        let mut direction = self.memory.direction(&pg);
+        let mut direction = self.core.memory.direction(&pg);
         for ((d, p), c) in direction.iter_mut().zip(&pg).zip(&self.l1) {
             if *c > 0.0 && *d * *p >= 0.0 {
                 *d = 0.0;
             }
         }
-        let (direction, _) = descent(&mut self.memory, &pg, direction);
+        let (direction, _) = descent(&mut self.core.memory, &pg, direction);
         let orthant: Vec<f64> =
             s.x.iter()
                 .zip(&pg)
                 .map(|(x, p)| if *x != 0.0 { sign(*x) } else { sign(-*p) })
                 .collect();
-        let t = first_step(&self.memory, &direction);
+        let t = first_step(&self.core.memory, &direction);
         let trial_x = self.project(&s.x, t, &direction, &orthant);
-        self.phase = Phase::Searching(Search {
+        self.core.phase = Phase::Searching(Search {
             direction,
             orthant,
             pseudo_gradient: pg,
@@ -160,17 +149,17 @@ impl Minimizer for OwlQn {
         if let Some(c) = self.l1.iter().find(|c| !(**c >= 0.0 && c.is_finite())) {
             return Err(MlError::Internal(format!("L1 weight {c} is not >= 0")));
         }
-        Ok(restart(&mut self.phase, &mut self.state, x0))
+        Ok(self.core.restart(x0))
     }
 
     fn tell(&mut self, value: f64, gradient: Vec<f64>) -> Result<Ask> {
-        match std::mem::replace(&mut self.phase, Phase::Idle) {
+        match self.core.take_phase() {
             Phase::Initial(x) => {
                 let l1 = &self.l1;
                 let s = Iterate::first(x, value, gradient, |x| value + l1_norm(l1, x))?;
-                self.state = Some(s);
-                if self.limits.max_iter == 0 {
-                    return self.finish(StopReason::MaxIter);
+                self.core.state = Some(s);
+                if self.core.limits.max_iter == 0 {
+                    return self.core.finish(StopReason::MaxIter);
                 }
                 self.begin_iteration(false)
             }
@@ -183,7 +172,7 @@ impl Minimizer for OwlQn {
                 trials,
                 retry,
             }) => {
-                let s = self.state.as_ref().ok_or_else(out_of_turn)?;
+                let s = self.core.state.as_ref().ok_or_else(out_of_turn)?;
                 check_gradient(s.x.len(), &gradient)?;
                 let total = value + l1_norm(&self.l1, &trial_x);
                 let moved: Vec<f64> = trial_x.iter().zip(&s.x).map(|(a, b)| a - b).collect();
@@ -208,14 +197,14 @@ impl Minimizer for OwlQn {
                 }
                 if trials >= MAX_TRIALS {
                     if retry {
-                        return self.finish(StopReason::NoProgress);
+                        return self.core.finish(StopReason::NoProgress);
                     }
-                    self.memory.clear();
+                    self.core.memory.clear();
                     return self.begin_iteration(true);
                 }
                 let t = 0.5 * t;
                 let next = self.project(&s.x, t, &direction, &orthant);
-                self.phase = Phase::Searching(Search {
+                self.core.phase = Phase::Searching(Search {
                     direction,
                     orthant,
                     pseudo_gradient,
@@ -231,21 +220,21 @@ impl Minimizer for OwlQn {
     }
 
     fn iteration(&self) -> usize {
-        self.state.as_ref().map_or(0, |s| s.iteration)
+        self.core.iteration()
     }
 
     fn objective_history(&self) -> &[f64] {
-        self.state.as_ref().map_or(&[], |s| &s.history)
+        self.core.objective_history()
     }
 }
 
 impl OwlQn {
     fn accept(&mut self, x: Vec<f64>, g: Vec<f64>, total: f64) -> Result<Ask> {
-        let s = self.state.as_mut().ok_or_else(out_of_turn)?;
-        let previous = s.advance(&mut self.memory, x, g, total);
+        let s = self.core.state.as_mut().ok_or_else(out_of_turn)?;
+        let previous = s.advance(&mut self.core.memory, x, g, total);
         let pg = pseudo_gradient(&s.x, &s.g, &self.l1);
-        match s.stop_after_step(previous, self.limits, Some(&pg)) {
-            Some(stop) => self.finish(stop),
+        match s.stop_after_step(previous, self.core.limits, Some(&pg)) {
+            Some(stop) => self.core.finish(stop),
             None => self.begin_iteration(false),
         }
     }

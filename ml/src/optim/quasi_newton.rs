@@ -110,22 +110,58 @@ impl Iterate {
     }
 }
 
-/// Starts over from `x0`: asks for `f(x₀)`.
-pub(super) fn restart<S>(phase: &mut Phase<S>, state: &mut Option<Iterate>, x0: Vec<f64>) -> Ask {
-    *phase = Phase::Initial(x0.clone());
-    *state = None;
-    Ask::Evaluate(x0)
+/// What L-BFGS and OWL-QN both keep: their limits, the curvature memory, the iterate and
+/// the phase of the step machine (`S` being the state of their line search).
+#[derive(Debug, Clone)]
+pub(super) struct Core<S> {
+    pub(super) limits: Limits,
+    pub(super) memory: Memory,
+    pub(super) state: Option<Iterate>,
+    pub(super) phase: Phase<S>,
 }
 
-/// Ends the minimization at the current iterate.
-pub(super) fn finish<S>(
-    phase: &mut Phase<S>,
-    state: Option<&Iterate>,
-    stop: StopReason,
-) -> Result<Ask> {
-    *phase = Phase::Finished;
-    let s = state.ok_or_else(out_of_turn)?;
-    Ok(Ask::Done(s.solution(stop)))
+impl<S> Core<S> {
+    /// Spark's defaults: `m = 10` pairs, `max_iter = 100`, `tol = 1e-6`.
+    pub(super) fn new() -> Self {
+        Self {
+            limits: Limits {
+                max_iter: 100,
+                tol: 1e-6,
+            },
+            memory: Memory::new(10),
+            state: None,
+            phase: Phase::Idle,
+        }
+    }
+
+    /// Starts over from `x0`: asks for `f(x₀)`.
+    pub(super) fn restart(&mut self, x0: Vec<f64>) -> Ask {
+        self.phase = Phase::Initial(x0.clone());
+        self.state = None;
+        Ask::Evaluate(x0)
+    }
+
+    /// The phase to act on, leaving [`Phase::Idle`] until the next is set.
+    pub(super) fn take_phase(&mut self) -> Phase<S> {
+        std::mem::replace(&mut self.phase, Phase::Idle)
+    }
+
+    /// Ends the minimization at the current iterate.
+    pub(super) fn finish(&mut self, stop: StopReason) -> Result<Ask> {
+        self.phase = Phase::Finished;
+        let s = self.state.as_ref().ok_or_else(out_of_turn)?;
+        Ok(Ask::Done(s.solution(stop)))
+    }
+
+    /// Iterations (accepted steps) so far.
+    pub(super) fn iteration(&self) -> usize {
+        self.state.as_ref().map_or(0, |s| s.iteration)
+    }
+
+    /// The objective at the start and after each iteration.
+    pub(super) fn objective_history(&self) -> &[f64] {
+        self.state.as_ref().map_or(&[], |s| &s.history)
+    }
 }
 
 /// `direction` and its slope `gᵀd` along the (pseudo-)gradient `g`, or `−g` with the memory

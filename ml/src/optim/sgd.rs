@@ -72,7 +72,10 @@ impl Sgd {
         self
     }
 
-    limit_builders!("Relative step length below which the iterates have converged.");
+    limit_builders!(
+        limits,
+        "Relative step length below which the iterates have converged."
+    );
 
     fn rate(&self, t: usize) -> f64 {
         match self.schedule {
