@@ -16,7 +16,7 @@ use super::summary::TrainingSummary;
 use crate::error::{MlError, Result};
 use crate::optim::{Ask, Lbfgs, Minimizer, OwlQn, Sgd, Solution};
 use crate::stats::{LabelStats, StatsKernel, Summary, MAX_DISTINCT_LABELS};
-use crate::step::{DatasetInfo, Kernel, Partial, Progress, Step};
+use crate::step::{DatasetInfo, Kernel, Partial, Progress};
 
 /// What is being learned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,51 +209,60 @@ pub(crate) struct Trainer {
     phase: Phase,
 }
 
-/// [`Algorithm::start`](crate::step::Algorithm::start) of a linear model: starts `name`'s
-/// trainer in `slot`.
-pub(crate) fn start_step<M>(
-    slot: &mut Option<Trainer>,
-    name: &'static str,
-    common: Common,
-    task: Task,
-    info: &DatasetInfo,
-) -> Result<Step<M>> {
-    let (trainer, kernel) = Trainer::start(name, common, task, info)?;
-    *slot = Some(trainer);
-    Ok(Step::RunKernel(kernel))
-}
+/// Implements [`Algorithm`](crate::step::Algorithm) for a linear estimator named `$name`,
+/// with fields `common` and `trainer` and a `check` method giving the validated parameters
+/// (bound to `$valid` for `$task`, the [`Task`]), that trains a `$model` built by
+/// `$model::from_fitted`.
+macro_rules! linear_algorithm {
+    ($estimator:ty => $model:ident, $name:literal, |$valid:ident| $task:expr) => {
+        impl $crate::step::Algorithm for $estimator {
+            type Model = $model;
 
-/// [`Algorithm::next`](crate::step::Algorithm::next) of a linear model: feeds `partial` to
-/// the trainer `slot` finds in `owner` and, when training has finished, builds the model
-/// with `model`.
-pub(crate) fn next_step<S, M>(
-    owner: &mut S,
-    slot: fn(&mut S) -> &mut Option<Trainer>,
-    name: &str,
-    partial: Partial,
-    model: impl FnOnce(&S, Fitted) -> Result<M>,
-) -> Result<Step<M>> {
-    let trainer = slot(owner)
-        .as_mut()
-        .ok_or_else(|| MlError::Internal(format!("{name}: next before start")))?;
-    Ok(match trainer.next(partial)? {
-        Advance::Run(kernel) => Step::RunKernel(kernel),
-        Advance::Finished(fitted) => Step::Done(model(owner, fitted)?),
-    })
-}
+            fn start(
+                &mut self,
+                info: &$crate::step::DatasetInfo,
+            ) -> $crate::Result<$crate::step::Step<Self::Model>> {
+                let $valid = self.check()?;
+                let task = $task;
+                let (trainer, kernel) =
+                    $crate::linear::trainer::Trainer::start($name, $valid.common, task, info)?;
+                self.trainer = Some(trainer);
+                Ok($crate::step::Step::RunKernel(kernel))
+            }
 
-/// [`Algorithm::progress`](crate::step::Algorithm::progress) of a linear model: the
-/// trainer's, or none yet out of `max_iter` before training.
-pub(crate) fn progress(trainer: Option<&Trainer>, max_iter: usize) -> Progress {
-    trainer.map_or(
-        Progress {
-            iteration: 0,
-            max_iter,
-            loss: None,
-        },
-        Trainer::progress,
-    )
+            fn next(
+                &mut self,
+                partial: $crate::step::Partial,
+            ) -> $crate::Result<$crate::step::Step<Self::Model>> {
+                use $crate::linear::trainer::Advance;
+                use $crate::step::Step;
+                let trainer = self.trainer.as_mut().ok_or_else(|| {
+                    $crate::MlError::Internal(concat!($name, ": next before start").into())
+                })?;
+                Ok(match trainer.next(partial)? {
+                    Advance::Run(kernel) => Step::RunKernel(kernel),
+                    Advance::Finished(fitted) => {
+                        // The builder is not changed by training: `check` gives the
+                        // parameters it started with, recorded in the model.
+                        Step::Done($model::from_fitted(fitted, self.check()?)?)
+                    }
+                })
+            }
+
+            fn progress(&self) -> $crate::step::Progress {
+                self.trainer.as_ref().map_or(
+                    $crate::step::Progress {
+                        iteration: 0,
+                        max_iter: self.common.max_iter,
+                        loss: None,
+                    },
+                    $crate::linear::trainer::Trainer::progress,
+                )
+            }
+        }
+    };
 }
+pub(crate) use linear_algorithm;
 
 impl Trainer {
     /// Checks the dataset and asks for the column summary.

@@ -1,9 +1,8 @@
 //! L-BFGS with a strong Wolfe line search, as a step machine.
 
 use super::line_search::{Decision, StrongWolfe};
-use super::memory::Memory;
-use super::quasi_newton::{descent, first_step, Core, Iterate, Phase};
-use super::{check_gradient, check_start, limit_builders, out_of_turn, Ask, Minimizer, StopReason};
+use super::quasi_newton::{core_builders, descent, first_step, Core, Iterate, Phase};
+use super::{check_gradient, check_start, out_of_turn, Ask, Minimizer, StopReason};
 use crate::error::{MlError, Result};
 use crate::linalg::dot;
 
@@ -46,16 +45,7 @@ impl Lbfgs {
         Self { core: Core::new() }
     }
 
-    /// Curvature pairs kept (`m`, at least 1).
-    pub fn memory(mut self, m: usize) -> Self {
-        self.core.memory = Memory::new(m);
-        self
-    }
-
-    limit_builders!(
-        core.limits,
-        "Relative function change below which the minimization has converged."
-    );
+    core_builders!();
 
     /// Starts an iteration from the current state: direction, then the first trial.
     fn begin_iteration(&mut self, retry: bool) -> Result<Ask> {

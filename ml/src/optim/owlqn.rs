@@ -1,10 +1,7 @@
 //! OWL-QN (Andrew & Gao 2007): L-BFGS for `f(x) + Σ cⱼ|xⱼ|`, as a step machine.
 
-use super::memory::Memory;
-use super::quasi_newton::{descent, first_step, Core, Iterate, Phase};
-use super::{
-    check_gradient, check_start, l1_norm, limit_builders, out_of_turn, Ask, Minimizer, StopReason,
-};
+use super::quasi_newton::{core_builders, descent, first_step, Core, Iterate, Phase};
+use super::{check_gradient, check_start, l1_norm, out_of_turn, Ask, Minimizer, StopReason};
 use crate::error::{MlError, Result};
 use crate::linalg::dot;
 
@@ -48,16 +45,7 @@ impl OwlQn {
         }
     }
 
-    /// Curvature pairs kept (`m`, at least 1).
-    pub fn memory(mut self, m: usize) -> Self {
-        self.core.memory = Memory::new(m);
-        self
-    }
-
-    limit_builders!(
-        core.limits,
-        "Relative function change below which the minimization has converged."
-    );
+    core_builders!();
 
     fn begin_iteration(&mut self, retry: bool) -> Result<Ask> {
         let s = self.core.state.as_ref().ok_or_else(out_of_turn)?;

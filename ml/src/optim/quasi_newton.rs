@@ -164,6 +164,24 @@ impl<S> Core<S> {
     }
 }
 
+/// The builder methods of an optimizer (in a sibling module) with a `core: Core<_>` field:
+/// `memory`, `max_iter` and `tol`.
+macro_rules! core_builders {
+    () => {
+        /// Curvature pairs kept (`m`, at least 1).
+        pub fn memory(mut self, m: usize) -> Self {
+            self.core.memory = super::memory::Memory::new(m);
+            self
+        }
+
+        super::limit_builders!(
+            core.limits,
+            "Relative function change below which the minimization has converged."
+        );
+    };
+}
+pub(super) use core_builders;
+
 /// `direction` and its slope `gᵀd` along the (pseudo-)gradient `g`, or `−g` with the memory
 /// cleared where rounding made `direction` useless (not a descent direction).
 pub(super) fn descent(memory: &mut Memory, g: &[f64], direction: Vec<f64>) -> (Vec<f64>, f64) {
