@@ -11,6 +11,17 @@ if ! command -v cargo-nextest >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi
 
+# The Python reference environment (scikit-learn, numpy) the ML suites compare Kiln against,
+# (re)installed whenever tests/python/requirements.txt changes.
+want="$(sha256sum tests/python/requirements.txt | cut -d' ' -f1)"
+if [ ! -x .venv/bin/python ] || [ "$(cat .venv/.requirements.sha 2>/dev/null)" != "$want" ]; then
+  step "python reference environment (.venv)"
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+  echo "$want" > .venv/.requirements.sha
+fi
+export KILN_PYTHON="$PWD/.venv/bin/python"
+
 step "format";   cargo fmt --all --check
 step "layering"; python3 scripts/check_layering.py
 step "clippy";   cargo clippy --workspace --all-targets --all-features -- -D warnings

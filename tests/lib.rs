@@ -15,6 +15,8 @@ use tpchgen_arrow::{
     SupplierArrow,
 };
 
+pub mod reference;
+
 /// Error type of the fixtures.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

@@ -94,6 +94,9 @@ pub enum EngineError {
     /// An I/O error on the driver.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// A training algorithm rejected its parameters or data.
+    #[error(transparent)]
+    Ml(#[from] kiln_ml::MlError),
     /// A bug in Kiln.
     #[error("internal error: {0}")]
     Internal(String),

@@ -21,7 +21,8 @@ use kiln_executor::codec::executor_codec;
 use kiln_executor::shuffle::{ReadLocation, ShuffleReaderExec, StoreRoot};
 use kiln_executor::Executor;
 use kiln_planner::task::{
-    FailureKind, MapStatus, StageInput, TaskDefinition, TaskFailure, TaskOutcome, TaskStatus,
+    CacheSpec, FailureKind, MapStatus, StageInput, TaskDefinition, TaskFailure, TaskOutcome,
+    TaskStatus,
 };
 use kiln_planner::{cut_stages, plan_to_bytes, StageGraph};
 use tokio::sync::OwnedSemaphorePermit;
@@ -44,6 +45,41 @@ pub(crate) async fn run_graph(
     session: &SessionInner,
     graph: &StageGraph,
 ) -> Result<Vec<RecordBatch>> {
+    run_job(session, graph, None, |root, maps| async move {
+        read_result(session, graph, &root, maps).await
+    })
+    .await
+}
+
+/// Runs a stage graph whose result stage is a cache stage: each result task keeps its
+/// partition as dense training data on its executor. Returns the accepted cache outputs in
+/// partition order.
+pub(crate) async fn run_cache(
+    session: &SessionInner,
+    graph: &StageGraph,
+    spec: CacheSpec,
+) -> Result<Vec<MapStatus>> {
+    run_job(
+        session,
+        graph,
+        Some(spec),
+        |_, maps| async move { Ok(maps) },
+    )
+    .await
+}
+
+/// Runs the job, hands the result stage's outputs to `finish`, then deletes the job's shuffle
+/// prefix whatever happened.
+async fn run_job<'a, T, F, Fut>(
+    session: &'a SessionInner,
+    graph: &'a StageGraph,
+    cache: Option<CacheSpec>,
+    finish: F,
+) -> Result<T>
+where
+    F: FnOnce(StoreRoot, Vec<MapStatus>) -> Fut,
+    Fut: std::future::Future<Output = Result<T>> + 'a,
+{
     let job_id = session.next_job_id();
     let root = StoreRoot::resolve(&session.shuffle_root, &session.ctx.runtime_env())?;
     // If this future is dropped mid-job (a timeout, a `select!`), the guard still removes the
@@ -53,9 +89,9 @@ pub(crate) async fn run_graph(
         job_id: job_id.clone(),
         armed: !session.keep_shuffle_files,
     };
-    let outcome = Job::new(session, graph, job_id.clone())?.run().await;
+    let outcome = Job::new(session, graph, job_id.clone(), cache)?.run().await;
     let result = match outcome {
-        Ok(result_maps) => read_result(session, graph, &root, result_maps).await,
+        Ok(result_maps) => finish(root.clone(), result_maps).await,
         Err(e) => Err(e),
     };
     if cleanup.armed {
@@ -163,10 +199,18 @@ fn fetch_error(err: &datafusion::error::DataFusionError) -> Option<EngineError> 
 /// Deletes every object under the job's prefix (and, on a local file system, the directories
 /// that held them).
 async fn delete_job(root: &StoreRoot, job_id: &str) -> Result<()> {
-    let prefix = root.job_prefix(job_id);
+    delete_prefix(root, &root.job_prefix(job_id)).await
+}
+
+/// Deletes every object under `prefix`, and on a local file system the directory itself
+/// (object deletion leaves directories behind there).
+pub(crate) async fn delete_prefix(
+    root: &StoreRoot,
+    prefix: &object_store::path::Path,
+) -> Result<()> {
     let locations = root
         .store
-        .list(Some(&prefix))
+        .list(Some(prefix))
         .map(|m| m.map(|m| m.location))
         .boxed();
     let mut deleted = root.store.delete_stream(locations);
@@ -176,7 +220,8 @@ async fn delete_job(root: &StoreRoot, job_id: &str) -> Result<()> {
             Err(e) => return Err(e.into()),
         }
     }
-    if let Some(dir) = root.local_job_dir(job_id) {
+    if root.url.as_str().starts_with("file://") {
+        let dir = std::path::PathBuf::from(format!("/{prefix}"));
         match tokio::fs::remove_dir_all(&dir).await {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -200,10 +245,17 @@ struct Job<'a> {
     started: Vec<u32>,
     /// Stages that write to a sink: a retry would write the output twice, so they run once.
     no_retry: HashSet<u32>,
+    /// Set when the result stage caches its partitions instead of writing them.
+    cache: Option<CacheSpec>,
 }
 
 impl<'a> Job<'a> {
-    fn new(session: &'a SessionInner, graph: &'a StageGraph, job_id: String) -> Result<Self> {
+    fn new(
+        session: &'a SessionInner,
+        graph: &'a StageGraph,
+        job_id: String,
+        cache: Option<CacheSpec>,
+    ) -> Result<Self> {
         let codec = executor_codec();
         let mut plans = HashMap::new();
         let mut outputs = HashMap::new();
@@ -226,6 +278,7 @@ impl<'a> Job<'a> {
             queue: VecDeque::new(),
             started: Vec::new(),
             no_retry,
+            cache,
         })
     }
 
@@ -268,6 +321,8 @@ impl<'a> Job<'a> {
                 .get(&id)
                 .ok_or_else(|| EngineError::Internal(format!("stage {id} has no plan")))?;
             debug!(job = %self.job_id, stage = id, tasks = stage.tasks, "stage ready");
+            let is_result = self.graph.result_stage().is_some_and(|r| r.id == id);
+            let cache = self.cache.clone().filter(|_| is_result);
             for partition in 0..stage.tasks as u32 {
                 self.queue.push_back(TaskDefinition {
                     job_id: self.job_id.clone(),
@@ -278,6 +333,7 @@ impl<'a> Job<'a> {
                     shuffle_root: self.session.shuffle_root.clone(),
                     inputs: inputs.clone(),
                     compression: self.session.shuffle_compression as i32,
+                    cache: cache.clone(),
                 });
             }
         }

@@ -26,6 +26,8 @@
 mod dataframe;
 mod error;
 mod job;
+mod metrics;
+pub mod ml;
 #[cfg(feature = "polars")]
 mod polars;
 mod read;
@@ -34,6 +36,7 @@ mod session;
 pub use dataframe::{DataFrame, GroupedDataFrame};
 pub use error::{EngineError, Result};
 pub use kiln_planner::task::ShuffleCompression;
+pub use metrics::Metrics;
 pub use read::{CsvMode, CsvOptions};
 pub use session::{Session, SessionBuilder};
 
@@ -48,6 +51,9 @@ pub mod deps {
 /// Everything a typical program needs: the session, DataFrames, and DataFusion's expression
 /// functions (`col`, `lit`, aggregates, window functions).
 pub mod prelude {
+    pub use crate::ml::{
+        Columns, Fit, KMeans, KMeansInit, LinearRegression, LogisticRegression, Precision,
+    };
     pub use crate::{CsvMode, CsvOptions, DataFrame, EngineError, Result, Session};
     pub use datafusion::common::JoinType;
     pub use datafusion::functions_aggregate::expr_fn::*;

@@ -12,6 +12,7 @@ use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{JsonReadOptions, ParquetReadOptions, SessionConfig, SessionContext};
 use kiln_executor::{Executor, ExecutorRuntime, InProcessExecutor};
 use kiln_planner::functions::kiln_udfs;
+use kiln_planner::predict::{ModelRegistry, Predict};
 use kiln_planner::task::ShuffleCompression;
 use object_store::memory::InMemory;
 use object_store::ObjectStore;
@@ -20,6 +21,7 @@ use url::Url;
 
 use crate::dataframe::DataFrame;
 use crate::error::{EngineError, Result};
+use crate::metrics::{Metrics, SessionMetrics};
 use crate::read::{self, CsvOptions};
 
 /// Settings of a session; build one with [`Session::builder`].
@@ -32,6 +34,8 @@ pub struct SessionBuilder {
     keep_shuffle_files: bool,
     max_task_attempts: u32,
     batch_size: Option<usize>,
+    broadcast_threshold: usize,
+    cache_root: Option<String>,
     shuffle_compression: Option<ShuffleCompression>,
     stores: Vec<(Url, Arc<dyn ObjectStore>)>,
 }
@@ -49,6 +53,8 @@ impl Default for SessionBuilder {
             keep_shuffle_files: false,
             max_task_attempts: 4,
             batch_size: None,
+            broadcast_threshold: BROADCAST_THRESHOLD_BYTES,
+            cache_root: None,
             shuffle_compression: None,
             stores: Vec::new(),
         }
@@ -99,6 +105,21 @@ impl SessionBuilder {
     /// written, so compression also lowers peak memory, even on a local disk.
     pub fn shuffle_compression(mut self, compression: ShuffleCompression) -> Self {
         self.shuffle_compression = Some(compression);
+        self
+    }
+
+    /// Largest estimated join build side, in bytes, that is broadcast (computed once, read by
+    /// every probe task) instead of hash-shuffling both sides (default 10 MiB, Spark's
+    /// `autoBroadcastJoinThreshold`). 0 turns broadcasts off: every equi-join is partitioned.
+    pub fn broadcast_threshold(mut self, bytes: usize) -> Self {
+        self.broadcast_threshold = bytes;
+        self
+    }
+
+    /// Root URL or directory of the cache store, where cached training partitions are kept for
+    /// recovery (default: `cache/` under the shuffle root).
+    pub fn cache_root(mut self, root: impl Into<String>) -> Self {
+        self.cache_root = Some(root.into());
         self
     }
 
@@ -161,16 +182,23 @@ impl SessionBuilder {
             registry: Arc::clone(&registry),
         };
         stores.ensure(&shuffle_root)?;
+        let cache_root = match &self.cache_root {
+            Some(root) => root_url(root)?,
+            None => format!("{shuffle_root}cache/"),
+        };
+        stores.ensure(&cache_root)?;
 
         let shuffle_compression = self.shuffle_compression.unwrap_or(ShuffleCompression::Lz4);
         let total_slots = self.executors * self.slots_per_executor;
-        let config = driver_config(total_slots, self.batch_size);
+        let config = driver_config(total_slots, self.batch_size, self.broadcast_threshold);
 
         let driver_runtime = runtime_env(Arc::clone(&registry), None)?;
         let ctx = SessionContext::new_with_config_rt(config.clone(), driver_runtime);
         for udf in kiln_udfs() {
             ctx.register_udf(udf.as_ref().clone());
         }
+        let models = Arc::new(ModelRegistry::default());
+        ctx.register_udf(Predict::udf(Arc::clone(&models)));
 
         let per_executor_memory = self.memory_limit.map(|m| (m / self.executors).max(1));
         let mut executors: Vec<Arc<dyn Executor>> = Vec::with_capacity(self.executors);
@@ -199,20 +227,27 @@ impl SessionBuilder {
                 max_task_attempts: self.max_task_attempts,
                 stores,
                 jobs: AtomicU64::new(0),
+                cache_root,
+                models,
+                metrics: SessionMetrics::default(),
                 owned_dir,
             }),
         })
     }
 }
 
-/// Largest estimated build side, in bytes, that a join broadcasts instead of shuffling.
+/// Default largest estimated build side, in bytes, that a join broadcasts instead of shuffling.
 const BROADCAST_THRESHOLD_BYTES: usize = 10 << 20;
 /// Largest estimated build side, in rows, broadcast when its size in bytes is unknown.
 const BROADCAST_THRESHOLD_ROWS: usize = 1 << 20;
 
 /// DataFusion settings the driver plans with. Exchanges become stage boundaries, so the plan
 /// must not rely on state shared between operators across an exchange.
-fn driver_config(target_partitions: usize, batch_size: Option<usize>) -> SessionConfig {
+fn driver_config(
+    target_partitions: usize,
+    batch_size: Option<usize>,
+    broadcast_bytes: usize,
+) -> SessionConfig {
     let mut config = SessionConfig::new()
         .with_target_partitions(target_partitions)
         .with_information_schema(true);
@@ -238,8 +273,12 @@ fn driver_config(target_partitions: usize, batch_size: Option<usize>) -> Session
     // 10 MB): one stage computes the build side once and every probe task reads it, which
     // saves hash-shuffling the (usually far larger) probe side. DataFusion's single-node
     // defaults (1 MB / 128k rows) are tuned for building one in-memory table per process.
-    opts.optimizer.hash_join_single_partition_threshold = BROADCAST_THRESHOLD_BYTES;
-    opts.optimizer.hash_join_single_partition_threshold_rows = BROADCAST_THRESHOLD_ROWS;
+    opts.optimizer.hash_join_single_partition_threshold = broadcast_bytes;
+    opts.optimizer.hash_join_single_partition_threshold_rows = if broadcast_bytes == 0 {
+        0
+    } else {
+        BROADCAST_THRESHOLD_ROWS
+    };
     config
 }
 
@@ -345,6 +384,11 @@ pub(crate) struct SessionInner {
     pub(crate) max_task_attempts: u32,
     pub(crate) stores: StoreResolver,
     pub(crate) jobs: AtomicU64,
+    /// Root URL of the cache store (always ends in `/`).
+    pub(crate) cache_root: String,
+    pub(crate) metrics: SessionMetrics,
+    /// Models callable through `predict(...)`.
+    pub(crate) models: Arc<ModelRegistry>,
     owned_dir: Option<PathBuf>,
 }
 
@@ -422,6 +466,16 @@ impl Session {
     /// The shuffle root URL.
     pub fn shuffle_root(&self) -> &str {
         &self.inner.shuffle_root
+    }
+
+    /// The cache root URL, where cached training partitions are kept.
+    pub fn cache_root(&self) -> &str {
+        &self.inner.cache_root
+    }
+
+    /// The session's counters so far (kernel rounds, reloaded partitions, lost executors).
+    pub fn metrics(&self) -> Metrics {
+        self.inner.metrics.snapshot()
     }
 
     /// The underlying DataFusion context of the driver (catalog, functions, configuration).

@@ -64,8 +64,8 @@ impl PhysicalExtensionCodec for ExecutorCodec {
         KilnPhysicalCodec.try_decode_udf(name, buf)
     }
 
-    fn try_encode_udf(&self, _node: &ScalarUDF, _buf: &mut Vec<u8>) -> DfResult<()> {
-        Ok(())
+    fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> DfResult<()> {
+        KilnPhysicalCodec.try_encode_udf(node, buf)
     }
 }
 

@@ -53,6 +53,23 @@ pub enum ExecError {
     /// The plan or task could not be decoded or planned.
     #[error(transparent)]
     Plan(#[from] kiln_planner::PlanError),
+    /// A cached training partition is neither in memory nor readable from the cache store.
+    #[error(
+        "cached partition {partition} of dataset {dataset} is lost (object '{object}'): {reason}"
+    )]
+    CacheLost {
+        /// The cached dataset.
+        dataset: String,
+        /// The partition.
+        partition: u32,
+        /// The object that should hold it.
+        object: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A training kernel or the training data failed (bad column, invalid label, ...).
+    #[error(transparent)]
+    Ml(#[from] kiln_ml::MlError),
     /// A bug in Kiln.
     #[error("internal executor error: {0}")]
     Internal(String),

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use kiln_planner::task::{
-    FailureKind, TaskDefinition, TaskFailure, TaskOutcome, TaskStatus, WireMessage,
+    FailureKind, KernelRequest, KernelResponse, TaskDefinition, TaskFailure, TaskOutcome,
+    TaskStatus, WireMessage,
 };
 
 use crate::error::{ExecError, Result};
@@ -29,6 +30,19 @@ pub trait Executor: Send + Sync + fmt::Debug {
     /// Only when the executor itself cannot be reached (lost); a failing task is an `Ok`
     /// status carrying a [`TaskFailure`].
     async fn launch(&self, task: TaskDefinition) -> Result<TaskStatus>;
+
+    /// Runs one kernel round on cached partitions this executor holds (or reloads).
+    ///
+    /// # Errors
+    /// Only when the executor cannot be reached; a failing kernel is an `Ok` response carrying
+    /// a [`TaskFailure`].
+    async fn run_kernel(&self, request: KernelRequest) -> Result<KernelResponse>;
+
+    /// Frees the in-memory partitions of a cached dataset.
+    ///
+    /// # Errors
+    /// Only when the executor cannot be reached.
+    async fn release_dataset(&self, dataset_id: &str) -> Result<()>;
 }
 
 /// An executor running inside the driver's process, on the same tokio runtime.
@@ -78,6 +92,36 @@ impl Executor for InProcessExecutor {
                 format!("task aborted: {join}"),
             )),
         }
+    }
+
+    async fn run_kernel(&self, request: KernelRequest) -> Result<KernelResponse> {
+        let wire = request.to_bytes();
+        let runtime = Arc::clone(&self.runtime);
+        let handle = AbortOnDrop(tokio::spawn(async move {
+            let request = KernelRequest::from_bytes(&wire)?;
+            Ok::<_, ExecError>(runtime.run_kernel(&request).await.to_bytes())
+        }));
+        let failure = |kind: FailureKind, message: String| KernelResponse {
+            failure: Some(TaskFailure {
+                kind: kind as i32,
+                message,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        match handle.await {
+            Ok(Ok(response)) => Ok(KernelResponse::from_bytes(&response)?),
+            Ok(Err(e)) => Ok(failure(FailureKind::UserError, e.to_string())),
+            Err(join) => Ok(failure(
+                FailureKind::TaskFailed,
+                format!("kernel aborted: {join}"),
+            )),
+        }
+    }
+
+    async fn release_dataset(&self, dataset_id: &str) -> Result<()> {
+        self.runtime.cache().release(dataset_id);
+        Ok(())
     }
 }
 

@@ -14,6 +14,7 @@
 //! The [`Executor`] trait is what the driver schedules onto; [`InProcessExecutor`] implements
 //! it inside the driver's process.
 
+pub mod cache;
 pub mod codec;
 pub mod error;
 pub mod executor;
@@ -21,6 +22,7 @@ pub mod runtime;
 pub mod shuffle;
 pub mod source;
 
+pub use cache::PartitionCache;
 pub use error::{ExecError, Result};
 pub use executor::{Executor, InProcessExecutor};
 pub use runtime::ExecutorRuntime;

@@ -12,12 +12,15 @@ use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion_proto::physical_plan::PhysicalExtensionCodec;
+use kiln_ml::{CachedPartition, Kernel, MlError, Precision};
 use kiln_planner::functions::kiln_udfs;
 use kiln_planner::task::{
-    FailureKind, MapStatus, StageInput, TaskDefinition, TaskFailure, TaskOutcome, TaskStatus,
+    CacheSpec, FailureKind, KernelPartial, KernelRequest, KernelResponse, MapStatus, StageInput,
+    TaskDefinition, TaskFailure, TaskOutcome, TaskStatus,
 };
 use kiln_planner::{plan_from_bytes, ReadMode, UnresolvedShuffleExec};
 
+use crate::cache::{partition_path, write_partition, PartitionCache};
 use crate::codec::executor_codec;
 use crate::error::{ExecError, Result};
 use crate::shuffle::{
@@ -30,6 +33,7 @@ pub struct ExecutorRuntime {
     id: String,
     ctx: SessionContext,
     codec: Arc<dyn PhysicalExtensionCodec>,
+    cache: PartitionCache,
 }
 
 impl std::fmt::Debug for ExecutorRuntime {
@@ -51,12 +55,103 @@ impl ExecutorRuntime {
             id: id.into(),
             ctx,
             codec: executor_codec(),
+            cache: PartitionCache::default(),
         }
     }
 
     /// This executor's id.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The cached training partitions this executor holds.
+    pub fn cache(&self) -> &PartitionCache {
+        &self.cache
+    }
+
+    /// Runs a kernel round: the kernel on every requested cached partition (reloading from the
+    /// cache store what is not in memory), one partial per partition. Never panics: failures
+    /// come back typed in [`KernelResponse::failure`].
+    pub async fn run_kernel(&self, request: &KernelRequest) -> KernelResponse {
+        match self.try_run_kernel(request).await {
+            Ok(response) => response,
+            Err(e) => KernelResponse {
+                failure: Some(failure_of(&e)),
+                ..Default::default()
+            },
+        }
+    }
+
+    async fn try_run_kernel(&self, request: &KernelRequest) -> Result<KernelResponse> {
+        let kernel = Kernel::from_bytes(&request.kernel)?;
+        let root = StoreRoot::resolve(&request.cache_root, &self.ctx.runtime_env())?;
+        let mut partitions = Vec::with_capacity(request.partitions.len());
+        let mut reloaded = 0;
+        for p in &request.partitions {
+            let (part, was_reloaded) = self
+                .cache
+                .get_or_load(&root, &request.dataset_id, p.partition, &p.object)
+                .await?;
+            reloaded += u32::from(was_reloaded);
+            partitions.push(part);
+        }
+        // Kernels are CPU-bound (rayon inside): keep them off the async workers.
+        let partials = tokio::task::spawn_blocking(move || {
+            let refs: Vec<&CachedPartition> = partitions.iter().map(Arc::as_ref).collect();
+            kiln_ml::step::run_on_partitions(&kernel, &refs)
+        })
+        .await
+        .map_err(|e| ExecError::Internal(format!("kernel thread failed: {e}")))??;
+        Ok(KernelResponse {
+            partials: partials
+                .into_iter()
+                .map(|(partition, partial)| KernelPartial {
+                    partition,
+                    partial: partial.to_bytes(),
+                })
+                .collect(),
+            failure: None,
+            reloaded,
+        })
+    }
+
+    /// Runs one partition of a cache stage: collects the partition's rows, builds the dense
+    /// training partition, writes it to the cache store and keeps it in memory.
+    async fn run_cache_task(
+        &self,
+        task: &TaskDefinition,
+        spec: &CacheSpec,
+        plan: Arc<dyn ExecutionPlan>,
+        task_ctx: Arc<TaskContext>,
+    ) -> Result<MapStatus> {
+        let stream = plan.execute(task.partition as usize, task_ctx)?;
+        let batches = datafusion::physical_plan::common::collect(stream).await?;
+        let precision = if spec.f32 {
+            Precision::F32
+        } else {
+            Precision::F64
+        };
+        let (index, features, label) = (task.partition, spec.features.clone(), spec.label.clone());
+        let part = tokio::task::spawn_blocking(move || {
+            CachedPartition::from_batches(index, &batches, &features, label.as_deref(), precision)
+        })
+        .await
+        .map_err(|e| ExecError::Internal(format!("cache thread failed: {e}")))??;
+        let root = StoreRoot::resolve(&spec.cache_root, &self.ctx.runtime_env())?;
+        let path = partition_path(&root, &spec.dataset_id, task.partition, task.attempt);
+        let rows = part.rows() as u64;
+        let bytes = write_partition(&root, &path, part.to_bytes()).await?;
+        self.cache.insert(&spec.dataset_id, Arc::new(part));
+        Ok(MapStatus {
+            stage_id: task.stage_id,
+            map_partition: task.partition,
+            attempt: task.attempt,
+            object: path.to_string(),
+            ranges: Vec::new(),
+            rows,
+            bytes,
+            executor_id: self.id.clone(),
+        })
     }
 
     /// Runs one task to completion and reports how it ended. Never panics on bad input: every
@@ -80,6 +175,9 @@ impl ExecutorRuntime {
         let plan = plan_from_bytes(&task.plan, &task_ctx, self.codec.as_ref())?;
         let root = StoreRoot::resolve(&task.shuffle_root, &self.ctx.runtime_env())?;
         let plan = resolve_shuffle_reads(plan, &task.inputs, &root)?;
+        if let Some(spec) = &task.cache {
+            return self.run_cache_task(task, spec, plan, task_ctx).await;
+        }
         let partition = task.partition as usize;
         let id = MapOutputId {
             job_id: task.job_id.clone(),
@@ -212,6 +310,10 @@ fn kind_of(err: &ExecError) -> FailureKind {
         | ExecError::InvalidLocation { .. }
         | ExecError::Plan(_) => FailureKind::UserError,
         ExecError::ObjectStore(e) => store_kind(e),
+        ExecError::Ml(MlError::Internal(_)) | ExecError::CacheLost { .. } => {
+            FailureKind::TaskFailed
+        }
+        ExecError::Ml(_) => FailureKind::UserError,
         ExecError::Arrow(e) => arrow_kind(e),
         ExecError::DataFusion(e) => datafusion_kind(e),
         ExecError::Internal(_) | ExecError::Io(_) => FailureKind::TaskFailed,

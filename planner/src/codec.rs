@@ -20,6 +20,7 @@ use prost::Message;
 
 use crate::error::Result;
 use crate::functions;
+use crate::predict;
 use crate::shuffle_read::{ReadMode, UnresolvedShuffleExec};
 
 /// Wire form of [`UnresolvedShuffleExec`].
@@ -106,13 +107,17 @@ impl PhysicalExtensionCodec for KilnPhysicalCodec {
             .map_err(|e| DataFusionError::Internal(format!("encode shuffle read: {e}")))
     }
 
-    fn try_decode_udf(&self, name: &str, _buf: &[u8]) -> DfResult<Arc<ScalarUDF>> {
+    fn try_decode_udf(&self, name: &str, buf: &[u8]) -> DfResult<Arc<ScalarUDF>> {
+        if let Some(udf) = predict::decode_predict(name, buf)? {
+            return Ok(Arc::new(udf));
+        }
         functions::kiln_udf(name).ok_or_else(|| {
             DataFusionError::NotImplemented(format!("unknown scalar function {name}"))
         })
     }
 
-    fn try_encode_udf(&self, _node: &ScalarUDF, _buf: &mut Vec<u8>) -> DfResult<()> {
+    fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> DfResult<()> {
+        predict::encode_predict(node, buf)?;
         Ok(())
     }
 }

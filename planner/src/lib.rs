@@ -23,6 +23,7 @@ pub mod codec;
 pub mod error;
 pub mod functions;
 mod leaf;
+pub mod predict;
 pub mod rules;
 pub mod shuffle_read;
 pub mod stage;

@@ -41,6 +41,84 @@ pub struct TaskDefinition {
     /// How the task compresses its shuffle output.
     #[prost(enumeration = "ShuffleCompression", tag = "8")]
     pub compression: i32,
+    /// Set on the tasks of a cache stage: instead of writing a shuffle object, the task keeps
+    /// its partition as dense training data in executor memory and in the cache store.
+    #[prost(message, optional, tag = "9")]
+    pub cache: Option<CacheSpec>,
+}
+
+/// How a cache task materializes its partition (see [`TaskDefinition::cache`]).
+#[derive(Clone, PartialEq, Message)]
+pub struct CacheSpec {
+    /// The cached dataset (names its prefix in the cache store).
+    #[prost(string, tag = "1")]
+    pub dataset_id: String,
+    /// Root URL of the cache store; the partition is written under `{root}/{dataset_id}/`.
+    #[prost(string, tag = "2")]
+    pub cache_root: String,
+    /// Feature columns, in matrix column order.
+    #[prost(string, repeated, tag = "3")]
+    pub features: Vec<String>,
+    /// The label column, if any.
+    #[prost(string, optional, tag = "4")]
+    pub label: Option<String>,
+    /// Store features as `f32` instead of `f64`.
+    #[prost(bool, tag = "5")]
+    pub f32: bool,
+}
+
+/// One round of a training algorithm on one executor: run `kernel` on each listed cached
+/// partition of a dataset and return one partial per partition.
+#[derive(Clone, PartialEq, Message)]
+pub struct KernelRequest {
+    /// The cached dataset.
+    #[prost(string, tag = "1")]
+    pub dataset_id: String,
+    /// Root URL of the cache store, to reload a partition missing from memory.
+    #[prost(string, tag = "2")]
+    pub cache_root: String,
+    /// The kernel, encoded by `kiln-ml`.
+    #[prost(bytes = "vec", tag = "3")]
+    pub kernel: Vec<u8>,
+    /// The partitions to run on, with the object holding each in the cache store.
+    #[prost(message, repeated, tag = "4")]
+    pub partitions: Vec<CachedPartitionRef>,
+}
+
+/// Where a cached partition's bytes live in the cache store.
+#[derive(Clone, PartialEq, Message)]
+pub struct CachedPartitionRef {
+    /// The partition index.
+    #[prost(uint32, tag = "1")]
+    pub partition: u32,
+    /// Object path inside the cache store.
+    #[prost(string, tag = "2")]
+    pub object: String,
+}
+
+/// The answer to a [`KernelRequest`]: a partial per partition, or why the round failed.
+#[derive(Clone, PartialEq, Message)]
+pub struct KernelResponse {
+    /// One encoded partial per requested partition.
+    #[prost(message, repeated, tag = "1")]
+    pub partials: Vec<KernelPartial>,
+    /// Set when the kernel could not run.
+    #[prost(message, optional, tag = "2")]
+    pub failure: Option<TaskFailure>,
+    /// Partitions that were not in memory and were reloaded from the cache store.
+    #[prost(uint32, tag = "3")]
+    pub reloaded: u32,
+}
+
+/// One partition's partial of a kernel round.
+#[derive(Clone, PartialEq, Message)]
+pub struct KernelPartial {
+    /// The partition index.
+    #[prost(uint32, tag = "1")]
+    pub partition: u32,
+    /// The partial, encoded by `kiln-ml`.
+    #[prost(bytes = "vec", tag = "2")]
+    pub partial: Vec<u8>,
 }
 
 /// Compression of shuffle objects (Arrow IPC buffer compression).
@@ -211,6 +289,14 @@ impl WireMessage for TaskDefinition {
 
 impl WireMessage for TaskStatus {
     const WHAT: &'static str = "task status";
+}
+
+impl WireMessage for KernelRequest {
+    const WHAT: &'static str = "kernel request";
+}
+
+impl WireMessage for KernelResponse {
+    const WHAT: &'static str = "kernel response";
 }
 
 impl TaskFailure {

@@ -4,6 +4,7 @@
 mod common;
 mod dataframe;
 mod errors;
+mod ml;
 #[cfg(feature = "polars")]
 mod polars;
 mod properties;

@@ -32,23 +32,36 @@ enum Fault {
     Corrupt,
 }
 
-/// An object store that counts puts and ranged gets, and can damage one stage's outputs.
+/// An object store that counts puts and gets, and can damage one stage's outputs.
 #[derive(Debug)]
-struct InstrumentedStore {
-    inner: InMemory,
+pub(crate) struct InstrumentedStore {
+    pub(crate) inner: InMemory,
     puts: AtomicUsize,
     ranged_gets: AtomicUsize,
+    /// The location of every get and ranged get, in order.
+    gets: Mutex<Vec<String>>,
     fault: Mutex<Option<(u32, Fault)>>,
 }
 
 impl InstrumentedStore {
-    fn new() -> Arc<Self> {
+    pub(crate) fn new() -> Arc<Self> {
         Arc::new(Self {
             inner: InMemory::new(),
             puts: AtomicUsize::new(0),
             ranged_gets: AtomicUsize::new(0),
+            gets: Mutex::new(Vec::new()),
             fault: Mutex::new(None),
         })
+    }
+
+    /// How many reads (gets and ranged gets) touched objects under `prefix` so far.
+    pub(crate) fn reads_under(&self, prefix: &str) -> usize {
+        self.gets
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.starts_with(prefix))
+            .count()
     }
 
     /// The stage of a shuffle object path `.../{job}/{stage}/{map}-{attempt}.arrow`.
@@ -118,11 +131,16 @@ impl ObjectStore for InstrumentedStore {
         if options.range.is_some() {
             self.ranged_gets.fetch_add(1, Ordering::SeqCst);
         }
+        self.gets.lock().unwrap().push(location.to_string());
         self.inner.get_opts(location, options).await
     }
 
     async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> OsResult<Vec<Bytes>> {
         self.ranged_gets.fetch_add(ranges.len(), Ordering::SeqCst);
+        self.gets
+            .lock()
+            .unwrap()
+            .extend(ranges.iter().map(|_| location.to_string()));
         self.inner.get_ranges(location, ranges).await
     }
 

@@ -71,13 +71,6 @@ impl StoreRoot {
         self.prefix.clone().join(job)
     }
 
-    /// The job's directory on the local file system, when the root is a `file://` URL (object
-    /// deletion leaves directories behind there).
-    pub fn local_job_dir(&self, job: &str) -> Option<std::path::PathBuf> {
-        (self.url.as_str().starts_with("file://"))
-            .then(|| std::path::PathBuf::from(format!("/{}", self.job_prefix(job))))
-    }
-
     /// The object one map task attempt writes.
     pub fn map_output_path(&self, job: &str, stage: u32, map_partition: u32, attempt: u32) -> Path {
         self.job_prefix(job)

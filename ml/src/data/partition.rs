@@ -119,6 +119,13 @@ impl CachedPartition {
                 "at least one feature column is needed",
             ));
         }
+        // Types first, so a text column is named as such even when a numeric column before it
+        // holds a null.
+        if let Some(batch) = batches.first() {
+            for name in features.iter().map(String::as_str).chain(label) {
+                check_type(batch, name)?;
+            }
+        }
         let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
         let x = match precision {
             Precision::F64 => Features::F64(dense_from_batches::<f64>(batches, features, rows)?),
@@ -302,9 +309,8 @@ fn dense_from_batches<T: Element>(
         .map_err(|n| MlError::Internal(format!("{n} values for {rows} x {}", features.len())))
 }
 
-/// Column `name` of `batch` as `f64`, checked for nulls, NaN and infinities. `offset` is the
-/// batch's first row within the partition, for messages.
-fn numeric_column(batch: &RecordBatch, name: &str, offset: usize) -> Result<Float64Array> {
+/// Checks that column `name` exists in `batch` and is numeric.
+fn check_type(batch: &RecordBatch, name: &str) -> Result<()> {
     let schema = batch.schema();
     let Ok(index) = schema.index_of(name) else {
         let available: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
@@ -313,8 +319,7 @@ fn numeric_column(batch: &RecordBatch, name: &str, offset: usize) -> Result<Floa
             reason: format!("no such column; available: {}", available.join(", ")),
         });
     };
-    let array: &ArrayRef = batch.column(index);
-    let data_type = array.data_type();
+    let data_type = schema.field(index).data_type();
     if !is_numeric(data_type) {
         return Err(MlError::InvalidColumn {
             column: name.to_string(),
@@ -323,6 +328,14 @@ fn numeric_column(batch: &RecordBatch, name: &str, offset: usize) -> Result<Floa
             ),
         });
     }
+    Ok(())
+}
+
+/// Column `name` of `batch` as `f64`, checked for nulls, NaN and infinities. `offset` is the
+/// batch's first row within the partition, for messages.
+fn numeric_column(batch: &RecordBatch, name: &str, offset: usize) -> Result<Float64Array> {
+    check_type(batch, name)?;
+    let array: &ArrayRef = batch.column(batch.schema().index_of(name)?);
     if let Some(row) = first_null(array.as_ref()) {
         return Err(MlError::InvalidColumn {
             column: name.to_string(),

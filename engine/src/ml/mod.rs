@@ -1,0 +1,30 @@
+//! Training on the engine: cached training data on executors, and the driver loop that runs a
+//! [`kiln_ml::Algorithm`] over it.
+//!
+//! ```text
+//!  DataFrame ──cache_training──▶ cache stage: one dense partition per task, kept on its
+//!                                executor and written to {cache_root}/{dataset}/
+//!  Algorithm::start ─▶ Kernel ─▶ one KernelRequest per executor (all its partitions)
+//!        ▲                            │ one partial per partition
+//!        └── Algorithm::next ◀── merged in partition order on the driver
+//! ```
+//!
+//! Per iteration the driver sends one request per executor: no planning, no re-reading of the
+//! source. A partition whose executor cannot be reached is reloaded from the cache store by
+//! another executor, and the round is run again.
+
+mod columns;
+mod fit;
+mod models;
+mod training_data;
+
+pub use columns::Columns;
+pub use fit::Fit;
+pub use training_data::TrainingData;
+
+pub use kiln_ml::cluster::kmeans::{KMeans, KMeansInit, KMeansModel};
+pub use kiln_ml::linear::{
+    Family, LinearRegression, LinearRegressionModel, LogisticRegression, LogisticRegressionModel,
+    Solver, StepSchedule, TrainingSummary,
+};
+pub use kiln_ml::{metrics, Algorithm, DatasetInfo, MlError, Model, Precision, Progress};

@@ -1,0 +1,150 @@
+//! Models in a session: saving and loading model files through the object store, and naming
+//! models for `predict(...)` in DataFrames and SQL.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::execution::FunctionRegistry;
+use datafusion::logical_expr::Expr;
+use datafusion::prelude::{col, lit};
+use kiln_ml::model::{METADATA_FILE, WEIGHTS_FILE};
+use kiln_ml::Model;
+use kiln_planner::predict::PREDICT;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use url::Url;
+
+use crate::dataframe::DataFrame;
+use crate::error::{EngineError, Result};
+use crate::session::Session;
+
+impl Session {
+    /// Makes `model` callable as `predict('name', c1, ...)` in SQL and DataFrame expressions
+    /// (and by [`DataFrame::predict`]). Replaces a model of the same name.
+    pub fn register_model(&self, name: &str, model: impl Into<Model>) {
+        self.inner.models.register(name, Arc::new(model.into()));
+    }
+
+    /// Forgets a registered model; returns whether it was registered.
+    pub fn deregister_model(&self, name: &str) -> bool {
+        self.inner.models.deregister(name)
+    }
+
+    /// A registered model.
+    pub fn model(&self, name: &str) -> Option<Arc<Model>> {
+        self.inner.models.get(name)
+    }
+
+    /// Names of the registered models, sorted.
+    pub fn model_names(&self) -> Vec<String> {
+        self.inner.models.names()
+    }
+
+    /// Writes `model` as a model directory (`metadata.json`, `weights.arrow`) at `path`: a
+    /// local directory or an object store URL (`s3://bucket/models/km`, `memory://m/km`).
+    ///
+    /// # Errors
+    /// If the location cannot be written.
+    pub async fn save_model(&self, model: &Model, path: &str) -> Result<()> {
+        let (store, prefix) = self.model_location(path, true)?;
+        // The weights first: a directory with its metadata is complete.
+        for (name, bytes) in model.to_files()? {
+            store
+                .put(&prefix.clone().join(name.as_str()), PutPayload::from(bytes))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Reads a model directory written by [`save_model`](Self::save_model) (or by any Kiln
+    /// front door). Needs no executor.
+    ///
+    /// # Errors
+    /// [`EngineError::Read`] naming the path when a file is missing, unreadable, or not a Kiln
+    /// model of a format this build reads.
+    pub async fn load_model(&self, path: &str) -> Result<Model> {
+        let (store, prefix) = self.model_location(path, false)?;
+        let mut files = HashMap::new();
+        for name in [METADATA_FILE, WEIGHTS_FILE] {
+            match store.get(&prefix.clone().join(name)).await {
+                Ok(got) => {
+                    files.insert(name, got.bytes().await?.to_vec());
+                }
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Model::from_files(|name| files.get(name).cloned()).map_err(|e| EngineError::Read {
+            format: "model",
+            path: path.to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    fn model_location(&self, path: &str, create: bool) -> Result<(Arc<dyn ObjectStore>, Path)> {
+        if path.contains("://") {
+            self.inner.stores.ensure(path)?;
+            let url = Url::parse(path).map_err(|e| EngineError::InvalidParameter {
+                name: "path",
+                reason: format!("'{path}' is not a valid URL: {e}"),
+            })?;
+            let store_url =
+                ObjectStoreUrl::parse(format!("{}://{}", url.scheme(), url.authority()))?;
+            let store = self.inner.ctx.runtime_env().object_store(&store_url)?;
+            let prefix = Path::from_url_path(url.path()).map_err(|e| bad_path(path, e))?;
+            return Ok((store, prefix));
+        }
+        let dir = PathBuf::from(path);
+        let dir = if dir.is_absolute() {
+            dir
+        } else {
+            std::env::current_dir()?.join(dir)
+        };
+        if create {
+            std::fs::create_dir_all(&dir)?;
+        }
+        let prefix = Path::from_absolute_path(&dir).map_err(|e| bad_path(path, e))?;
+        Ok((Arc::new(LocalFileSystem::new()), prefix))
+    }
+}
+
+fn bad_path(path: &str, e: object_store::path::Error) -> EngineError {
+    EngineError::InvalidParameter {
+        name: "path",
+        reason: format!("'{path}' is not a usable model location: {e}"),
+    }
+}
+
+impl DataFrame {
+    /// Adds column `output` holding the prediction of the registered model `model` (see
+    /// [`Session::register_model`]) from the columns named as the model's features. Lazy, like
+    /// every transformation: the model travels to the executors inside the plan.
+    ///
+    /// # Errors
+    /// An unknown model (the message lists the registered ones), or a feature column missing
+    /// from this DataFrame.
+    pub fn predict(self, model: &str, output: &str) -> Result<Self> {
+        let Some(m) = self.session().model(model) else {
+            return Err(EngineError::InvalidParameter {
+                name: "model",
+                reason: format!(
+                    "no model named '{model}'; registered models: {}",
+                    self.session().model_names().join(", ")
+                ),
+            });
+        };
+        let mut args = vec![lit(model)];
+        args.extend(m.feature_names().iter().map(|f| col(f.as_str())));
+        let expr = self.predict_expr(args)?;
+        self.with_column(output, expr)
+    }
+
+    /// `predict('model', c1, ...)` as a DataFusion expression over this DataFrame's session.
+    fn predict_expr(&self, args: Vec<Expr>) -> Result<Expr> {
+        let udf = self.session().datafusion_context().udf(PREDICT)?;
+        Ok(udf.call(args))
+    }
+}

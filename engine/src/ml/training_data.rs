@@ -1,0 +1,337 @@
+//! A training set cached on the executors.
+
+use std::sync::atomic::Ordering;
+use std::sync::Mutex;
+
+use futures::future::join_all;
+use kiln_executor::cache::dataset_prefix;
+use kiln_executor::StoreRoot;
+use kiln_ml::{Algorithm, DatasetInfo, Kernel, Partial, Precision, Step};
+use kiln_planner::cut_stages;
+use kiln_planner::task::{CacheSpec, CachedPartitionRef, FailureKind, KernelRequest};
+use tracing::{debug, warn};
+
+use super::columns::Columns;
+use crate::dataframe::DataFrame;
+use crate::error::{EngineError, Result};
+use crate::job;
+use crate::session::{short_id, Session};
+
+/// One cached partition: where its bytes are in the cache store and which executor holds it
+/// in memory.
+#[derive(Debug, Clone)]
+struct Placement {
+    object: String,
+    rows: u64,
+    executor: usize,
+}
+
+/// Training data materialized once: one dense partition per task of the DataFrame's plan, in
+/// the memory of the executor that computed it and in the cache store.
+///
+/// [`fit`](Self::fit) runs an algorithm over it, one kernel round per iteration. Dropping it
+/// (or [`unpersist`](Self::unpersist)) frees the executors' memory and the store's objects.
+#[derive(Debug)]
+pub struct TrainingData {
+    session: Session,
+    id: String,
+    cache_root: String,
+    info: DatasetInfo,
+    placements: Mutex<Vec<Placement>>,
+    released: bool,
+}
+
+impl DataFrame {
+    /// Caches the DataFrame as training data: runs its plan once, and keeps each partition as
+    /// a dense matrix of the feature columns (plus the label) on the executor that computed it,
+    /// with a copy in the cache store.
+    ///
+    /// # Errors
+    /// Unknown columns; a feature or label that is not numeric, or holds a null, NaN or an
+    /// infinite value (the message names the column); any error of running the plan.
+    pub async fn cache_training(
+        &self,
+        columns: &Columns,
+        supervised: bool,
+        precision: Precision,
+    ) -> Result<TrainingData> {
+        let schema = self.schema();
+        let (features, label) = columns.resolve(&schema, supervised)?;
+        let mut keep: Vec<&str> = features.iter().map(String::as_str).collect();
+        if let Some(l) = &label {
+            keep.push(l);
+        }
+        let projected = self.clone().select_columns(&keep)?;
+        let plan = projected.physical_plan().await?;
+        let graph = cut_stages(plan)?;
+        let session = self.session().clone();
+        let id = format!("ds-{}", short_id());
+        let spec = CacheSpec {
+            dataset_id: id.clone(),
+            cache_root: session.inner.cache_root.clone(),
+            features: features.clone(),
+            label: label.clone(),
+            f32: precision == Precision::F32,
+        };
+        let mut data = TrainingData {
+            session: session.clone(),
+            id,
+            cache_root: session.inner.cache_root.clone(),
+            info: DatasetInfo {
+                features,
+                label,
+                partitions: 0,
+                rows: 0,
+            },
+            placements: Mutex::new(Vec::new()),
+            released: false,
+        };
+        // From here on, dropping `data` removes whatever the cache stage wrote.
+        let maps = job::run_cache(&session.inner, &graph, spec).await?;
+        let mut placements = Vec::with_capacity(maps.len());
+        for m in maps {
+            let executor = session
+                .inner
+                .executors
+                .iter()
+                .position(|e| e.id() == m.executor_id)
+                .ok_or_else(|| {
+                    EngineError::Internal(format!("unknown executor {}", m.executor_id))
+                })?;
+            placements.push(Placement {
+                object: m.object,
+                rows: m.rows,
+                executor,
+            });
+        }
+        data.info.partitions = placements.len();
+        data.info.rows = placements.iter().map(|p| p.rows).sum();
+        data.placements = Mutex::new(placements);
+        Ok(data)
+    }
+}
+
+impl TrainingData {
+    /// The dataset's id (names its prefix in the cache store).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Feature and label columns, partition count and total rows.
+    pub fn info(&self) -> &DatasetInfo {
+        &self.info
+    }
+
+    /// Rows per partition, in partition order.
+    pub fn partition_rows(&self) -> Vec<u64> {
+        self.placements
+            .lock()
+            .map(|p| p.iter().map(|p| p.rows).collect())
+            .unwrap_or_default()
+    }
+
+    /// Trains `algorithm`: the driver loop of start, kernel rounds and updates.
+    ///
+    /// # Errors
+    /// The algorithm's errors (parameters, data), or a kernel round that failed on the
+    /// executors after retries.
+    pub async fn fit<A: Algorithm>(&self, algorithm: A) -> Result<A::Model> {
+        self.fit_with_progress(algorithm, |_| {}).await
+    }
+
+    /// As [`fit`](Self::fit), calling `progress` after every kernel round.
+    ///
+    /// # Errors
+    /// As [`fit`](Self::fit).
+    pub async fn fit_with_progress<A: Algorithm>(
+        &self,
+        mut algorithm: A,
+        mut progress: impl FnMut(kiln_ml::Progress),
+    ) -> Result<A::Model> {
+        let mut step = algorithm.start(&self.info)?;
+        loop {
+            match step {
+                Step::Done(model) => return Ok(model),
+                Step::RunKernel(kernel) => {
+                    let partial = self.run_round(&kernel).await?;
+                    step = algorithm.next(partial)?;
+                    progress(algorithm.progress());
+                }
+            }
+        }
+    }
+
+    /// Runs one kernel on every partition: one request per executor holding partitions, the
+    /// partials merged in partition order. An executor that cannot be reached has its
+    /// partitions moved to the others (which reload them from the cache store); a transient
+    /// kernel failure is retried, up to the session's attempt limit.
+    ///
+    /// # Errors
+    /// A kernel that failed on the data (the executor's message), or no executor left.
+    pub async fn run_round(&self, kernel: &Kernel) -> Result<Partial> {
+        let inner = &self.session.inner;
+        inner.metrics.kernel_rounds.fetch_add(1, Ordering::Relaxed);
+        let bytes = kernel.to_bytes();
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let by_executor = self.requests(&bytes)?;
+            let calls = by_executor.iter().map(|(exec, request)| {
+                let executor = std::sync::Arc::clone(&inner.executors[*exec]);
+                let request = request.clone();
+                async move { executor.run_kernel(request).await }
+            });
+            let responses = join_all(calls).await;
+            let mut partials = Vec::new();
+            let mut retry: Option<String> = None;
+            for ((exec, _), response) in by_executor.iter().zip(responses) {
+                let executor_id = inner.executors[*exec].id().to_string();
+                match response {
+                    Err(e) => {
+                        warn!(executor = %executor_id, error = %e, "executor lost during a kernel round");
+                        self.move_partitions_off(*exec)?;
+                        retry = Some(format!("executor {executor_id}: {e}"));
+                    }
+                    Ok(r) => {
+                        inner
+                            .metrics
+                            .partitions_reloaded
+                            .fetch_add(u64::from(r.reloaded), Ordering::Relaxed);
+                        if let Some(f) = r.failure {
+                            match f.failure_kind() {
+                                FailureKind::UserError => {
+                                    return Err(EngineError::Execution { message: f.message })
+                                }
+                                _ => retry = Some(format!("executor {executor_id}: {}", f.message)),
+                            }
+                            continue;
+                        }
+                        for p in r.partials {
+                            partials.push((p.partition, Partial::from_bytes(&p.partial)?));
+                        }
+                    }
+                }
+            }
+            match retry {
+                None => return Ok(Partial::merge_ordered(partials)?),
+                Some(message) if attempts >= inner.max_task_attempts => {
+                    return Err(EngineError::TaskFailed {
+                        stage: 0,
+                        partition: 0,
+                        attempts,
+                        message: format!("kernel round on dataset {}: {message}", self.id),
+                    })
+                }
+                Some(message) => {
+                    debug!(dataset = %self.id, attempts, %message, "retrying kernel round");
+                }
+            }
+        }
+    }
+
+    /// One request per executor that holds partitions.
+    fn requests(&self, kernel: &[u8]) -> Result<Vec<(usize, KernelRequest)>> {
+        let placements = self
+            .placements
+            .lock()
+            .map_err(|_| EngineError::Internal("placements lock poisoned".into()))?;
+        let mut out: Vec<(usize, KernelRequest)> = Vec::new();
+        for (index, p) in placements.iter().enumerate() {
+            let part = CachedPartitionRef {
+                partition: index as u32,
+                object: p.object.clone(),
+            };
+            match out.iter_mut().find(|(e, _)| *e == p.executor) {
+                Some((_, request)) => request.partitions.push(part),
+                None => out.push((
+                    p.executor,
+                    KernelRequest {
+                        dataset_id: self.id.clone(),
+                        cache_root: self.cache_root.clone(),
+                        kernel: kernel.to_vec(),
+                        partitions: vec![part],
+                    },
+                )),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reassigns the partitions of a lost executor to the others, round-robin.
+    fn move_partitions_off(&self, lost: usize) -> Result<()> {
+        let inner = &self.session.inner;
+        inner.metrics.executors_lost.fetch_add(1, Ordering::Relaxed);
+        let others: Vec<usize> = (0..inner.executors.len()).filter(|e| *e != lost).collect();
+        if others.is_empty() {
+            return Err(EngineError::ExecutorLost {
+                executor: inner.executors[lost].id().to_string(),
+                message: "no executor left to hold the training data".into(),
+            });
+        }
+        let mut placements = self
+            .placements
+            .lock()
+            .map_err(|_| EngineError::Internal("placements lock poisoned".into()))?;
+        for (next, p) in placements
+            .iter_mut()
+            .filter(|p| p.executor == lost)
+            .enumerate()
+        {
+            p.executor = others[next % others.len()];
+        }
+        Ok(())
+    }
+
+    /// Frees the executors' memory but keeps the copy in the cache store: the next kernel round
+    /// reloads each partition on the executor that runs it (counted in
+    /// [`Metrics::partitions_reloaded`](crate::Metrics::partitions_reloaded)). For memory
+    /// pressure between fits.
+    ///
+    /// # Errors
+    /// When an executor cannot be reached.
+    pub async fn drop_from_memory(&self) -> Result<()> {
+        for executor in &self.session.inner.executors {
+            executor.release_dataset(&self.id).await?;
+        }
+        Ok(())
+    }
+
+    /// Frees the executors' memory and deletes the cached objects.
+    ///
+    /// # Errors
+    /// If the cache store cannot delete the objects.
+    pub async fn unpersist(mut self) -> Result<()> {
+        self.released = true;
+        release(&self.session, &self.id, &self.cache_root).await
+    }
+}
+
+impl Drop for TrainingData {
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let (session, id, root) = (
+                self.session.clone(),
+                self.id.clone(),
+                self.cache_root.clone(),
+            );
+            handle.spawn(async move {
+                if let Err(e) = release(&session, &id, &root).await {
+                    warn!(dataset = %id, error = %e, "could not release cached training data");
+                }
+            });
+        }
+    }
+}
+
+async fn release(session: &Session, id: &str, cache_root: &str) -> Result<()> {
+    for executor in &session.inner.executors {
+        if let Err(e) = executor.release_dataset(id).await {
+            warn!(executor = %executor.id(), error = %e, "could not release cached partitions");
+        }
+    }
+    let root = StoreRoot::resolve(cache_root, &session.inner.ctx.runtime_env())?;
+    job::delete_prefix(&root, &dataset_prefix(&root, id)).await
+}
