@@ -50,9 +50,12 @@ async fn datafusion_context(dir: &Path) -> SessionContext {
 /// Runs every query on `executors × slots` and compares with DataFusion; panics listing every
 /// query that differs or fails.
 async fn check_all(executors: usize, slots: usize) {
+    check_all_on(session(executors, slots).await, executors, slots).await;
+}
+
+async fn check_all_on(kiln: Session, executors: usize, slots: usize) {
     let dir = data_dir();
     let reference = datafusion_context(dir.path()).await;
-    let kiln = session(executors, slots).await;
     register_kiln(&kiln, dir.path()).await;
 
     let mut problems = Vec::new();
@@ -129,6 +132,49 @@ async fn tpch_two_executors_three_slots() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tpch_four_executors_two_slots() {
     check_all(4, 2).await;
+}
+
+/// At this scale every build side is under the broadcast threshold; with broadcasts off, every
+/// equi-join is a partitioned (both sides shuffled) join instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tpch_two_executors_two_slots_without_broadcasts() {
+    let kiln = Session::builder()
+        .executors(2)
+        .slots_per_executor(2)
+        .broadcast_threshold(0)
+        .build()
+        .await
+        .expect("session starts");
+    check_all_on(kiln, 2, 2).await;
+}
+
+/// The two join strategies the harness covers are the ones planned: TPC-H Q3's inner joins are
+/// broadcasts by default and partitioned with broadcasts off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broadcast_threshold_picks_the_join_strategy() {
+    let dir = data_dir();
+    let q3 = tpch::query(3).expect("q3");
+    for (threshold, collect, partitioned) in [(10 << 20, 2, 0), (0, 0, 2)] {
+        let kiln = Session::builder()
+            .executors(2)
+            .broadcast_threshold(threshold)
+            .build()
+            .await
+            .expect("session starts");
+        register_kiln(&kiln, dir.path()).await;
+        let plan = kiln.sql(q3).await.unwrap().explain().await.unwrap();
+        let physical = plan.split("== Stages ==").next().expect("plan text");
+        assert_eq!(
+            physical.matches("mode=CollectLeft").count(),
+            collect,
+            "threshold {threshold}:\n{physical}"
+        );
+        assert_eq!(
+            physical.matches("mode=Partitioned").count(),
+            partitioned,
+            "threshold {threshold}:\n{physical}"
+        );
+    }
 }
 
 #[test]
