@@ -1,0 +1,308 @@
+//! k-means and logistic regression through Kiln (embedded, 2 executors) beside scikit-learn,
+//! in the same run on the same data.
+//!
+//! ```text
+//! cargo run --release -p kiln-benches --bin ml-bench -- [--rows 2000000] [--dims 16] [--k 8] [--iters 20]
+//! ```
+//!
+//! The data (seeded Gaussian blobs, plus a label for logistic regression) is written once to
+//! `data/ml/` as Parquet for Kiln and as raw little-endian f64 for scikit-learn. Kiln's time per
+//! iteration excludes the one-off cache stage (reported on its own line); scikit-learn's
+//! excludes loading. The memory-bandwidth floor is the bytes of the cached features per
+//! iteration over `--bandwidth-gbs` (measured with `../shared/bench/membw.py`).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Instant;
+
+use datafusion::arrow::array::{ArrayRef, Float64Array};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::record_batch::RecordBatch;
+use kiln::ml::{Columns, KMeans, KMeansInit, LogisticRegression, Precision};
+use kiln::Session;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+struct Args {
+    rows: usize,
+    dims: usize,
+    k: usize,
+    iters: usize,
+    bandwidth_gbs: f64,
+    python: PathBuf,
+}
+
+fn parse_args() -> Result<Args, BoxError> {
+    let mut args = Args {
+        rows: 2_000_000,
+        dims: 16,
+        k: 8,
+        iters: 20,
+        bandwidth_gbs: 29.0,
+        python: PathBuf::from(".venv/bin/python"),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{a} needs a value"));
+        match a.as_str() {
+            "--rows" => args.rows = value()?.parse()?,
+            "--dims" => args.dims = value()?.parse()?,
+            "--k" => args.k = value()?.parse()?,
+            "--iters" => args.iters = value()?.parse()?,
+            "--bandwidth-gbs" => args.bandwidth_gbs = value()?.parse()?,
+            "--python" => args.python = PathBuf::from(value()?),
+            other => return Err(format!("unknown argument {other}").into()),
+        }
+    }
+    Ok(args)
+}
+
+/// SplitMix64: a small seeded generator, so the data is the same on every machine.
+struct Rng(u64);
+
+impl Rng {
+    fn next_f64(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn normal(&mut self) -> f64 {
+        let (u1, u2) = (self.next_f64().max(1e-300), self.next_f64());
+        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+    }
+}
+
+/// Writes the dataset once: Parquet (4 files) for Kiln, raw f64 rows (features then label)
+/// for scikit-learn.
+fn generate(args: &Args, dir: &Path) -> Result<(), BoxError> {
+    let raw = dir.join("points.f64");
+    if raw.exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir)?;
+    let (n, d) = (args.rows, args.dims);
+    let mut rng = Rng(42);
+    let centres: Vec<Vec<f64>> = (0..args.k)
+        .map(|_| (0..d).map(|_| rng.next_f64() * 20.0 - 10.0).collect())
+        .collect();
+    let mut fields: Vec<Field> = (0..d)
+        .map(|j| Field::new(format!("x{j}"), DataType::Float64, false))
+        .collect();
+    fields.push(Field::new("label", DataType::Float64, false));
+    let schema = Arc::new(Schema::new(fields));
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&raw)?);
+    let per_file = n.div_ceil(4);
+    for f in 0..4 {
+        let lo = f * per_file;
+        let hi = ((f + 1) * per_file).min(n);
+        let mut cols: Vec<Vec<f64>> = vec![Vec::with_capacity(hi - lo); d + 1];
+        for i in lo..hi {
+            let c = &centres[i % args.k];
+            let mut margin = 0.0;
+            for j in 0..d {
+                let v = c[j] + 6.0 * rng.normal(); // overlapping blobs: Lloyd runs all iterations
+                margin += if j % 2 == 0 { v } else { -v } * 0.1;
+                cols[j].push(v);
+                out.write_all(&v.to_le_bytes())?;
+            }
+            let label = if margin + rng.normal() > 0.0 {
+                1.0
+            } else {
+                0.0
+            };
+            cols[d].push(label);
+            out.write_all(&label.to_le_bytes())?;
+        }
+        let arrays: Vec<ArrayRef> = cols
+            .into_iter()
+            .map(|c| Arc::new(Float64Array::from(c)) as ArrayRef)
+            .collect();
+        let batch = RecordBatch::try_new(Arc::clone(&schema), arrays)?;
+        let file = std::fs::File::create(dir.join(format!("part-{f}.parquet")))?;
+        let mut writer = parquet::arrow::ArrowWriter::try_new(file, Arc::clone(&schema), None)?;
+        writer.write(&batch)?;
+        writer.close()?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+const SKLEARN: &str = r#"
+import json, sys, time
+import numpy as np
+from sklearn.cluster import KMeans
+from sklearn.linear_model import LogisticRegression
+path, n, d, k, iters = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+data = np.fromfile(path, dtype="<f8").reshape(n, d + 1)
+x, y = np.ascontiguousarray(data[:, :d]), data[:, d]
+init = x[:k].copy()
+t = time.perf_counter()
+km = KMeans(n_clusters=k, init=init, n_init=1, max_iter=iters, tol=0.0, algorithm="lloyd").fit(x)
+km_s = time.perf_counter() - t
+t = time.perf_counter()
+lr = LogisticRegression(C=1.0 / (n * 0.01), max_iter=100).fit(x, y)
+lr_s = time.perf_counter() - t
+print(json.dumps({"kmeans_s": km_s, "kmeans_iters": int(km.n_iter_),
+                  "logistic_s": lr_s, "logistic_iters": int(lr.n_iter_[0])}))
+"#;
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let args = parse_args()?;
+    let dir = PathBuf::from(format!("data/ml/points-{}x{}", args.rows, args.dims));
+    generate(&args, &dir)?;
+    let features: Vec<String> = (0..args.dims).map(|j| format!("x{j}")).collect();
+
+    let kiln = Session::builder()
+        .executors(2)
+        .slots_per_executor(1)
+        .build()
+        .await?;
+    let df = kiln.read_parquet(&format!("{}/", dir.display())).await?;
+
+    let t = Instant::now();
+    let data = df
+        .cache_training(
+            &Columns::new().features(features.clone()).label("label"),
+            true,
+            Precision::F64,
+        )
+        .await?;
+    let cache_s = t.elapsed().as_secs_f64();
+
+    // Initial centres: the first k rows, as scikit-learn gets them.
+    let first = df.clone().limit(args.k)?.collect().await?;
+    let mut init = vec![Vec::with_capacity(args.dims); args.k];
+    for b in &first {
+        for (j, _) in features.iter().enumerate() {
+            let col = b
+                .column(j)
+                .as_any()
+                .downcast_ref::<Float64Array>()
+                .ok_or("f64 column")?;
+            for (i, v) in col.values().iter().enumerate() {
+                init[i].push(*v);
+            }
+        }
+    }
+
+    let rounds = kiln.metrics().kernel_rounds;
+    let t = Instant::now();
+    let km = data
+        .fit(
+            KMeans::new(args.k)
+                .init(KMeansInit::Centers(init))
+                .tol(0.0)
+                .max_iter(args.iters)
+                .build()?,
+        )
+        .await?;
+    let km_s = t.elapsed().as_secs_f64();
+    let km_rounds = kiln.metrics().kernel_rounds - rounds;
+
+    let rounds = kiln.metrics().kernel_rounds;
+    let t = Instant::now();
+    let lr = data
+        .fit(
+            LogisticRegression::new()
+                .reg_param(0.01)
+                .standardization(false),
+        )
+        .await?;
+    let lr_s = t.elapsed().as_secs_f64();
+    let lr_rounds = kiln.metrics().kernel_rounds - rounds;
+    let kiln_peak = peak_rss_mib();
+    data.unpersist().await?;
+
+    // Round trip on tiny data: what one iteration costs beyond the kernel.
+    let tiny = kiln
+        .sql("SELECT CAST(value % 17 AS DOUBLE) AS a, CAST(value % 5 AS DOUBLE) AS b FROM generate_series(1, 1000)")
+        .await?
+        .cache_training(&Columns::new(), false, Precision::F64)
+        .await?;
+    let rounds = kiln.metrics().kernel_rounds;
+    let t = Instant::now();
+    tiny.fit(
+        KMeans::new(2)
+            .init(KMeansInit::Centers(vec![vec![0.0, 0.0], vec![1.0, 1.0]]))
+            .tol(0.0)
+            .max_iter(200)
+            .build()?,
+    )
+    .await?;
+    let tiny_per_round = t.elapsed().as_secs_f64() / (kiln.metrics().kernel_rounds - rounds) as f64;
+    tiny.unpersist().await?;
+
+    let out = Command::new(&args.python)
+        .arg("-c")
+        .arg(SKLEARN)
+        .arg(dir.join("points.f64"))
+        .args([
+            args.rows.to_string(),
+            args.dims.to_string(),
+            args.k.to_string(),
+            args.iters.to_string(),
+        ])
+        .output()?;
+    if !out.status.success() {
+        return Err(format!(
+            "scikit-learn failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    let sk: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let f = |k: &str| sk[k].as_f64().unwrap_or(f64::NAN);
+
+    let floor_ms = (args.rows * args.dims * 8) as f64 / (args.bandwidth_gbs * 1e9) * 1e3;
+    // Per kernel round: the Lloyd iterations plus the final cost pass (scikit-learn's inertia).
+    let km_ms = km_s * 1e3 / km_rounds.max(1) as f64;
+    let sk_km_ms = f("kmeans_s") * 1e3 / f("kmeans_iters").max(1.0);
+    println!(
+        "data: {} x {} f64 ({:.0} MB cached), k = {}, bandwidth floor {floor_ms:.1} ms/iteration at {} GB/s",
+        args.rows,
+        args.dims,
+        (args.rows * args.dims * 8) as f64 / 1e6,
+        args.k,
+        args.bandwidth_gbs
+    );
+    println!("Kiln cache stage (Parquet -> dense partitions on 2 executors): {cache_s:.2} s");
+    println!("| workload | Kiln | scikit-learn | Kiln / floor |");
+    println!("|---|---|---|---|");
+    println!(
+        "| k-means ms/iteration ({} it, {km_rounds} kernel rounds; Kiln per round) | {km_ms:.1} | {sk_km_ms:.1} | {:.2}x |",
+        km.iterations(),
+        km_ms / floor_ms
+    );
+    println!(
+        "| logistic regression fit s (Kiln {} it / {lr_rounds} rounds, sklearn {} it) | {lr_s:.2} | {:.2} | {:.2}x per round |",
+        lr.total_iterations(),
+        f("logistic_iters"),
+        f("logistic_s"),
+        lr_s * 1e3 / lr_rounds.max(1) as f64 / floor_ms
+    );
+    println!(
+        "| round trip on tiny data, ms/round | {:.3} | - | - |",
+        tiny_per_round * 1e3
+    );
+    println!("Kiln peak RSS {kiln_peak:.0} MiB (data generation included on a first run)");
+    Ok(())
+}
