@@ -151,19 +151,6 @@ print(json.dumps({"kmeans_s": km_s, "kmeans_iters": int(km.n_iter_),
                   "logistic_s": lr_s, "logistic_iters": int(lr.n_iter_[0])}))
 "#;
 
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN)
-}
-
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let args = parse_args()?;
@@ -229,7 +216,7 @@ async fn main() -> Result<(), BoxError> {
         .await?;
     let lr_s = t.elapsed().as_secs_f64();
     let lr_rounds = kiln.metrics().kernel_rounds - rounds;
-    let kiln_peak = peak_rss_mib();
+    let kiln_peak = kiln_tests::peak_rss_mib();
     data.unpersist().await?;
 
     // Round trip on tiny data: what one iteration costs beyond the kernel.

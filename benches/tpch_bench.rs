@@ -65,20 +65,6 @@ fn parse_args() -> Result<Args, BoxError> {
     Ok(args)
 }
 
-/// Peak resident memory of this process in MiB.
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN)
-}
-
 fn first_cell(batches: &[datafusion::arrow::record_batch::RecordBatch]) -> String {
     batches
         .iter()
@@ -153,7 +139,7 @@ async fn run_child(
     let median = times.get(times.len() / 2).copied().unwrap_or(f64::NAN);
     println!(
         "{{\"system\":\"{engine}\",\"workload\":\"tpch-q{q}\",\"seconds\":{median:.4},\"peak_rss_mib\":{:.1},\"first_row\":\"{first}\"}}",
-        peak_rss_mib()
+        kiln_tests::peak_rss_mib()
     );
     Ok(())
 }

@@ -17,6 +17,21 @@ use tpchgen_arrow::{
 
 pub mod reference;
 
+/// Peak resident memory (VmHWM) of this process in MiB, for benchmarks; NaN where
+/// `/proc/self/status` is not available.
+pub fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
 /// Error type of the fixtures.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
