@@ -63,6 +63,17 @@ pub(crate) fn norm(a: &[f64]) -> f64 {
     dot(a, a).sqrt()
 }
 
+/// `‖a − b‖²`, summed left to right (driver-side work on a few points: centres, samples).
+pub(crate) fn squared_distance(a: &[f64], b: &[f64]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| {
+            let t = x - y;
+            t * t
+        })
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,7 +11,7 @@
 //!
 //! Per iteration the driver sends one request per executor: no planning, no re-reading of the
 //! source. A partition whose executor cannot be reached is reloaded from the cache store by
-//! another executor, and the round is run again.
+//! another executor, and only the partitions still without a partial run again.
 
 mod columns;
 mod fit;

@@ -173,16 +173,18 @@ impl TrainingData {
         inner.metrics.kernel_rounds.fetch_add(1, Ordering::Relaxed);
         let bytes = kernel.to_bytes();
         let mut attempts = 0;
+        // Partials already answered survive a retry: only the missing partitions run again.
+        let mut partials: Vec<(u32, Partial)> = Vec::new();
         loop {
             attempts += 1;
-            let by_executor = self.requests(&bytes)?;
+            let answered: Vec<u32> = partials.iter().map(|(p, _)| *p).collect();
+            let by_executor = self.requests(&bytes, &answered)?;
             let calls = by_executor.iter().map(|(exec, request)| {
                 let executor = std::sync::Arc::clone(&inner.executors[*exec]);
                 let request = request.clone();
                 async move { executor.run_kernel(request).await }
             });
             let responses = join_all(calls).await;
-            let mut partials = Vec::new();
             let mut retry: Option<String> = None;
             for ((exec, _), response) in by_executor.iter().zip(responses) {
                 let executor_id = inner.executors[*exec].id().to_string();
@@ -229,14 +231,17 @@ impl TrainingData {
         }
     }
 
-    /// One request per executor that holds partitions.
-    fn requests(&self, kernel: &[u8]) -> Result<Vec<(usize, KernelRequest)>> {
+    /// One request per executor that holds partitions not yet `answered`.
+    fn requests(&self, kernel: &[u8], answered: &[u32]) -> Result<Vec<(usize, KernelRequest)>> {
         let placements = self
             .placements
             .lock()
             .map_err(|_| EngineError::Internal("placements lock poisoned".into()))?;
         let mut out: Vec<(usize, KernelRequest)> = Vec::new();
         for (index, p) in placements.iter().enumerate() {
+            if answered.contains(&(index as u32)) {
+                continue;
+            }
             let part = CachedPartitionRef {
                 partition: index as u32,
                 object: p.object.clone(),

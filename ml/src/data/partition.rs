@@ -309,8 +309,8 @@ fn dense_from_batches<T: Element>(
         .map_err(|n| MlError::Internal(format!("{n} values for {rows} x {}", features.len())))
 }
 
-/// Checks that column `name` exists in `batch` and is numeric.
-fn check_type(batch: &RecordBatch, name: &str) -> Result<()> {
+/// Checks that column `name` exists in `batch` and is numeric; returns its index.
+fn check_type(batch: &RecordBatch, name: &str) -> Result<usize> {
     let schema = batch.schema();
     let Ok(index) = schema.index_of(name) else {
         let available: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
@@ -328,14 +328,13 @@ fn check_type(batch: &RecordBatch, name: &str) -> Result<()> {
             ),
         });
     }
-    Ok(())
+    Ok(index)
 }
 
 /// Column `name` of `batch` as `f64`, checked for nulls, NaN and infinities. `offset` is the
 /// batch's first row within the partition, for messages.
 fn numeric_column(batch: &RecordBatch, name: &str, offset: usize) -> Result<Float64Array> {
-    check_type(batch, name)?;
-    let array: &ArrayRef = batch.column(batch.schema().index_of(name)?);
+    let array: &ArrayRef = batch.column(check_type(batch, name)?);
     if let Some(row) = first_null(array.as_ref()) {
         return Err(MlError::InvalidColumn {
             column: name.to_string(),

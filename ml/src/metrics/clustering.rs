@@ -1,5 +1,6 @@
 //! Clustering metrics: the SSE against given centres and the silhouette coefficient.
 
+use crate::linalg::squared_distance;
 use std::collections::BTreeMap;
 
 use rayon::prelude::*;
@@ -36,16 +37,6 @@ fn check_points<R: AsRef<[f64]>>(points: &[R]) -> Result<usize> {
         }
     }
     Ok(dim)
-}
-
-fn squared_distance(a: &[f64], b: &[f64]) -> f64 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| {
-            let t = x - y;
-            t * t
-        })
-        .sum()
 }
 
 /// Sum of squared distances of every point to its nearest centre (k-means' cost, scikit-learn's

@@ -12,6 +12,7 @@
 //!  Final:   Assign(final centres) ─▶ cost
 //! ```
 
+use crate::linalg::squared_distance;
 use std::collections::HashSet;
 
 use super::hyperparams::{KMeansInit, KMeansValidParams};
@@ -360,16 +361,6 @@ impl Algorithm for KMeansTrainer {
             loss: self.last_cost,
         }
     }
-}
-
-fn squared_distance(a: &[f64], b: &[f64]) -> f64 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| {
-            let t = x - y;
-            t * t
-        })
-        .sum()
 }
 
 /// Weighted k-means++ on the candidates, then weighted Lloyd (Spark's `LocalKMeans`).
