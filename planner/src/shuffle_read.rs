@@ -25,6 +25,10 @@ pub enum ReadMode {
     /// Partition `i` reads the whole output of map task `i` (after a coalesce or a merge cut:
     /// the upstream partitions are kept apart, in order).
     PerMap,
+    /// One partition reads the whole output of every map task, in map order (a gather: it
+    /// replaces `CoalescePartitionsExec`, whose output order — and so the rounding of float
+    /// sums over it — would depend on which upstream partition arrives first).
+    Concat,
 }
 
 impl ReadMode {
@@ -33,6 +37,7 @@ impl ReadMode {
         match self {
             ReadMode::Shuffle => 0,
             ReadMode::PerMap => 1,
+            ReadMode::Concat => 2,
         }
     }
 
@@ -41,6 +46,7 @@ impl ReadMode {
         match v {
             0 => Some(ReadMode::Shuffle),
             1 => Some(ReadMode::PerMap),
+            2 => Some(ReadMode::Concat),
             _ => None,
         }
     }
@@ -51,6 +57,7 @@ impl fmt::Display for ReadMode {
         match self {
             ReadMode::Shuffle => f.write_str("shuffle"),
             ReadMode::PerMap => f.write_str("per-map"),
+            ReadMode::Concat => f.write_str("concat"),
         }
     }
 }

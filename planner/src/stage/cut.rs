@@ -4,7 +4,9 @@
 //!   and split the output; the consumer reads it through a shuffle read. An order-preserving
 //!   repartition is read back through a per-partition sort.
 //! - `CoalescePartitionsExec` and `SortPreservingMergeExec` over several partitions end a stage
-//!   whose task outputs are kept whole; the coalesce or merge runs in the consuming stage over a
+//!   whose task outputs are kept whole. A coalesce becomes a single-partition read of every
+//!   output in map order (so what follows — a final aggregate's float sums, a collected build
+//!   side — sees the same row order on every run); a merge runs in the consuming stage over a
 //!   per-map read. This is also how joins that collect their build side work: the build side is
 //!   computed once, by its own stage, and every probe task reads all of it (a broadcast through
 //!   the shuffle store).
@@ -112,6 +114,15 @@ impl Cutter {
                 return Err(PlanError::Internal("gather without input".to_string()));
             };
             let tasks = child.output_partitioning().partition_count();
+            if tasks > 1 && plan.downcast_ref::<CoalescePartitionsExec>().is_some() {
+                let properties = Arc::clone(plan.properties());
+                let id = self.add_stage(child, StageOutput::Whole, tasks);
+                return Ok(Arc::new(UnresolvedShuffleExec::with_properties(
+                    id,
+                    ReadMode::Concat,
+                    properties,
+                )));
+            }
             if tasks > 1 {
                 let properties = Arc::clone(child.properties());
                 let id = self.add_stage(child, StageOutput::Whole, tasks);
