@@ -30,6 +30,8 @@ use crate::session::Session;
 pub struct DataFrame {
     session: Session,
     df: DfDataFrame,
+    /// The cached dataset this DataFrame scans, when it came from `persist`.
+    persisted: Option<Arc<crate::ml::TrainingData>>,
 }
 
 /// The result of [`DataFrame::group_by`]: call [`GroupedDataFrame::agg`] to aggregate.
@@ -51,7 +53,27 @@ impl GroupedDataFrame {
 
 impl DataFrame {
     pub(crate) fn new(session: Session, df: DfDataFrame) -> Self {
-        Self { session, df }
+        Self {
+            session,
+            df,
+            persisted: None,
+        }
+    }
+
+    pub(crate) fn persisted(
+        session: Session,
+        df: DfDataFrame,
+        data: Arc<crate::ml::TrainingData>,
+    ) -> Self {
+        Self {
+            session,
+            df,
+            persisted: Some(data),
+        }
+    }
+
+    pub(crate) fn persisted_data(&self) -> Option<&Arc<crate::ml::TrainingData>> {
+        self.persisted.as_ref()
     }
 
     fn map(
@@ -59,10 +81,7 @@ impl DataFrame {
         f: impl FnOnce(DfDataFrame) -> datafusion::error::Result<DfDataFrame>,
     ) -> Result<Self> {
         let df = f(self.df)?;
-        Ok(Self {
-            session: self.session,
-            df,
-        })
+        Ok(Self::new(self.session, df))
     }
 
     /// The underlying DataFusion DataFrame (its logical plan and schema).

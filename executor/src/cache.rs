@@ -135,7 +135,7 @@ pub async fn write_partition(root: &StoreRoot, path: &Path, bytes: Vec<u8>) -> R
     result.map(|()| len)
 }
 
-async fn read_partition(
+pub(crate) async fn read_partition(
     root: &StoreRoot,
     object: &str,
     dataset: &str,

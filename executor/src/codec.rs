@@ -13,7 +13,7 @@ use kiln_planner::codec::{decode_schema, not_shippable};
 use kiln_planner::KilnPhysicalCodec;
 use prost::Message;
 
-use crate::source::{CsvFile, CsvMode, CsvScanExec, CsvScanOptions};
+use crate::source::{CachedScanExec, CsvFile, CsvMode, CsvScanExec, CsvScanOptions};
 
 /// The extension codec both the driver and executors use for Kiln plans.
 pub fn executor_codec() -> Arc<dyn PhysicalExtensionCodec> {
@@ -27,6 +27,7 @@ pub struct ExecutorCodec;
 
 const TAG_PLANNER: u8 = 0;
 const TAG_SOURCE: u8 = 1;
+const TAG_CACHED: u8 = 2;
 
 impl PhysicalExtensionCodec for ExecutorCodec {
     fn try_decode(
@@ -41,6 +42,7 @@ impl PhysicalExtensionCodec for ExecutorCodec {
                 KilnPhysicalCodec.try_decode(rest, inputs, ctx, proto_converter)
             }
             Some((&TAG_SOURCE, rest)) => SourceCodec.try_decode(rest, inputs, ctx, proto_converter),
+            Some((&TAG_CACHED, rest)) => decode_cached_scan(rest),
             _ => Err(internal("unknown Kiln operator tag")),
         }
     }
@@ -51,7 +53,10 @@ impl PhysicalExtensionCodec for ExecutorCodec {
         buf: &mut Vec<u8>,
         proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> DfResult<()> {
-        if node.downcast_ref::<CsvScanExec>().is_some() {
+        if let Some(scan) = node.downcast_ref::<CachedScanExec>() {
+            buf.push(TAG_CACHED);
+            encode_cached_scan(scan, buf)
+        } else if node.downcast_ref::<CsvScanExec>().is_some() {
             buf.push(TAG_SOURCE);
             SourceCodec.try_encode(node, buf, proto_converter)
         } else {
@@ -97,6 +102,57 @@ struct CsvPartition {
     objects: Vec<String>,
     #[prost(string, repeated, tag = "2")]
     displays: Vec<String>,
+}
+
+/// Wire form of [`CachedScanExec`].
+#[derive(Clone, PartialEq, Message)]
+struct CachedScanNode {
+    #[prost(string, tag = "1")]
+    dataset: String,
+    #[prost(string, tag = "2")]
+    cache_root: String,
+    #[prost(string, repeated, tag = "3")]
+    objects: Vec<String>,
+    #[prost(message, optional, tag = "4")]
+    schema: Option<protobuf::Schema>,
+    #[prost(bool, tag = "5")]
+    projected: bool,
+    #[prost(uint64, repeated, tag = "6")]
+    projection: Vec<u64>,
+}
+
+fn encode_cached_scan(scan: &CachedScanExec, buf: &mut Vec<u8>) -> DfResult<()> {
+    CachedScanNode {
+        dataset: scan.dataset().to_string(),
+        cache_root: scan.cache_root().to_string(),
+        objects: scan.objects().to_vec(),
+        schema: Some(protobuf::Schema::try_from(scan.table_schema().as_ref())?),
+        projected: scan.projection().is_some(),
+        projection: scan
+            .projection()
+            .unwrap_or_default()
+            .iter()
+            .map(|i| *i as u64)
+            .collect(),
+    }
+    .encode(buf)
+    .map_err(|e| internal(format!("encode cached scan: {e}")))
+}
+
+fn decode_cached_scan(buf: &[u8]) -> DfResult<Arc<dyn ExecutionPlan>> {
+    let node =
+        CachedScanNode::decode(buf).map_err(|e| internal(format!("bad cached scan: {e}")))?;
+    let schema = decode_schema(node.schema.as_ref(), "cached scan")?;
+    let projection = node
+        .projected
+        .then(|| node.projection.iter().map(|i| *i as usize).collect());
+    Ok(Arc::new(CachedScanExec::try_new(
+        node.dataset,
+        node.cache_root,
+        node.objects,
+        schema,
+        projection,
+    )?))
 }
 
 fn internal(msg: impl Into<String>) -> DataFusionError {

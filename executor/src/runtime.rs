@@ -26,6 +26,7 @@ use crate::error::{ExecError, Result};
 use crate::shuffle::{
     new_partitioner, write_task_output, MapOutputId, ReadLocation, ShuffleReaderExec, StoreRoot,
 };
+use crate::source::CachedScanExec;
 
 /// Runs tasks for one executor. Holds the executor's DataFusion context (its memory pool,
 /// object stores and functions).
@@ -33,7 +34,7 @@ pub struct ExecutorRuntime {
     id: String,
     ctx: SessionContext,
     codec: Arc<dyn PhysicalExtensionCodec>,
-    cache: PartitionCache,
+    cache: Arc<PartitionCache>,
 }
 
 impl std::fmt::Debug for ExecutorRuntime {
@@ -55,7 +56,7 @@ impl ExecutorRuntime {
             id: id.into(),
             ctx,
             codec: executor_codec(),
-            cache: PartitionCache::default(),
+            cache: Arc::new(PartitionCache::default()),
         }
     }
 
@@ -175,6 +176,7 @@ impl ExecutorRuntime {
         let plan = plan_from_bytes(&task.plan, &task_ctx, self.codec.as_ref())?;
         let root = StoreRoot::resolve(&task.shuffle_root, &self.ctx.runtime_env())?;
         let plan = resolve_shuffle_reads(plan, &task.inputs, &root)?;
+        let plan = bind_cached_scans(plan, &self.cache)?;
         if let Some(spec) = &task.cache {
             return self.run_cache_task(task, spec, plan, task_ctx).await;
         }
@@ -247,12 +249,33 @@ fn resolve_shuffle_reads(
                     .map(|m| location(m, 0).map(|l| vec![l]))
                     .collect::<datafusion::error::Result<Vec<_>>>()?
             }
+            // The maps arrive in partition order; one partition reads them all in that order.
+            ReadMode::Concat => vec![input
+                .maps
+                .iter()
+                .map(|m| location(m, 0))
+                .collect::<datafusion::error::Result<Vec<_>>>()?],
         };
         let reader =
             ShuffleReaderExec::new(root.url.clone(), locations, Arc::clone(read.properties()));
         Ok(Transformed::yes(Arc::new(reader) as Arc<dyn ExecutionPlan>))
     })?;
     Ok(resolved.data)
+}
+
+/// Lets every [`CachedScanExec`] read this executor's in-memory partitions first.
+fn bind_cached_scans(
+    plan: Arc<dyn ExecutionPlan>,
+    cache: &Arc<PartitionCache>,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let bound = plan.transform_up(|node| {
+        let Some(scan) = node.downcast_ref::<CachedScanExec>() else {
+            return Ok(Transformed::no(node));
+        };
+        let bound: Arc<dyn ExecutionPlan> = Arc::new(scan.with_cache(Arc::clone(cache)));
+        Ok(Transformed::yes(bound))
+    })?;
+    Ok(bound.data)
 }
 
 fn location(map: &MapStatus, reduce: usize) -> datafusion::error::Result<ReadLocation> {

@@ -1,6 +1,6 @@
 //! A training set cached on the executors.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use futures::future::join_all;
@@ -38,7 +38,7 @@ pub struct TrainingData {
     cache_root: String,
     info: DatasetInfo,
     placements: Mutex<Vec<Placement>>,
-    released: bool,
+    released: AtomicBool,
 }
 
 impl DataFrame {
@@ -84,7 +84,7 @@ impl DataFrame {
                 rows: 0,
             },
             placements: Mutex::new(Vec::new()),
-            released: false,
+            released: AtomicBool::new(false),
         };
         // From here on, dropping `data` removes whatever the cache stage wrote.
         let maps = job::run_cache(&session.inner, &graph, spec).await?;
@@ -305,15 +305,43 @@ impl TrainingData {
     ///
     /// # Errors
     /// If the cache store cannot delete the objects.
-    pub async fn unpersist(mut self) -> Result<()> {
-        self.released = true;
+    pub async fn unpersist(self) -> Result<()> {
+        self.release().await
+    }
+
+    /// [`unpersist`](Self::unpersist) through a shared reference; later calls do nothing.
+    ///
+    /// # Errors
+    /// As [`unpersist`](Self::unpersist).
+    pub async fn release(&self) -> Result<()> {
+        if self.released.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
         release(&self.session, &self.id, &self.cache_root).await
+    }
+
+    /// Whether [`release`](Self::release) or [`unpersist`](Self::unpersist) ran.
+    pub fn is_released(&self) -> bool {
+        self.released.load(Ordering::SeqCst)
+    }
+
+    /// The cache root the partitions are stored under.
+    pub fn cache_root(&self) -> &str {
+        &self.cache_root
+    }
+
+    /// The store object of each partition, in partition order.
+    pub fn objects(&self) -> Vec<String> {
+        self.placements
+            .lock()
+            .map(|p| p.iter().map(|p| p.object.clone()).collect())
+            .unwrap_or_default()
     }
 }
 
 impl Drop for TrainingData {
     fn drop(&mut self) {
-        if self.released {
+        if self.released.load(Ordering::SeqCst) {
             return;
         }
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
