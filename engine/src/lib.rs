@@ -28,6 +28,7 @@ mod error;
 mod job;
 mod metrics;
 pub mod ml;
+mod persist;
 #[cfg(feature = "polars")]
 mod polars;
 mod read;

@@ -199,6 +199,7 @@ impl SessionBuilder {
         }
         let models = Arc::new(ModelRegistry::default());
         ctx.register_udf(Predict::udf(Arc::clone(&models)));
+        ctx.register_udf(Predict::proba_udf(Arc::clone(&models)));
 
         let per_executor_memory = self.memory_limit.map(|m| (m / self.executors).max(1));
         let mut executors: Vec<Arc<dyn Executor>> = Vec::with_capacity(self.executors);

@@ -5,6 +5,11 @@
 //! what makes `sample` and `random_split` give the same rows on 1 or 50 executors.
 //! Rows with identical values get identical numbers (so duplicates go to the same side of a
 //! split), which is the price of that independence.
+//!
+//! `kiln_raise_error(message)` fails the query with the message of the first row it is
+//! evaluated on. Feature transformers put it in the `ELSE` branch of a `CASE` so that a value
+//! they cannot handle (an unseen label, a null feature) stops the query with a message naming
+//! the column and the value; `CASE` evaluates a branch only on the rows that reach it.
 
 use std::sync::Arc;
 
@@ -20,9 +25,15 @@ use datafusion::logical_expr::{
 /// Name of the seeded row-uniform function.
 pub const KILN_UNIFORM: &str = "kiln_uniform";
 
+/// Name of the function that fails the query with a message.
+pub const KILN_RAISE_ERROR: &str = "kiln_raise_error";
+
 /// All of Kiln's scalar functions.
 pub fn kiln_udfs() -> Vec<Arc<ScalarUDF>> {
-    vec![Arc::new(ScalarUDF::from(KilnUniform::new()))]
+    vec![
+        Arc::new(ScalarUDF::from(KilnUniform::new())),
+        Arc::new(ScalarUDF::from(RaiseError::new())),
+    ]
 }
 
 /// One of Kiln's scalar functions by name.
@@ -98,6 +109,62 @@ impl ScalarUDFImpl for KilnUniform {
             hashes.iter().map(|h| (mix(*h ^ seed) >> 11) as f64 * SCALE),
         );
         Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
+
+/// `kiln_raise_error(message)`: typed `Float64` so that it fits a numeric `CASE`; returns a
+/// value only when evaluated on no rows, and otherwise fails with the first row's message.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct RaiseError {
+    signature: Signature,
+}
+
+impl Default for RaiseError {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RaiseError {
+    /// The function.
+    pub fn new() -> Self {
+        Self {
+            signature: Signature::exact(vec![DataType::Utf8], Volatility::Volatile),
+        }
+    }
+}
+
+impl ScalarUDFImpl for RaiseError {
+    fn name(&self) -> &str {
+        KILN_RAISE_ERROR
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Float64)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let rows = args.number_rows;
+        if rows == 0 {
+            return Ok(ColumnarValue::Array(Arc::new(Float64Array::from(
+                Vec::<f64>::new(),
+            ))));
+        }
+        let message = match args.args.first() {
+            Some(ColumnarValue::Scalar(ScalarValue::Utf8(Some(m)))) => m.clone(),
+            Some(ColumnarValue::Array(a)) => {
+                let strings = a.as_any().downcast_ref::<arrow::array::StringArray>();
+                strings
+                    .and_then(|s| s.iter().flatten().next().map(str::to_string))
+                    .unwrap_or_else(|| "invalid value".to_string())
+            }
+            _ => "invalid value".to_string(),
+        };
+        Err(DataFusionError::Execution(message))
     }
 }
 

@@ -11,6 +11,10 @@
 //! ```
 //!
 //! Binding at planning time means executors need no model catalog: the plan carries the model.
+//!
+//! `predict_proba(model, c1, ...)` works the same way and returns the class probabilities of a
+//! classifier as a `FixedSizeList<Float64>` (index 0 first; in SQL, `predict_proba(...)[2]` is
+//! the probability of class 1).
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -31,8 +35,52 @@ use prost::Message;
 /// Name of the model-prediction function.
 pub const PREDICT: &str = "predict";
 
+/// Name of the class-probability function.
+pub const PREDICT_PROBA: &str = "predict_proba";
+
 /// Prefix of the name of a [`PredictModel`]: `predict[name]`.
 const BOUND_PREFIX: &str = "predict[";
+
+/// Prefix of the name of a probability [`PredictModel`]: `predict_proba[name]`.
+const BOUND_PROBA_PREFIX: &str = "predict_proba[";
+
+/// What a prediction function returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Output {
+    /// The prediction (cluster, value or class): `predict`.
+    Prediction,
+    /// The class probabilities: `predict_proba`.
+    Probability,
+}
+
+impl Output {
+    fn function(self) -> &'static str {
+        match self {
+            Output::Prediction => PREDICT,
+            Output::Probability => PREDICT_PROBA,
+        }
+    }
+
+    fn prefix(self) -> &'static str {
+        match self {
+            Output::Prediction => BOUND_PREFIX,
+            Output::Probability => BOUND_PROBA_PREFIX,
+        }
+    }
+
+    /// The Arrow type `model` returns for this output.
+    fn data_type(self, name: &str, model: &Model) -> DfResult<DataType> {
+        match self {
+            Output::Prediction => Ok(model.output_type()),
+            Output::Probability => model.probability_type().ok_or_else(|| {
+                DataFusionError::Plan(format!(
+                    "{PREDICT_PROBA}: model '{name}' is a {} model, which has no class probabilities",
+                    model.algorithm()
+                ))
+            }),
+        }
+    }
+}
 
 /// The models a session knows by name.
 #[derive(Debug, Default)]
@@ -91,27 +139,34 @@ impl ModelRegistry {
 #[derive(Debug)]
 pub struct Predict {
     registry: Arc<ModelRegistry>,
+    output: Output,
     signature: Signature,
 }
 
 impl Predict {
     /// The function over `registry`.
-    pub fn new(registry: Arc<ModelRegistry>) -> Self {
+    pub fn new(registry: Arc<ModelRegistry>, output: Output) -> Self {
         Self {
             registry,
+            output,
             signature: Signature::variadic_any(Volatility::Immutable),
         }
     }
 
-    /// As a DataFusion scalar function.
+    /// `predict` as a DataFusion scalar function.
     pub fn udf(registry: Arc<ModelRegistry>) -> ScalarUDF {
-        ScalarUDF::from(Self::new(registry))
+        ScalarUDF::from(Self::new(registry, Output::Prediction))
+    }
+
+    /// `predict_proba` as a DataFusion scalar function.
+    pub fn proba_udf(registry: Arc<ModelRegistry>) -> ScalarUDF {
+        ScalarUDF::from(Self::new(registry, Output::Probability))
     }
 }
 
 impl PartialEq for Predict {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.registry, &other.registry)
+        Arc::ptr_eq(&self.registry, &other.registry) && self.output == other.output
     }
 }
 
@@ -119,24 +174,24 @@ impl Eq for Predict {}
 
 impl Hash for Predict {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        PREDICT.hash(state);
+        self.output.function().hash(state);
     }
 }
 
-fn model_name(arg: Option<&ScalarValue>) -> DfResult<String> {
+fn model_name(function: &str, arg: Option<&ScalarValue>) -> DfResult<String> {
     match arg {
         Some(ScalarValue::Utf8(Some(s)))
         | Some(ScalarValue::LargeUtf8(Some(s)))
         | Some(ScalarValue::Utf8View(Some(s))) => Ok(s.clone()),
         _ => Err(DataFusionError::Plan(format!(
-            "{PREDICT}: the first argument must be a model name as a string literal, e.g. {PREDICT}('my_model', x, y)"
+            "{function}: the first argument must be a model name as a string literal, e.g. {function}('my_model', x, y)"
         ))),
     }
 }
 
 impl ScalarUDFImpl for Predict {
     fn name(&self) -> &str {
-        PREDICT
+        self.output.function()
     }
 
     fn signature(&self) -> &Signature {
@@ -145,24 +200,31 @@ impl ScalarUDFImpl for Predict {
 
     fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
         Err(DataFusionError::Internal(format!(
-            "{PREDICT}: the return type depends on the model; use return_field_from_args"
+            "{}: the return type depends on the model; use return_field_from_args",
+            self.output.function()
         )))
     }
 
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> DfResult<FieldRef> {
-        let name = model_name(args.scalar_arguments.first().copied().flatten())?;
+        let function = self.output.function();
+        let name = model_name(function, args.scalar_arguments.first().copied().flatten())?;
         let model = self.registry.lookup(&name)?;
-        check_arity(&name, &model, args.arg_fields.len() - 1)?;
-        Ok(Arc::new(Field::new(PREDICT, model.output_type(), true)))
+        check_arity(&name, &model, args.arg_fields.len().saturating_sub(1))?;
+        Ok(Arc::new(Field::new(
+            function,
+            self.output.data_type(&name, &model)?,
+            true,
+        )))
     }
 
     fn simplify(&self, args: Vec<Expr>, _info: &SimplifyContext) -> DfResult<ExprSimplifyResult> {
         let Some(Expr::Literal(value, _)) = args.first() else {
             return Ok(ExprSimplifyResult::Original(args));
         };
-        let name = model_name(Some(value))?;
+        let name = model_name(self.output.function(), Some(value))?;
         let model = self.registry.lookup(&name)?;
-        let bound = ScalarUDF::from(PredictModel::new(name, model));
+        self.output.data_type(&name, &model)?;
+        let bound = ScalarUDF::from(PredictModel::with_output(name, model, self.output));
         Ok(ExprSimplifyResult::Simplified(
             bound.call(args.into_iter().skip(1).collect()),
         ))
@@ -170,7 +232,8 @@ impl ScalarUDFImpl for Predict {
 
     fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         Err(DataFusionError::Plan(format!(
-            "{PREDICT}: the first argument must be a model name as a string literal"
+            "{}: the first argument must be a model name as a string literal",
+            self.output.function()
         )))
     }
 }
@@ -193,16 +256,23 @@ pub struct PredictModel {
     model_name: String,
     function_name: String,
     model: Arc<Model>,
+    output: Output,
     signature: Signature,
 }
 
 impl PredictModel {
-    /// `model`, called `name` in the session.
+    /// `model`, called `name` in the session, predicting.
     pub fn new(model_name: String, model: Arc<Model>) -> Self {
+        Self::with_output(model_name, model, Output::Prediction)
+    }
+
+    /// `model`, called `name` in the session, returning `output`.
+    pub fn with_output(model_name: String, model: Arc<Model>, output: Output) -> Self {
         Self {
-            function_name: format!("{BOUND_PREFIX}{model_name}]"),
+            function_name: format!("{}{model_name}]", output.prefix()),
             model_name,
             model,
+            output,
             signature: Signature::variadic_any(Volatility::Immutable),
         }
     }
@@ -215,7 +285,9 @@ impl PredictModel {
 
 impl PartialEq for PredictModel {
     fn eq(&self, other: &Self) -> bool {
-        self.model_name == other.model_name && Arc::ptr_eq(&self.model, &other.model)
+        self.model_name == other.model_name
+            && self.output == other.output
+            && Arc::ptr_eq(&self.model, &other.model)
     }
 }
 
@@ -238,7 +310,7 @@ impl ScalarUDFImpl for PredictModel {
 
     fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
         check_arity(&self.model_name, &self.model, arg_types.len())?;
-        Ok(self.model.output_type())
+        self.output.data_type(&self.model_name, &self.model)
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
@@ -248,10 +320,11 @@ impl ScalarUDFImpl for PredictModel {
             .into_iter()
             .map(|v| v.into_array(rows))
             .collect::<DfResult<Vec<ArrayRef>>>()?;
-        let out = self
-            .model
-            .predict_arrays(&arrays)
-            .map_err(|e| DataFusionError::Execution(format!("{}: {e}", self.function_name)))?;
+        let out = match self.output {
+            Output::Prediction => self.model.predict_arrays(&arrays),
+            Output::Probability => self.model.predict_proba_arrays(&arrays),
+        }
+        .map_err(|e| DataFusionError::Execution(format!("{}: {e}", self.function_name)))?;
         Ok(ColumnarValue::Array(out))
     }
 }
@@ -265,6 +338,8 @@ struct PredictModelNode {
     file_names: Vec<String>,
     #[prost(bytes = "vec", repeated, tag = "3")]
     file_bytes: Vec<Vec<u8>>,
+    #[prost(bool, tag = "4")]
+    probability: bool,
 }
 
 /// Encodes `udf` if it is a [`PredictModel`]; returns whether it was.
@@ -284,6 +359,7 @@ pub fn encode_predict(udf: &ScalarUDF, buf: &mut Vec<u8>) -> DfResult<bool> {
         name: bound.model_name.clone(),
         file_names,
         file_bytes,
+        probability: bound.output == Output::Probability,
     }
     .encode(buf)
     .map_err(|e| DataFusionError::Internal(format!("encode {}: {e}", bound.function_name)))?;
@@ -295,7 +371,7 @@ pub fn encode_predict(udf: &ScalarUDF, buf: &mut Vec<u8>) -> DfResult<bool> {
 /// # Errors
 /// Bytes that are not a model.
 pub fn decode_predict(name: &str, buf: &[u8]) -> DfResult<Option<ScalarUDF>> {
-    if !name.starts_with(BOUND_PREFIX) {
+    if !name.starts_with(BOUND_PREFIX) && !name.starts_with(BOUND_PROBA_PREFIX) {
         return Ok(None);
     }
     let node = PredictModelNode::decode(buf)
@@ -304,8 +380,14 @@ pub fn decode_predict(name: &str, buf: &[u8]) -> DfResult<Option<ScalarUDF>> {
         node.file_names.into_iter().zip(node.file_bytes).collect();
     let model = Model::from_files(|f| files.get(f).cloned())
         .map_err(|e| DataFusionError::Execution(format!("{name}: {e}")))?;
-    Ok(Some(ScalarUDF::from(PredictModel::new(
+    let output = if node.probability {
+        Output::Probability
+    } else {
+        Output::Prediction
+    };
+    Ok(Some(ScalarUDF::from(PredictModel::with_output(
         node.name,
         Arc::new(model),
+        output,
     ))))
 }

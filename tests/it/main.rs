@@ -4,7 +4,9 @@
 mod common;
 mod dataframe;
 mod errors;
+mod features;
 mod ml;
+mod persist;
 #[cfg(feature = "polars")]
 mod polars;
 mod properties;

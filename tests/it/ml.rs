@@ -229,7 +229,7 @@ async fn unpersist_removes_the_cached_objects() {
     assert!(walk(dir.path()).is_empty());
 }
 
-fn walk(dir: &std::path::Path) -> Vec<String> {
+pub fn walk(dir: &std::path::Path) -> Vec<String> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();

@@ -14,12 +14,23 @@
 //! another executor, and only the partitions still without a partial run again.
 
 mod columns;
+mod evaluate;
+pub mod features;
 mod fit;
 mod models;
+mod pipeline;
 mod training_data;
 
 pub use columns::Columns;
+pub use evaluate::{ClassificationMetric, Evaluator, Metric, RegressionMetric};
+pub use features::{
+    FeatureModel, HandleInvalid, ImputeStrategy, Imputer, ImputerModel, MinMaxScaler,
+    MinMaxScalerModel, OneHotEncoder, OneHotEncoderModel, StandardScaler, StandardScalerModel,
+    StringIndexer, StringIndexerModel, StringOrder, VectorAssembler, VectorAssemblerModel,
+};
 pub use fit::Fit;
+pub use kiln_ml::metrics::Average;
+pub use pipeline::{Estimator, EstimatorStage, FittedStage, Pipeline, PipelineModel, Stage};
 pub use training_data::TrainingData;
 
 pub use kiln_ml::cluster::kmeans::{KMeans, KMeansInit, KMeansModel};

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::Expr;
-use datafusion::prelude::{col, lit};
+use datafusion::logical_expr::{ident, lit};
 use kiln_ml::model::{METADATA_FILE, WEIGHTS_FILE};
 use kiln_ml::Model;
-use kiln_planner::predict::PREDICT;
+use kiln_planner::predict::{PREDICT, PREDICT_PROBA};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
@@ -26,6 +26,11 @@ impl Session {
     /// (and by [`DataFrame::predict`]). Replaces a model of the same name.
     pub fn register_model(&self, name: &str, model: impl Into<Model>) {
         self.inner.models.register(name, Arc::new(model.into()));
+    }
+
+    /// Registers a shared model (a pipeline's, without copying it).
+    pub(crate) fn register_model_arc(&self, name: &str, model: Arc<Model>) {
+        self.inner.models.register(name, model);
     }
 
     /// Forgets a registered model; returns whether it was registered.
@@ -128,23 +133,44 @@ impl DataFrame {
     /// from this DataFrame.
     pub fn predict(self, model: &str, output: &str) -> Result<Self> {
         let Some(m) = self.session().model(model) else {
-            return Err(EngineError::InvalidParameter {
-                name: "model",
-                reason: format!(
-                    "no model named '{model}'; registered models: {}",
-                    self.session().model_names().join(", ")
-                ),
-            });
+            return Err(unknown_model(self.session(), model));
         };
         let mut args = vec![lit(model)];
-        args.extend(m.feature_names().iter().map(|f| col(f.as_str())));
-        let expr = self.predict_expr(args)?;
+        args.extend(m.feature_names().iter().map(|f| ident(f.as_str())));
+        let expr = self.predict_expr(PREDICT, args)?;
         self.with_column(output, expr)
     }
 
-    /// `predict('model', c1, ...)` as a DataFusion expression over this DataFrame's session.
-    fn predict_expr(&self, args: Vec<Expr>) -> Result<Expr> {
-        let udf = self.session().datafusion_context().udf(PREDICT)?;
+    /// Adds column `output` holding the class probabilities (`FixedSizeList<Float64>`, class 0
+    /// first) of the registered classifier `model`, as Spark's `probability` column.
+    ///
+    /// # Errors
+    /// As [`predict`](Self::predict), or a model without class probabilities (k-means, linear
+    /// regression).
+    pub fn predict_proba(self, model: &str, output: &str) -> Result<Self> {
+        let Some(m) = self.session().model(model) else {
+            return Err(unknown_model(self.session(), model));
+        };
+        let mut args = vec![lit(model)];
+        args.extend(m.feature_names().iter().map(|f| ident(f.as_str())));
+        let expr = self.predict_expr(PREDICT_PROBA, args)?;
+        self.with_column(output, expr)
+    }
+
+    /// `predict('model', c1, ...)` (or `predict_proba`) as a DataFusion expression over this
+    /// DataFrame's session.
+    fn predict_expr(&self, function: &str, args: Vec<Expr>) -> Result<Expr> {
+        let udf = self.session().datafusion_context().udf(function)?;
         Ok(udf.call(args))
+    }
+}
+
+fn unknown_model(session: &Session, model: &str) -> EngineError {
+    EngineError::InvalidParameter {
+        name: "model",
+        reason: format!(
+            "no model named '{model}'; registered models: {}",
+            session.model_names().join(", ")
+        ),
     }
 }

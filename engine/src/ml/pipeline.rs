@@ -1,0 +1,266 @@
+//! [`Pipeline`]: feature stages and an estimator fitted in order, giving a [`PipelineModel`]
+//! that transforms new data the same way.
+//!
+//! ```text
+//!  Pipeline::fit(df):  for each stage: fit on the current frame, then (except after the
+//!                      last stage) transform the frame with the fitted stage
+//!  PipelineModel::transform(df): every fitted stage's transform, in order — one lazy plan
+//! ```
+//!
+//! Feature groups (see [`features`](super::features)) flow from stage to stage: an estimator
+//! stage trains on the `features` group when one exists, else on every numeric column but the
+//! label, unless its [`Columns`] say otherwise.
+
+use std::sync::Arc;
+
+use kiln_ml::cluster::kmeans::KMeans;
+use kiln_ml::linear::{LinearRegression, LogisticRegression};
+use kiln_ml::Model;
+
+use super::columns::Columns;
+use super::features::{
+    FeatureModel, Groups, Imputer, MinMaxScaler, OneHotEncoder, StandardScaler, StringIndexer,
+    VectorAssembler, FEATURES,
+};
+use super::fit::Fit;
+use crate::dataframe::DataFrame;
+use crate::error::Result;
+use crate::session::short_id;
+
+/// An estimator as a pipeline stage.
+#[derive(Debug, Clone)]
+pub enum Estimator {
+    /// k-means clustering.
+    KMeans(KMeans),
+    /// Least squares, ridge, lasso, elastic net.
+    LinearRegression(LinearRegression),
+    /// Binary or multinomial logistic regression.
+    LogisticRegression(LogisticRegression),
+}
+
+/// An estimator with the columns it trains on and the column its predictions go to.
+#[derive(Debug, Clone)]
+pub struct EstimatorStage {
+    estimator: Estimator,
+    columns: Option<Columns>,
+    prediction: String,
+}
+
+impl EstimatorStage {
+    /// The estimator, training on the `features` group (or the default columns) and
+    /// predicting into `prediction`.
+    pub fn new(estimator: Estimator) -> Self {
+        Self {
+            estimator,
+            columns: None,
+            prediction: "prediction".to_string(),
+        }
+    }
+
+    /// Train on these columns instead.
+    pub fn columns(mut self, columns: Columns) -> Self {
+        self.columns = Some(columns);
+        self
+    }
+
+    /// The prediction column (default `prediction`).
+    pub fn prediction_col(mut self, name: impl Into<String>) -> Self {
+        self.prediction = name.into();
+        self
+    }
+
+    async fn fit(&self, df: &DataFrame, groups: &Groups) -> Result<Model> {
+        let columns = match (&self.columns, groups.get(FEATURES)) {
+            (Some(c), _) => c.clone(),
+            (None, Some(features)) => Columns::new().features(features.iter().cloned()),
+            (None, None) => Columns::new(),
+        };
+        Ok(match &self.estimator {
+            Estimator::KMeans(e) => e.clone().fit_columns(df, columns).await?.into(),
+            Estimator::LinearRegression(e) => e.clone().fit_columns(df, columns).await?.into(),
+            Estimator::LogisticRegression(e) => e.clone().fit_columns(df, columns).await?.into(),
+        })
+    }
+}
+
+/// One stage of a [`Pipeline`].
+#[derive(Debug, Clone)]
+pub enum Stage {
+    /// See [`VectorAssembler`].
+    VectorAssembler(VectorAssembler),
+    /// See [`StandardScaler`].
+    StandardScaler(StandardScaler),
+    /// See [`MinMaxScaler`].
+    MinMaxScaler(MinMaxScaler),
+    /// See [`Imputer`].
+    Imputer(Imputer),
+    /// See [`StringIndexer`].
+    StringIndexer(StringIndexer),
+    /// See [`OneHotEncoder`].
+    OneHotEncoder(OneHotEncoder),
+    /// A model-training stage.
+    Estimator(EstimatorStage),
+}
+
+macro_rules! stage_from {
+    ($($t:ident => $v:expr),* $(,)?) => {
+        $(impl From<$t> for Stage {
+            fn from(x: $t) -> Self {
+                $v(x)
+            }
+        })*
+    };
+}
+
+stage_from!(
+    VectorAssembler => Stage::VectorAssembler,
+    StandardScaler => Stage::StandardScaler,
+    MinMaxScaler => Stage::MinMaxScaler,
+    Imputer => Stage::Imputer,
+    StringIndexer => Stage::StringIndexer,
+    OneHotEncoder => Stage::OneHotEncoder,
+    EstimatorStage => Stage::Estimator,
+    KMeans => |e| Stage::Estimator(EstimatorStage::new(Estimator::KMeans(e))),
+    LinearRegression => |e| Stage::Estimator(EstimatorStage::new(Estimator::LinearRegression(e))),
+    LogisticRegression =>
+        |e| Stage::Estimator(EstimatorStage::new(Estimator::LogisticRegression(e))),
+);
+
+/// Stages fitted in order (Spark's `Pipeline`).
+#[derive(Debug, Clone, Default)]
+pub struct Pipeline {
+    stages: Vec<Stage>,
+}
+
+/// A fitted stage of a [`PipelineModel`].
+#[derive(Debug, Clone)]
+pub enum FittedStage {
+    /// A feature transformation.
+    Features(FeatureModel),
+    /// A trained model, predicting into `prediction`.
+    Model {
+        /// The name the model is registered under in a session while the pipeline predicts.
+        name: String,
+        /// The model.
+        model: Arc<Model>,
+        /// The prediction column.
+        prediction: String,
+    },
+}
+
+/// A fitted [`Pipeline`]: transforms data as the pipeline did while fitting.
+#[derive(Debug, Clone)]
+pub struct PipelineModel {
+    stages: Vec<FittedStage>,
+}
+
+impl Pipeline {
+    /// An empty pipeline.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends a stage.
+    pub fn stage(mut self, stage: impl Into<Stage>) -> Self {
+        self.stages.push(stage.into());
+        self
+    }
+
+    /// The stages.
+    pub fn stages(&self) -> &[Stage] {
+        &self.stages
+    }
+
+    /// Fits every stage in order. Each feature stage is one pass over its input; the
+    /// estimator caches its input and iterates over the cache.
+    ///
+    /// # Errors
+    /// The first stage that fails, with its error (parameters, columns, data).
+    pub async fn fit(&self, df: &DataFrame) -> Result<PipelineModel> {
+        let mut current = df.clone();
+        let mut groups = Groups::new();
+        let mut fitted = Vec::with_capacity(self.stages.len());
+        let pipeline_id = short_id();
+        for (i, stage) in self.stages.iter().enumerate() {
+            let f = match stage {
+                Stage::VectorAssembler(s) => FittedStage::Features(FeatureModel::VectorAssembler(
+                    s.fit_in(&current, &groups)?,
+                )),
+                Stage::StandardScaler(s) => FittedStage::Features(FeatureModel::StandardScaler(
+                    s.fit_in(&current, &groups).await?,
+                )),
+                Stage::MinMaxScaler(s) => FittedStage::Features(FeatureModel::MinMaxScaler(
+                    s.fit_in(&current, &groups).await?,
+                )),
+                Stage::Imputer(s) => {
+                    FittedStage::Features(FeatureModel::Imputer(s.fit_in(&current, &groups).await?))
+                }
+                Stage::StringIndexer(s) => {
+                    FittedStage::Features(FeatureModel::StringIndexer(s.fit(&current).await?))
+                }
+                Stage::OneHotEncoder(s) => {
+                    FittedStage::Features(FeatureModel::OneHotEncoder(s.fit(&current).await?))
+                }
+                Stage::Estimator(e) => FittedStage::Model {
+                    name: format!("pipeline-{pipeline_id}-{i}"),
+                    model: Arc::new(e.fit(&current, &groups).await?),
+                    prediction: e.prediction.clone(),
+                },
+            };
+            if let FittedStage::Features(m) = &f {
+                m.update_groups(&mut groups);
+            }
+            if i + 1 < self.stages.len() {
+                current = f.transform(current)?;
+            }
+            fitted.push(f);
+        }
+        Ok(PipelineModel { stages: fitted })
+    }
+}
+
+impl FittedStage {
+    /// Adds the stage to `df`'s plan.
+    ///
+    /// # Errors
+    /// A column the stage reads is missing from `df`.
+    pub fn transform(&self, df: DataFrame) -> Result<DataFrame> {
+        match self {
+            FittedStage::Features(m) => m.transform(df),
+            FittedStage::Model {
+                name,
+                model,
+                prediction,
+            } => {
+                let session = df.session().clone();
+                if session.model(name).is_none_or(|m| !Arc::ptr_eq(&m, model)) {
+                    session.register_model_arc(name, Arc::clone(model));
+                }
+                df.predict(name, prediction)
+            }
+        }
+    }
+}
+
+impl PipelineModel {
+    /// The fitted stages, in order.
+    pub fn stages(&self) -> &[FittedStage] {
+        &self.stages
+    }
+
+    /// The trained model of the last estimator stage, if any.
+    pub fn model(&self) -> Option<&Model> {
+        self.stages.iter().rev().find_map(|s| match s {
+            FittedStage::Model { model, .. } => Some(model.as_ref()),
+            FittedStage::Features(_) => None,
+        })
+    }
+
+    /// Applies every stage to `df`: a lazy plan of projections and predictions.
+    ///
+    /// # Errors
+    /// A column some stage reads is missing from `df`.
+    pub fn transform(&self, df: DataFrame) -> Result<DataFrame> {
+        self.stages.iter().try_fold(df, |df, s| s.transform(df))
+    }
+}
