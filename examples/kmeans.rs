@@ -1,6 +1,7 @@
-//! k-means on the embedded engine: generate points around four centres with SQL, split them,
-//! train on one part (cached once on the executors, one kernel round per iteration), predict
-//! the clusters of the other part with `predict(...)` in SQL, and save the model.
+//! A k-means pipeline on the embedded engine: generate points around four centres with SQL,
+//! split them, fit assembler → k-means as a `Pipeline` (the training input is cached once on
+//! the executors, one kernel round per iteration), score the held-out part with the silhouette,
+//! save the model, and predict clusters with `predict(...)` in SQL.
 
 use kiln::ml::Model;
 use kiln::prelude::*;
@@ -19,7 +20,20 @@ async fn main() -> Result<()> {
         .await?;
     let (train, test) = points.random_split(0.8, 42)?;
 
-    let model = KMeans::new(4).max_iter(20).seed(1).fit(&train).await?;
+    let fitted = Pipeline::new()
+        .stage(VectorAssembler::new(["x", "y"]))
+        .stage(KMeans::new(4).max_iter(20).seed(1))
+        .fit(&train)
+        .await?;
+    let silhouette = Evaluator::silhouette(Columns::new().features(["x", "y"]))
+        .evaluate(&fitted.transform(test.clone())?)
+        .await?;
+    println!("held-out silhouette: {silhouette:.4}");
+    let Some(Model::KMeans(model)) = fitted.model().cloned() else {
+        return Err(EngineError::Internal(
+            "the pipeline ends with k-means".into(),
+        ));
+    };
     println!(
         "k-means: {} iterations, cost {:.1}, cost per iteration {:?}",
         model.iterations(),

@@ -311,7 +311,9 @@ impl DataFrame {
     /// # Errors
     /// Planning errors.
     pub async fn physical_plan(&self) -> Result<Arc<dyn ExecutionPlan>> {
-        Ok(self.df.clone().create_physical_plan().await?)
+        let plan = crate::ml::lazy::resolve(&self.session, self.df.logical_plan().clone()).await?;
+        let df = DfDataFrame::new(self.session.inner.ctx.state(), plan);
+        Ok(df.create_physical_plan().await?)
     }
 
     /// Runs the query and returns all rows.
@@ -415,6 +417,14 @@ impl DataFrame {
     /// # Errors
     /// Planning errors.
     pub async fn explain(&self) -> Result<String> {
+        let training =
+            crate::ml::lazy::explain_training(&self.session, self.df.logical_plan()).await?;
+        if !training.is_empty() {
+            return Ok(format!(
+                "== Logical plan ==\n{}\n\n== Training (runs first) ==\n{training}\n== Prediction ==\nA projection with the trained model bound to predict(...), planned with the rest of the query once training ends.",
+                self.df.logical_plan().display_indent()
+            ));
+        }
         let logical = self.df.clone().into_optimized_plan()?;
         let physical = self.physical_plan().await?;
         let graph = cut_stages(Arc::clone(&physical))?;

@@ -53,7 +53,9 @@ pub mod deps {
 /// functions (`col`, `lit`, aggregates, window functions).
 pub mod prelude {
     pub use crate::ml::{
-        Columns, Fit, KMeans, KMeansInit, LinearRegression, LogisticRegression, Precision,
+        ClassificationMetric, Columns, Evaluator, Fit, HandleInvalid, Imputer, KMeans, KMeansInit,
+        LinearRegression, LogisticRegression, MinMaxScaler, OneHotEncoder, Pipeline, Precision,
+        RegressionMetric, StandardScaler, StringIndexer, Train, VectorAssembler,
     };
     pub use crate::{CsvMode, CsvOptions, DataFrame, EngineError, Result, Session};
     pub use datafusion::common::JoinType;

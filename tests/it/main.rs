@@ -5,6 +5,7 @@ mod common;
 mod dataframe;
 mod errors;
 mod features;
+mod lazy;
 mod ml;
 mod persist;
 #[cfg(feature = "polars")]

@@ -297,7 +297,7 @@ async fn bad_training_input_names_the_culprit() {
 }
 
 /// Seeded binary classification data: `x` in 4 dimensions, `label` drawn from a logistic model.
-fn labelled(n: usize, seed: u64) -> (Vec<Vec<f64>>, Vec<f64>) {
+pub fn labelled(n: usize, seed: u64) -> (Vec<Vec<f64>>, Vec<f64>) {
     let mut rng = StdRng::seed_from_u64(seed);
     let w = [1.5, -2.0, 0.5, 0.0];
     let mut x = Vec::with_capacity(n);
@@ -312,7 +312,7 @@ fn labelled(n: usize, seed: u64) -> (Vec<Vec<f64>>, Vec<f64>) {
     (x, y)
 }
 
-fn labelled_frame(kiln: &Session, x: &[Vec<f64>], y: &[f64]) -> DataFrame {
+pub fn labelled_frame(kiln: &Session, x: &[Vec<f64>], y: &[f64]) -> DataFrame {
     let mut fields: Vec<Field> = (0..4)
         .map(|j| Field::new(format!("x{j}"), DataType::Float64, false))
         .collect();

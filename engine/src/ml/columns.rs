@@ -28,6 +28,14 @@ impl Columns {
         self
     }
 
+    /// The label column, if any (`None` keeps the default).
+    pub(crate) fn label_opt(mut self, column: Option<String>) -> Self {
+        if column.is_some() {
+            self.label = column;
+        }
+        self
+    }
+
     /// The label column (default `label`).
     pub fn label(mut self, column: impl Into<String>) -> Self {
         self.label = Some(column.into());

@@ -10,6 +10,8 @@ use kiln_ml::linear::{
 use kiln_ml::{Algorithm, Precision};
 
 use super::columns::Columns;
+use super::lazy::LazyModel;
+use super::pipeline::Estimator;
 use crate::dataframe::DataFrame;
 use crate::error::Result;
 
@@ -19,7 +21,7 @@ use crate::error::Result;
 /// Parameters are checked before any data moves. The DataFrame's plan then runs once: its
 /// output is cached on the executors as dense partitions for the length of the fit, and every
 /// iteration reads the cache.
-pub trait Fit: Sized + Send + 'static {
+pub trait Fit: Sized + Send + 'static + Into<Estimator> {
     /// The step machine that trains.
     type Algorithm: Algorithm<Model = Self::Model> + 'static;
     /// What training produces.
@@ -64,6 +66,28 @@ pub trait Fit: Sized + Send + 'static {
         }
     }
 }
+
+/// Lazy training, for every [`Fit`] estimator.
+pub trait Train: Fit {
+    /// A [`LazyModel`]: training on `df` (default columns) as a `Train` node of the plan,
+    /// run when something needs the model. Columns are checked now.
+    ///
+    /// # Errors
+    /// Unknown or missing columns.
+    fn train(self, df: &DataFrame) -> Result<LazyModel> {
+        self.train_columns(df, Columns::new())
+    }
+
+    /// As [`train`](Self::train) with the given columns.
+    ///
+    /// # Errors
+    /// Unknown or missing columns.
+    fn train_columns(self, df: &DataFrame, columns: Columns) -> Result<LazyModel> {
+        LazyModel::new(self.into(), df, &columns)
+    }
+}
+
+impl<T: Fit> Train for T {}
 
 impl Fit for KMeans {
     type Algorithm = KMeansTrainer;

@@ -17,6 +17,7 @@ mod columns;
 mod evaluate;
 pub mod features;
 mod fit;
+pub(crate) mod lazy;
 mod models;
 mod pipeline;
 mod training_data;
@@ -28,8 +29,9 @@ pub use features::{
     MinMaxScalerModel, OneHotEncoder, OneHotEncoderModel, StandardScaler, StandardScalerModel,
     StringIndexer, StringIndexerModel, StringOrder, VectorAssembler, VectorAssemblerModel,
 };
-pub use fit::Fit;
+pub use fit::{Fit, Train};
 pub use kiln_ml::metrics::Average;
+pub use lazy::{LazyModel, PredictNode, TrainNode};
 pub use pipeline::{Estimator, EstimatorStage, FittedStage, Pipeline, PipelineModel, Stage};
 pub use training_data::TrainingData;
 

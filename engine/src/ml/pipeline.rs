@@ -75,11 +75,38 @@ impl EstimatorStage {
             (None, Some(features)) => Columns::new().features(features.iter().cloned()),
             (None, None) => Columns::new(),
         };
-        Ok(match &self.estimator {
-            Estimator::KMeans(e) => e.clone().fit_columns(df, columns).await?.into(),
-            Estimator::LinearRegression(e) => e.clone().fit_columns(df, columns).await?.into(),
-            Estimator::LogisticRegression(e) => e.clone().fit_columns(df, columns).await?.into(),
-        })
+        fit_estimator(&self.estimator, df, columns).await
+    }
+}
+
+/// Trains `estimator` on `df`'s `columns`.
+pub(crate) async fn fit_estimator(
+    estimator: &Estimator,
+    df: &DataFrame,
+    columns: Columns,
+) -> Result<Model> {
+    Ok(match estimator {
+        Estimator::KMeans(e) => e.clone().fit_columns(df, columns).await?.into(),
+        Estimator::LinearRegression(e) => e.clone().fit_columns(df, columns).await?.into(),
+        Estimator::LogisticRegression(e) => e.clone().fit_columns(df, columns).await?.into(),
+    })
+}
+
+impl From<KMeans> for Estimator {
+    fn from(e: KMeans) -> Self {
+        Estimator::KMeans(e)
+    }
+}
+
+impl From<LinearRegression> for Estimator {
+    fn from(e: LinearRegression) -> Self {
+        Estimator::LinearRegression(e)
+    }
+}
+
+impl From<LogisticRegression> for Estimator {
+    fn from(e: LogisticRegression) -> Self {
+        Estimator::LogisticRegression(e)
     }
 }
 
