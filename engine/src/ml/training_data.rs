@@ -320,6 +320,24 @@ impl TrainingData {
         release(&self.session, &self.id, &self.cache_root).await
     }
 
+    /// Bytes of the dataset's copy in the cache store (the dense values plus a small header
+    /// per partition: what the executors hold in memory, to within that header).
+    ///
+    /// # Errors
+    /// If the cache store cannot be listed.
+    pub async fn stored_bytes(&self) -> Result<u64> {
+        use futures::TryStreamExt;
+        let root = StoreRoot::resolve(&self.cache_root, &self.session.inner.ctx.runtime_env())?;
+        let prefix = dataset_prefix(&root, &self.id);
+        let sizes: Vec<u64> = root
+            .store
+            .list(Some(&prefix))
+            .map_ok(|m| m.size)
+            .try_collect()
+            .await?;
+        Ok(sizes.iter().sum())
+    }
+
     /// Whether [`release`](Self::release) or [`unpersist`](Self::unpersist) ran.
     pub fn is_released(&self) -> bool {
         self.released.load(Ordering::SeqCst)
