@@ -332,7 +332,7 @@ pub(crate) async fn explain_training(session: &Session, plan: &LogicalPlan) -> R
     Ok(out)
 }
 
-/// A model that is trained when a plan needs it: the result of [`Fit::train`](super::Fit::train).
+/// A model that is trained when a plan needs it: the result of [`Train::train`](super::Train::train).
 #[derive(Debug, Clone)]
 pub struct LazyModel {
     session: Session,

@@ -126,7 +126,7 @@ pub enum Stage {
     /// See [`OneHotEncoder`].
     OneHotEncoder(OneHotEncoder),
     /// A model-training stage.
-    Estimator(EstimatorStage),
+    Estimator(Box<EstimatorStage>),
 }
 
 macro_rules! stage_from {
@@ -146,11 +146,12 @@ stage_from!(
     Imputer => Stage::Imputer,
     StringIndexer => Stage::StringIndexer,
     OneHotEncoder => Stage::OneHotEncoder,
-    EstimatorStage => Stage::Estimator,
-    KMeans => |e| Stage::Estimator(EstimatorStage::new(Estimator::KMeans(e))),
-    LinearRegression => |e| Stage::Estimator(EstimatorStage::new(Estimator::LinearRegression(e))),
+    EstimatorStage => |e| Stage::Estimator(Box::new(e)),
+    KMeans => |e| Stage::Estimator(Box::new(EstimatorStage::new(Estimator::KMeans(e)))),
+    LinearRegression =>
+        |e| Stage::Estimator(Box::new(EstimatorStage::new(Estimator::LinearRegression(e)))),
     LogisticRegression =>
-        |e| Stage::Estimator(EstimatorStage::new(Estimator::LogisticRegression(e))),
+        |e| Stage::Estimator(Box::new(EstimatorStage::new(Estimator::LogisticRegression(e)))),
 );
 
 /// Stages fitted in order (Spark's `Pipeline`).
