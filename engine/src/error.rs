@@ -56,6 +56,14 @@ pub enum EngineError {
         /// The executor's error message.
         message: String,
     },
+    /// Every executor of the session is lost (cluster mode): nothing can run.
+    #[error("all {executors} executors are lost; last: {last}")]
+    AllExecutorsLost {
+        /// How many executors the session had.
+        executors: usize,
+        /// The last loss seen.
+        last: String,
+    },
     /// A shuffle object was missing, truncated or corrupt.
     #[error("shuffle output of stage {stage} (map partition {map_partition}, object '{object}') could not be read: {message}")]
     FetchFailed {

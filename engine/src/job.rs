@@ -245,6 +245,8 @@ struct Job<'a> {
     started: Vec<u32>,
     /// Stages that write to a sink: a retry would write the output twice, so they run once.
     no_retry: HashSet<u32>,
+    /// The last executor loss, for the error when none is left.
+    lost_reason: Option<String>,
     /// Set when the result stage caches its partitions instead of writing them.
     cache: Option<CacheSpec>,
 }
@@ -278,6 +280,7 @@ impl<'a> Job<'a> {
             queue: VecDeque::new(),
             started: Vec::new(),
             no_retry,
+            lost_reason: None,
             cache,
         })
     }
@@ -343,7 +346,9 @@ impl<'a> Job<'a> {
     /// A free slot on the executor with the most free slots, if any. Slots are the session's,
     /// shared by all its jobs.
     fn try_slot(&self) -> Option<(usize, OwnedSemaphorePermit)> {
-        let mut order: Vec<usize> = (0..self.session.slots.len()).collect();
+        let mut order: Vec<usize> = (0..self.session.slots.len())
+            .filter(|i| self.session.executors[*i].is_alive())
+            .collect();
         order.sort_by_key(|i| std::cmp::Reverse(self.session.slots[*i].available_permits()));
         order.into_iter().find_map(|i| {
             Arc::clone(&self.session.slots[i])
@@ -355,14 +360,42 @@ impl<'a> Job<'a> {
 
     /// Waits until any executor has a free slot (all are held by other jobs).
     async fn wait_slot(&self) -> Result<(usize, OwnedSemaphorePermit)> {
-        let waits = self.session.slots.iter().enumerate().map(|(i, s)| {
-            let s = Arc::clone(s);
-            Box::pin(async move { (i, s.acquire_owned().await) })
-        });
-        let ((i, permit), _, _) = futures::future::select_all(waits).await;
-        let permit =
-            permit.map_err(|e| EngineError::Internal(format!("executor slots closed: {e}")))?;
-        Ok((i, permit))
+        loop {
+            let alive: Vec<usize> = (0..self.session.slots.len())
+                .filter(|i| self.session.executors[*i].is_alive())
+                .collect();
+            if alive.is_empty() {
+                return Err(self.all_lost());
+            }
+            let waits = alive.into_iter().map(|i| {
+                let s = Arc::clone(&self.session.slots[i]);
+                Box::pin(async move { (i, s.acquire_owned().await) })
+            });
+            // A lost executor's slots may free up; look again every so often.
+            let picked = tokio::time::timeout(
+                std::time::Duration::from_millis(250),
+                futures::future::select_all(waits),
+            )
+            .await;
+            let Ok(((i, permit), _, _)) = picked else {
+                continue;
+            };
+            let permit =
+                permit.map_err(|e| EngineError::Internal(format!("executor slots closed: {e}")))?;
+            if self.session.executors[i].is_alive() {
+                return Ok((i, permit));
+            }
+        }
+    }
+
+    fn all_lost(&self) -> EngineError {
+        EngineError::AllExecutorsLost {
+            executors: self.session.executors.len(),
+            last: self
+                .lost_reason
+                .clone()
+                .unwrap_or_else(|| "no executor answers".into()),
+        }
     }
 
     fn launch(
@@ -418,6 +451,22 @@ impl<'a> Job<'a> {
                 continue;
             }
             let (stage, partition, attempt) = (task.stage_id, task.partition, task.attempt);
+            let executor = &self.session.executors[exec_idx];
+            if result.is_err() && !executor.is_alive() {
+                // The executor is gone, not the task: run it again elsewhere, without counting
+                // an attempt (its finished outputs are in the object store and stay valid).
+                self.session.note_executor_lost(exec_idx);
+                if let Err(e) = &result {
+                    warn!(job = %self.job_id, stage, partition, executor = %executor.id(), error = %e, "executor lost, rescheduling its task");
+                    self.lost_reason = Some(format!("executor {}: {e}", executor.id()));
+                }
+                if self.session.executors.iter().all(|e| !e.is_alive()) {
+                    failure = Some(self.all_lost());
+                    continue;
+                }
+                self.queue.push_front(task);
+                continue;
+            }
             let status = match result {
                 Ok(status) => status,
                 Err(e) => TaskStatus {

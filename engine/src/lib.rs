@@ -23,6 +23,7 @@
 //! # Ok(()) }
 //! ```
 
+mod cluster;
 mod dataframe;
 mod error;
 mod job;
@@ -34,6 +35,7 @@ mod polars;
 mod read;
 mod session;
 
+pub use cluster::{AUTH_TOKEN_ENV, EXECUTOR_BIN_ENV};
 pub use dataframe::{DataFrame, GroupedDataFrame};
 pub use error::{EngineError, Result};
 pub use kiln_planner::task::ShuffleCompression;

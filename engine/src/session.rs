@@ -10,6 +10,7 @@ use datafusion::datasource::MemTable;
 use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{JsonReadOptions, ParquetReadOptions, SessionConfig, SessionContext};
+use kiln_executor::rpc::AuthToken;
 use kiln_executor::{Executor, ExecutorRuntime, InProcessExecutor};
 use kiln_planner::functions::kiln_udfs;
 use kiln_planner::predict::{ModelRegistry, Predict};
@@ -19,6 +20,7 @@ use object_store::ObjectStore;
 use tokio::sync::Semaphore;
 use url::Url;
 
+use crate::cluster::{Cluster, ClusterOptions, Deployment};
 use crate::dataframe::DataFrame;
 use crate::error::{EngineError, Result};
 use crate::metrics::{Metrics, SessionMetrics};
@@ -38,6 +40,8 @@ pub struct SessionBuilder {
     cache_root: Option<String>,
     shuffle_compression: Option<ShuffleCompression>,
     stores: Vec<(Url, Arc<dyn ObjectStore>)>,
+    deployment: Deployment,
+    cluster: ClusterOptions,
 }
 
 impl Default for SessionBuilder {
@@ -57,6 +61,8 @@ impl Default for SessionBuilder {
             cache_root: None,
             shuffle_compression: None,
             stores: Vec::new(),
+            deployment: Deployment::Embedded,
+            cluster: ClusterOptions::default(),
         }
     }
 }
@@ -137,6 +143,49 @@ impl SessionBuilder {
         self
     }
 
+    /// Runs the executors as `executors` separate processes on this machine (Spark's
+    /// `local-cluster`): the driver listens on a loopback port with a fresh random token,
+    /// starts `kiln executor` children (the `kiln` binary next to this program, or
+    /// `$KILN_EXECUTOR_BIN`) and stops them with the session. The shuffle and cache roots must
+    /// be visible to every process (a directory or a cloud store, not `memory://`).
+    pub fn local_cluster(mut self, executors: usize) -> Self {
+        self.executors = executors;
+        self.deployment = Deployment::LocalCluster { executors };
+        self
+    }
+
+    /// Listens on `addr` for executors started elsewhere (`kiln executor --driver URL`) and
+    /// waits, when building, until `executors` have registered. They must present the token
+    /// from [`auth_token`](Self::auth_token) or `$KILN_AUTH_TOKEN`.
+    pub fn listen(mut self, addr: std::net::SocketAddr, executors: usize) -> Self {
+        self.executors = executors;
+        self.deployment = Deployment::Listen { addr, executors };
+        self
+    }
+
+    /// The cluster's shared secret (default: `$KILN_AUTH_TOKEN` when listening, a random one
+    /// for `local_cluster`).
+    ///
+    /// # Errors
+    /// An empty token.
+    pub fn auth_token(mut self, token: &str) -> Result<Self> {
+        self.cluster.token =
+            Some(
+                AuthToken::new(token).map_err(|reason| EngineError::InvalidParameter {
+                    name: "auth_token",
+                    reason,
+                })?,
+            );
+        Ok(self)
+    }
+
+    /// How long an executor may stay silent before it is declared lost (default 10 s; they
+    /// heartbeat every 500 ms).
+    pub fn heartbeat_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.cluster.heartbeat_timeout = timeout;
+        self
+    }
+
     /// Starts the driver and its executors.
     ///
     /// # Errors
@@ -203,13 +252,36 @@ impl SessionBuilder {
 
         let per_executor_memory = self.memory_limit.map(|m| (m / self.executors).max(1));
         let mut executors: Vec<Arc<dyn Executor>> = Vec::with_capacity(self.executors);
-        for i in 0..self.executors {
-            let rt = runtime_env(Arc::clone(&registry), per_executor_memory)?;
-            let runtime = ExecutorRuntime::new(format!("exec-{i}"), config.clone(), rt);
-            executors.push(Arc::new(InProcessExecutor::new(
-                Arc::new(runtime),
+        let mut cluster = None;
+        if let Deployment::Embedded = self.deployment {
+            for i in 0..self.executors {
+                let rt = runtime_env(Arc::clone(&registry), per_executor_memory)?;
+                let runtime = ExecutorRuntime::new(format!("exec-{i}"), config.clone(), rt);
+                executors.push(Arc::new(InProcessExecutor::new(
+                    Arc::new(runtime),
+                    self.slots_per_executor,
+                )));
+            }
+        } else {
+            if shuffle_root.starts_with("memory://") || cache_root.starts_with("memory://") {
+                return Err(EngineError::InvalidParameter {
+                    name: "shuffle_root",
+                    reason: "executors in other processes cannot see a memory:// store; use a directory or a cloud store URL".into(),
+                });
+            }
+            let started = crate::cluster::start(
+                &self.deployment,
+                &self.cluster,
+                &session_id,
+                &config,
                 self.slots_per_executor,
-            )));
+                per_executor_memory,
+            )
+            .await?;
+            for e in started.membership.all().into_iter().take(self.executors) {
+                executors.push(e);
+            }
+            cluster = Some(started);
         }
 
         let slots = executors
@@ -231,6 +303,8 @@ impl SessionBuilder {
                 cache_root,
                 models,
                 metrics: SessionMetrics::default(),
+                cluster,
+                lost: Default::default(),
                 owned_dir,
             }),
         })
@@ -390,6 +464,10 @@ pub(crate) struct SessionInner {
     pub(crate) metrics: SessionMetrics,
     /// Models callable through `predict(...)`.
     pub(crate) models: Arc<ModelRegistry>,
+    /// The driver endpoint and executor processes in cluster mode.
+    pub(crate) cluster: Option<Cluster>,
+    /// Executors (by index) already counted as lost.
+    lost: std::sync::Mutex<std::collections::HashSet<usize>>,
     owned_dir: Option<PathBuf>,
 }
 
@@ -397,6 +475,20 @@ impl SessionInner {
     pub(crate) fn next_job_id(&self) -> String {
         let n = self.jobs.fetch_add(1, Ordering::Relaxed);
         format!("job-{n}-{}", short_id())
+    }
+}
+
+impl SessionInner {
+    /// Counts executor `index` as lost (once, however many jobs notice).
+    pub(crate) fn note_executor_lost(&self, index: usize) {
+        let new = self
+            .lost
+            .lock()
+            .map(|mut l| l.insert(index))
+            .unwrap_or(false);
+        if new {
+            self.metrics.executors_lost.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -444,6 +536,15 @@ impl Session {
         Self::builder().build().await
     }
 
+    /// A session whose `executors` run as separate processes on this machine (see
+    /// [`SessionBuilder::local_cluster`]).
+    ///
+    /// # Errors
+    /// As [`SessionBuilder::build`], or the executor binary cannot be started.
+    pub async fn local_cluster(executors: usize) -> Result<Self> {
+        Self::builder().local_cluster(executors).build().await
+    }
+
     /// A builder for other settings.
     pub fn builder() -> SessionBuilder {
         SessionBuilder::default()
@@ -452,6 +553,21 @@ impl Session {
     /// Session id (names the default shuffle directory).
     pub fn id(&self) -> &str {
         &self.inner.id
+    }
+
+    /// Process ids of the executor processes this session started (`local_cluster`), in
+    /// executor order; empty in the embedded mode.
+    pub fn executor_pids(&self) -> Vec<u32> {
+        self.inner
+            .cluster
+            .as_ref()
+            .map(|c| c.child_pids())
+            .unwrap_or_default()
+    }
+
+    /// The address the driver listens on in cluster mode.
+    pub fn driver_addr(&self) -> Option<std::net::SocketAddr> {
+        self.inner.cluster.as_ref().map(|c| c.addr)
     }
 
     /// Number of executors.

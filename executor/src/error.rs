@@ -70,6 +70,14 @@ pub enum ExecError {
     /// A training kernel or the training data failed (bad column, invalid label, ...).
     #[error(transparent)]
     Ml(#[from] kiln_ml::MlError),
+    /// An executor in another process stopped answering or closed its connection.
+    #[error("executor {executor} lost: {reason}")]
+    ExecutorLost {
+        /// The executor's id.
+        executor: String,
+        /// What the driver saw.
+        reason: String,
+    },
     /// A bug in Kiln.
     #[error("internal executor error: {0}")]
     Internal(String),

@@ -24,6 +24,11 @@ pub trait Executor: Send + Sync + fmt::Debug {
     /// How many tasks it runs at once.
     fn slots(&self) -> usize;
 
+    /// Whether the executor can still be reached (an in-process one always can).
+    fn is_alive(&self) -> bool {
+        true
+    }
+
     /// Runs a task and returns its status.
     ///
     /// # Errors

@@ -18,9 +18,11 @@ pub mod cache;
 pub mod codec;
 pub mod error;
 pub mod executor;
+pub mod rpc;
 pub mod runtime;
 pub mod shuffle;
 pub mod source;
+pub mod store;
 
 pub use cache::PartitionCache;
 pub use error::{ExecError, Result};

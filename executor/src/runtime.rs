@@ -339,7 +339,9 @@ fn kind_of(err: &ExecError) -> FailureKind {
         ExecError::Ml(_) => FailureKind::UserError,
         ExecError::Arrow(e) => arrow_kind(e),
         ExecError::DataFusion(e) => datafusion_kind(e),
-        ExecError::Internal(_) | ExecError::Io(_) => FailureKind::TaskFailed,
+        ExecError::Internal(_) | ExecError::Io(_) | ExecError::ExecutorLost { .. } => {
+            FailureKind::TaskFailed
+        }
     }
 }
 

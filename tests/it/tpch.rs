@@ -53,7 +53,7 @@ async fn check_all(executors: usize, slots: usize) {
     check_all_on(session(executors, slots).await, executors, slots).await;
 }
 
-async fn check_all_on(kiln: Session, executors: usize, slots: usize) {
+pub async fn check_all_on(kiln: Session, executors: usize, slots: usize) {
     let dir = data_dir();
     let reference = datafusion_context(dir.path()).await;
     register_kiln(&kiln, dir.path()).await;

@@ -265,8 +265,10 @@ impl TrainingData {
     /// Reassigns the partitions of a lost executor to the others, round-robin.
     fn move_partitions_off(&self, lost: usize) -> Result<()> {
         let inner = &self.session.inner;
-        inner.metrics.executors_lost.fetch_add(1, Ordering::Relaxed);
-        let others: Vec<usize> = (0..inner.executors.len()).filter(|e| *e != lost).collect();
+        inner.note_executor_lost(lost);
+        let others: Vec<usize> = (0..inner.executors.len())
+            .filter(|e| *e != lost && inner.executors[*e].is_alive())
+            .collect();
         if others.is_empty() {
             return Err(EngineError::ExecutorLost {
                 executor: inner.executors[lost].id().to_string(),

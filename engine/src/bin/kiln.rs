@@ -1,0 +1,105 @@
+//! The `kiln` binary.
+//!
+//! ```text
+//! kiln executor --driver URL [--slots N] [--memory BYTES] [--id NAME] [--token-file PATH]
+//! ```
+//!
+//! `executor` joins a driver (a session built with `listen` or `local_cluster`) and runs its
+//! tasks until the driver goes away. The shared secret comes from `--token-file` or
+//! `$KILN_AUTH_TOKEN`.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use kiln_executor::rpc::{run_executor, AuthToken, WorkerOptions};
+use kiln_executor::store::EnvObjectStoreRegistry;
+use kiln_executor::ExecutorRuntime;
+
+const USAGE: &str = "usage: kiln executor --driver URL [--slots N] [--memory BYTES] [--id NAME] [--token-file PATH]";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("executor") => match executor(&args[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("kiln executor: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        _ => {
+            eprintln!("{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn executor(args: &[String]) -> Result<(), String> {
+    let mut driver = None;
+    let mut slots = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut memory = None;
+    let mut id = format!("exec-{}", std::process::id());
+    let mut token_file = None;
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))
+        };
+        match flag.as_str() {
+            "--driver" => driver = Some(value()?),
+            "--slots" => {
+                slots = value()?.parse().map_err(|e| format!("--slots: {e}"))?;
+            }
+            "--memory" => {
+                memory = Some(value()?.parse().map_err(|e| format!("--memory: {e}"))?);
+            }
+            "--id" => id = value()?,
+            "--token-file" => token_file = Some(value()?),
+            other => return Err(format!("unknown argument {other}\n{USAGE}")),
+        }
+    }
+    let driver = driver.ok_or_else(|| format!("--driver is required\n{USAGE}"))?;
+    if slots == 0 {
+        return Err("--slots must be >= 1".into());
+    }
+    let token = match token_file {
+        Some(path) => Some(
+            std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read the token file {path}: {e}"))?,
+        ),
+        None => std::env::var(kiln::AUTH_TOKEN_ENV).ok(),
+    }
+    .map(|t| AuthToken::new(&t))
+    .transpose()?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let options = WorkerOptions {
+        driver,
+        token,
+        id,
+        slots,
+        memory_bytes: memory,
+        connect_timeout: Duration::from_secs(30),
+    };
+    runtime
+        .block_on(run_executor(options, move |id, config| {
+            let mut builder = RuntimeEnvBuilder::new()
+                .with_object_store_registry(Arc::new(EnvObjectStoreRegistry::new()));
+            if let Some(limit) = memory {
+                builder = builder.with_memory_limit(limit, 1.0);
+            }
+            let env = builder.build_arc()?;
+            Ok(ExecutorRuntime::new(id, config, env))
+        }))
+        .map_err(|e| e.to_string())?;
+    // Tasks still running belong to a driver that is gone: do not wait for them.
+    runtime.shutdown_timeout(Duration::from_millis(500));
+    Ok(())
+}

@@ -1,0 +1,260 @@
+//! Cluster mode on the driver: the gRPC server executors dial, and `local_cluster` executor
+//! processes started (and stopped) with the session.
+//!
+//! ```text
+//!  SessionBuilder::local_cluster(n)          SessionBuilder::listen(addr).wait_for_executors(n)
+//!     token = random, server on 127.0.0.1:0      token from KILN_AUTH_TOKEN / auth_token(..)
+//!     spawn n × `kiln executor --driver ..`      executors started by the operator
+//!                 └──────────── both: Membership::wait_for(n) ────────────┘
+//!  Session: executors = the RemoteExecutors, in registration order
+//!  drop: Shutdown to every executor, server stopped, children killed if still running
+//! ```
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use datafusion::prelude::SessionConfig;
+use kiln_executor::rpc::proto::driver_server::DriverServer;
+use kiln_executor::rpc::{AuthToken, CheckToken, DriverService, Membership, MAX_MESSAGE_BYTES};
+use tokio::net::TcpListener;
+use tokio::process::{Child, Command};
+use tokio::sync::oneshot;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::interceptor::InterceptedService;
+use tracing::warn;
+
+use crate::error::{EngineError, Result};
+
+/// Environment variable holding the cluster's shared secret.
+pub const AUTH_TOKEN_ENV: &str = "KILN_AUTH_TOKEN";
+
+/// Environment variable naming the `kiln` binary that `local_cluster` starts.
+pub const EXECUTOR_BIN_ENV: &str = "KILN_EXECUTOR_BIN";
+
+/// How the session gets its executors.
+#[derive(Debug, Clone, Default)]
+pub(crate) enum Deployment {
+    /// Executors inside the driver's process (the default).
+    #[default]
+    Embedded,
+    /// `n` executor processes on loopback, started and stopped with the session.
+    LocalCluster { executors: usize },
+    /// Listen on `addr` and wait for `executors` to connect (started by someone else).
+    Listen { addr: SocketAddr, executors: usize },
+}
+
+/// Settings of the cluster modes.
+#[derive(Debug, Clone)]
+pub(crate) struct ClusterOptions {
+    pub(crate) token: Option<AuthToken>,
+    pub(crate) heartbeat: Duration,
+    pub(crate) heartbeat_timeout: Duration,
+    pub(crate) register_timeout: Duration,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        Self {
+            token: None,
+            heartbeat: Duration::from_millis(500),
+            heartbeat_timeout: Duration::from_secs(10),
+            register_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A running driver endpoint and what it owns.
+pub(crate) struct Cluster {
+    pub(crate) membership: Arc<Membership>,
+    pub(crate) addr: SocketAddr,
+    stop: Mutex<Option<oneshot::Sender<()>>>,
+    children: Mutex<Vec<Child>>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("addr", &self.addr)
+            .field("membership", &self.membership)
+            .finish()
+    }
+}
+
+impl Cluster {
+    /// Process ids of the executor processes this session started.
+    pub(crate) fn child_pids(&self) -> Vec<u32> {
+        self.children
+            .lock()
+            .map(|c| c.iter().filter_map(Child::id).collect())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let membership = Arc::clone(&self.membership);
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move { membership.shutdown("session closed").await });
+        }
+        if let Some(stop) = self.stop.lock().ok().and_then(|mut s| s.take()) {
+            let _ = stop.send(());
+        }
+        // Children are started with kill_on_drop: dropping them ends any that are left.
+        if let Ok(mut children) = self.children.lock() {
+            for c in children.iter_mut() {
+                let _ = c.start_kill();
+            }
+        }
+    }
+}
+
+/// Starts the driver endpoint for `deployment` and waits for its executors.
+pub(crate) async fn start(
+    deployment: &Deployment,
+    options: &ClusterOptions,
+    session_id: &str,
+    config: &SessionConfig,
+    slots_per_executor: usize,
+    memory_per_executor: Option<usize>,
+) -> Result<Cluster> {
+    let (bind, executors, spawn) = match deployment {
+        Deployment::Embedded => {
+            return Err(EngineError::Internal("embedded mode has no cluster".into()))
+        }
+        Deployment::LocalCluster { executors } => {
+            (SocketAddr::from(([127, 0, 0, 1], 0)), *executors, true)
+        }
+        Deployment::Listen { addr, executors } => (*addr, *executors, false),
+    };
+    let token = match (&options.token, spawn) {
+        (Some(t), _) => Some(t.clone()),
+        (None, true) => Some(AuthToken::generate()),
+        (None, false) => match std::env::var(AUTH_TOKEN_ENV) {
+            Ok(t) => Some(AuthToken::new(&t).map_err(|reason| EngineError::InvalidParameter {
+                name: "auth_token",
+                reason: format!("{AUTH_TOKEN_ENV}: {reason}"),
+            })?),
+            Err(_) => {
+                return Err(EngineError::InvalidParameter {
+                    name: "auth_token",
+                    reason: format!(
+                        "a listening driver needs a shared secret: set {AUTH_TOKEN_ENV} or SessionBuilder::auth_token"
+                    ),
+                })
+            }
+        },
+    };
+    let entries: Vec<(String, String)> = config
+        .options()
+        .entries()
+        .into_iter()
+        .filter_map(|e| e.value.map(|v| (e.key, v)))
+        .collect();
+    let membership = Membership::new(
+        session_id.to_string(),
+        entries,
+        options.heartbeat,
+        options.heartbeat_timeout,
+    );
+    let listener = TcpListener::bind(bind).await?;
+    let addr = listener.local_addr()?;
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let check = CheckToken(
+        token
+            .clone()
+            .ok_or_else(|| EngineError::Internal("cluster mode always has a token".into()))?,
+    );
+    let router = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(2)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(6)))
+        .tcp_nodelay(true)
+        .add_service(InterceptedService::new(
+            DriverServer::new(DriverService::new(Arc::clone(&membership)))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            check,
+        ));
+    tokio::spawn(async move {
+        let incoming = TcpListenerStream::new(listener);
+        if let Err(e) = router
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = stop_rx.await;
+            })
+            .await
+        {
+            warn!(error = %e, "driver endpoint stopped");
+        }
+    });
+    let cluster = Cluster {
+        membership: Arc::clone(&membership),
+        addr,
+        stop: Mutex::new(Some(stop_tx)),
+        children: Mutex::new(Vec::new()),
+    };
+    if spawn {
+        let bin = executor_binary()?;
+        let token = token
+            .as_ref()
+            .map(|t| t.expose().to_string())
+            .unwrap_or_default();
+        for i in 0..executors {
+            let mut cmd = Command::new(&bin);
+            cmd.arg("executor")
+                .arg("--driver")
+                .arg(format!("http://{addr}"))
+                .arg("--slots")
+                .arg(slots_per_executor.to_string())
+                .arg("--id")
+                .arg(format!("exec-{i}"))
+                .env(AUTH_TOKEN_ENV, &token)
+                .kill_on_drop(true)
+                .stdin(std::process::Stdio::null());
+            if let Some(m) = memory_per_executor {
+                cmd.arg("--memory").arg(m.to_string());
+            }
+            let child = cmd.spawn().map_err(|e| EngineError::InvalidParameter {
+                name: "local_cluster",
+                reason: format!("cannot start the executor binary {bin:?}: {e}"),
+            })?;
+            if let Ok(mut c) = cluster.children.lock() {
+                c.push(child);
+            }
+        }
+    }
+    membership
+        .wait_for(executors, options.register_timeout)
+        .await
+        .map_err(|e| EngineError::InvalidParameter {
+            name: "executors",
+            reason: e.to_string(),
+        })?;
+    Ok(cluster)
+}
+
+/// The `kiln` binary: `$KILN_EXECUTOR_BIN`, else `kiln` next to the running program or one
+/// directory up (where Cargo puts binaries relative to test executables).
+fn executor_binary() -> Result<PathBuf> {
+    if let Ok(p) = std::env::var(EXECUTOR_BIN_ENV) {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe()?;
+    let name = format!("kiln{}", std::env::consts::EXE_SUFFIX);
+    let candidates = exe
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .map(|dir| dir.join(&name))
+        .collect::<Vec<_>>();
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .ok_or_else(|| EngineError::InvalidParameter {
+            name: "local_cluster",
+            reason: format!(
+                "the executor binary is not at {candidates:?}: build it with `cargo build -p kiln --bin kiln` or set {EXECUTOR_BIN_ENV}"
+            ),
+        })
+}

@@ -1,0 +1,247 @@
+//! Cluster mode: executors as separate processes on loopback (`local_cluster`), the same
+//! answers and models as the embedded mode, and recovery when executors are killed.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kiln::ml::{Fit, KMeans, KMeansInit, LogisticRegression};
+use kiln::Session;
+
+use crate::common::{rows, sorted_rows};
+use crate::ml::{labelled, labelled_frame};
+
+/// A local cluster of `executors` processes × `slots`.
+pub async fn cluster(executors: usize, slots: usize) -> Session {
+    Session::builder()
+        .local_cluster(executors)
+        .slots_per_executor(slots)
+        .build()
+        .await
+        .expect("local cluster starts")
+}
+
+fn kill(pid: u32) {
+    let status = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -9 {pid}");
+}
+
+fn running(pid: u32) -> bool {
+    // A zombie (killed, not yet reaped) has state Z.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .map(|rest| !rest.trim_start().starts_with('Z'))
+                .unwrap_or(false)
+        })
+        .unwrap_or(false)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_cluster_runs_queries_in_other_processes() {
+    let kiln = cluster(2, 2).await;
+    assert_eq!(kiln.executor_count(), 2);
+    let pids = kiln.executor_pids();
+    assert_eq!(pids.len(), 2);
+    assert!(pids.iter().all(|p| *p != std::process::id() && running(*p)));
+    let df = kiln
+        .sql("SELECT x % 7 AS k, count(*) AS n, sum(x) AS s FROM (SELECT value AS x FROM generate_series(1, 100000)) GROUP BY k ORDER BY k")
+        .await
+        .unwrap();
+    let got = rows(&df.collect().await.unwrap());
+    assert_eq!(got.len(), 7);
+    assert_eq!(got[0], ["0", "14285", "714264285"]);
+    drop(df);
+    drop(kiln);
+    // The executors leave with the session.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pids.iter().any(|p| running(*p)) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        pids.iter().all(|p| !running(*p)),
+        "executors outlived the session"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tpch_on_a_local_cluster_of_two() {
+    crate::tpch::check_all_on(cluster(2, 2).await, 2, 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tpch_on_a_local_cluster_of_four() {
+    crate::tpch::check_all_on(cluster(4, 1).await, 4, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_on_a_local_cluster_equal_the_embedded_ones_bit_for_bit() {
+    let (x, y) = labelled(2400, 5);
+    let mut fits = Vec::new();
+    for kiln in [
+        crate::common::session(1, 4).await,
+        cluster(2, 2).await,
+        cluster(4, 1).await,
+    ] {
+        let df = labelled_frame(&kiln, &x, &y);
+        let logistic = LogisticRegression::new()
+            .reg_param(0.05)
+            .max_iter(50)
+            .fit(&df)
+            .await
+            .unwrap();
+        let km = KMeans::new(3)
+            .init(KMeansInit::Random)
+            .seed(9)
+            .max_iter(10)
+            .fit(&df)
+            .await
+            .unwrap();
+        let bits: Vec<u64> = logistic
+            .coefficient_matrix()
+            .as_slice()
+            .iter()
+            .chain(logistic.intercepts())
+            .chain(km.centers().iter().flatten())
+            .map(|v| v.to_bits())
+            .collect();
+        fits.push(bits);
+    }
+    assert_eq!(fits[0], fits[1], "local_cluster(2) differs from embedded");
+    assert_eq!(fits[0], fits[2], "local_cluster(4) differs from embedded");
+}
+
+/// TPC-H Q3-like multi-stage query over generated data, for the kill tests.
+const KILL_QUERY: &str = "SELECT o.k, count(*) AS n, sum(l.v) AS s \
+    FROM (SELECT value % 5000 AS k, value AS id FROM generate_series(1, 200000)) o \
+    JOIN (SELECT value % 200000 + 1 AS id, CAST(value % 97 AS DOUBLE) AS v FROM generate_series(1, 400000)) l \
+    ON o.id = l.id GROUP BY o.k ORDER BY n DESC, o.k LIMIT 50";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_executor_does_not_change_the_answer() {
+    // Ten seeded kill points during a multi-stage query on 4 executors: the result equals the
+    // fault-free run every time.
+    let expected = {
+        let kiln = crate::common::session(2, 2).await;
+        sorted_rows(&kiln.sql(KILL_QUERY).await.unwrap().collect().await.unwrap())
+    };
+    let mut seed: u64 = 0x5eed;
+    let mut lost_during_query = 0;
+    for round in 0..10 {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let delay = Duration::from_millis(20 + (seed >> 33) % 400);
+        let victim = ((seed >> 20) % 4) as usize;
+        let kiln = Session::builder()
+            .local_cluster(4)
+            .slots_per_executor(1)
+            .broadcast_threshold(0)
+            .build()
+            .await
+            .unwrap();
+        let pid = kiln.executor_pids()[victim];
+        let killer = tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            kill(pid);
+        });
+        let got = kiln.sql(KILL_QUERY).await.unwrap().collect().await;
+        killer.await.unwrap();
+        let got = got.unwrap_or_else(|e| panic!("round {round} (kill after {delay:?}): {e}"));
+        assert_eq!(
+            sorted_rows(&got),
+            expected,
+            "round {round}, kill after {delay:?}"
+        );
+        lost_during_query += usize::from(kiln.metrics().executors_lost > 0);
+    }
+    // Most kill points must land while the query runs, or the test proves nothing.
+    assert!(
+        lost_during_query >= 5,
+        "only {lost_during_query} of 10 kills hit a running query"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_executor_during_training_leaves_the_model_unchanged() {
+    let (x, y) = labelled(3000, 12);
+    let fit = |kiln: Arc<Session>, victim: Option<(usize, Duration)>| {
+        let (x, y) = (x.clone(), y.clone());
+        async move {
+            let df = labelled_frame(&kiln, &x, &y);
+            let data = df
+                .cache_training(&kiln::ml::Columns::new(), true, kiln::ml::Precision::F64)
+                .await
+                .unwrap();
+            if let Some((i, delay)) = victim {
+                let pid = kiln.executor_pids()[i];
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    kill(pid);
+                });
+            }
+            let km = data
+                .fit(
+                    KMeans::new(4)
+                        .init(KMeansInit::Centers(x[..4].to_vec()))
+                        .tol(0.0)
+                        .max_iter(60)
+                        .build()
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            let lr = data
+                .fit(
+                    LogisticRegression::new()
+                        .reg_param(0.01)
+                        .tol(0.0)
+                        .max_iter(60),
+                )
+                .await
+                .unwrap();
+            let bits: Vec<u64> = km
+                .centers()
+                .iter()
+                .flatten()
+                .chain(lr.coefficient_matrix().as_slice())
+                .map(|v| v.to_bits())
+                .collect();
+            bits
+        }
+    };
+    let clean = fit(Arc::new(cluster(2, 2).await), None).await;
+    let kiln = Arc::new(cluster(2, 2).await);
+    let faulty = fit(Arc::clone(&kiln), Some((1, Duration::from_millis(30)))).await;
+    assert_eq!(clean, faulty);
+    assert!(
+        kiln.metrics().executors_lost >= 1,
+        "the executor was not lost"
+    );
+    assert!(kiln.metrics().partitions_reloaded >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_executors_killed_is_an_error_within_30_seconds() {
+    let kiln = cluster(2, 1).await;
+    for pid in kiln.executor_pids() {
+        kill(pid);
+    }
+    let start = Instant::now();
+    let err = kiln
+        .sql("SELECT count(*) FROM generate_series(1, 1000)")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap_err();
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(err.to_string().contains("executors are lost"), "{err}");
+}
