@@ -245,3 +245,117 @@ async fn all_executors_killed_is_an_error_within_30_seconds() {
     );
     assert!(err.to_string().contains("executors are lost"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rpc_without_the_right_token_is_unauthenticated() {
+    // The methods come from the service definition itself, so a new RPC cannot slip through.
+    let proto_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../executor/proto");
+    let files = protox::compile([format!("{proto_dir}/kiln.proto")], [proto_dir]).unwrap();
+    let kiln = cluster(1, 1).await;
+    let addr = kiln.driver_addr().unwrap();
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut methods = Vec::new();
+    for file in &files.file {
+        for service in &file.service {
+            for method in &service.method {
+                methods.push((
+                    format!("/{}.{}/{}", file.package(), service.name(), method.name()),
+                    method.client_streaming(),
+                ));
+            }
+        }
+    }
+    assert!(!methods.is_empty());
+    for (path, client_streaming) in &methods {
+        for token in [None, Some("Bearer wrong"), Some("Basic nothing")] {
+            let mut grpc = tonic::client::Grpc::new(channel.clone());
+            grpc.ready().await.unwrap();
+            let uri = tonic::codegen::http::uri::PathAndQuery::try_from(path.as_str()).unwrap();
+            let codec = tonic_prost::ProstCodec::<(), ()>::default();
+            let status = if *client_streaming {
+                let mut request = tonic::Request::new(tokio_stream::iter(Vec::<()>::new()));
+                if let Some(t) = token {
+                    request
+                        .metadata_mut()
+                        .insert("authorization", t.parse().unwrap());
+                }
+                grpc.streaming(request, uri, codec).await.err()
+            } else {
+                let mut request = tonic::Request::new(());
+                if let Some(t) = token {
+                    request
+                        .metadata_mut()
+                        .insert("authorization", t.parse().unwrap());
+                }
+                grpc.unary(request, uri, codec).await.err()
+            };
+            let status = status.unwrap_or_else(|| panic!("{path:?} with {token:?} was accepted"));
+            assert_eq!(
+                status.code(),
+                tonic::Code::Unauthenticated,
+                "{path:?} with {token:?}: {status}"
+            );
+        }
+    }
+    // The cluster still works for its own executors.
+    assert_eq!(
+        kiln.sql("SELECT 1").await.unwrap().count().await.unwrap(),
+        1
+    );
+}
+
+/// Not a test on its own: the driver process of `executors_exit_when_the_driver_is_killed`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run by executors_exit_when_the_driver_is_killed as its driver process"]
+async fn driver_process_for_the_kill_test() {
+    if std::env::var("KILN_TEST_DRIVER_ROLE").is_err() {
+        return;
+    }
+    let kiln = cluster(2, 1).await;
+    let pids: Vec<String> = kiln.executor_pids().iter().map(u32::to_string).collect();
+    println!("PIDS {}", pids.join(" "));
+    use std::io::Write;
+    std::io::stdout().flush().unwrap();
+    tokio::time::sleep(Duration::from_secs(120)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executors_exit_when_the_driver_is_killed() {
+    use std::io::BufRead;
+    let mut driver = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "cluster::driver_process_for_the_kill_test",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("KILN_TEST_DRIVER_ROLE", "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = driver.stdout.take().unwrap();
+    let pids: Vec<u32> = std::io::BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.strip_prefix("PIDS ")
+                .map(|p| p.split(' ').map(|x| x.parse().unwrap()).collect())
+        })
+        .expect("the driver reports its executors");
+    assert_eq!(pids.len(), 2);
+    assert!(pids.iter().all(|p| running(*p)));
+    kill(driver.id());
+    let _ = driver.wait();
+    let start = Instant::now();
+    while pids.iter().any(|p| running(*p)) && start.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        pids.iter().all(|p| !running(*p)),
+        "executors still running 10 s after the driver died"
+    );
+}
