@@ -11,6 +11,7 @@
 //! the accepted attempt's output is ever read. When the job ends, its shuffle prefix is deleted.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::Ordering as AtomicOrdering;
 use std::sync::Arc;
 
 use arrow::record_batch::RecordBatch;
@@ -249,6 +250,13 @@ struct Job<'a> {
     lost_reason: Option<String>,
     /// Set when the result stage caches its partitions instead of writing them.
     cache: Option<CacheSpec>,
+    /// The first definition of every queued task, to run a map task again when its output
+    /// cannot be fetched.
+    definitions: HashMap<(u32, u32), TaskDefinition>,
+    /// Tasks that could not fetch an upstream output, waiting for it to be computed again.
+    waiting: Vec<TaskDefinition>,
+    /// Recomputations per map output, bounded by the session's attempts.
+    recomputed: HashMap<(u32, u32), u32>,
 }
 
 impl<'a> Job<'a> {
@@ -282,6 +290,9 @@ impl<'a> Job<'a> {
             no_retry,
             lost_reason: None,
             cache,
+            definitions: HashMap::new(),
+            waiting: Vec::new(),
+            recomputed: HashMap::new(),
         })
     }
 
@@ -327,7 +338,7 @@ impl<'a> Job<'a> {
             let is_result = self.graph.result_stage().is_some_and(|r| r.id == id);
             let cache = self.cache.clone().filter(|_| is_result);
             for partition in 0..stage.tasks as u32 {
-                self.queue.push_back(TaskDefinition {
+                let task = TaskDefinition {
                     job_id: self.job_id.clone(),
                     stage_id: id,
                     partition,
@@ -337,10 +348,88 @@ impl<'a> Job<'a> {
                     inputs: inputs.clone(),
                     compression: self.session.shuffle_compression as i32,
                     cache: cache.clone(),
-                });
+                    inject_failure: false,
+                };
+                self.definitions.insert((id, partition), task.clone());
+                self.queue.push_back(task);
             }
         }
         Ok(())
+    }
+
+    /// The current accepted outputs of every stage `stage` reads.
+    fn inputs_of(&self, stage: u32) -> Vec<StageInput> {
+        self.graph
+            .stage(stage)
+            .map(|s| {
+                s.parents
+                    .iter()
+                    .map(|p| StageInput {
+                        stage_id: *p,
+                        maps: self
+                            .outputs
+                            .get(p)
+                            .map(|o| o.iter().flatten().cloned().collect())
+                            .unwrap_or_default(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// A reader could not fetch map output `map_partition` of `stage`: forget it, run its
+    /// map task again (stages are deterministic, so only the missing output is recomputed),
+    /// and park `reader` until the output is back. `false` when that output was already
+    /// recomputed as often as a task may be attempted.
+    fn recompute(&mut self, stage: u32, map_partition: u32, reader: TaskDefinition) -> bool {
+        let metrics = &self.session.metrics;
+        metrics.fetch_failures.fetch_add(1, AtomicOrdering::Relaxed);
+        let slot = self
+            .outputs
+            .get_mut(&stage)
+            .and_then(|o| o.get_mut(map_partition as usize));
+        let Some(slot) = slot else {
+            return false;
+        };
+        if slot.is_some() {
+            let count = self.recomputed.entry((stage, map_partition)).or_insert(0);
+            *count += 1;
+            if *count >= self.session.max_task_attempts {
+                return false;
+            }
+            *slot = None;
+            let Some(mut task) = self.definitions.get(&(stage, map_partition)).cloned() else {
+                return false;
+            };
+            let made = self.attempts.entry((stage, map_partition)).or_insert(0);
+            task.attempt = *made;
+            *made += 1;
+            task.inputs = self.inputs_of(stage);
+            metrics
+                .stage_resubmits
+                .fetch_add(1, AtomicOrdering::Relaxed);
+            warn!(job = %self.job_id, stage, map_partition, "map output lost, computing it again");
+            self.queue.push_front(task);
+        }
+        self.waiting.push(reader);
+        true
+    }
+
+    /// Requeues the parked readers whose inputs are all available again.
+    fn release_waiting(&mut self) {
+        let waiting = std::mem::take(&mut self.waiting);
+        for mut task in waiting {
+            let ready = self
+                .graph
+                .stage(task.stage_id)
+                .is_some_and(|s| s.parents.iter().all(|p| self.stage_done(*p)));
+            if ready {
+                task.inputs = self.inputs_of(task.stage_id);
+                self.queue.push_back(task);
+            } else {
+                self.waiting.push(task);
+            }
+        }
     }
 
     /// A free slot on the executor with the most free slots, if any. Slots are the session's,
@@ -406,8 +495,11 @@ impl<'a> Job<'a> {
     ) -> impl std::future::Future<Output = (usize, TaskDefinition, kiln_executor::Result<TaskStatus>)>
     {
         let executor: Arc<dyn Executor> = Arc::clone(&self.session.executors[exec_idx]);
+        let inject = task.attempt < self.session.inject_failures;
         async move {
-            let result = executor.launch(task.clone()).await;
+            let mut sent = task.clone();
+            sent.inject_failure = inject;
+            let result = executor.launch(sent).await;
             drop(permit);
             (exec_idx, task, result)
         }
@@ -483,6 +575,12 @@ impl<'a> Job<'a> {
             };
             match status.outcome {
                 Some(TaskOutcome::Success(map)) => {
+                    if Some(stage) != self.graph.result_stage().map(|s| s.id) {
+                        self.session
+                            .metrics
+                            .bytes_shuffled
+                            .fetch_add(map.bytes, AtomicOrdering::Relaxed);
+                    }
                     if let Some(slot) = self
                         .outputs
                         .get_mut(&stage)
@@ -492,6 +590,7 @@ impl<'a> Job<'a> {
                     }
                     if self.stage_done(stage) {
                         debug!(job = %self.job_id, stage, "stage done");
+                        self.release_waiting();
                         if let Err(e) = self.start_ready_stages() {
                             failure = Some(e);
                         }
@@ -505,6 +604,10 @@ impl<'a> Job<'a> {
                         made < self.session.max_task_attempts && !self.no_retry.contains(&stage);
                     match f.failure_kind() {
                         FailureKind::TaskFailed if may_retry => {
+                            self.session
+                                .metrics
+                                .task_retries
+                                .fetch_add(1, AtomicOrdering::Relaxed);
                             warn!(job = %self.job_id, stage, partition, attempt, error = %f.message, "task failed, retrying");
                             let mut retry = task;
                             retry.attempt = made;
@@ -518,6 +621,12 @@ impl<'a> Job<'a> {
                                 message: f.message,
                             });
                         }
+                        FailureKind::FetchFailed
+                            if self.recompute(
+                                f.fetch_stage_id,
+                                f.fetch_map_partition,
+                                task.clone(),
+                            ) => {}
                         FailureKind::FetchFailed => {
                             failure = Some(EngineError::FetchFailed {
                                 stage: f.fetch_stage_id,

@@ -42,6 +42,7 @@ pub struct SessionBuilder {
     stores: Vec<(Url, Arc<dyn ObjectStore>)>,
     deployment: Deployment,
     cluster: ClusterOptions,
+    inject_failures: u32,
 }
 
 impl Default for SessionBuilder {
@@ -63,6 +64,7 @@ impl Default for SessionBuilder {
             stores: Vec::new(),
             deployment: Deployment::Embedded,
             cluster: ClusterOptions::default(),
+            inject_failures: 0,
         }
     }
 }
@@ -186,6 +188,14 @@ impl SessionBuilder {
         self
     }
 
+    /// Fault injection, for testing recovery: the first `attempts` attempts of every task
+    /// fail on the executor with a retryable error (default 0). With fewer than
+    /// `max_task_attempts` injected failures, results must not change.
+    pub fn inject_task_failures(mut self, attempts: u32) -> Self {
+        self.inject_failures = attempts;
+        self
+    }
+
     /// Starts the driver and its executors.
     ///
     /// # Errors
@@ -304,6 +314,7 @@ impl SessionBuilder {
                 models,
                 metrics: SessionMetrics::default(),
                 cluster,
+                inject_failures: self.inject_failures,
                 lost: Default::default(),
                 owned_dir,
             }),
@@ -466,6 +477,8 @@ pub(crate) struct SessionInner {
     pub(crate) models: Arc<ModelRegistry>,
     /// The driver endpoint and executor processes in cluster mode.
     pub(crate) cluster: Option<Cluster>,
+    /// Attempts of every task made to fail (fault injection).
+    pub(crate) inject_failures: u32,
     /// Executors (by index) already counted as lost.
     lost: std::sync::Mutex<std::collections::HashSet<usize>>,
     owned_dir: Option<PathBuf>,

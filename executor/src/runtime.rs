@@ -172,6 +172,12 @@ impl ExecutorRuntime {
     }
 
     async fn try_run(&self, task: &TaskDefinition) -> Result<MapStatus> {
+        if task.inject_failure {
+            return Err(ExecError::Internal(format!(
+                "injected failure (stage {} task {} attempt {})",
+                task.stage_id, task.partition, task.attempt
+            )));
+        }
         let task_ctx: Arc<TaskContext> = self.ctx.task_ctx();
         let plan = plan_from_bytes(&task.plan, &task_ctx, self.codec.as_ref())?;
         let root = StoreRoot::resolve(&task.shuffle_root, &self.ctx.runtime_env())?;

@@ -45,6 +45,10 @@ pub struct TaskDefinition {
     /// its partition as dense training data in executor memory and in the cache store.
     #[prost(message, optional, tag = "9")]
     pub cache: Option<CacheSpec>,
+    /// Fault injection for tests: the executor fails this attempt at once with a retryable
+    /// `TaskFailed`, exercising the whole retry path.
+    #[prost(bool, tag = "10")]
+    pub inject_failure: bool,
 }
 
 /// How a cache task materializes its partition (see [`TaskDefinition::cache`]).

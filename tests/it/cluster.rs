@@ -359,3 +359,23 @@ async fn executors_exit_when_the_driver_is_killed() {
         "executors still running 10 s after the driver died"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_failures_are_retried_across_processes() {
+    let query = "SELECT value % 11 AS k, count(*) AS n FROM generate_series(1, 50000) GROUP BY k";
+    let expected = {
+        let kiln = crate::common::session(2, 2).await;
+        sorted_rows(&kiln.sql(query).await.unwrap().collect().await.unwrap())
+    };
+    let kiln = Session::builder()
+        .local_cluster(2)
+        .slots_per_executor(2)
+        .inject_task_failures(1)
+        .build()
+        .await
+        .unwrap();
+    let got = kiln.sql(query).await.unwrap().collect().await.unwrap();
+    assert_eq!(sorted_rows(&got), expected);
+    assert!(kiln.metrics().task_retries >= 2);
+    assert_eq!(kiln.metrics().executors_lost, 0);
+}

@@ -41,6 +41,8 @@ pub(crate) struct InstrumentedStore {
     /// The location of every get and ranged get, in order.
     gets: Mutex<Vec<String>>,
     fault: Mutex<Option<(u32, Fault)>>,
+    /// Damage only first attempts (`{map}-0.arrow`), so a recomputed output is intact.
+    first_attempt_only: std::sync::atomic::AtomicBool,
 }
 
 impl InstrumentedStore {
@@ -51,6 +53,7 @@ impl InstrumentedStore {
             ranged_gets: AtomicUsize::new(0),
             gets: Mutex::new(Vec::new()),
             fault: Mutex::new(None),
+            first_attempt_only: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -92,7 +95,11 @@ impl ObjectStore for InstrumentedStore {
         self.puts.fetch_add(1, Ordering::SeqCst);
         let fault = *self.fault.lock().unwrap();
         let payload = match fault {
-            Some((stage, f)) if Self::stage_of(location) == Some(stage) => {
+            Some((stage, f))
+                if Self::stage_of(location) == Some(stage)
+                    && (!self.first_attempt_only.load(Ordering::SeqCst)
+                        || location.as_ref().ends_with("-0.arrow")) =>
+            {
                 let bytes: Vec<u8> = payload.iter().flat_map(|b| b.iter().copied()).collect();
                 match f {
                     Fault::Drop => {
@@ -279,6 +286,82 @@ async fn corrupted_shuffle_object_is_a_fetch_failure() {
         }
         other => panic!("expected FetchFailed, got {other:?}"),
     }
+}
+
+/// Damages the first attempt of every stage-1 output; the job must recompute them.
+async fn recovered(fault: Fault) {
+    let store = InstrumentedStore::new();
+    *store.fault.lock().unwrap() = Some((1, fault));
+    store.first_attempt_only.store(true, Ordering::SeqCst);
+    let kiln = session_over(Arc::clone(&store), 2).await;
+    let batches = kiln.sql(QUERY).await.unwrap().collect().await.unwrap();
+    assert_eq!(sorted_rows(&batches), expected(), "{fault:?}");
+    let m = kiln.metrics();
+    assert!(m.fetch_failures >= 1, "{fault:?}: {m:?}");
+    assert!(m.stage_resubmits >= 1, "{fault:?}: {m:?}");
+    let left: Vec<_> = store.inner.list(None).collect().await;
+    assert!(left.is_empty(), "shuffle objects left behind: {left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_shuffle_object_is_recomputed() {
+    recovered(Fault::Drop).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncated_shuffle_object_is_recomputed() {
+    recovered(Fault::Truncate).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupted_shuffle_object_is_recomputed() {
+    recovered(Fault::Corrupt).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_task_failures_are_retried_and_counted() {
+    // Every task fails once: same answer, one retry per task.
+    let kiln = Session::builder()
+        .executors(2)
+        .slots_per_executor(2)
+        .inject_task_failures(1)
+        .build()
+        .await
+        .unwrap();
+    let df = kiln.sql(QUERY).await.unwrap();
+    let plan = df.explain().await.unwrap();
+    let tasks: u64 = plan
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("Stage "))
+        .filter_map(|l| l.split('[').nth(1)?.split(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert!(tasks >= 2, "{plan}");
+    let batches = df.collect().await.unwrap();
+    assert_eq!(sorted_rows(&batches), expected());
+    assert_eq!(kiln.metrics().task_retries, tasks);
+    assert!(kiln.metrics().bytes_shuffled > 0);
+
+    // Failing as often as a task may be attempted fails the job, naming the task.
+    let kiln = Session::builder()
+        .executors(2)
+        .inject_task_failures(4)
+        .build()
+        .await
+        .unwrap();
+    let err = kiln.sql(QUERY).await.unwrap().collect().await.unwrap_err();
+    match &err {
+        EngineError::TaskFailed {
+            attempts, message, ..
+        } => {
+            assert_eq!(*attempts, 4);
+            assert!(message.contains("injected failure"), "{message}");
+        }
+        other => panic!("expected TaskFailed, got {other:?}"),
+    }
+    assert!(
+        err.to_string().contains("stage ") && err.to_string().contains(" task "),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
