@@ -12,7 +12,7 @@ if ! command -v cargo-nextest >/dev/null 2>&1; then
 fi
 
 # The Python reference environment (scikit-learn, numpy) the ML suites compare Kiln against,
-# (re)installed whenever tests/python/requirements.txt changes.
+# and moto, the S3-protocol server of the object-store suites; (re)installed whenever tests/python/requirements.txt changes.
 want="$(sha256sum tests/python/requirements.txt | cut -d' ' -f1)"
 if [ ! -x .venv/bin/python ] || [ "$(cat .venv/.requirements.sha 2>/dev/null)" != "$want" ]; then
   step "python reference environment (.venv)"
@@ -26,5 +26,7 @@ step "format";   cargo fmt --all --check
 step "layering"; python3 scripts/check_layering.py
 step "clippy";   cargo clippy --workspace --all-targets --all-features -- -D warnings
 step "docs";     RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
+# The cluster suites start `kiln executor` processes: build the binary first.
+step "kiln binary"; cargo build -p kiln --bin kiln --all-features
 step "tests";    cargo nextest run --workspace --all-targets --all-features --no-fail-fast
 step "doctests"; cargo test --doc --workspace --all-features

@@ -12,5 +12,6 @@ mod persist;
 #[cfg(feature = "polars")]
 mod polars;
 mod properties;
+mod s3;
 mod shuffle;
 mod tpch;
