@@ -1,5 +1,7 @@
-//! TPC-H Q1, Q3 and Q6 through Kiln (embedded, 2 executors, local-directory shuffle) beside
-//! single-node DataFusion, in the same run on the same Parquet files.
+//! TPC-H Q1, Q3 and Q6 through Kiln (embedded, 2 executors, local-directory shuffle), through
+//! Kiln on `local_cluster(2)` (2 executor processes over gRPC), and through single-node
+//! DataFusion, in the same run on the same Parquet files. The cluster run needs the release
+//! `kiln` binary next to this one (`cargo build --release -p kiln --bin kiln`).
 //!
 //! ```text
 //! cargo run --release -p kiln-benches --bin tpch-bench -- [--sf 1] [--dir data/tpch-sf1] [--reps 3]
@@ -87,10 +89,13 @@ async fn run_child(
     let mut times = Vec::new();
     let mut first = String::new();
     match engine {
-        "kiln" => {
+        "kiln" | "kiln-cluster" => {
             let mut builder = Session::builder()
                 .executors(2)
                 .slots_per_executor((cores / 2).max(1));
+            if engine == "kiln-cluster" {
+                builder = builder.local_cluster(2);
+            }
             if let Some(c) = compression {
                 builder = builder.shuffle_compression(match c {
                     "none" => ShuffleCompression::None,
@@ -178,12 +183,12 @@ fn main() -> Result<(), BoxError> {
     );
     let exe = std::env::current_exe()?;
     println!(
-        "| query | DataFusion s | Kiln s | time ratio | DataFusion MiB | Kiln MiB | memory ratio | answers agree |"
+        "| query | DataFusion s | Kiln s | time ratio | DataFusion MiB | Kiln MiB | memory ratio | Kiln local_cluster(2) s | cluster / embedded | answers agree |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for q in QUERIES {
         let mut results = Vec::new();
-        for engine in ["datafusion", "kiln"] {
+        for engine in ["datafusion", "kiln", "kiln-cluster"] {
             let out = Command::new(&exe)
                 .args(["--child", &format!("{engine}:{q}")])
                 .args(["--dir", &args.dir.display().to_string()])
@@ -210,14 +215,17 @@ fn main() -> Result<(), BoxError> {
                 .and_then(|v| v.parse::<f64>().ok())
                 .unwrap_or(f64::NAN)
         };
-        let (df, kiln) = (&results[0], &results[1]);
+        let (df, kiln, cluster) = (&results[0], &results[1], &results[2]);
         let (df_s, kiln_s) = (num(df, "seconds"), num(kiln, "seconds"));
+        let cluster_s = num(cluster, "seconds");
         let (df_m, kiln_m) = (num(df, "peak_rss_mib"), num(kiln, "peak_rss_mib"));
-        let agree = field(df, "first_row") == field(kiln, "first_row");
+        let agree = field(df, "first_row") == field(kiln, "first_row")
+            && field(df, "first_row") == field(cluster, "first_row");
         println!(
-            "| Q{q} | {df_s:.3} | {kiln_s:.3} | {:.2}x | {df_m:.0} | {kiln_m:.0} | {:.2}x | {} |",
+            "| Q{q} | {df_s:.3} | {kiln_s:.3} | {:.2}x | {df_m:.0} | {kiln_m:.0} | {:.2}x | {cluster_s:.3} | {:.2}x | {} |",
             kiln_s / df_s,
             kiln_m / df_m,
+            cluster_s / kiln_s,
             if agree { "yes" } else { "NO" }
         );
     }
