@@ -23,6 +23,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Identity, ServerTlsConfig};
 use tracing::warn;
 
 use crate::error::{EngineError, Result};
@@ -52,6 +53,11 @@ pub(crate) struct ClusterOptions {
     pub(crate) heartbeat: Duration,
     pub(crate) heartbeat_timeout: Duration,
     pub(crate) register_timeout: Duration,
+    /// TLS: PEM certificate chain and private key of the driver, and the authority that
+    /// issued them (what `local_cluster` children trust).
+    pub(crate) tls: Option<(PathBuf, PathBuf, PathBuf)>,
+    /// Object-store retries handed to `local_cluster` children.
+    pub(crate) store_retries: Option<(usize, Duration)>,
 }
 
 impl Default for ClusterOptions {
@@ -61,6 +67,8 @@ impl Default for ClusterOptions {
             heartbeat: Duration::from_millis(500),
             heartbeat_timeout: Duration::from_secs(10),
             register_timeout: Duration::from_secs(60),
+            tls: None,
+            store_retries: None,
         }
     }
 }
@@ -166,7 +174,23 @@ pub(crate) async fn start(
             .clone()
             .ok_or_else(|| EngineError::Internal("cluster mode always has a token".into()))?,
     );
-    let router = tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some((cert, key, _)) = &options.tls {
+        let read = |p: &PathBuf| {
+            std::fs::read(p).map_err(|e| EngineError::InvalidParameter {
+                name: "tls",
+                reason: format!("cannot read {}: {e}", p.display()),
+            })
+        };
+        let identity = Identity::from_pem(read(cert)?, read(key)?);
+        server = server
+            .tls_config(ServerTlsConfig::new().identity(identity))
+            .map_err(|e| EngineError::InvalidParameter {
+                name: "tls",
+                reason: e.to_string(),
+            })?;
+    }
+    let router = server
         .http2_keepalive_interval(Some(Duration::from_secs(2)))
         .http2_keepalive_timeout(Some(Duration::from_secs(6)))
         .tcp_nodelay(true)
@@ -201,9 +225,14 @@ pub(crate) async fn start(
             .unwrap_or_default();
         for i in 0..executors {
             let mut cmd = Command::new(&bin);
+            let scheme = if options.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
             cmd.arg("executor")
                 .arg("--driver")
-                .arg(format!("http://{addr}"))
+                .arg(format!("{scheme}://{addr}"))
                 .arg("--slots")
                 .arg(slots_per_executor.to_string())
                 .arg("--id")
@@ -214,6 +243,19 @@ pub(crate) async fn start(
             if let Some(m) = memory_per_executor {
                 cmd.arg("--memory").arg(m.to_string());
             }
+            if let Some((n, t)) = options.store_retries {
+                cmd.env(kiln_executor::store::MAX_RETRIES_ENV, n.to_string())
+                    .env(
+                        kiln_executor::store::RETRY_TIMEOUT_ENV,
+                        t.as_secs().to_string(),
+                    );
+            }
+            if let Some((_, _, ca)) = &options.tls {
+                cmd.arg("--tls-ca")
+                    .arg(ca)
+                    .arg("--tls-domain")
+                    .arg("localhost");
+            }
             let child = cmd.spawn().map_err(|e| EngineError::InvalidParameter {
                 name: "local_cluster",
                 reason: format!("cannot start the executor binary {bin:?}: {e}"),
@@ -223,13 +265,37 @@ pub(crate) async fn start(
             }
         }
     }
-    membership
-        .wait_for(executors, options.register_timeout)
-        .await
-        .map_err(|e| EngineError::InvalidParameter {
-            name: "executors",
-            reason: e.to_string(),
-        })?;
+    // Wait for the executors, failing fast if a child exits before it registers.
+    let deadline = std::time::Instant::now() + options.register_timeout;
+    loop {
+        let step = Duration::from_millis(200);
+        if membership.wait_for(executors, step).await.is_ok() {
+            break;
+        }
+        let exited = cluster.children.lock().ok().and_then(|mut children| {
+            children
+                .iter_mut()
+                .find_map(|c| c.try_wait().ok().flatten())
+        });
+        if let Some(status) = exited {
+            return Err(EngineError::InvalidParameter {
+                name: "local_cluster",
+                reason: format!(
+                    "an executor process exited before registering ({status}); its stderr says why"
+                ),
+            });
+        }
+        if std::time::Instant::now() >= deadline {
+            let connected = membership.all().len();
+            return Err(EngineError::InvalidParameter {
+                name: "executors",
+                reason: format!(
+                    "{connected} of {executors} executors registered within {:?}",
+                    options.register_timeout
+                ),
+            });
+        }
+    }
     Ok(cluster)
 }
 

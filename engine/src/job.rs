@@ -27,7 +27,7 @@ use kiln_planner::task::{
 };
 use kiln_planner::{cut_stages, plan_to_bytes, StageGraph};
 use tokio::sync::OwnedSemaphorePermit;
-use tracing::{debug, warn};
+use tracing::{debug, warn, Instrument};
 
 use crate::error::{EngineError, Result};
 use crate::session::SessionInner;
@@ -90,7 +90,11 @@ where
         job_id: job_id.clone(),
         armed: !session.keep_shuffle_files,
     };
-    let outcome = Job::new(session, graph, job_id.clone(), cache)?.run().await;
+    let span = tracing::info_span!("job", job = %job_id, stages = graph.stages.len());
+    let outcome = Job::new(session, graph, job_id.clone(), cache)?
+        .run()
+        .instrument(span)
+        .await;
     let result = match outcome {
         Ok(result_maps) => finish(root.clone(), result_maps).await,
         Err(e) => Err(e),
@@ -496,6 +500,14 @@ impl<'a> Job<'a> {
     {
         let executor: Arc<dyn Executor> = Arc::clone(&self.session.executors[exec_idx]);
         let inject = task.attempt < self.session.inject_failures;
+        let span = tracing::info_span!(
+            "task",
+            job = %task.job_id,
+            stage = task.stage_id,
+            partition = task.partition,
+            attempt = task.attempt,
+            executor = %executor.id()
+        );
         async move {
             let mut sent = task.clone();
             sent.inject_failure = inject;
@@ -503,6 +515,7 @@ impl<'a> Job<'a> {
             drop(permit);
             (exec_idx, task, result)
         }
+        .instrument(span)
     }
 
     /// Runs every stage; returns the result stage's accepted outputs in partition order.

@@ -43,6 +43,7 @@ pub struct SessionBuilder {
     deployment: Deployment,
     cluster: ClusterOptions,
     inject_failures: u32,
+    store_retries: Option<(usize, std::time::Duration)>,
 }
 
 impl Default for SessionBuilder {
@@ -65,6 +66,7 @@ impl Default for SessionBuilder {
             deployment: Deployment::Embedded,
             cluster: ClusterOptions::default(),
             inject_failures: 0,
+            store_retries: None,
         }
     }
 }
@@ -181,10 +183,32 @@ impl SessionBuilder {
         Ok(self)
     }
 
+    /// Serves executors over TLS with this PEM certificate chain and private key, issued by
+    /// the authority `ca_pem`. Executors then dial `https://` and check the certificate
+    /// (`kiln executor --tls-ca PEM`); `local_cluster` children trust `ca_pem` and expect the
+    /// certificate to name `localhost`.
+    pub fn tls(
+        mut self,
+        cert_pem: impl Into<PathBuf>,
+        key_pem: impl Into<PathBuf>,
+        ca_pem: impl Into<PathBuf>,
+    ) -> Self {
+        self.cluster.tls = Some((cert_pem.into(), key_pem.into(), ca_pem.into()));
+        self
+    }
+
     /// How long an executor may stay silent before it is declared lost (default 10 s; they
     /// heartbeat every 500 ms).
     pub fn heartbeat_timeout(mut self, timeout: std::time::Duration) -> Self {
         self.cluster.heartbeat_timeout = timeout;
+        self
+    }
+
+    /// Retries of requests to cloud object stores: at most `max_retries` within `timeout` of
+    /// the first attempt (default 3 within 30 s, or `KILN_STORE_MAX_RETRIES` /
+    /// `KILN_STORE_RETRY_TIMEOUT_SECS`). `local_cluster` executors get the same settings.
+    pub fn store_retries(mut self, max_retries: usize, timeout: std::time::Duration) -> Self {
+        self.store_retries = Some((max_retries, timeout));
         self
     }
 
@@ -237,8 +261,13 @@ impl SessionBuilder {
         for (url, store) in &self.stores {
             registry.register_store(url, Arc::clone(store));
         }
+        let retry = match self.store_retries {
+            Some((n, t)) => kiln_executor::store::retry_config(n, t),
+            None => kiln_executor::store::retry_from_env(),
+        };
         let stores = StoreResolver {
             registry: Arc::clone(&registry),
+            retry,
         };
         stores.ensure(&shuffle_root)?;
         let cache_root = match &self.cache_root {
@@ -279,9 +308,11 @@ impl SessionBuilder {
                     reason: "executors in other processes cannot see a memory:// store; use a directory or a cloud store URL".into(),
                 });
             }
+            let mut cluster_options = self.cluster.clone();
+            cluster_options.store_retries = self.store_retries;
             let started = crate::cluster::start(
                 &self.deployment,
-                &self.cluster,
+                &cluster_options,
                 &session_id,
                 &config,
                 self.slots_per_executor,
@@ -417,6 +448,8 @@ fn root_url(root: &str) -> Result<String> {
 #[derive(Debug, Clone)]
 pub(crate) struct StoreResolver {
     registry: Arc<DefaultObjectStoreRegistry>,
+    /// Retries of the cloud stores it creates.
+    retry: object_store::RetryConfig,
 }
 
 impl StoreResolver {
@@ -438,20 +471,13 @@ impl StoreResolver {
         let store: Arc<dyn ObjectStore> = match scheme {
             "memory" => Arc::new(InMemory::new()),
             "file" => return Ok(()),
-            _ => {
-                let options = std::env::vars()
-                    .map(|(k, v)| (k.to_ascii_lowercase(), v))
-                    .filter(|(k, _)| {
-                        k.starts_with("aws_") || k.starts_with("google_") || k.starts_with("azure_")
-                    });
-                let (store, _) =
-                    object_store::parse_url_opts(&url, options).map_err(|e| EngineError::Read {
-                        format: "object store",
-                        path: location.to_string(),
-                        reason: e.to_string(),
-                    })?;
-                Arc::from(store)
-            }
+            _ => kiln_executor::store::store_from_env_with(&base_url, self.retry.clone()).map_err(
+                |reason| EngineError::Read {
+                    format: "object store",
+                    path: location.to_string(),
+                    reason,
+                },
+            )?,
         };
         self.registry.register_store(&base_url, store);
         Ok(())

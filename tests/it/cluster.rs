@@ -379,3 +379,97 @@ async fn injected_failures_are_retried_across_processes() {
     assert!(kiln.metrics().task_retries >= 2);
     assert_eq!(kiln.metrics().executors_lost, 0);
 }
+
+/// A certificate authority and a `localhost` server certificate it issued, as PEM files in
+/// `dir` (made with the reference venv's `cryptography`).
+fn tls_files(
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let script = r#"
+import datetime, ipaddress, sys
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+out = sys.argv[1]
+now = datetime.datetime.now(datetime.timezone.utc)
+def pem(path, data):
+    open(f"{out}/{path}", "wb").write(data)
+ca_key = ec.generate_private_key(ec.SECP256R1())
+ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kiln test CA")])
+ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+      .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+      .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=1))
+      .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+      .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                     content_commitment=False, key_encipherment=False, data_encipherment=False,
+                     key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+      .sign(ca_key, hashes.SHA256()))
+key = ec.generate_private_key(ec.SECP256R1())
+cert = (x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                       x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256()))
+pem("ca.pem", ca.public_bytes(serialization.Encoding.PEM))
+pem("cert.pem", cert.public_bytes(serialization.Encoding.PEM))
+pem("key.pem", key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                 serialization.NoEncryption()))
+"#;
+    let status = std::process::Command::new(kiln_tests::reference::python())
+        .args(["-c", script, dir.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "certificate generation failed");
+    (
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+        dir.join("ca.pem"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_cluster_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, ca) = tls_files(dir.path());
+    let kiln = Session::builder()
+        .local_cluster(2)
+        .tls(&cert, &key, &ca)
+        .build()
+        .await
+        .unwrap();
+    let n = kiln
+        .sql("SELECT value % 3 AS k, count(*) FROM generate_series(1, 3000) GROUP BY k")
+        .await
+        .unwrap()
+        .count()
+        .await
+        .unwrap();
+    assert_eq!(n, 3);
+    // A plaintext client cannot even start a call.
+    let addr = kiln.driver_addr().unwrap();
+    let plain = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await;
+    if let Ok(channel) = plain {
+        let mut grpc = tonic::client::Grpc::new(channel);
+        let ready = tokio::time::timeout(Duration::from_secs(5), async {
+            grpc.ready().await?;
+            let path = tonic::codegen::http::uri::PathAndQuery::from_static("/kiln.v1.Driver/Join");
+            grpc.streaming(
+                tonic::Request::new(tokio_stream::iter(Vec::<()>::new())),
+                path,
+                tonic_prost::ProstCodec::<(), ()>::default(),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|s| Box::new(s) as Box<dyn std::error::Error + Send + Sync>)
+        })
+        .await;
+        assert!(!matches!(ready, Ok(Ok(()))), "a plaintext call got through");
+    }
+}

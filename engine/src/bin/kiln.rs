@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! kiln executor --driver URL [--slots N] [--memory BYTES] [--id NAME] [--token-file PATH]
+//!               [--tls-ca PEM [--tls-domain NAME]]
 //! ```
 //!
 //! `executor` joins a driver (a session built with `listen` or `local_cluster`) and runs its
@@ -13,11 +14,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use kiln_executor::rpc::{run_executor, AuthToken, WorkerOptions};
+use kiln_executor::rpc::{run_executor, AuthToken, ClientTls, WorkerOptions};
 use kiln_executor::store::EnvObjectStoreRegistry;
 use kiln_executor::ExecutorRuntime;
 
-const USAGE: &str = "usage: kiln executor --driver URL [--slots N] [--memory BYTES] [--id NAME] [--token-file PATH]";
+const USAGE: &str = "usage: kiln executor --driver URL [--slots N] [--memory BYTES] [--id NAME] [--token-file PATH] [--tls-ca PEM [--tls-domain NAME]]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -42,6 +43,8 @@ fn executor(args: &[String]) -> Result<(), String> {
     let mut memory = None;
     let mut id = format!("exec-{}", std::process::id());
     let mut token_file = None;
+    let mut tls_ca = None;
+    let mut tls_domain = None;
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let mut value = || {
@@ -59,6 +62,8 @@ fn executor(args: &[String]) -> Result<(), String> {
             }
             "--id" => id = value()?,
             "--token-file" => token_file = Some(value()?),
+            "--tls-ca" => tls_ca = Some(value()?),
+            "--tls-domain" => tls_domain = Some(value()?),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
     }
@@ -87,6 +92,14 @@ fn executor(args: &[String]) -> Result<(), String> {
         slots,
         memory_bytes: memory,
         connect_timeout: Duration::from_secs(30),
+        tls: match tls_ca {
+            Some(path) => Some(ClientTls {
+                ca_pem: std::fs::read(&path)
+                    .map_err(|e| format!("cannot read the TLS authority {path}: {e}"))?,
+                domain: tls_domain,
+            }),
+            None => None,
+        },
     };
     runtime
         .block_on(run_executor(options, move |id, config| {

@@ -26,7 +26,7 @@ pub mod proto {
 
 pub use auth::{AuthToken, CheckToken, SendToken};
 pub use driver::{DriverService, Membership, RemoteExecutor};
-pub use worker::{run_executor, WorkerOptions};
+pub use worker::{run_executor, ClientTls, WorkerOptions};
 
 /// Largest message either side accepts (plans carry in-memory batches and model files).
 pub const MAX_MESSAGE_BYTES: usize = 256 << 20;

@@ -10,7 +10,7 @@ use kiln_planner::task::{KernelRequest, TaskDefinition, WireMessage};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
-use tonic::transport::Endpoint;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 use tracing::{info, warn};
 
 use super::auth::{AuthToken, SendToken};
@@ -37,6 +37,18 @@ pub struct WorkerOptions {
     pub memory_bytes: Option<usize>,
     /// How long to keep trying to reach the driver at start.
     pub connect_timeout: Duration,
+    /// TLS: the PEM certificate authority that signed the driver's certificate, and the name
+    /// to check it against (`None`: plaintext).
+    pub tls: Option<ClientTls>,
+}
+
+/// How an executor checks the driver's TLS certificate.
+#[derive(Debug, Clone)]
+pub struct ClientTls {
+    /// PEM of the certificate authority (or the driver's self-signed certificate).
+    pub ca_pem: Vec<u8>,
+    /// The name the certificate must carry (default: the driver URL's host).
+    pub domain: Option<String>,
 }
 
 /// Connects to the driver and serves it until it closes the stream, asks the executor to
@@ -50,8 +62,18 @@ pub async fn run_executor(
     options: WorkerOptions,
     make_runtime: impl FnOnce(String, SessionConfig) -> Result<ExecutorRuntime>,
 ) -> Result<()> {
-    let endpoint = Endpoint::from_shared(options.driver.clone())
-        .map_err(|e| ExecError::Internal(format!("bad driver URL '{}': {e}", options.driver)))?
+    let mut endpoint = Endpoint::from_shared(options.driver.clone())
+        .map_err(|e| ExecError::Internal(format!("bad driver URL '{}': {e}", options.driver)))?;
+    if let Some(tls) = &options.tls {
+        let mut config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&tls.ca_pem));
+        if let Some(domain) = &tls.domain {
+            config = config.domain_name(domain.clone());
+        }
+        endpoint = endpoint
+            .tls_config(config)
+            .map_err(|e| ExecError::Internal(format!("TLS settings: {e}")))?;
+    }
+    let endpoint = endpoint
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(2))
