@@ -152,6 +152,28 @@ print(json.dumps({"kmeans_s": km_s, "kmeans_iters": int(km.n_iter_), "peak_mib":
                   "logistic_s": lr_s, "logistic_iters": int(lr.n_iter_[0])}))
 "#;
 
+/// Seconds per kernel round of k-means on 1000 rows: the overhead of one iteration.
+async fn tiny_round_trip(kiln: &Session) -> Result<f64, BoxError> {
+    let tiny = kiln
+        .sql("SELECT CAST(value % 17 AS DOUBLE) AS a, CAST(value % 5 AS DOUBLE) AS b FROM generate_series(1, 1000)")
+        .await?
+        .cache_training(&Columns::new(), false, Precision::F64)
+        .await?;
+    let rounds = kiln.metrics().kernel_rounds;
+    let t = Instant::now();
+    tiny.fit(
+        KMeans::new(2)
+            .init(KMeansInit::Centers(vec![vec![0.0, 0.0], vec![1.0, 1.0]]))
+            .tol(0.0)
+            .max_iter(200)
+            .build()?,
+    )
+    .await?;
+    let per_round = t.elapsed().as_secs_f64() / (kiln.metrics().kernel_rounds - rounds) as f64;
+    tiny.unpersist().await?;
+    Ok(per_round)
+}
+
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let args = parse_args()?;
@@ -221,45 +243,11 @@ async fn main() -> Result<(), BoxError> {
     let kiln_peak = kiln_tests::peak_rss_mib();
     data.unpersist().await?;
 
-    // Round trip on tiny data: what one iteration costs beyond the kernel.
-    let tiny = kiln
-        .sql("SELECT CAST(value % 17 AS DOUBLE) AS a, CAST(value % 5 AS DOUBLE) AS b FROM generate_series(1, 1000)")
-        .await?
-        .cache_training(&Columns::new(), false, Precision::F64)
-        .await?;
-    let rounds = kiln.metrics().kernel_rounds;
-    let t = Instant::now();
-    tiny.fit(
-        KMeans::new(2)
-            .init(KMeansInit::Centers(vec![vec![0.0, 0.0], vec![1.0, 1.0]]))
-            .tol(0.0)
-            .max_iter(200)
-            .build()?,
-    )
-    .await?;
-    let tiny_per_round = t.elapsed().as_secs_f64() / (kiln.metrics().kernel_rounds - rounds) as f64;
-    tiny.unpersist().await?;
-
-    // The same round trip with the executors in 2 other processes (gRPC on loopback).
+    // Round trip on tiny data: what one iteration costs beyond the kernel, embedded and with
+    // the executors in 2 other processes (gRPC on loopback).
+    let tiny_per_round = tiny_round_trip(&kiln).await?;
     let cluster = Session::builder().local_cluster(2).build().await?;
-    let tiny = cluster
-        .sql("SELECT CAST(value % 17 AS DOUBLE) AS a, CAST(value % 5 AS DOUBLE) AS b FROM generate_series(1, 1000)")
-        .await?
-        .cache_training(&Columns::new(), false, Precision::F64)
-        .await?;
-    let rounds = cluster.metrics().kernel_rounds;
-    let t = Instant::now();
-    tiny.fit(
-        KMeans::new(2)
-            .init(KMeansInit::Centers(vec![vec![0.0, 0.0], vec![1.0, 1.0]]))
-            .tol(0.0)
-            .max_iter(200)
-            .build()?,
-    )
-    .await?;
-    let cluster_per_round =
-        t.elapsed().as_secs_f64() / (cluster.metrics().kernel_rounds - rounds) as f64;
-    tiny.unpersist().await?;
+    let cluster_per_round = tiny_round_trip(&cluster).await?;
     drop(cluster);
 
     let out = Command::new(&args.python)

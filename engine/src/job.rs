@@ -322,18 +322,7 @@ impl<'a> Job<'a> {
                 .graph
                 .stage(id)
                 .ok_or_else(|| EngineError::Internal(format!("stage {id} vanished")))?;
-            let inputs = stage
-                .parents
-                .iter()
-                .map(|p| StageInput {
-                    stage_id: *p,
-                    maps: self
-                        .outputs
-                        .get(p)
-                        .map(|o| o.iter().flatten().cloned().collect())
-                        .unwrap_or_default(),
-                })
-                .collect::<Vec<_>>();
+            let inputs = self.inputs_of(id);
             let plan = self
                 .plans
                 .get(&id)

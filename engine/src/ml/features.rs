@@ -218,6 +218,31 @@ fn output_names(inputs: &[String], output: Option<&str>) -> Vec<String> {
     }
 }
 
+/// `input_cols`, `input` and `output` for a transformer with `input: Input` and
+/// `output: Option<String>` fields.
+macro_rules! io_builders {
+    ($verb:literal) => {
+        #[doc = concat!($verb, " these columns.")]
+        pub fn input_cols<I: IntoIterator<Item = S>, S: Into<String>>(mut self, cols: I) -> Self {
+            self.input = Input::Columns(cols.into_iter().map(Into::into).collect());
+            self
+        }
+
+        #[doc = concat!($verb, " this feature group (or the single column of that name).")]
+        pub fn input(mut self, group: impl Into<String>) -> Self {
+            self.input = Input::Group(group.into());
+            self
+        }
+
+        /// Writes to new columns `{group}_{column}`, which form the feature group `group`,
+        /// instead of replacing the inputs.
+        pub fn output(mut self, group: impl Into<String>) -> Self {
+            self.output = Some(group.into());
+            self
+        }
+    };
+}
+
 // ---------------------------------------------------------------------------------------------
 // Affine scalers: out = (x - shift) * factor + offset.
 
@@ -302,24 +327,7 @@ impl StandardScaler {
         }
     }
 
-    /// Scales these columns.
-    pub fn input_cols<I: IntoIterator<Item = S>, S: Into<String>>(mut self, cols: I) -> Self {
-        self.input = Input::Columns(cols.into_iter().map(Into::into).collect());
-        self
-    }
-
-    /// Scales this feature group (or single column).
-    pub fn input(mut self, group: impl Into<String>) -> Self {
-        self.input = Input::Group(group.into());
-        self
-    }
-
-    /// Writes the scaled values to new columns `{group}_{column}`, which form the feature
-    /// group `group`, instead of replacing the inputs.
-    pub fn output(mut self, group: impl Into<String>) -> Self {
-        self.output = Some(group.into());
-        self
-    }
+    io_builders!("Scales");
 
     /// Subtract the mean (default `false`, as in Spark).
     pub fn with_mean(mut self, yes: bool) -> Self {
@@ -467,23 +475,7 @@ impl MinMaxScaler {
         }
     }
 
-    /// Rescales these columns.
-    pub fn input_cols<I: IntoIterator<Item = S>, S: Into<String>>(mut self, cols: I) -> Self {
-        self.input = Input::Columns(cols.into_iter().map(Into::into).collect());
-        self
-    }
-
-    /// Rescales this feature group (or single column).
-    pub fn input(mut self, group: impl Into<String>) -> Self {
-        self.input = Input::Group(group.into());
-        self
-    }
-
-    /// Writes to new columns `{group}_{column}` forming the group `group`.
-    pub fn output(mut self, group: impl Into<String>) -> Self {
-        self.output = Some(group.into());
-        self
-    }
+    io_builders!("Rescales");
 
     /// Lower end of the output range (default 0).
     pub fn min(mut self, min: f64) -> Self {
@@ -639,17 +631,7 @@ impl Imputer {
         }
     }
 
-    /// Imputes a feature group (or single column) instead.
-    pub fn input(mut self, group: impl Into<String>) -> Self {
-        self.input = Input::Group(group.into());
-        self
-    }
-
-    /// Writes to new columns `{group}_{column}` forming the group `group`.
-    pub fn output(mut self, group: impl Into<String>) -> Self {
-        self.output = Some(group.into());
-        self
-    }
+    io_builders!("Imputes");
 
     /// The statistic (default mean).
     pub fn strategy(mut self, strategy: ImputeStrategy) -> Self {
