@@ -473,3 +473,38 @@ async fn a_local_cluster_over_tls() {
         assert!(!matches!(ready, Ok(Ok(()))), "a plaintext call got through");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_executor_with_the_wrong_token_is_refused_and_says_so() {
+    let kiln = cluster(1, 1).await;
+    let addr = kiln.driver_addr().unwrap();
+    let bin = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("kiln");
+    let secret = "not-the-cluster-token-4242";
+    let out = tokio::process::Command::new(&bin)
+        .args(["executor", "--driver", &format!("http://{addr}"), "--slots", "1"])
+        .env(kiln::AUTH_TOKEN_ENV, secret)
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.to_lowercase().contains("token"), "{stderr}");
+    assert!(!stderr.contains(secret), "the token reached the log: {stderr}");
+    // Bad arguments are named.
+    let out = tokio::process::Command::new(&bin)
+        .args(["executor", "--driver", &format!("http://{addr}"), "--memory", "lots"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--memory"));
+    // The cluster is unaffected.
+    assert_eq!(kiln.executor_count(), 1);
+    assert_eq!(kiln.sql("SELECT 1").await.unwrap().count().await.unwrap(), 1);
+}

@@ -1,7 +1,7 @@
 //! The `kiln` binary.
 //!
 //! ```text
-//! kiln executor --driver URL [--slots N] [--memory BYTES] [--id NAME] [--token-file PATH]
+//! kiln executor --driver URL [--slots N] [--memory SIZE] [--id NAME] [--token-file PATH]
 //!               [--tls-ca PEM [--tls-domain NAME]]
 //! ```
 //!
@@ -18,7 +18,7 @@ use kiln_executor::rpc::{run_executor, AuthToken, ClientTls, WorkerOptions};
 use kiln_executor::store::EnvObjectStoreRegistry;
 use kiln_executor::ExecutorRuntime;
 
-const USAGE: &str = "usage: kiln executor --driver URL [--slots N] [--memory BYTES] [--id NAME] [--token-file PATH] [--tls-ca PEM [--tls-domain NAME]]";
+const USAGE: &str = "usage: kiln executor --driver URL [--slots N] [--memory SIZE] [--id NAME] [--token-file PATH] [--tls-ca PEM [--tls-domain NAME]]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -57,9 +57,7 @@ fn executor(args: &[String]) -> Result<(), String> {
             "--slots" => {
                 slots = value()?.parse().map_err(|e| format!("--slots: {e}"))?;
             }
-            "--memory" => {
-                memory = Some(value()?.parse().map_err(|e| format!("--memory: {e}"))?);
-            }
+            "--memory" => memory = Some(parse_size(&value()?)?),
             "--id" => id = value()?,
             "--token-file" => token_file = Some(value()?),
             "--tls-ca" => tls_ca = Some(value()?),
@@ -115,4 +113,41 @@ fn executor(args: &[String]) -> Result<(), String> {
     // Tasks still running belong to a driver that is gone: do not wait for them.
     runtime.shutdown_timeout(Duration::from_millis(500));
     Ok(())
+}
+
+/// A byte count with an optional binary suffix: `512m`, `2g`, `1048576`.
+fn parse_size(text: &str) -> Result<usize, String> {
+    let t = text.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (digits, shift) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 10),
+        Some('m') => (&t[..t.len() - 1], 20),
+        Some('g') => (&t[..t.len() - 1], 30),
+        Some('t') => (&t[..t.len() - 1], 40),
+        _ => (t, 0),
+    };
+    let n: usize = digits
+        .trim()
+        .parse()
+        .map_err(|_| format!("--memory: '{text}' is not a size (e.g. 512m, 4g)"))?;
+    n.checked_mul(1usize << shift)
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("--memory: '{text}' is out of range"))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::parse_size;
+
+    #[test]
+    fn sizes_take_binary_suffixes() {
+        assert_eq!(parse_size("1048576").unwrap(), 1 << 20);
+        assert_eq!(parse_size("512m").unwrap(), 512 << 20);
+        assert_eq!(parse_size("2G").unwrap(), 2 << 30);
+        assert_eq!(parse_size("4gb").unwrap(), 4 << 30);
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("0").is_err());
+    }
 }
