@@ -21,6 +21,7 @@
 #![allow(unsafe_code)]
 
 pub(crate) mod kmeans;
+pub(crate) mod linear;
 
 use std::sync::OnceLock;
 
