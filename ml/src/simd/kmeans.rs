@@ -170,14 +170,29 @@ mod x86 {
                             }
                         }
                     }
-                    // Centres in index order, strictly smaller wins: ties keep the lowest.
+                    // A knock-out among the four centres, then against the best so far; the
+                    // later centre wins only when strictly smaller, so ties keep the lowest
+                    // index.
+                    let first = (4 * g) as f64;
+                    let id = [
+                        _mm256_set1_pd(first),
+                        _mm256_set1_pd(first + 1.0),
+                        _mm256_set1_pd(first + 2.0),
+                        _mm256_set1_pd(first + 3.0),
+                    ];
                     for ((b, i), a) in best.iter_mut().zip(index.iter_mut()).zip(&acc) {
-                        for (c, v) in a.iter().enumerate() {
-                            let closer = _mm256_cmp_pd::<_CMP_LT_OQ>(*v, *b);
-                            *b = _mm256_blendv_pd(*b, *v, closer);
-                            let id = _mm256_set1_pd((4 * g + c) as f64);
-                            *i = _mm256_blendv_pd(*i, id, closer);
-                        }
+                        let c01 = _mm256_cmp_pd::<_CMP_LT_OQ>(a[1], a[0]);
+                        let c23 = _mm256_cmp_pd::<_CMP_LT_OQ>(a[3], a[2]);
+                        let v01 = _mm256_blendv_pd(a[0], a[1], c01);
+                        let v23 = _mm256_blendv_pd(a[2], a[3], c23);
+                        let i01 = _mm256_blendv_pd(id[0], id[1], c01);
+                        let i23 = _mm256_blendv_pd(id[2], id[3], c23);
+                        let c = _mm256_cmp_pd::<_CMP_LT_OQ>(v23, v01);
+                        let v = _mm256_blendv_pd(v01, v23, c);
+                        let ig = _mm256_blendv_pd(i01, i23, c);
+                        let closer = _mm256_cmp_pd::<_CMP_LT_OQ>(v, *b);
+                        *b = _mm256_blendv_pd(*b, v, closer);
+                        *i = _mm256_blendv_pd(*i, ig, closer);
                     }
                 }
                 for (h, i) in index.iter().enumerate() {

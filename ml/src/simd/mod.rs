@@ -52,6 +52,16 @@ static CODE_PATH: OnceLock<CodePath> = OnceLock::new();
 #[repr(C, align(32))]
 pub(crate) struct Quad(pub(crate) [f64; 4]);
 
+impl Quad {
+    /// The values of `quads` as one slice of `4 · quads.len()` values.
+    pub(crate) fn flatten_mut(quads: &mut [Quad]) -> &mut [f64] {
+        let len = quads.len() * 4;
+        // SAFETY: a `Quad` is `repr(C)` over `[f64; 4]`: 32 bytes, no padding, so the quads
+        // are `len` consecutive, initialized `f64`s, borrowed mutably for the same lifetime.
+        unsafe { std::slice::from_raw_parts_mut(quads.as_mut_ptr().cast::<f64>(), len) }
+    }
+}
+
 /// The code path of this process: [`CodePath::Avx2Fma`] when the CPU supports AVX2 and FMA and
 /// the environment variable `KILN_SIMD` is not `off`, else [`CodePath::Portable`].
 ///

@@ -627,14 +627,13 @@ impl<'a> Nearest<'a> {
             None => {
                 let (nearest, best) = nearest_in_chunk(chunk, self.centers);
                 if let Some(sums) = sums {
-                    let quads = self.quads();
-                    let copy = self.centers.k * quads;
+                    let stride = 4 * self.quads();
+                    let copy = self.centers.k * stride;
+                    let sums = Quad::flatten_mut(&mut sums.0);
                     for (l, &c) in nearest.iter().enumerate().take(valid) {
-                        let at = (l % SUM_COPIES) * copy + c as usize * quads;
-                        for (q, cols) in sums.0[at..at + quads].iter_mut().zip(chunk.chunks(4)) {
-                            for (s, col) in q.0.iter_mut().zip(cols) {
-                                *s += col[l];
-                            }
+                        let at = (l % SUM_COPIES) * copy + c as usize * stride;
+                        for (s, col) in sums[at..at + stride].iter_mut().zip(chunk) {
+                            *s += col[l];
                         }
                     }
                 }
@@ -722,8 +721,12 @@ where
             // hardware prefetchers follow well: ask for the rows PREFETCH_ROWS ahead.
             let ahead = at + PREFETCH_ROWS;
             for (buf, col) in chunk.iter_mut().zip(&cols) {
-                for line in (ahead..ahead + LANES).step_by(64 / T::BYTES) {
-                    if let Some(v) = col.get(line) {
+                // LANES values span one (f32) or two (f64) 64-byte lines.
+                if let Some(v) = col.get(ahead) {
+                    prefetch(v);
+                }
+                if T::BYTES * LANES > 64 {
+                    if let Some(v) = col.get(ahead + 64 / T::BYTES) {
                         prefetch(v);
                     }
                 }
@@ -804,20 +807,33 @@ fn assign_block<T: Element>(
     let mut out = AssignPartial::zeros(near.centers.k, near.centers.dim, with_sums);
     let mut sums = with_sums.then(|| near.sums());
     let mut cost = [0.0f64; LANES];
+    // Counts per centre in four copies too (lane `l` to copy `l mod 4`): a run of rows of
+    // one centre would otherwise wait on each other's increment.
+    let mut counts = vec![[0u64; 4]; near.centers.k];
     for_each_nearest(
         m,
         rows,
         near,
         sums.as_mut(),
         |_, valid, _, nearest, dist| {
-            for l in 0..valid {
-                out.counts[nearest[l] as usize] += 1;
-                cost[l] += dist[l];
+            if valid == LANES {
+                cost.iter_mut().zip(dist).for_each(|(c, d)| *c += d);
+            } else {
+                cost.iter_mut()
+                    .zip(dist)
+                    .take(valid)
+                    .for_each(|(c, d)| *c += d);
+            }
+            for (l, &c) in nearest[..valid].iter().enumerate() {
+                counts[c as usize][l % 4] += 1;
             }
         },
     );
     if let Some(sums) = &sums {
         near.sums_to(sums, &mut out.sums);
+    }
+    for (o, c) in out.counts.iter_mut().zip(&counts) {
+        *o = c.iter().sum();
     }
     out.cost = cost.iter().sum();
     out
