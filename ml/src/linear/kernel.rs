@@ -139,6 +139,15 @@ impl LinearKernel {
     /// [`MlError::InvalidData`] when the partition has no label; [`MlError::Internal`] when
     /// the parameters do not fit the partition's number of features.
     pub fn run(&self, partition: &CachedPartition) -> Result<LinearPartial> {
+        self.run_on(partition, code_path())
+    }
+
+    /// [`LinearKernel::run`] on the given code path.
+    pub(crate) fn run_on(
+        &self,
+        partition: &CachedPartition,
+        path: CodePath,
+    ) -> Result<LinearPartial> {
         match self {
             LinearKernel::LossGradient {
                 loss,
@@ -192,8 +201,7 @@ impl LinearKernel {
                         .map(|s| RowSampler::new(s, partition.index())),
                     y,
                 };
-                let mut sums =
-                    with_features!(partition.features(), m => raw_sums(m, &model, code_path()));
+                let mut sums = with_features!(partition.features(), m => raw_sums(m, &model, path));
                 // Back to the optimizer's parametrization: ∂/∂βₖⱼ = sⱼ (Gₖⱼ − μⱼ Gₖ).
                 let (coef, icpt) = sums.gradient_sum.split_at_mut(classes * d);
                 if let Some(c) = center {
