@@ -224,45 +224,36 @@ mod x86 {
         nearest: &[u64; L],
         dist: &mut [f64; L],
     ) {
-        let q = t.quads;
+        const { assert!(L / 4 * 4 == L) };
+        let (k, q) = (t.k, t.quads);
+        // The bounds the pointers below stay within (the slice indexing checks them).
         let chunk = &chunk[..4 * q];
-        let mut copies: [&mut [Quad]; 4] = Default::default();
-        for (c, s) in copies.iter_mut().zip(sums.chunks_exact_mut(t.k * q)) {
-            *c = s;
-        }
-        // SAFETY: as in `nearest`.
+        let centres = &t.centres[..k * q];
+        let copy = k * q;
+        let sums = if SUMS { &mut sums[..4 * copy] } else { &mut [] };
+        let valid = if SUMS { valid.min(L) } else { 0 };
+        // SAFETY: AVX2 and FMA are the caller's promise. Reads of `chunk` are at lanes
+        // `base .. base + 4 ≤ L` of its `4q` columns. A chosen centre `n` (clamped below `k`)
+        // spans quads `n·q .. n·q + q` of `centres` (`k·q` long), read at `jq < q`. With
+        // `SUMS`, row `i` of a set adds to copy `i < 4` at the same quads of `sums`
+        // (`4·k·q` long), a place no other live reference points to.
         unsafe {
+            let centres = centres.as_ptr();
+            let sums = sums.as_mut_ptr();
             for base in (0..L).step_by(4) {
-                let mut n = [0usize; 4];
-                for (n, c) in n.iter_mut().zip(&nearest[base..base + 4]) {
-                    *n = *c as usize;
+                let mut at = [0usize; 4];
+                for (a, n) in at.iter_mut().zip(&nearest[base..base + 4]) {
+                    *a = (*n as usize).min(k - 1) * q;
                 }
-                let centres = [
-                    &t.centres[n[0] * q..(n[0] + 1) * q],
-                    &t.centres[n[1] * q..(n[1] + 1) * q],
-                    &t.centres[n[2] * q..(n[2] + 1) * q],
-                    &t.centres[n[3] * q..(n[3] + 1) * q],
-                ];
-                let [c0, c1, c2, c3] = &mut copies;
-                let mut rows_sums = [
-                    c0.get_mut(n[0] * q..(n[0] + 1) * q).unwrap_or_default(),
-                    c1.get_mut(n[1] * q..(n[1] + 1) * q).unwrap_or_default(),
-                    c2.get_mut(n[2] * q..(n[2] + 1) * q).unwrap_or_default(),
-                    c3.get_mut(n[3] * q..(n[3] + 1) * q).unwrap_or_default(),
-                ];
-                // Rows past `valid` are padding: leave them out of the sums.
-                let add = if SUMS {
-                    valid.saturating_sub(base).min(4)
-                } else {
-                    0
-                };
+                // Rows past `valid` are padding: they stay out of the sums.
+                let add = valid.saturating_sub(base).min(4);
                 let mut acc = [_mm256_setzero_pd(); 4];
                 for (jq, cols) in chunk.chunks_exact(4).enumerate() {
                     let x = [
-                        load(&cols[0][base..]),
-                        load(&cols[1][base..]),
-                        load(&cols[2][base..]),
-                        load(&cols[3][base..]),
+                        _mm256_loadu_pd(cols[0].as_ptr().add(base)),
+                        _mm256_loadu_pd(cols[1].as_ptr().add(base)),
+                        _mm256_loadu_pd(cols[2].as_ptr().add(base)),
+                        _mm256_loadu_pd(cols[3].as_ptr().add(base)),
                     ];
                     let t0 = _mm256_unpacklo_pd(x[0], x[1]);
                     let t1 = _mm256_unpackhi_pd(x[0], x[1]);
@@ -274,19 +265,22 @@ mod x86 {
                         _mm256_permute2f128_pd::<0x31>(t0, t2),
                         _mm256_permute2f128_pd::<0x31>(t1, t3),
                     ];
-                    for i in 0..4 {
-                        let d = _mm256_sub_pd(rows[i], load_quad(&centres[i][jq]));
-                        acc[i] = _mm256_fmadd_pd(d, d, acc[i]);
+                    for ((a, row), at) in acc.iter_mut().zip(rows).zip(at) {
+                        let d = _mm256_sub_pd(row, load_quad(&*centres.add(at + jq)));
+                        *a = _mm256_fmadd_pd(d, d, *a);
                     }
-                    if add == 4 {
-                        for (s, row) in rows_sums.iter_mut().zip(rows) {
-                            let s = &mut s[jq];
-                            store_quad(s, _mm256_add_pd(load_quad(s), row));
-                        }
-                    } else {
-                        for (s, row) in rows_sums.iter_mut().zip(rows).take(add) {
-                            let s = &mut s[jq];
-                            store_quad(s, _mm256_add_pd(load_quad(s), row));
+                    if SUMS {
+                        let rows = rows.into_iter().zip(at).enumerate();
+                        if add == 4 {
+                            for (i, (row, at)) in rows {
+                                let s = &mut *sums.add(i * copy + at + jq);
+                                store_quad(s, _mm256_add_pd(load_quad(s), row));
+                            }
+                        } else {
+                            for (i, (row, at)) in rows.take(add) {
+                                let s = &mut *sums.add(i * copy + at + jq);
+                                store_quad(s, _mm256_add_pd(load_quad(s), row));
+                            }
                         }
                     }
                 }
@@ -297,7 +291,7 @@ mod x86 {
                     _mm256_permute2f128_pd::<0x20>(h01, h23),
                     _mm256_permute2f128_pd::<0x31>(h01, h23),
                 );
-                _mm256_storeu_pd(dist[base..base + 4].as_mut_ptr(), total);
+                _mm256_storeu_pd(dist.as_mut_ptr().add(base), total);
             }
         }
     }
