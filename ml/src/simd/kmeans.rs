@@ -18,8 +18,9 @@
 
 use super::{Avx2Fma, Quad};
 
-/// The centres laid out for [`Avx2Fma::nearest_in_chunk`].
+/// The centres laid out for [`Avx2Fma::nearest_in_chunk`] (read only by the x86-64 code).
 #[derive(Debug, Clone)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) struct CentreTable {
     k: usize,
     dim: usize,
@@ -93,7 +94,10 @@ impl Avx2Fma {
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
-        match self.0 {}
+        {
+            let _ = (table, chunk, valid, sums, nearest, dist);
+            match self.0 {}
+        }
     }
 }
 

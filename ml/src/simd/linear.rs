@@ -5,7 +5,6 @@
 //! `linear::kernel`; only the rounding differs (one per fused multiply-add instead of two).
 
 use super::Avx2Fma;
-use crate::linalg::{fold, LANES};
 
 impl Avx2Fma {
     /// `out[i] = b + Σⱼ w[j] · x[j · stride + i]`, summed in column order, for every `i` of
@@ -21,11 +20,14 @@ impl Avx2Fma {
             x86::margins(x, stride, w, b, out)
         }
         #[cfg(not(target_arch = "x86_64"))]
-        match self.0 {}
+        {
+            let _ = (x, stride, w, b, out);
+            match self.0 {}
+        }
     }
 
     /// `out[j] += Σᵢ g[i] · x[j · stride + i]` for every column `j` of `out`: each sum in
-    /// [`LANES`] interleaved partial sums folded like [`crate::linalg::dot`], four columns per
+    /// [`LANES`](crate::linalg::LANES) interleaved partial sums folded like [`crate::linalg::dot`], four columns per
     /// pass over `g` so that enough independent sums are in flight.
     ///
     /// # Panics
@@ -38,7 +40,10 @@ impl Avx2Fma {
             x86::gradient(x, stride, g, out)
         }
         #[cfg(not(target_arch = "x86_64"))]
-        match self.0 {}
+        {
+            let _ = (x, stride, g, out);
+            match self.0 {}
+        }
     }
 }
 
@@ -46,7 +51,7 @@ impl Avx2Fma {
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{fold, LANES};
+    use crate::linalg::{fold, LANES};
 
     /// Four values from the start of `s`.
     ///

@@ -128,7 +128,10 @@ impl Avx2Fma {
             unsafe { with_avx2(body, self) }
         }
         #[cfg(not(target_arch = "x86_64"))]
-        match self.0 {}
+        {
+            let _ = body;
+            match self.0 {}
+        }
     }
 }
 
@@ -162,6 +165,7 @@ impl MulAdd for Unfused {
 }
 
 /// `a · b + c` with one rounding: a single instruction with FMA.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) struct Fused;
 
 impl MulAdd for Fused {
