@@ -22,6 +22,7 @@ pub mod linear;
 pub mod metrics;
 pub mod model;
 pub mod optim;
+pub mod simd;
 pub mod stats;
 pub mod step;
 

@@ -11,13 +11,14 @@ use crate::data::Element;
 /// Independent accumulators per sum.
 pub(crate) const LANES: usize = 8;
 
+/// Folds [`LANES`] partial sums in the fixed tree every helper here uses.
 #[inline(always)]
-fn fold(acc: [f64; LANES]) -> f64 {
+pub(crate) fn fold(acc: &[f64; LANES]) -> f64 {
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
 }
 
 /// `Σ a_i · x_i` over the common length, `x` widened to `f64`.
-#[inline]
+#[inline(always)]
 pub(crate) fn dot<T: Element>(a: &[f64], x: &[T]) -> f64 {
     let n = a.len().min(x.len());
     let (a, x) = (&a[..n], &x[..n]);
@@ -33,11 +34,11 @@ pub(crate) fn dot<T: Element>(a: &[f64], x: &[T]) -> f64 {
     for (p, q) in ra.iter().zip(rx) {
         tail += p * q.to_f64();
     }
-    fold(acc) + tail
+    fold(&acc) + tail
 }
 
 /// `Σ a_i`.
-#[inline]
+#[inline(always)]
 pub(crate) fn sum(a: &[f64]) -> f64 {
     let ca = a.chunks_exact(LANES);
     let ra = ca.remainder();
@@ -47,7 +48,7 @@ pub(crate) fn sum(a: &[f64]) -> f64 {
             *s += p;
         }
     }
-    fold(acc) + ra.iter().sum::<f64>()
+    fold(&acc) + ra.iter().sum::<f64>()
 }
 
 /// `y += alpha · x` over the common length.

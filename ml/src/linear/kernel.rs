@@ -9,12 +9,13 @@ use super::loss::{self, Loss, SoftmaxScratch};
 use super::sample::{RowSampler, Sample};
 use crate::data::{block_ranges, CachedPartition, DenseMatrix, Element};
 use crate::error::{MlError, Result};
-use crate::linalg::{axpy, dot, sum};
+use crate::linalg::{dot, sum};
+use crate::simd::{self, code_path, Avx2Fma, CodePath, MulAdd, Vectorize};
 use crate::with_features;
 
-/// Bytes of feature values per chunk: a chunk is read twice (margins, then gradient), the
-/// second time from L2 cache.
-const CHUNK_BYTES: usize = 128 * 1024;
+/// Bytes of a chunk's features as `f64`: the chunk is copied once and read twice (margins,
+/// then gradient) from the L1 cache.
+const CHUNK_BYTES: usize = 16 * 1024;
 
 /// A computation on the cached partitions of a linear model's training set: the
 /// loss-and-gradient kernel, one streaming pass over a partition.
@@ -138,6 +139,15 @@ impl LinearKernel {
     /// [`MlError::InvalidData`] when the partition has no label; [`MlError::Internal`] when
     /// the parameters do not fit the partition's number of features.
     pub fn run(&self, partition: &CachedPartition) -> Result<LinearPartial> {
+        self.run_on(partition, code_path())
+    }
+
+    /// [`LinearKernel::run`] on the given code path.
+    pub(crate) fn run_on(
+        &self,
+        partition: &CachedPartition,
+        path: CodePath,
+    ) -> Result<LinearPartial> {
         match self {
             LinearKernel::LossGradient {
                 loss,
@@ -191,7 +201,7 @@ impl LinearKernel {
                         .map(|s| RowSampler::new(s, partition.index())),
                     y,
                 };
-                let mut sums = with_features!(partition.features(), m => raw_sums(m, &model));
+                let mut sums = with_features!(partition.features(), m => raw_sums(m, &model, path));
                 // Back to the optimizer's parametrization: ∂/∂βₖⱼ = sⱼ (Gₖⱼ − μⱼ Gₖ).
                 let (coef, icpt) = sums.gradient_sum.split_at_mut(classes * d);
                 if let Some(c) = center {
@@ -224,12 +234,16 @@ fn saturate(v: f64) -> f64 {
 }
 
 /// Raw-space sums of one partition: blocks in parallel, folded in block order.
-fn raw_sums<T: Element>(x: &DenseMatrix<T>, model: &RawModel<'_>) -> LossGradientSums {
+fn raw_sums<T: Element>(
+    x: &DenseMatrix<T>,
+    model: &RawModel<'_>,
+    path: CodePath,
+) -> LossGradientSums {
     let len = model.classes * (model.d + 1);
     let blocks: Vec<Range<usize>> = block_ranges(x.rows()).collect();
     let parts: Vec<LossGradientSums> = blocks
         .into_par_iter()
-        .map(|rows| block_sums(x, model, rows))
+        .map(|rows| simd::run(path, BlockSums { x, model, rows }))
         .collect();
     let mut total = LossGradientSums::zeros(len);
     for p in &parts {
@@ -238,21 +252,44 @@ fn raw_sums<T: Element>(x: &DenseMatrix<T>, model: &RawModel<'_>) -> LossGradien
     total
 }
 
-/// Rows per chunk: about [`CHUNK_BYTES`] of features, a multiple of 8 in `[64, 4096]`.
-fn chunk_rows(d: usize, bytes: usize) -> usize {
-    let rows = CHUNK_BYTES / (d.max(1) * bytes);
-    (rows.clamp(64, 4096) / 8) * 8
+/// Rows per chunk: about [`CHUNK_BYTES`] of features as `f64`, a multiple of 8 in
+/// `[16, 4096]`.
+fn chunk_rows(d: usize) -> usize {
+    let rows = CHUNK_BYTES / (d.max(1) * 8);
+    (rows.clamp(16, 4096) / 8) * 8
 }
 
-/// The sums of one block.
-fn block_sums<T: Element>(
+/// The sums of one block, compiled once per code path.
+struct BlockSums<'a, T> {
+    x: &'a DenseMatrix<T>,
+    model: &'a RawModel<'a>,
+    rows: Range<usize>,
+}
+
+impl<T: Element> Vectorize for BlockSums<'_, T> {
+    type Output = LossGradientSums;
+
+    #[inline(always)]
+    fn run<M: MulAdd>(self, avx2: Option<Avx2Fma>) -> LossGradientSums {
+        block_sums::<T, M>(self.x, self.model, self.rows, avx2)
+    }
+}
+
+/// The sums of one block. `avx2`: run the margins and gradient loops with AVX2 and FMA.
+#[inline(always)]
+fn block_sums<T: Element, M: MulAdd>(
     x: &DenseMatrix<T>,
     model: &RawModel<'_>,
     rows: Range<usize>,
+    avx2: Option<Avx2Fma>,
 ) -> LossGradientSums {
     let (k_count, d) = (model.classes, model.d);
-    let chunk = chunk_rows(d, T::BYTES).min(rows.len().max(1));
+    let cols: Vec<&[T]> = (0..d).map(|j| &x.col(j)[rows.clone()]).collect();
+    let n = rows.len();
+    let chunk = chunk_rows(d).min(n.max(1));
     let mut out = LossGradientSums::zeros(k_count * (d + 1));
+    // The chunk's features, column-major: column j is buf[j * chunk .. j * chunk + len].
+    let mut buf = vec![0.0; d * chunk];
     let mut margins = vec![0.0; k_count * chunk];
     let mut losses = vec![0.0; chunk];
     let mut weights = model.sampler.map(|_| vec![0.0; chunk]);
@@ -263,41 +300,45 @@ fn block_sums<T: Element>(
         }),
         _ => None,
     };
-    let mut start = rows.start;
-    while start < rows.end {
-        let end = (start + chunk).min(rows.end);
+    let mut start = 0;
+    while start < n {
+        let end = (start + chunk).min(n);
         let len = end - start;
-        // Margins, column by column.
-        for k in 0..k_count {
-            margins[k * chunk..k * chunk + len].fill(model.b[k]);
+        // Copied once: the column slices of a partition whose row count is a multiple of 512
+        // lie a multiple of 4 KiB apart, compete for the same cache sets, and would not stay
+        // cached between the margins and the gradient.
+        for (b, col) in buf.chunks_exact_mut(chunk).zip(&cols) {
+            for (o, v) in b.iter_mut().zip(&col[start..end]) {
+                *o = v.to_f64();
+            }
         }
-        for j in 0..d {
-            let col = &x.col(j)[start..end];
-            for k in 0..k_count {
-                axpy(
-                    &mut margins[k * chunk..k * chunk + len],
-                    model.w[k * d + j],
-                    col,
-                );
+        // Margins.
+        for k in 0..k_count {
+            let (w, b) = (&model.w[k * d..(k + 1) * d], model.b[k]);
+            let m = &mut margins[k * chunk..k * chunk + len];
+            match avx2 {
+                Some(token) => token.margins(&buf, chunk, w, b, m),
+                None => margins_of(&buf, chunk, w, b, m),
             }
         }
         // Loss and multipliers, row-wise.
-        let y = &model.y[start..end];
+        let y = &model.y[rows.start + start..rows.start + end];
         let loss_buf = &mut losses[..len];
         match model.loss {
             Loss::SquaredError => loss::squared_error(&mut margins[..len], y, loss_buf),
-            Loss::Logistic => loss::logistic(&mut margins[..len], y, loss_buf),
+            Loss::Logistic => loss::logistic::<M>(&mut margins[..len], y, loss_buf),
             Loss::Multinomial { classes } => {
                 if let Some(s) = scratch.as_mut() {
-                    loss::multinomial(&mut margins, chunk, classes, y, loss_buf, s);
+                    loss::multinomial::<M>(&mut margins, chunk, classes, y, loss_buf, s);
                 }
             }
         }
+        let loss_buf = &mut losses[..len];
         match (&mut weights, &model.sampler) {
             (Some(wt), Some(sampler)) => {
                 let wt = &mut wt[..len];
                 for (i, v) in wt.iter_mut().enumerate() {
-                    *v = sampler.weight((start + i) as u64);
+                    *v = sampler.weight((rows.start + start + i) as u64);
                 }
                 loss_buf
                     .iter_mut()
@@ -314,17 +355,48 @@ fn block_sums<T: Element>(
             _ => out.count += len as u64,
         }
         out.loss_sum += sum(loss_buf);
-        // Gradient, column by column.
+        // Gradient.
         for k in 0..k_count {
-            out.gradient_sum[k_count * d + k] += sum(&margins[k * chunk..k * chunk + len]);
-        }
-        for j in 0..d {
-            let col = &x.col(j)[start..end];
-            for k in 0..k_count {
-                out.gradient_sum[k * d + j] += dot(&margins[k * chunk..k * chunk + len], col);
+            let g = &margins[k * chunk..k * chunk + len];
+            out.gradient_sum[k_count * d + k] += sum(g);
+            let o = &mut out.gradient_sum[k * d..(k + 1) * d];
+            match avx2 {
+                Some(token) => token.gradient(&buf, chunk, g, o),
+                None => {
+                    for (o, col) in o.iter_mut().zip(buf.chunks_exact(chunk)) {
+                        *o += dot(g, &col[..len]);
+                    }
+                }
             }
         }
         start = end;
     }
     out
+}
+
+/// Rows whose margins are accumulated together in registers, across all the columns.
+const MARGIN_ROWS: usize = 16;
+
+/// `out[i] = b + Σⱼ w[j] · x[j · stride + i]`, summed in column order (the portable loop;
+/// see [`Avx2Fma::margins`]).
+#[inline(always)]
+fn margins_of(x: &[f64], stride: usize, w: &[f64], b: f64, out: &mut [f64]) {
+    let len = out.len();
+    let full = len / MARGIN_ROWS * MARGIN_ROWS;
+    for (g, o) in out[..full].chunks_exact_mut(MARGIN_ROWS).enumerate() {
+        let at = g * MARGIN_ROWS;
+        let mut acc = [b; MARGIN_ROWS];
+        for (col, &wj) in x.chunks_exact(stride).zip(w) {
+            for (a, v) in acc.iter_mut().zip(&col[at..at + MARGIN_ROWS]) {
+                *a += wj * v;
+            }
+        }
+        o.copy_from_slice(&acc);
+    }
+    for (i, o) in out.iter_mut().enumerate().skip(full) {
+        *o = x
+            .chunks_exact(stride)
+            .zip(w)
+            .fold(b, |a, (col, &wj)| a + wj * col[i]);
+    }
 }

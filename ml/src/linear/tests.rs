@@ -240,6 +240,69 @@ fn kernel_equals_a_naive_row_at_a_time_computation() {
 }
 
 #[test]
+fn avx2_and_portable_paths_agree() {
+    use crate::simd::{Avx2Fma, CodePath};
+    if Avx2Fma::detect().is_none() {
+        return;
+    }
+    // Widths around the vector and register-block sizes, every loss, f64 and f32 storage,
+    // all rows and a mini-batch.
+    for (loss, d) in [
+        (Loss::Logistic, 16),
+        (Loss::Logistic, 3),
+        (Loss::Logistic, 17),
+        (Loss::SquaredError, 6),
+        (Loss::Multinomial { classes: 3 }, 9),
+    ] {
+        let (kernel, x, y) = kernel_case(loss, d, 23);
+        let sampled = match kernel.clone() {
+            LinearKernel::LossGradient {
+                loss,
+                coefficients,
+                intercepts,
+                scale,
+                center,
+                ..
+            } => LinearKernel::LossGradient {
+                loss,
+                coefficients,
+                intercepts,
+                scale,
+                center,
+                sample: Some(Sample {
+                    fraction: 0.3,
+                    seed: 4,
+                    iteration: 2,
+                }),
+            },
+        };
+        for f32_storage in [false, true] {
+            let p = &partitions(&x, &y, 1, f32_storage)[0];
+            for k in [&kernel, &sampled] {
+                let on = |path| match k.run_on(p, path).unwrap() {
+                    LinearPartial::LossGradient(s) => s,
+                };
+                let (a, b) = (on(CodePath::Portable), on(CodePath::Avx2Fma));
+                assert_eq!(a.count, b.count);
+                assert!(
+                    (a.loss_sum - b.loss_sum).abs() <= 1e-12 * a.loss_sum.abs(),
+                    "{loss:?} d={d}: loss {} vs {}",
+                    a.loss_sum,
+                    b.loss_sum
+                );
+                let scale = a.gradient_sum.iter().fold(1.0, |m, g| g.abs().max(m));
+                assert!(
+                    max_abs_diff(&a.gradient_sum, &b.gradient_sum) <= 1e-12 * scale,
+                    "{loss:?} d={d}: gradient {:?} vs {:?}",
+                    a.gradient_sum,
+                    b.gradient_sum
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn kernel_gradient_matches_finite_differences() {
     for loss in [
         Loss::SquaredError,

@@ -17,7 +17,6 @@
 //! Distances are `Σ_j (x_j - c_j)²` summed in column order, exactly what a row-at-a-time loop
 //! computes; ties go to the lowest centre index.
 
-use std::any::Any;
 use std::cmp::Ordering;
 use std::ops::Range;
 
@@ -26,15 +25,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{block_ranges, CachedPartition, DenseMatrix, Element};
 use crate::error::{MlError, Result};
+use crate::simd::kmeans::CentreTable;
+use crate::simd::{code_path, prefetch, Avx2Fma, CodePath, MulAdd, Quad, Unfused, Vectorize};
 use crate::with_features;
 
 /// Rows handled together by the fused distance loop: enough independent accumulators to keep
 /// the floating-point units busy, few enough to stay in registers.
 pub(crate) const LANES: usize = 16;
 
-/// Rows copied per tile: long enough for contiguous reads per column, small enough that the
-/// tile (`dim × TILE` values) stays in the L1/L2 cache.
-const TILE: usize = 128 * LANES;
+/// How far ahead of the chunk being compared [`for_each_nearest`] asks for rows: a few chunks,
+/// so that they arrive in time but do not push the current ones out of the L1 cache.
+const PREFETCH_ROWS: usize = 4 * LANES;
 
 /// `k` centres of dimension `dim`, row-major: centre `c` is `values[c * dim .. (c + 1) * dim]`.
 /// This is how centres travel inside kernels (compact JSON).
@@ -240,17 +241,17 @@ impl KMeansKernel {
         match self {
             KMeansKernel::Assign(centers) => {
                 centers.check_partition(partition)?;
-                with_features!(partition.features(), m => assign(m, centers, true))
+                with_features!(partition.features(), m => assign(m, centers, true, code_path()))
                     .map(KMeansPartial::Assign)
             }
             KMeansKernel::Cost(centers) => {
                 centers.check_partition(partition)?;
-                with_features!(partition.features(), m => assign(m, centers, false))
+                with_features!(partition.features(), m => assign(m, centers, false, code_path()))
                     .map(|p| KMeansPartial::Cost(p.cost))
             }
             KMeansKernel::Weights(centers) => {
                 centers.check_partition(partition)?;
-                with_features!(partition.features(), m => assign(m, centers, false))
+                with_features!(partition.features(), m => assign(m, centers, false, code_path()))
                     .map(|p| KMeansPartial::Counts(p.counts))
             }
             KMeansKernel::Sample {
@@ -268,7 +269,7 @@ impl KMeansKernel {
                 }
                 let salt = stream(*seed, SALT_SAMPLE, u64::from(*round));
                 let ratio = oversampling / cost;
-                with_features!(partition.features(), m => sample(m, candidates, ratio, salt))
+                with_features!(partition.features(), m => sample(m, candidates, ratio, salt, code_path()))
                     .map(KMeansPartial::Points)
             }
             KMeansKernel::Pick { count, seed } => {
@@ -552,105 +553,205 @@ impl SplitMix64 {
 // The fused nearest-centre loop.
 
 /// One chunk of [`LANES`] rows as `f64`: `chunk[j][l]` is column `j` of the chunk's row `l`.
-pub(crate) type Chunk<'a> = [&'a [f64; LANES]];
+pub(crate) type Chunk = [[f64; LANES]];
+
+/// The centres prepared for the nearest-centre loop on one [`CodePath`]: the portable loop
+/// reads the [`CenterSet`] as it is, the AVX2 loop a [`CentreTable`] built from it.
+pub(crate) struct Nearest<'a> {
+    centers: &'a CenterSet,
+    avx2: Option<(Avx2Fma, CentreTable)>,
+}
+
+impl<'a> Nearest<'a> {
+    /// The centres prepared for `path` (the portable loop when the CPU lacks AVX2 or FMA).
+    pub(crate) fn new(centers: &'a CenterSet, path: CodePath) -> Self {
+        Self {
+            centers,
+            avx2: Avx2Fma::for_path(path)
+                .map(|t| (t, CentreTable::new(centers.k, centers.dim, &centers.values))),
+        }
+    }
+
+    /// Columns of the chunk buffer: `dim` for the portable loop; rounded up to a multiple of
+    /// four (zero columns) for the AVX2 loop.
+    fn columns(&self) -> usize {
+        match self.avx2 {
+            Some(_) => self.quads() * 4,
+            None => self.centers.dim,
+        }
+    }
+
+    /// Quads per centre in [`CentreSums`].
+    fn quads(&self) -> usize {
+        self.centers.dim.div_ceil(4)
+    }
+
+    /// Zeroed per-centre sums.
+    fn sums(&self) -> CentreSums {
+        CentreSums(vec![
+            Quad::default();
+            SUM_COPIES * self.centers.k * self.quads()
+        ])
+    }
+
+    /// Copies the sums accumulated in `sums` to `out` (`k × dim`, row-major), folding the
+    /// copies as `(s₀ + s₁) + (s₂ + s₃)`.
+    fn sums_to(&self, sums: &CentreSums, out: &mut [f64]) {
+        let (dim, quads) = (self.centers.dim, self.quads());
+        let copy = self.centers.k * quads;
+        for (c, o) in out.chunks_exact_mut(dim).enumerate() {
+            for (j, o) in o.iter_mut().enumerate() {
+                let at = |i: usize| sums.0[i * copy + c * quads + j / 4].0[j % 4];
+                *o = (at(0) + at(1)) + (at(2) + at(3));
+            }
+        }
+    }
+
+    /// Nearest centre and exact squared distance per lane; adds the first `valid` lanes to
+    /// their centre's sum (lane `l` to copy `l mod SUM_COPIES`) when `sums` is given.
+    #[inline(always)]
+    fn chunk(
+        &self,
+        chunk: &Chunk,
+        valid: usize,
+        sums: Option<&mut CentreSums>,
+    ) -> ([u64; LANES], [f64; LANES]) {
+        match &self.avx2 {
+            Some((token, table)) => {
+                let mut nearest = [0u64; LANES];
+                let mut best = [0.0f64; LANES];
+                let sums = sums.map(|s| &mut s.0[..]);
+                token.nearest_in_chunk(table, chunk, valid, sums, &mut nearest, &mut best);
+                (nearest, best)
+            }
+            None => {
+                let (nearest, best) = nearest_in_chunk(chunk, self.centers);
+                if let Some(sums) = sums {
+                    let stride = 4 * self.quads();
+                    let copy = self.centers.k * stride;
+                    let sums = Quad::flatten_mut(&mut sums.0);
+                    for (l, &c) in nearest.iter().enumerate().take(valid) {
+                        let at = (l % SUM_COPIES) * copy + c as usize * stride;
+                        for (s, col) in sums[at..at + stride].iter_mut().zip(chunk) {
+                            *s += col[l];
+                        }
+                    }
+                }
+                (nearest, best)
+            }
+        }
+    }
+}
+
+/// Copies of the per-centre sums: consecutive rows add to different copies, so that adding a
+/// row never waits for the previous row's addition to the same centre (a store and a reload)
+/// to finish.
+const SUM_COPIES: usize = 4;
+
+/// The per-centre sums of a block: [`SUM_COPIES`] copies of `k` centres of `dim.div_ceil(4)`
+/// quads, row `l` of the block added to copy `l mod SUM_COPIES` (see [`Nearest::sums_to`]).
+pub(crate) struct CentreSums(Vec<Quad>);
 
 /// Finds, for every row of `rows`, the nearest centre and its squared distance, and calls
 /// `visit(chunk, valid, first_row, nearest, distance)` once per chunk of [`LANES`] rows; only
-/// the first `valid` lanes are rows (the others are zero padding).
+/// the first `valid` lanes are rows (the others are zero padding). With `sums`, also adds
+/// every row to its nearest centre's sum.
 ///
-/// `f64` storage is read in place; `f32` storage and the ragged last chunk are copied tile by
-/// tile into an `f64` buffer first.
+/// Each chunk is first copied, as `f64`, into a small contiguous buffer that the passes over
+/// the centres then read from the L1 cache. Read in place, the columns of a partition whose
+/// row count is a multiple of 512 lie a multiple of 4 KiB apart and compete for the same few
+/// cache sets, and the passes would reload them from further away every time.
+///
+/// On the AVX2 path the whole loop (the copies, the kernel and `visit` when it inlines) is
+/// compiled with AVX2 enabled.
 #[inline]
 pub(crate) fn for_each_nearest<T: Element, F>(
     m: &DenseMatrix<T>,
     rows: Range<usize>,
-    centers: &CenterSet,
-    mut visit: F,
+    near: &Nearest<'_>,
+    sums: Option<&mut CentreSums>,
+    visit: F,
 ) where
-    F: FnMut(&Chunk<'_>, usize, usize, &[u64; LANES], &[f64; LANES]),
+    F: FnMut(&Chunk, usize, usize, &[u64; LANES], &[f64; LANES]),
 {
-    let dim = centers.dim;
-    let mut copied = rows.clone();
-    if let Some(m) = (m as &dyn Any).downcast_ref::<DenseMatrix<f64>>() {
-        let cols: Vec<&[f64]> = (0..dim).map(|j| &m.col(j)[rows.clone()]).collect();
-        let full = rows.len() / LANES;
-        let mut chunk: Vec<&[f64; LANES]> = Vec::with_capacity(dim);
-        for q in 0..full {
-            chunk.clear();
-            // Each slice has exactly LANES values, so the conversion cannot fail.
-            chunk
-                .extend(cols.iter().filter_map(|c| {
-                    <&[f64; LANES]>::try_from(&c[q * LANES..(q + 1) * LANES]).ok()
-                }));
-            let (nearest, best) = nearest_in_chunk(&chunk, centers);
-            visit(&chunk, LANES, rows.start + q * LANES, &nearest, &best);
-        }
-        copied.start += full * LANES;
-    }
-    if !copied.is_empty() {
-        for_each_nearest_copied(m, copied, centers, visit);
+    let body = NearestLoop {
+        m,
+        rows,
+        near,
+        sums,
+        visit,
+    };
+    match &near.avx2 {
+        Some((token, _)) => token.vectorize(body),
+        None => body.run::<Unfused>(None),
     }
 }
 
-fn for_each_nearest_copied<T: Element, F>(
-    m: &DenseMatrix<T>,
+/// [`for_each_nearest`]'s loop, compiled once per code path.
+struct NearestLoop<'a, 'c, T, F> {
+    m: &'a DenseMatrix<T>,
     rows: Range<usize>,
-    centers: &CenterSet,
-    mut visit: F,
-) where
-    F: FnMut(&Chunk<'_>, usize, usize, &[u64; LANES], &[f64; LANES]),
+    near: &'a Nearest<'c>,
+    sums: Option<&'a mut CentreSums>,
+    visit: F,
+}
+
+impl<T: Element, F> Vectorize for NearestLoop<'_, '_, T, F>
+where
+    F: FnMut(&Chunk, usize, usize, &[u64; LANES], &[f64; LANES]),
 {
-    let dim = centers.dim;
-    let cols: Vec<&[T]> = (0..dim).map(|j| &m.col(j)[rows.clone()]).collect();
-    let n = rows.len();
-    // A tile of TILE rows is copied column by column (long contiguous reads), laid out as
-    // consecutive chunks of `dim × LANES` values, column-major within a chunk.
-    let mut tile = vec![0.0f64; dim * TILE];
-    let mut start = 0;
-    while start < n {
-        let in_tile = (n - start).min(TILE);
-        for (j, col) in cols.iter().enumerate() {
-            let src = &col[start..start + in_tile];
-            for (q, part) in src.chunks(LANES).enumerate() {
-                let at = (q * dim + j) * LANES;
-                let dst = &mut tile[at..at + LANES];
-                let (head, pad) = dst.split_at_mut(part.len());
-                for (o, v) in head.iter_mut().zip(part) {
-                    *o = v.to_f64();
+    type Output = ();
+
+    #[inline(always)]
+    fn run<M: MulAdd>(self, _: Option<Avx2Fma>) {
+        let Self {
+            m,
+            rows,
+            near,
+            mut sums,
+            mut visit,
+        } = self;
+        let dim = near.centers.dim;
+        let cols: Vec<&[T]> = (0..dim).map(|j| &m.col(j)[rows.clone()]).collect();
+        // Columns past `dim` (for the AVX2 loop) stay zero.
+        let mut chunk = vec![[0.0f64; LANES]; near.columns()];
+        for at in (0..rows.len()).step_by(LANES) {
+            let valid = (rows.len() - at).min(LANES);
+            // Sixteen or so columns read LANES rows at a time are more streams than the
+            // hardware prefetchers follow well: ask for the rows PREFETCH_ROWS ahead.
+            let ahead = at + PREFETCH_ROWS;
+            for (buf, col) in chunk.iter_mut().zip(&cols) {
+                // LANES values span one (f32) or two (f64) 64-byte lines.
+                if let Some(v) = col.get(ahead) {
+                    prefetch(v);
                 }
-                pad.iter_mut().for_each(|o| *o = 0.0);
+                if T::BYTES * LANES > 64 {
+                    if let Some(v) = col.get(ahead + 64 / T::BYTES) {
+                        prefetch(v);
+                    }
+                }
+                match <&[T; LANES]>::try_from(&col[at..at + valid]) {
+                    Ok(full) => *buf = full.map(T::to_f64),
+                    Err(_) => {
+                        let (head, pad) = buf.split_at_mut(valid);
+                        for (o, v) in head.iter_mut().zip(&col[at..at + valid]) {
+                            *o = v.to_f64();
+                        }
+                        pad.fill(0.0);
+                    }
+                }
             }
+            let (nearest, best) = near.chunk(&chunk, valid, sums.as_deref_mut());
+            visit(&chunk[..dim], valid, rows.start + at, &nearest, &best);
         }
-        let mut chunk: Vec<&[f64; LANES]> = Vec::with_capacity(dim);
-        for (q, values) in tile
-            .chunks_exact(dim * LANES)
-            .take(in_tile.div_ceil(LANES))
-            .enumerate()
-        {
-            chunk.clear();
-            chunk.extend(
-                values
-                    .chunks_exact(LANES)
-                    .filter_map(|c| <&[f64; LANES]>::try_from(c).ok()),
-            );
-            let valid = (in_tile - q * LANES).min(LANES);
-            let (nearest, best) = nearest_in_chunk(&chunk, centers);
-            visit(
-                &chunk,
-                valid,
-                rows.start + start + q * LANES,
-                &nearest,
-                &best,
-            );
-        }
-        start += in_tile;
     }
 }
 
-/// Exact nearest centre of each lane of a chunk, register-blocked: the LANES accumulators stay
-/// in registers across the columns, and each column is loaded once per centre.
+/// Exact nearest centre of each lane of a chunk (the portable loop), register-blocked: the
+/// LANES accumulators stay in registers across the columns, and each column is loaded once
+/// per centre.
 #[inline(always)]
-fn nearest_in_chunk(chunk: &Chunk<'_>, centers: &CenterSet) -> ([u64; LANES], [f64; LANES]) {
+fn nearest_in_chunk(chunk: &Chunk, centers: &CenterSet) -> ([u64; LANES], [f64; LANES]) {
     let mut best = [f64::INFINITY; LANES];
     let mut nearest = [0u64; LANES];
     for (c, center) in centers.values.chunks_exact(centers.dim).enumerate() {
@@ -673,7 +774,7 @@ fn nearest_in_chunk(chunk: &Chunk<'_>, centers: &CenterSet) -> ([u64; LANES], [f
 
 /// Lane `l`'s coordinates in a chunk.
 #[inline(always)]
-pub(crate) fn lane<'a>(chunk: &'a Chunk<'_>, l: usize) -> impl Iterator<Item = f64> + 'a {
+pub(crate) fn lane(chunk: &Chunk, l: usize) -> impl Iterator<Item = f64> + '_ {
     chunk.iter().map(move |col| col[l])
 }
 
@@ -683,11 +784,13 @@ fn assign<T: Element>(
     m: &DenseMatrix<T>,
     centers: &CenterSet,
     with_sums: bool,
+    path: CodePath,
 ) -> Result<AssignPartial> {
+    let near = Nearest::new(centers, path);
     let blocks: Vec<Range<usize>> = block_ranges(m.rows()).collect();
     let partials: Vec<AssignPartial> = blocks
         .into_par_iter()
-        .map(|rows| assign_block(m, rows, centers, with_sums))
+        .map(|rows| assign_block(m, rows, &near, with_sums))
         .collect();
     partials.into_iter().try_fold(
         AssignPartial::zeros(centers.k, centers.dim, with_sums),
@@ -698,25 +801,40 @@ fn assign<T: Element>(
 fn assign_block<T: Element>(
     m: &DenseMatrix<T>,
     rows: Range<usize>,
-    centers: &CenterSet,
+    near: &Nearest<'_>,
     with_sums: bool,
 ) -> AssignPartial {
-    let dim = centers.dim;
-    let mut out = AssignPartial::zeros(centers.k, dim, with_sums);
+    let mut out = AssignPartial::zeros(near.centers.k, near.centers.dim, with_sums);
+    let mut sums = with_sums.then(|| near.sums());
     let mut cost = [0.0f64; LANES];
-    for_each_nearest(m, rows, centers, |chunk, valid, _, nearest, dist| {
-        for l in 0..valid {
-            let c = nearest[l] as usize;
-            out.counts[c] += 1;
-            cost[l] += dist[l];
-            if with_sums {
-                let sum = &mut out.sums[c * dim..(c + 1) * dim];
-                for (s, col) in sum.iter_mut().zip(chunk) {
-                    *s += col[l];
-                }
+    // Counts per centre in four copies too (lane `l` to copy `l mod 4`): a run of rows of
+    // one centre would otherwise wait on each other's increment.
+    let mut counts = vec![[0u64; 4]; near.centers.k];
+    for_each_nearest(
+        m,
+        rows,
+        near,
+        sums.as_mut(),
+        |_, valid, _, nearest, dist| {
+            if valid == LANES {
+                cost.iter_mut().zip(dist).for_each(|(c, d)| *c += d);
+            } else {
+                cost.iter_mut()
+                    .zip(dist)
+                    .take(valid)
+                    .for_each(|(c, d)| *c += d);
             }
-        }
-    });
+            for (l, &c) in nearest[..valid].iter().enumerate() {
+                counts[c as usize][l % 4] += 1;
+            }
+        },
+    );
+    if let Some(sums) = &sums {
+        near.sums_to(sums, &mut out.sums);
+    }
+    for (o, c) in out.counts.iter_mut().zip(&counts) {
+        *o = c.iter().sum();
+    }
     out.cost = cost.iter().sum();
     out
 }
@@ -727,7 +845,9 @@ fn sample<T: Element>(
     candidates: &CenterSet,
     ratio: f64,
     salt: u64,
+    path: CodePath,
 ) -> Result<PointSet> {
+    let near = Nearest::new(candidates, path);
     let blocks: Vec<Range<usize>> = block_ranges(m.rows()).collect();
     let dim = candidates.dim;
     let sets: Vec<PointSet> = blocks
@@ -735,7 +855,7 @@ fn sample<T: Element>(
         .map(|rows| {
             let mut found = PointSet::empty(dim, None);
             let mut point = Vec::with_capacity(dim);
-            for_each_nearest(m, rows, candidates, |chunk, valid, _, _, dist| {
+            for_each_nearest(m, rows, &near, None, |chunk, valid, _, _, dist| {
                 for (l, &d2) in dist.iter().enumerate().take(valid) {
                     if d2 > 0.0 {
                         let key = point_hash(lane(chunk, l));
@@ -900,6 +1020,102 @@ mod tests {
             assert!(close(*a, *b, 1e-12));
         }
         assert!(close(got.cost, cost, 1e-12));
+    }
+
+    /// Separated blobs (spread 1 around centres at least ~14 apart), and centres near them.
+    fn blobs(n: usize, d: usize, k: usize, seed: u64) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
+        let truth: Vec<Vec<f64>> = (0..k)
+            .map(|c| {
+                (0..d)
+                    .map(|j| {
+                        if j == c % d {
+                            10.0 * (1 + c / d) as f64
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut rng = StdRng::seed_from_u64(seed);
+        let rows = (0..n)
+            .map(|i| {
+                let c = &truth[(i * 7 + i / 3) % k];
+                c.iter()
+                    .map(|v| v + 100.0 + rng.random_range(-1.0..1.0))
+                    .collect()
+            })
+            .collect();
+        let centers = truth
+            .iter()
+            .map(|c| {
+                c.iter()
+                    .map(|v| v + 100.0 + rng.random_range(-0.5..0.5))
+                    .collect()
+            })
+            .collect();
+        (rows, centers)
+    }
+
+    #[test]
+    fn avx2_and_portable_paths_agree() {
+        if Avx2Fma::detect().is_none() {
+            return;
+        }
+        // Widths and centre counts that are and are not multiples of four, ragged blocks and
+        // chunks, f64 and f32 storage.
+        for (n, d, k) in [
+            (37, 3, 5),
+            (BLOCK_ROWS + 77, 16, 8),
+            (2000, 5, 3),
+            (999, 9, 13),
+        ] {
+            let (rows, centers) = blobs(n, d, k, (n * d * k) as u64);
+            let set = CenterSet::from_rows(&centers).unwrap();
+            for p in [partition(0, &rows), partition_f32(0, &rows)] {
+                let on =
+                    |path| with_features!(p.features(), m => assign(m, &set, true, path)).unwrap();
+                let (portable, avx2) = (on(CodePath::Portable), on(CodePath::Avx2Fma));
+                assert_eq!(portable.counts, avx2.counts, "n={n} d={d} k={k}");
+                // Same rows added in the same order: the sums are bit-identical.
+                assert_eq!(portable.sums, avx2.sums);
+                assert!(
+                    close(portable.cost, avx2.cost, 1e-13),
+                    "{} vs {}",
+                    portable.cost,
+                    avx2.cost
+                );
+                let sampled = |path| {
+                    with_features!(p.features(), m => sample(m, &set, 1e-3, 7, path)).unwrap()
+                };
+                let (a, b) = (sampled(CodePath::Portable), sampled(CodePath::Avx2Fma));
+                assert!(
+                    a.len().abs_diff(b.len()) <= 1,
+                    "{} vs {} sampled",
+                    a.len(),
+                    b.len()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn avx2_path_keeps_the_exact_distance_far_from_the_origin() {
+        // ‖c‖² − 2x·c + ‖x‖² would lose every digit of these distances.
+        if Avx2Fma::detect().is_none() {
+            return;
+        }
+        let rows: Vec<Vec<f64>> = (0..64)
+            .map(|i| vec![1e8 + f64::from(i) * 1e-3, -1e8])
+            .collect();
+        let centers = vec![vec![1e8, -1e8], vec![-1e8, 1e8]];
+        let set = CenterSet::from_rows(&centers).unwrap();
+        let p = partition(0, &rows);
+        let got =
+            with_features!(p.features(), m => assign(m, &set, true, CodePath::Avx2Fma)).unwrap();
+        let (_, counts, cost) = naive(&rows, &centers);
+        assert_eq!(got.counts, counts);
+        assert!(close(got.cost, cost, 1e-12), "{} vs {cost}", got.cost);
     }
 
     #[test]

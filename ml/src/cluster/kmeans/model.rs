@@ -4,9 +4,10 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::hyperparams::KMeansValidParams;
-use super::kernel::{for_each_nearest, CenterSet};
+use super::kernel::{for_each_nearest, CenterSet, Nearest};
 use crate::data::{block_ranges, DenseMatrix, Element, Features, BLOCK_ROWS};
 use crate::error::{MlError, Result};
+use crate::simd::code_path;
 use crate::with_features;
 
 /// The result of k-means training.
@@ -177,11 +178,12 @@ impl KMeansModel {
 
 fn predict_matrix<T: Element>(m: &DenseMatrix<T>, centers: &CenterSet) -> Vec<u32> {
     let mut out = vec![0u32; m.rows()];
+    let near = Nearest::new(centers, code_path());
     out.par_chunks_mut(BLOCK_ROWS)
         .zip(block_ranges(m.rows()).collect::<Vec<_>>())
         .for_each(|(labels, rows)| {
             let first = rows.start;
-            for_each_nearest(m, rows, centers, |_, valid, row0, nearest, _| {
+            for_each_nearest(m, rows, &near, None, |_, valid, row0, nearest, _| {
                 let at = row0 - first;
                 for (o, &c) in labels[at..at + valid].iter_mut().zip(nearest) {
                     // Fewer than 2^32 centres (checked by `predict`).

@@ -1,0 +1,302 @@
+//! The k-means nearest-centre loop with AVX2 and FMA.
+//!
+//! Per chunk of `L` rows (column-major: `chunk[j][l]` is column `j` of row `l`):
+//!
+//! 1. The nearest centre of each row by `argmin_c ‖c‖² − 2 x·c` (the expansion of
+//!    `‖x − c‖²` without the row's own `‖x‖²`, as scikit-learn's Lloyd computes it): one FMA
+//!    per (row, feature, centre), eight rows (two vectors) × four centres of accumulators held
+//!    in registers across the columns. Centres are visited in index order and only a strictly
+//!    smaller value replaces the best, so ties go to the lowest index.
+//! 2. For the chosen centre only, the exact `Σⱼ (xⱼ − cⱼ)²` (the expansion cancels badly when
+//!    a row is far from the origin but near its centre, so it never reaches the cost): four
+//!    rows at a time, each 4 × 4 block of the chunk transposed into four rows, which are then
+//!    also added to the chosen centres' sums.
+//!
+//! The exact distance is summed in four interleaved partial sums (`j mod 4`) rather than left
+//! to right, so it can differ from the portable path's in the last bit; the sums add the rows
+//! in the same order as the portable path.
+
+use super::{Avx2Fma, Quad};
+
+/// The centres laid out for [`Avx2Fma::nearest_in_chunk`] (read only by the x86-64 code).
+#[derive(Debug, Clone)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(crate) struct CentreTable {
+    k: usize,
+    dim: usize,
+    /// `dim` rounded up to a multiple of four, in quads: the length of a centre in `centres`
+    /// and in the sums.
+    quads: usize,
+    /// Per group of four centres (the last group padded with zeros), per column `j`, per
+    /// centre `c` of the group: `−2 c_j` in all four lanes (a plain load instead of a
+    /// broadcast in the innermost loop).
+    weights: Vec<Quad>,
+    /// Per group of four centres: `‖c‖²` of each, `+∞` for padding (never nearest).
+    norms: Vec<[f64; 4]>,
+    /// The centres, `quads` each (zero padded).
+    centres: Vec<Quad>,
+}
+
+impl CentreTable {
+    /// The table of `k` centres of dimension `dim` stored row-major in `values`
+    /// (`values.len() == k · dim`, `k, dim ≥ 1`, checked by the caller).
+    pub(crate) fn new(k: usize, dim: usize, values: &[f64]) -> Self {
+        let quads = dim.div_ceil(4);
+        let groups = k.div_ceil(4);
+        let mut weights = vec![Quad::default(); groups * dim * 4];
+        let mut norms = vec![[f64::INFINITY; 4]; groups];
+        let mut centres = vec![Quad::default(); k * quads];
+        for (c, centre) in values.chunks_exact(dim).enumerate() {
+            let (g, i) = (c / 4, c % 4);
+            norms[g][i] = centre.iter().map(|v| v * v).sum();
+            for (j, v) in centre.iter().enumerate() {
+                weights[(g * dim + j) * 4 + i] = Quad([-2.0 * v; 4]);
+                centres[c * quads + j / 4].0[j % 4] = *v;
+            }
+        }
+        Self {
+            k,
+            dim,
+            quads,
+            weights,
+            norms,
+            centres,
+        }
+    }
+}
+
+impl Avx2Fma {
+    /// The nearest centre and the exact squared distance to it of each of the `L` rows of
+    /// `chunk` (`L` a multiple of eight; at least `dim` rounded up to a multiple of four
+    /// columns, those past `dim` zero); when `sums` is given (four copies of `k` centres of
+    /// `dim.div_ceil(4)` quads), also adds each of the first `valid` rows to its centre's sum
+    /// in copy `row mod 4`.
+    ///
+    /// # Panics
+    /// If `chunk` is narrower than the table or `sums` is too short (caller bugs).
+    #[inline]
+    pub(crate) fn nearest_in_chunk<const L: usize>(
+        self,
+        table: &CentreTable,
+        chunk: &[[f64; L]],
+        valid: usize,
+        sums: Option<&mut [Quad]>,
+        nearest: &mut [u64; L],
+        dist: &mut [f64; L],
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `self` exists only if the CPU supports AVX2 and FMA.
+        unsafe {
+            x86::nearest(table, chunk, nearest);
+            match sums {
+                Some(sums) => x86::exact::<L, true>(table, chunk, valid, sums, nearest, dist),
+                None => x86::exact::<L, false>(table, chunk, valid, &mut [], nearest, dist),
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (table, chunk, valid, sums, nearest, dist);
+            match self.0 {}
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::{CentreTable, Quad};
+
+    /// Four values from the start of `s`.
+    ///
+    /// # Safety
+    /// The CPU must support AVX. Memory is safe: the slice index checks the length.
+    #[inline(always)]
+    unsafe fn load(s: &[f64]) -> __m256d {
+        let s = &s[..4];
+        // SAFETY: `s` holds four values; AVX is the caller's promise.
+        unsafe { _mm256_loadu_pd(s.as_ptr()) }
+    }
+
+    /// The four values of `q`.
+    ///
+    /// # Safety
+    /// The CPU must support AVX.
+    #[inline(always)]
+    unsafe fn load_quad(q: &Quad) -> __m256d {
+        // SAFETY: a quad is four values on a 32-byte boundary; AVX is the caller's promise.
+        unsafe { _mm256_load_pd(q.0.as_ptr()) }
+    }
+
+    /// Writes `v` to `q`.
+    ///
+    /// # Safety
+    /// The CPU must support AVX.
+    #[inline(always)]
+    unsafe fn store_quad(q: &mut Quad, v: __m256d) {
+        // SAFETY: a quad is four values on a 32-byte boundary; AVX is the caller's promise.
+        unsafe { _mm256_store_pd(q.0.as_mut_ptr(), v) }
+    }
+
+    /// Step 1: the nearest centre of each row by `‖c‖² − 2 x·c`, eight rows × four centres
+    /// of accumulators per pass over the columns.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn nearest<const L: usize>(
+        t: &CentreTable,
+        chunk: &[[f64; L]],
+        nearest: &mut [u64; L],
+    ) {
+        const { assert!(L / 8 * 8 == L) };
+        let chunk = &chunk[..t.dim];
+        // SAFETY: the intrinsics need AVX2 and FMA, which the caller guarantees; every load
+        // and store goes through a slice index or a reference.
+        unsafe {
+            for base in (0..L).step_by(8) {
+                let mut best = [_mm256_set1_pd(f64::INFINITY); 2];
+                let mut index = [_mm256_setzero_pd(); 2];
+                for (g, (weights, norms)) in
+                    t.weights.chunks_exact(4 * t.dim).zip(&t.norms).enumerate()
+                {
+                    let mut acc = [[_mm256_setzero_pd(); 4]; 2];
+                    for a in acc.iter_mut() {
+                        for (v, n) in a.iter_mut().zip(norms) {
+                            *v = _mm256_set1_pd(*n);
+                        }
+                    }
+                    for (col, w) in chunk.iter().zip(weights.chunks_exact(4)) {
+                        let x = [load(&col[base..]), load(&col[base + 4..])];
+                        for (a, x) in acc.iter_mut().zip(x) {
+                            for (v, w) in a.iter_mut().zip(w) {
+                                *v = _mm256_fmadd_pd(x, load_quad(w), *v);
+                            }
+                        }
+                    }
+                    // A knock-out among the four centres, then against the best so far; the
+                    // later centre wins only when strictly smaller, so ties keep the lowest
+                    // index.
+                    let first = (4 * g) as f64;
+                    let id = [
+                        _mm256_set1_pd(first),
+                        _mm256_set1_pd(first + 1.0),
+                        _mm256_set1_pd(first + 2.0),
+                        _mm256_set1_pd(first + 3.0),
+                    ];
+                    for ((b, i), a) in best.iter_mut().zip(index.iter_mut()).zip(&acc) {
+                        let c01 = _mm256_cmp_pd::<_CMP_LT_OQ>(a[1], a[0]);
+                        let c23 = _mm256_cmp_pd::<_CMP_LT_OQ>(a[3], a[2]);
+                        let v01 = _mm256_blendv_pd(a[0], a[1], c01);
+                        let v23 = _mm256_blendv_pd(a[2], a[3], c23);
+                        let i01 = _mm256_blendv_pd(id[0], id[1], c01);
+                        let i23 = _mm256_blendv_pd(id[2], id[3], c23);
+                        let c = _mm256_cmp_pd::<_CMP_LT_OQ>(v23, v01);
+                        let v = _mm256_blendv_pd(v01, v23, c);
+                        let ig = _mm256_blendv_pd(i01, i23, c);
+                        let closer = _mm256_cmp_pd::<_CMP_LT_OQ>(v, *b);
+                        *b = _mm256_blendv_pd(*b, v, closer);
+                        *i = _mm256_blendv_pd(*i, ig, closer);
+                    }
+                }
+                for (h, i) in index.iter().enumerate() {
+                    let mut ids = [0i32; 4];
+                    // SAFETY: `ids` holds the four 32-bit integers written.
+                    _mm_storeu_si128(ids.as_mut_ptr().cast(), _mm256_cvttpd_epi32(*i));
+                    let at = base + 4 * h;
+                    for (n, id) in nearest[at..at + 4].iter_mut().zip(ids) {
+                        // A small exact integer; the clamp only guards later indexing.
+                        *n = (id.max(0) as u64).min(t.k as u64 - 1);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Step 2: the exact `Σⱼ (xⱼ − cⱼ)²` to the chosen centre and, with `SUMS`, the rows
+    /// added to `sums` (four copies, row `l` to copy `l mod 4`): four rows at a time, each
+    /// 4 × 4 block of the chunk transposed into rows.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn exact<const L: usize, const SUMS: bool>(
+        t: &CentreTable,
+        chunk: &[[f64; L]],
+        valid: usize,
+        sums: &mut [Quad],
+        nearest: &[u64; L],
+        dist: &mut [f64; L],
+    ) {
+        const { assert!(L / 4 * 4 == L) };
+        let (k, q) = (t.k, t.quads);
+        // The bounds the pointers below stay within (the slice indexing checks them).
+        let chunk = &chunk[..4 * q];
+        let centres = &t.centres[..k * q];
+        let copy = k * q;
+        let sums = if SUMS { &mut sums[..4 * copy] } else { &mut [] };
+        let valid = if SUMS { valid.min(L) } else { 0 };
+        // SAFETY: AVX2 and FMA are the caller's promise. Reads of `chunk` are at lanes
+        // `base .. base + 4 ≤ L` of its `4q` columns. A chosen centre `n` (clamped below `k`)
+        // spans quads `n·q .. n·q + q` of `centres` (`k·q` long), read at `jq < q`. With
+        // `SUMS`, row `i` of a set adds to copy `i < 4` at the same quads of `sums`
+        // (`4·k·q` long), a place no other live reference points to.
+        unsafe {
+            let centres = centres.as_ptr();
+            let sums = sums.as_mut_ptr();
+            for base in (0..L).step_by(4) {
+                let mut at = [0usize; 4];
+                for (a, n) in at.iter_mut().zip(&nearest[base..base + 4]) {
+                    *a = (*n as usize).min(k - 1) * q;
+                }
+                // Rows past `valid` are padding: they stay out of the sums.
+                let add = valid.saturating_sub(base).min(4);
+                let mut acc = [_mm256_setzero_pd(); 4];
+                for (jq, cols) in chunk.chunks_exact(4).enumerate() {
+                    let x = [
+                        _mm256_loadu_pd(cols[0].as_ptr().add(base)),
+                        _mm256_loadu_pd(cols[1].as_ptr().add(base)),
+                        _mm256_loadu_pd(cols[2].as_ptr().add(base)),
+                        _mm256_loadu_pd(cols[3].as_ptr().add(base)),
+                    ];
+                    let t0 = _mm256_unpacklo_pd(x[0], x[1]);
+                    let t1 = _mm256_unpackhi_pd(x[0], x[1]);
+                    let t2 = _mm256_unpacklo_pd(x[2], x[3]);
+                    let t3 = _mm256_unpackhi_pd(x[2], x[3]);
+                    let rows = [
+                        _mm256_permute2f128_pd::<0x20>(t0, t2),
+                        _mm256_permute2f128_pd::<0x20>(t1, t3),
+                        _mm256_permute2f128_pd::<0x31>(t0, t2),
+                        _mm256_permute2f128_pd::<0x31>(t1, t3),
+                    ];
+                    for ((a, row), at) in acc.iter_mut().zip(rows).zip(at) {
+                        let d = _mm256_sub_pd(row, load_quad(&*centres.add(at + jq)));
+                        *a = _mm256_fmadd_pd(d, d, *a);
+                    }
+                    if SUMS {
+                        let rows = rows.into_iter().zip(at).enumerate();
+                        if add == 4 {
+                            for (i, (row, at)) in rows {
+                                let s = &mut *sums.add(i * copy + at + jq);
+                                store_quad(s, _mm256_add_pd(load_quad(s), row));
+                            }
+                        } else {
+                            for (i, (row, at)) in rows.take(add) {
+                                let s = &mut *sums.add(i * copy + at + jq);
+                                store_quad(s, _mm256_add_pd(load_quad(s), row));
+                            }
+                        }
+                    }
+                }
+                // [Σ row 0, Σ row 1, Σ row 2, Σ row 3] from the four partial-sum vectors.
+                let h01 = _mm256_hadd_pd(acc[0], acc[1]);
+                let h23 = _mm256_hadd_pd(acc[2], acc[3]);
+                let total = _mm256_add_pd(
+                    _mm256_permute2f128_pd::<0x20>(h01, h23),
+                    _mm256_permute2f128_pd::<0x31>(h01, h23),
+                );
+                _mm256_storeu_pd(dist.as_mut_ptr().add(base), total);
+            }
+        }
+    }
+}
