@@ -10,7 +10,7 @@ use super::sample::{RowSampler, Sample};
 use crate::data::{block_ranges, CachedPartition, DenseMatrix, Element};
 use crate::error::{MlError, Result};
 use crate::linalg::{dot, sum};
-use crate::simd::{self, code_path, Avx2Fma, CodePath, MulAdd, Vectorize};
+use crate::simd::{self, code_path, prefetch, Avx2Fma, CodePath, MulAdd, Vectorize};
 use crate::with_features;
 
 /// Bytes of a chunk's features as `f64`: the chunk is copied once and read twice (margins,
@@ -307,6 +307,8 @@ fn block_sums<T: Element, M: MulAdd>(
         // Copied once: the column slices of a partition whose row count is a multiple of 512
         // lie a multiple of 4 KiB apart, compete for the same cache sets, and would not stay
         // cached between the margins and the gradient.
+        let next = end..(end + chunk).min(n);
+        prefetch_part(&cols, next.clone(), 0);
         for (b, col) in buf.chunks_exact_mut(chunk).zip(&cols) {
             for (o, v) in b.iter_mut().zip(&col[start..end]) {
                 *o = v.to_f64();
@@ -321,6 +323,7 @@ fn block_sums<T: Element, M: MulAdd>(
                 None => margins_of(&buf, chunk, w, b, m),
             }
         }
+        prefetch_part(&cols, next.clone(), 1);
         // Loss and multipliers, row-wise.
         let y = &model.y[rows.start + start..rows.start + end];
         let loss_buf = &mut losses[..len];
@@ -355,6 +358,7 @@ fn block_sums<T: Element, M: MulAdd>(
             _ => out.count += len as u64,
         }
         out.loss_sum += sum(loss_buf);
+        prefetch_part(&cols, next.clone(), 2);
         // Gradient.
         for k in 0..k_count {
             let g = &margins[k * chunk..k * chunk + len];
@@ -369,9 +373,27 @@ fn block_sums<T: Element, M: MulAdd>(
                 }
             }
         }
+        prefetch_part(&cols, next, 3);
         start = end;
     }
     out
+}
+
+/// Asks for quarter `part` (of 4) of the lines of `rows` of every column. Sixteen or so
+/// column streams, each visited once per chunk, are more than the hardware prefetchers keep
+/// ahead of, so the next chunk is requested while this one is computed; a quarter at a time
+/// between its phases, because all at once the requests would exceed the cache misses a core
+/// can have in flight and stall it until the first ones return.
+#[inline(always)]
+fn prefetch_part<T: Element>(cols: &[&[T]], rows: Range<usize>, part: usize) {
+    let quarter = rows.len().div_ceil(4);
+    let start = rows.start + part * quarter;
+    let end = (start + quarter).min(rows.end);
+    for col in cols {
+        for i in (start..end).step_by(64 / T::BYTES) {
+            prefetch(&col[i]);
+        }
+    }
 }
 
 /// Rows whose margins are accumulated together in registers, across all the columns.
