@@ -35,10 +35,19 @@ const CHUNK_BYTES: usize = 16 * 1024;
 /// ```
 ///
 /// Per block of [`BLOCK_ROWS`](crate::data::BLOCK_ROWS) rows (blocks run in parallel, their
-/// sums are folded in block order), chunks of rows small enough to stay in L2 cache go
-/// through three vectorizable loops: margins column by column (`m += wⱼ xⱼ`), the loss and
-/// multipliers row-wise into a chunk buffer, then the gradient column by column as dot
-/// products. Buffers are per block; nothing is allocated per row.
+/// sums are folded in block order), chunks of rows are copied as `f64` into a 16 KiB buffer
+/// that stays in the L1 cache, and go through three loops: the margins (32 rows held in
+/// registers across the columns), the loss and multipliers row-wise (polynomial `exp` and
+/// `log`, so the loop vectorizes), then the gradient as dot products, four columns per pass
+/// over the multipliers. The next chunk is requested from memory a quarter at a time while
+/// the current one is computed. Buffers are per block; nothing is allocated per row.
+///
+/// On the AVX2 path (see [`crate::simd`]) the block is compiled with AVX2 and FMA and the
+/// margins and gradient loops use explicit fused multiply-adds; both paths sum in the same
+/// order and differ only in rounding. Measured with `examples/kernel_speed.rs` (binary
+/// logistic loss, 2 × 1M rows × 16 features, two threads, the 2-core development VM): about
+/// 1.6 times a plain sum over the same bytes on the AVX2 path, about 3 times on the portable
+/// path (it was 3 times before either existed).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum LinearKernel {
     /// The summed loss and gradient at the given parameters (see [`LinearKernel`] for the
