@@ -10,7 +10,7 @@ use super::sample::{RowSampler, Sample};
 use crate::data::{block_ranges, CachedPartition, DenseMatrix, Element};
 use crate::error::{MlError, Result};
 use crate::linalg::{dot, sum};
-use crate::simd::{self, code_path, Avx2Fma, CodePath, MulAdd, Vectorize};
+use crate::simd::{self, code_path, prefetch, Avx2Fma, CodePath, MulAdd, Vectorize};
 use crate::with_features;
 
 /// Bytes of a chunk's features as `f64`: the chunk is copied once and read twice (margins,
@@ -35,10 +35,19 @@ const CHUNK_BYTES: usize = 16 * 1024;
 /// ```
 ///
 /// Per block of [`BLOCK_ROWS`](crate::data::BLOCK_ROWS) rows (blocks run in parallel, their
-/// sums are folded in block order), chunks of rows small enough to stay in L2 cache go
-/// through three vectorizable loops: margins column by column (`m += wⱼ xⱼ`), the loss and
-/// multipliers row-wise into a chunk buffer, then the gradient column by column as dot
-/// products. Buffers are per block; nothing is allocated per row.
+/// sums are folded in block order), chunks of rows are copied as `f64` into a 16 KiB buffer
+/// that stays in the L1 cache, and go through three loops: the margins (32 rows held in
+/// registers across the columns), the loss and multipliers row-wise (polynomial `exp` and
+/// `log`, so the loop vectorizes), then the gradient as dot products, four columns per pass
+/// over the multipliers. The next chunk is requested from memory a quarter at a time while
+/// the current one is computed. Buffers are per block; nothing is allocated per row.
+///
+/// On the AVX2 path (see [`crate::simd`]) the block is compiled with AVX2 and FMA and the
+/// margins and gradient loops use explicit fused multiply-adds; both paths sum in the same
+/// order and differ only in rounding. Measured with `examples/kernel_speed.rs` (binary
+/// logistic loss, 2 × 1M rows × 16 features, two threads, the 2-core development VM): about
+/// 1.6 times a plain sum over the same bytes on the AVX2 path, about 3 times on the portable
+/// path (it was 3 times before either existed).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum LinearKernel {
     /// The summed loss and gradient at the given parameters (see [`LinearKernel`] for the
@@ -307,6 +316,8 @@ fn block_sums<T: Element, M: MulAdd>(
         // Copied once: the column slices of a partition whose row count is a multiple of 512
         // lie a multiple of 4 KiB apart, compete for the same cache sets, and would not stay
         // cached between the margins and the gradient.
+        let next = end..(end + chunk).min(n);
+        prefetch_part(&cols, next.clone(), 0);
         for (b, col) in buf.chunks_exact_mut(chunk).zip(&cols) {
             for (o, v) in b.iter_mut().zip(&col[start..end]) {
                 *o = v.to_f64();
@@ -321,6 +332,7 @@ fn block_sums<T: Element, M: MulAdd>(
                 None => margins_of(&buf, chunk, w, b, m),
             }
         }
+        prefetch_part(&cols, next.clone(), 1);
         // Loss and multipliers, row-wise.
         let y = &model.y[rows.start + start..rows.start + end];
         let loss_buf = &mut losses[..len];
@@ -355,6 +367,7 @@ fn block_sums<T: Element, M: MulAdd>(
             _ => out.count += len as u64,
         }
         out.loss_sum += sum(loss_buf);
+        prefetch_part(&cols, next.clone(), 2);
         // Gradient.
         for k in 0..k_count {
             let g = &margins[k * chunk..k * chunk + len];
@@ -369,9 +382,27 @@ fn block_sums<T: Element, M: MulAdd>(
                 }
             }
         }
+        prefetch_part(&cols, next, 3);
         start = end;
     }
     out
+}
+
+/// Asks for quarter `part` (of 4) of the lines of `rows` of every column. Sixteen or so
+/// column streams, each visited once per chunk, are more than the hardware prefetchers keep
+/// ahead of, so the next chunk is requested while this one is computed; a quarter at a time
+/// between its phases, because all at once the requests would exceed the cache misses a core
+/// can have in flight and stall it until the first ones return.
+#[inline(always)]
+fn prefetch_part<T: Element>(cols: &[&[T]], rows: Range<usize>, part: usize) {
+    let quarter = rows.len().div_ceil(4);
+    let start = rows.start + part * quarter;
+    let end = (start + quarter).min(rows.end);
+    for col in cols {
+        for i in (start..end).step_by(64 / T::BYTES) {
+            prefetch(&col[i]);
+        }
+    }
 }
 
 /// Rows whose margins are accumulated together in registers, across all the columns.

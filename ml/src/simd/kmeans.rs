@@ -5,8 +5,8 @@
 //! 1. The nearest centre of each row by `argmin_c ‖c‖² − 2 x·c` (the expansion of
 //!    `‖x − c‖²` without the row's own `‖x‖²`, as scikit-learn's Lloyd computes it): one FMA
 //!    per (row, feature, centre), eight rows (two vectors) × four centres of accumulators held
-//!    in registers across the columns. Centres are visited in index order and only a strictly
-//!    smaller value replaces the best, so ties go to the lowest index.
+//!    in registers across the columns. Whenever two candidates meet, the one of higher index
+//!    wins only if strictly smaller, so ties go to the lowest index.
 //! 2. For the chosen centre only, the exact `Σⱼ (xⱼ − cⱼ)²` (the expansion cancels badly when
 //!    a row is far from the origin but near its centre, so it never reaches the cost): four
 //!    rows at a time, each 4 × 4 block of the chunk transposed into four rows, which are then

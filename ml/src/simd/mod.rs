@@ -14,9 +14,16 @@
 //! Set the environment variable `KILN_SIMD=off` to force the portable path (to compare or
 //! to rule the vector code out).
 //!
-//! The AVX2 path is reached through [`Avx2Fma`], a token that can only be made after the CPU
+//! The AVX2 path is reached through `Avx2Fma`, a token that can only be made after the CPU
 //! was found to support AVX2 and FMA: holding one is the proof the `unsafe` calls below rely
-//! on, and the kernels' code outside this module stays safe.
+//! on, and the kernels' code outside this module stays safe. Kernels use it two ways: whole
+//! loops written once, generic over how they multiply and add (`Vectorize`), compiled a
+//! second time with AVX2 enabled; and, where the compiler's vectors are not enough, explicit
+//! intrinsics (`kmeans`, `linear`).
+//!
+//! On the 2-core development VM (AMD EPYC) the AVX2 path runs the k-means assignment about
+//! 2.5 times and the logistic loss-and-gradient about 2 times as fast as the portable path
+//! (`examples/kernel_speed.rs`).
 
 #![allow(unsafe_code)]
 
