@@ -487,7 +487,13 @@ async fn an_executor_with_the_wrong_token_is_refused_and_says_so() {
         .join("kiln");
     let secret = "not-the-cluster-token-4242";
     let out = tokio::process::Command::new(&bin)
-        .args(["executor", "--driver", &format!("http://{addr}"), "--slots", "1"])
+        .args([
+            "executor",
+            "--driver",
+            &format!("http://{addr}"),
+            "--slots",
+            "1",
+        ])
         .env(kiln::AUTH_TOKEN_ENV, secret)
         .output()
         .await
@@ -495,10 +501,19 @@ async fn an_executor_with_the_wrong_token_is_refused_and_says_so() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.to_lowercase().contains("token"), "{stderr}");
-    assert!(!stderr.contains(secret), "the token reached the log: {stderr}");
+    assert!(
+        !stderr.contains(secret),
+        "the token reached the log: {stderr}"
+    );
     // Bad arguments are named.
     let out = tokio::process::Command::new(&bin)
-        .args(["executor", "--driver", &format!("http://{addr}"), "--memory", "lots"])
+        .args([
+            "executor",
+            "--driver",
+            &format!("http://{addr}"),
+            "--memory",
+            "lots",
+        ])
         .output()
         .await
         .unwrap();
@@ -506,5 +521,8 @@ async fn an_executor_with_the_wrong_token_is_refused_and_says_so() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--memory"));
     // The cluster is unaffected.
     assert_eq!(kiln.executor_count(), 1);
-    assert_eq!(kiln.sql("SELECT 1").await.unwrap().count().await.unwrap(), 1);
+    assert_eq!(
+        kiln.sql("SELECT 1").await.unwrap().count().await.unwrap(),
+        1
+    );
 }
