@@ -14,7 +14,6 @@ use kiln_tests::reference::reference;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
-use url::Url;
 
 use crate::common::session;
 use crate::shuffle::InstrumentedStore;
@@ -140,13 +139,7 @@ async fn training_reads_the_source_once_per_fit() {
     // The source is Parquet in an instrumented store. A fit of 2 iterations and a fit of 12
     // read the source exactly as often: iterations read the cache, never the source.
     let store = InstrumentedStore::new();
-    let kiln = Session::builder()
-        .executors(2)
-        .slots_per_executor(2)
-        .object_store(Url::parse("memory://src").unwrap(), Arc::clone(&store) as _)
-        .build()
-        .await
-        .unwrap();
+    let kiln = crate::shuffle::session_with_source(&store).await;
     // One Gaussian blob, eight centres: Lloyd takes many iterations to settle exactly.
     let rows = blobs(3000, 3, 1, 5);
     frame(&kiln, &rows)

@@ -10,7 +10,6 @@ use datafusion::functions_aggregate::expr_fn::{count, sum};
 use datafusion::prelude::{col, lit};
 use kiln::ml::{Fit, KMeans, KMeansInit, LinearRegression, Precision};
 use kiln::{DataFrame, Session};
-use url::Url;
 
 use crate::common::{rows, session};
 use crate::shuffle::InstrumentedStore;
@@ -104,13 +103,7 @@ async fn persisted_frames_answer_like_the_original() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_persisted_source_is_read_once_for_many_queries_and_fits() {
     let store = InstrumentedStore::new();
-    let kiln = Session::builder()
-        .executors(2)
-        .slots_per_executor(2)
-        .object_store(Url::parse("memory://src").unwrap(), Arc::clone(&store) as _)
-        .build()
-        .await
-        .unwrap();
+    let kiln = crate::shuffle::session_with_source(&store).await;
     points(&kiln, 4000)
         .write_parquet("memory://src/points/")
         .await

@@ -171,6 +171,17 @@ impl ObjectStore for InstrumentedStore {
     }
 }
 
+/// A session of 2 executors × 2 slots that reads sources under `memory://src` from `store`.
+pub(crate) async fn session_with_source(store: &Arc<InstrumentedStore>) -> Session {
+    Session::builder()
+        .executors(2)
+        .slots_per_executor(2)
+        .object_store(Url::parse("memory://src").unwrap(), Arc::clone(store) as _)
+        .build()
+        .await
+        .unwrap()
+}
+
 async fn session_over(store: Arc<InstrumentedStore>, executors: usize) -> Session {
     Session::builder()
         .executors(executors)

@@ -95,7 +95,9 @@ impl Columns {
     }
 }
 
-fn check_exists(schema: &Schema, name: &str) -> Result<()> {
+/// `Ok` if `schema` has column `name`, else [`EngineError::UnknownColumn`] with the closest
+/// match.
+pub(crate) fn check_exists(schema: &Schema, name: &str) -> Result<()> {
     if schema.index_of(name).is_ok() {
         return Ok(());
     }

@@ -32,6 +32,7 @@ use datafusion::logical_expr::{case, cast as cast_expr, ident, lit, when, Expr};
 use datafusion::prelude::coalesce;
 use kiln_planner::functions::{kiln_udf, KILN_RAISE_ERROR};
 
+use super::columns::check_exists;
 use crate::dataframe::DataFrame;
 use crate::error::{EngineError, Result};
 
@@ -106,18 +107,13 @@ impl Input {
     }
 }
 
+/// The type of column `name`; an unknown column is named with the closest match.
 fn check_column(schema: &Schema, name: &str) -> Result<DataType> {
-    match schema.field_with_name(name) {
-        Ok(f) => Ok(f.data_type().clone()),
-        Err(_) => {
-            let available: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
-            Err(EngineError::UnknownColumn {
-                column: name.to_string(),
-                suggestion: crate::error::closest(name, available.iter().map(String::as_str)),
-                available,
-            })
-        }
-    }
+    check_exists(schema, name)?;
+    let field = schema
+        .field_with_name(name)
+        .map_err(|e| EngineError::Internal(e.to_string()))?;
+    Ok(field.data_type().clone())
 }
 
 fn numeric_column(stage: &'static str, schema: &Schema, name: &str) -> Result<()> {
@@ -198,16 +194,17 @@ async fn aggregate_row(df: &DataFrame, aggs: Vec<Expr>) -> Result<Vec<Option<f64
         .iter()
         .find(|b| b.num_rows() > 0)
         .ok_or_else(|| EngineError::Internal("an aggregate returned no row".into()))?;
-    (0..n)
-        .map(|i| {
-            let a = cast(batch.column(i), &DataType::Float64)?;
-            let a = a
-                .as_any()
-                .downcast_ref::<Float64Array>()
-                .ok_or_else(|| EngineError::Internal("cast to Float64".into()))?;
-            Ok(a.is_valid(0).then(|| a.value(0)))
-        })
-        .collect()
+    (0..n).map(|i| first_cell(batch, i)).collect()
+}
+
+/// Row 0 of column `i` as `f64` (`None` for null).
+fn first_cell(batch: &RecordBatch, i: usize) -> Result<Option<f64>> {
+    let a = cast(batch.column(i), &DataType::Float64)?;
+    let a = a
+        .as_any()
+        .downcast_ref::<Float64Array>()
+        .ok_or_else(|| EngineError::Internal("cast to Float64".into()))?;
+    Ok(a.is_valid(0).then(|| a.value(0)))
 }
 
 /// Output column names: in place, or `{group}_{column}` in a new group.
@@ -725,9 +722,7 @@ impl Imputer {
 
 fn first_f64(batches: &[RecordBatch]) -> Option<f64> {
     let b = batches.iter().find(|b| b.num_rows() > 0)?;
-    let a = cast(b.column(0), &DataType::Float64).ok()?;
-    let a = a.as_any().downcast_ref::<Float64Array>()?;
-    a.is_valid(0).then(|| a.value(0))
+    first_cell(b, 0).ok().flatten()
 }
 
 /// A fitted [`Imputer`].

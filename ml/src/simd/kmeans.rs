@@ -106,17 +106,7 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::{CentreTable, Quad};
-
-    /// Four values from the start of `s`.
-    ///
-    /// # Safety
-    /// The CPU must support AVX. Memory is safe: the slice index checks the length.
-    #[inline(always)]
-    unsafe fn load(s: &[f64]) -> __m256d {
-        let s = &s[..4];
-        // SAFETY: `s` holds four values; AVX is the caller's promise.
-        unsafe { _mm256_loadu_pd(s.as_ptr()) }
-    }
+    use crate::simd::x86::load;
 
     /// The four values of `q`.
     ///

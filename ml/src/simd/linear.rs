@@ -52,28 +52,7 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use crate::linalg::{fold, LANES};
-
-    /// Four values from the start of `s`.
-    ///
-    /// # Safety
-    /// The CPU must support AVX. Memory is safe: the slice index checks the length.
-    #[inline(always)]
-    unsafe fn load(s: &[f64]) -> __m256d {
-        let s = &s[..4];
-        // SAFETY: `s` holds four values; AVX is the caller's promise.
-        unsafe { _mm256_loadu_pd(s.as_ptr()) }
-    }
-
-    /// Writes four values to the start of `s`.
-    ///
-    /// # Safety
-    /// The CPU must support AVX. Memory is safe: the slice index checks the length.
-    #[inline(always)]
-    unsafe fn store(s: &mut [f64], v: __m256d) {
-        let s = &mut s[..4];
-        // SAFETY: `s` holds four values; AVX is the caller's promise.
-        unsafe { _mm256_storeu_pd(s.as_mut_ptr(), v) }
-    }
+    use crate::simd::x86::{load, store};
 
     /// Rows whose margins are accumulated together in registers, across all the columns:
     /// eight vectors, enough independent sums to hide the latency of a multiply-add.

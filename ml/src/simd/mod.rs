@@ -30,6 +30,34 @@
 pub(crate) mod kmeans;
 pub(crate) mod linear;
 
+/// Unaligned AVX loads and stores shared by the kernels' intrinsics.
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::{__m256d, _mm256_loadu_pd, _mm256_storeu_pd};
+
+    /// Four values from the start of `s`.
+    ///
+    /// # Safety
+    /// The CPU must support AVX. Memory is safe: the slice index checks the length.
+    #[inline(always)]
+    pub(super) unsafe fn load(s: &[f64]) -> __m256d {
+        let s = &s[..4];
+        // SAFETY: `s` holds four values; AVX is the caller's promise.
+        unsafe { _mm256_loadu_pd(s.as_ptr()) }
+    }
+
+    /// Writes four values to the start of `s`.
+    ///
+    /// # Safety
+    /// The CPU must support AVX. Memory is safe: the slice index checks the length.
+    #[inline(always)]
+    pub(super) unsafe fn store(s: &mut [f64], v: __m256d) {
+        let s = &mut s[..4];
+        // SAFETY: `s` holds four values; AVX is the caller's promise.
+        unsafe { _mm256_storeu_pd(s.as_mut_ptr(), v) }
+    }
+}
+
 use std::sync::OnceLock;
 
 /// The instructions the hot kernels of this process run with.
