@@ -34,6 +34,7 @@ mod persist;
 mod polars;
 mod read;
 mod session;
+pub mod sql;
 
 pub use cluster::{AUTH_TOKEN_ENV, EXECUTOR_BIN_ENV};
 pub use dataframe::{DataFrame, GroupedDataFrame};

@@ -44,6 +44,7 @@ pub struct SessionBuilder {
     cluster: ClusterOptions,
     inject_failures: u32,
     store_retries: Option<(usize, std::time::Duration)>,
+    models_dir: Option<PathBuf>,
 }
 
 impl Default for SessionBuilder {
@@ -67,11 +68,21 @@ impl Default for SessionBuilder {
             cluster: ClusterOptions::default(),
             inject_failures: 0,
             store_retries: None,
+            models_dir: None,
         }
     }
 }
 
 impl SessionBuilder {
+    /// A model catalog: a directory where the models that SQL trains or loads are saved (one
+    /// model directory each), and from which every model there is registered when the session
+    /// starts, so that a model trained in one session is there in the next. Without it, models
+    /// live only as long as the session.
+    pub fn models_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.models_dir = Some(dir.into());
+        self
+    }
+
     /// Number of in-process executors (default 2).
     pub fn executors(mut self, n: usize) -> Self {
         self.executors = n;
@@ -329,7 +340,7 @@ impl SessionBuilder {
             .iter()
             .map(|e| Arc::new(Semaphore::new(e.slots())))
             .collect();
-        Ok(Session {
+        let session = Session {
             inner: Arc::new(SessionInner {
                 id: session_id,
                 ctx,
@@ -348,8 +359,11 @@ impl SessionBuilder {
                 inject_failures: self.inject_failures,
                 lost: Default::default(),
                 owned_dir,
+                models_dir: self.models_dir,
             }),
-        })
+        };
+        session.open_model_catalog().await?;
+        Ok(session)
     }
 }
 
@@ -508,6 +522,8 @@ pub(crate) struct SessionInner {
     /// Executors (by index) already counted as lost.
     lost: std::sync::Mutex<std::collections::HashSet<usize>>,
     owned_dir: Option<PathBuf>,
+    /// The model catalog's directory, if the session has one.
+    pub(crate) models_dir: Option<PathBuf>,
 }
 
 impl SessionInner {
@@ -639,13 +655,23 @@ impl Session {
         &self.inner.ctx
     }
 
-    /// Runs SQL. Queries are lazy: nothing runs until an action on the returned DataFrame.
-    /// DDL (`CREATE VIEW`, `CREATE EXTERNAL TABLE`, ...) takes effect at once.
+    /// Runs one SQL statement: DataFusion's SQL plus Kiln's dialect (`TRAIN MODEL`,
+    /// `CREATE MODEL`, `PREDICT(MODEL m, (query))`, `EVALUATE(MODEL m, (query))`, `SHOW MODELS`,
+    /// `DESCRIBE MODEL`, `DROP MODEL`, `SAVE MODEL`, `LOAD MODEL`, `EXPLAIN TRAIN`; see
+    /// [`crate::sql`]). Queries are lazy: nothing runs until an action on the returned
+    /// DataFrame. DDL (`CREATE VIEW`, `CREATE EXTERNAL TABLE`, ...) and Kiln's statements take
+    /// effect at once; those answer with a small table (the trained model's summary, the list
+    /// of models, ...).
     ///
     /// # Errors
     /// [`EngineError::SqlSyntax`] with the position of a syntax error; planning errors such as
     /// [`EngineError::UnknownColumn`].
     pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
+        crate::sql::run(self, sql).await
+    }
+
+    /// Plain DataFusion SQL, after Kiln's table functions were rewritten away.
+    pub(crate) async fn datafusion_sql(&self, sql: &str) -> Result<DataFrame> {
         let df = self
             .inner
             .ctx

@@ -14,4 +14,5 @@ mod polars;
 mod properties;
 mod s3;
 mod shuffle;
+mod sql;
 mod tpch;

@@ -18,8 +18,8 @@ mod evaluate;
 pub mod features;
 mod fit;
 pub(crate) mod lazy;
-mod models;
-mod pipeline;
+pub(crate) mod models;
+pub(crate) mod pipeline;
 mod training_data;
 
 pub use columns::Columns;

@@ -165,7 +165,7 @@ impl DataFrame {
     }
 }
 
-fn unknown_model(session: &Session, model: &str) -> EngineError {
+pub(crate) fn unknown_model(session: &Session, model: &str) -> EngineError {
     EngineError::InvalidParameter {
         name: "model",
         reason: format!(

@@ -8,6 +8,14 @@
 //! `executor` joins a driver (a session built with `listen` or `local_cluster`) and runs its
 //! tasks until the driver goes away. The shared secret comes from `--token-file` or
 //! `$KILN_AUTH_TOKEN`.
+//!
+//! ```text
+//! kiln sql [-e SQL]... [-f FILE]... [--format table|csv|tsv|json|ndjson] [--maxrows N]
+//!          [--executors N | --local-cluster N] [--models-dir DIR] [--quiet]
+//! ```
+//!
+//! `sql` runs Kiln SQL statements (see `kiln::sql`) and prints each one's result; see
+//! [`sql`] for the details.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -18,7 +26,10 @@ use kiln_executor::rpc::{run_executor, AuthToken, ClientTls, WorkerOptions};
 use kiln_executor::store::EnvObjectStoreRegistry;
 use kiln_executor::ExecutorRuntime;
 
-const USAGE: &str = "usage: kiln executor --driver URL [--slots N] [--memory SIZE] [--id NAME] [--token-file PATH] [--tls-ca PEM [--tls-domain NAME]]";
+mod sql;
+
+const USAGE: &str = "usage: kiln executor --driver URL [--slots N] [--memory SIZE] [--id NAME] [--token-file PATH] [--tls-ca PEM [--tls-domain NAME]]
+       kiln sql [-e SQL]... [-f FILE]... [--format table|csv|tsv|json|ndjson] [--maxrows N] [--executors N | --local-cluster N] [--models-dir DIR] [--quiet]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -30,6 +41,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some("sql") => sql::main(&args[1..]),
         _ => {
             eprintln!("{USAGE}");
             ExitCode::from(2)

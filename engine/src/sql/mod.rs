@@ -1,0 +1,728 @@
+//! Kiln's SQL dialect: DataFusion's SQL plus statements to train, inspect and keep models, and
+//! table functions to predict and evaluate.
+//!
+//! ```sql
+//! TRAIN MODEL churn USING logistic_regression (reg_param = 0.01, max_iter = 50)
+//!     LABEL churned FEATURES (tenure, spend) AS SELECT * FROM customers;
+//! CREATE OR REPLACE MODEL churn OPTIONS (type = 'logistic_regression', label = 'churned')
+//!     AS SELECT tenure, spend, churned FROM customers;      -- BigQuery's shape
+//! SELECT id, predict('churn', tenure, spend) FROM customers;  -- in any expression
+//! SELECT * FROM PREDICT(MODEL churn, (SELECT * FROM customers));  -- adds `prediction`
+//! SELECT * FROM EVALUATE(MODEL churn, (SELECT * FROM holdout));   -- one row of metrics
+//! SHOW MODELS; DESCRIBE MODEL churn; DROP MODEL [IF EXISTS] churn;
+//! SAVE MODEL churn TO 's3://bucket/models/churn'; LOAD MODEL churn FROM '/models/churn';
+//! EXPLAIN TRAIN MODEL ...;   -- the training plan (cache and iterate stages), not run
+//! ```
+//!
+//! Algorithms: `kmeans`, `linear_regression`, `logistic_regression`, with the parameter
+//! names of the Rust API (Spark MLlib's, in snake case). Without `FEATURES`, every numeric
+//! column but the label is a feature; without `LABEL`, the label is `label`.
+//!
+//! `PREDICT(MODEL m, (query))` is rewritten into a plain subquery calling the `predict` UDF
+//! (and `predict_proba` for a classifier, as `probability`), so it stays lazy and the
+//! optimizer sees through it. `EVALUATE` runs its query when the statement is planned and
+//! answers with the same figures as the Rust API's [`Evaluator`]s: `rmse`, `mse`, `mae`, `r2`
+//! for regression; `accuracy`, weighted `precision`, `recall`, `f1`, `log_loss` (and
+//! `roc_auc` for two classes) for classification; `sse` and `silhouette` for k-means.
+
+mod parse;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray, UInt64Array};
+use arrow::datatypes::{DataType, Field, Schema};
+use datafusion::datasource::MemTable;
+use datafusion::sql::sqlparser::tokenizer::Location;
+use futures::future::BoxFuture;
+use kiln_ml::cluster::kmeans::{CenterSet, KMeansKernel, KMeansPartial};
+use kiln_ml::linear::Solver;
+use kiln_ml::optim::StepSchedule;
+use kiln_ml::step::{Kernel, Partial};
+use kiln_ml::{Model, Precision};
+
+pub use parse::{
+    parse_kiln_statement, split_statements, KilnStatement, Param, ParamValue, TrainModel,
+};
+
+use crate::dataframe::DataFrame;
+use crate::error::{EngineError, Result};
+use crate::ml::models::unknown_model;
+use crate::ml::pipeline::fit_estimator;
+use crate::ml::{
+    Average, ClassificationMetric, Columns, Estimator, Evaluator, KMeans, KMeansInit, LazyModel,
+    LinearRegression, LogisticRegression, RegressionMetric,
+};
+use crate::session::Session;
+use parse::error_at;
+
+/// The algorithms `TRAIN MODEL ... USING` knows, as listed in messages.
+const ALGORITHMS: &str = "kmeans, linear_regression, logistic_regression";
+
+/// Runs one statement of Kiln's SQL (see the [module docs](self)).
+pub(crate) fn run<'a>(session: &'a Session, sql: &'a str) -> BoxFuture<'a, Result<DataFrame>> {
+    Box::pin(run_statement(session, sql))
+}
+
+async fn run_statement(session: &Session, sql: &str) -> Result<DataFrame> {
+    if let Some(statement) = parse_kiln_statement(sql)? {
+        return execute(session, statement).await;
+    }
+    let mut temporary = Vec::new();
+    let rewritten = rewrite(session, sql, &mut temporary).await;
+    let planned = match rewritten {
+        Ok(text) => session.datafusion_sql(&text).await,
+        Err(e) => Err(e),
+    };
+    // The plan holds the tables it scans: the names can go.
+    for name in temporary {
+        // Deregistering a table that is there cannot fail in a meaningful way.
+        let _ = session.datafusion_context().deregister_table(name.as_str());
+    }
+    planned
+}
+
+async fn execute(session: &Session, statement: KilnStatement) -> Result<DataFrame> {
+    match statement {
+        KilnStatement::Train(t) => train(session, &t).await,
+        KilnStatement::ExplainTrain(t) => {
+            let (estimator, columns) = estimator(&t)?;
+            let df = session.sql(&t.query).await?;
+            let plan = LazyModel::new(estimator, &df, &columns)?.explain().await?;
+            text_table(
+                session,
+                &["plan_type", "plan"],
+                vec![vec!["train".into(), plan]],
+            )
+        }
+        KilnStatement::ShowModels => {
+            let rows = session
+                .model_names()
+                .into_iter()
+                .filter_map(|name| session.model(&name).map(|m| (name, m)))
+                .map(|(name, m)| {
+                    vec![
+                        name,
+                        m.algorithm().to_string(),
+                        m.feature_names().join(", "),
+                        m.label().unwrap_or("").to_string(),
+                    ]
+                })
+                .collect();
+            text_table(session, &["model", "algorithm", "features", "label"], rows)
+        }
+        KilnStatement::DescribeModel(name) => {
+            let Some(m) = session.model(&name) else {
+                return Err(unknown_model(session, &name));
+            };
+            let location = catalog_path(session, &name)?
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            let rows = [
+                ("model", name.clone()),
+                ("algorithm", m.algorithm().to_string()),
+                ("features", m.feature_names().join(", ")),
+                ("label", m.label().unwrap_or("").to_string()),
+                ("params", m.params_json().to_string()),
+                ("summary", m.summary_json().to_string()),
+                ("location", location),
+            ]
+            .into_iter()
+            .map(|(k, v)| vec![k.to_string(), v])
+            .collect();
+            text_table(session, &["property", "value"], rows)
+        }
+        KilnStatement::DropModel { name, if_exists } => {
+            let known = session.deregister_model(&name);
+            if !known && !if_exists {
+                return Err(unknown_model(session, &name));
+            }
+            if let Some(dir) = catalog_path(session, &name)? {
+                if dir.exists() {
+                    std::fs::remove_dir_all(&dir)?;
+                }
+            }
+            text_table(session, &["dropped"], vec![vec![name]])
+        }
+        KilnStatement::SaveModel { name, url } => {
+            let Some(m) = session.model(&name) else {
+                return Err(unknown_model(session, &name));
+            };
+            session.save_model(&m, &url).await?;
+            text_table(session, &["model", "saved_to"], vec![vec![name, url]])
+        }
+        KilnStatement::LoadModel { name, url } => {
+            let model = session.load_model(&url).await?;
+            keep_model(session, &name, model).await?;
+            text_table(session, &["model", "loaded_from"], vec![vec![name, url]])
+        }
+    }
+}
+
+/// `TRAIN MODEL` / `CREATE MODEL`: fits, registers, saves to the catalog, and answers with a
+/// row of what training did.
+async fn train(session: &Session, t: &TrainModel) -> Result<DataFrame> {
+    if !t.replace && session.model(&t.name).is_some() {
+        return Err(EngineError::InvalidParameter {
+            name: "model",
+            reason: format!(
+                "a model named '{}' already exists; use CREATE OR REPLACE MODEL or DROP MODEL",
+                t.name
+            ),
+        });
+    }
+    catalog_path(session, &t.name)?;
+    let (estimator, columns) = estimator(t)?;
+    let df = session.sql(&t.query).await?;
+    let model = fit_estimator(&estimator, &df, columns).await?;
+    let summary = model.summary_json();
+    let iterations = summary["iterations"].as_u64();
+    let loss = match &model {
+        Model::KMeans(m) => Some(m.cost()),
+        _ => summary["final_objective"].as_f64(),
+    };
+    let (algorithm, features) = (model.algorithm(), model.feature_names().join(", "));
+    let label = model.label().map(str::to_string);
+    keep_model(session, &t.name, model).await?;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("model", DataType::Utf8, false),
+        Field::new("algorithm", DataType::Utf8, false),
+        Field::new("features", DataType::Utf8, false),
+        Field::new("label", DataType::Utf8, true),
+        Field::new("iterations", DataType::UInt64, true),
+        Field::new("loss", DataType::Float64, true),
+    ]));
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(vec![t.name.as_str()])),
+        Arc::new(StringArray::from(vec![algorithm])),
+        Arc::new(StringArray::from(vec![features])),
+        Arc::new(StringArray::from(vec![label])),
+        Arc::new(UInt64Array::from(vec![iterations])),
+        Arc::new(Float64Array::from(vec![loss])),
+    ];
+    session.from_batches(
+        Arc::clone(&schema),
+        vec![RecordBatch::try_new(schema, columns)?],
+    )
+}
+
+/// Registers `model` as `name` and writes it to the catalog, if the session has one.
+async fn keep_model(session: &Session, name: &str, model: Model) -> Result<()> {
+    if let Some(dir) = catalog_path(session, name)? {
+        // A fresh directory: no file of an older model may survive next to the new ones.
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)?;
+        }
+        session
+            .save_model(&model, &dir.display().to_string())
+            .await?;
+    }
+    session.register_model(name, model);
+    Ok(())
+}
+
+/// Where model `name` lives in the session's catalog (`None` without a catalog).
+///
+/// # Errors
+/// A name that cannot be a directory name.
+fn catalog_path(session: &Session, name: &str) -> Result<Option<PathBuf>> {
+    let Some(dir) = session.models_dir() else {
+        return Ok(None);
+    };
+    let plain = !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if !plain {
+        return Err(EngineError::InvalidParameter {
+            name: "model",
+            reason: format!(
+                "'{name}' cannot name a model in the catalog: use letters, digits, '_', '-' and '.'"
+            ),
+        });
+    }
+    Ok(Some(dir.join(name)))
+}
+
+impl Session {
+    /// The model catalog's directory (see [`SessionBuilder::models_dir`](crate::SessionBuilder::models_dir)).
+    pub fn models_dir(&self) -> Option<&Path> {
+        self.inner.models_dir.as_deref()
+    }
+
+    /// Creates the catalog directory and registers every model in it. A directory that does
+    /// not hold a readable model is skipped with a warning, so that one damaged model does not
+    /// keep the others out.
+    pub(crate) async fn open_model_catalog(&self) -> Result<()> {
+        let Some(dir) = self.models_dir() else {
+            return Ok(());
+        };
+        std::fs::create_dir_all(dir).map_err(|e| EngineError::InvalidParameter {
+            name: "models_dir",
+            reason: format!("cannot create the model catalog {}: {e}", dir.display()),
+        })?;
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir())
+            .collect();
+        entries.sort();
+        for path in entries {
+            let Some(name) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .map(str::to_string)
+            else {
+                continue;
+            };
+            match self.load_model(&path.display().to_string()).await {
+                Ok(model) => self.register_model(&name, model),
+                Err(e) => {
+                    tracing::warn!(model = %name, error = %e, "skipping a model in the catalog")
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The estimator and columns a `TRAIN` statement asks for; parameters are checked by name
+/// here and by range when training starts (before any data moves).
+fn estimator(t: &TrainModel) -> Result<(Estimator, Columns)> {
+    let mut columns = Columns::new();
+    if let Some(features) = &t.features {
+        columns = columns.features(features.iter().cloned());
+    }
+    if let Some(label) = &t.label {
+        columns = columns.label(label.as_str());
+    }
+    let algorithm = t.algorithm.to_ascii_lowercase();
+    let estimator = match algorithm.as_str() {
+        "kmeans" | "k_means" => Estimator::KMeans(kmeans(&t.params)?),
+        "linear_regression" | "linear_reg" => {
+            let mut e = LinearRegression::new();
+            for p in &t.params {
+                e = linear_param(e, p, &t.params)?;
+            }
+            Estimator::LinearRegression(e)
+        }
+        "logistic_regression" | "logistic_reg" => {
+            let mut e = LogisticRegression::new();
+            for p in &t.params {
+                e = linear_param(e, p, &t.params)?;
+            }
+            Estimator::LogisticRegression(e)
+        }
+        _ => {
+            return Err(error_at(
+                t.algorithm_at,
+                format!(
+                    "unknown algorithm '{}'; known algorithms: {ALGORITHMS}",
+                    t.algorithm
+                ),
+            ))
+        }
+    };
+    if matches!(estimator, Estimator::KMeans(_)) && t.label.is_some() {
+        return Err(EngineError::InvalidParameter {
+            name: "label",
+            reason: "kmeans is unsupervised and takes no LABEL".into(),
+        });
+    }
+    Ok((estimator, columns))
+}
+
+const KMEANS_PARAMS: &str = "k, max_iter, tol, seed, init, init_steps";
+const LINEAR_PARAMS: &str = "max_iter, reg_param, elastic_net_param, tol, fit_intercept, \
+                             standardization, solver, seed, step_size, mini_batch_fraction";
+
+fn kmeans(params: &[Param]) -> Result<KMeans> {
+    // Spark's default k.
+    let k = match params.iter().find(|p| p.name == "k") {
+        Some(p) => integer(p)?,
+        None => 2,
+    };
+    let mut e = KMeans::new(k);
+    for p in params {
+        e = match p.name.as_str() {
+            "k" => e,
+            "max_iter" => e.max_iter(integer(p)?),
+            "tol" => e.tol(float(p)?),
+            "seed" => e.seed(integer(p)? as u64),
+            "init_steps" => e.init_steps(integer(p)?),
+            "init" => match text(p)?.to_ascii_lowercase().as_str() {
+                "k-means||" | "kmeans||" | "k_means_parallel" => e.init(KMeansInit::KMeansParallel),
+                "random" => e.init(KMeansInit::Random),
+                other => {
+                    return Err(error_at(
+                        p.at,
+                        format!("init must be 'k-means||' or 'random', got '{other}'"),
+                    ))
+                }
+            },
+            _ => return Err(unknown_param(p, "kmeans", KMEANS_PARAMS)),
+        };
+    }
+    Ok(e)
+}
+
+/// The parameters both linear models take.
+trait LinearParams: Sized {
+    /// The estimator with `p` set, `None` for a name it does not take.
+    fn apply(self, p: &Param) -> Result<Option<Self>>;
+    /// The estimator with `solver`.
+    fn with_solver(self, solver: Solver) -> Self;
+}
+
+macro_rules! linear_params {
+    ($t:ty) => {
+        impl LinearParams for $t {
+            fn apply(self, p: &Param) -> Result<Option<Self>> {
+                Ok(Some(match p.name.as_str() {
+                    "max_iter" => self.max_iter(integer(p)?),
+                    "reg_param" => self.reg_param(float(p)?),
+                    "elastic_net_param" => self.elastic_net_param(float(p)?),
+                    "tol" => self.tol(float(p)?),
+                    "fit_intercept" => self.fit_intercept(boolean(p)?),
+                    "standardization" => self.standardization(boolean(p)?),
+                    "seed" => self.seed(integer(p)? as u64),
+                    _ => return Ok(None),
+                }))
+            }
+
+            fn with_solver(self, solver: Solver) -> Self {
+                self.solver(solver)
+            }
+        }
+    };
+}
+linear_params!(LinearRegression);
+linear_params!(LogisticRegression);
+
+/// Applies one linear-model parameter; the solver and its SGD settings are read together
+/// from all of `params` when `solver` comes by.
+fn linear_param<E: LinearParams>(e: E, p: &Param, params: &[Param]) -> Result<E> {
+    let sgd_setting = |name: &str| params.iter().find(|q| q.name == name);
+    match p.name.as_str() {
+        "solver" => match text(p)?.to_ascii_lowercase().as_str() {
+            "lbfgs" | "l-bfgs" => {
+                if let Some(q) = sgd_setting("step_size").or(sgd_setting("mini_batch_fraction")) {
+                    return Err(error_at(q.at, format!("{} needs solver = 'sgd'", q.name)));
+                }
+                Ok(e.with_solver(Solver::Lbfgs))
+            }
+            "sgd" => {
+                let step_size = sgd_setting("step_size").map(float).transpose()?;
+                let fraction = sgd_setting("mini_batch_fraction").map(float).transpose()?;
+                Ok(e.with_solver(Solver::Sgd {
+                    mini_batch_fraction: fraction.unwrap_or(1.0),
+                    step_size: step_size.unwrap_or(1.0),
+                    schedule: StepSchedule::InverseSqrt,
+                }))
+            }
+            other => Err(error_at(
+                p.at,
+                format!("solver must be 'lbfgs' or 'sgd', got '{other}'"),
+            )),
+        },
+        "step_size" | "mini_batch_fraction" => {
+            if params.iter().any(|q| q.name == "solver") {
+                Ok(e)
+            } else {
+                Err(error_at(p.at, format!("{} needs solver = 'sgd'", p.name)))
+            }
+        }
+        _ => match e.apply(p)? {
+            Some(e) => Ok(e),
+            None => Err(unknown_param(p, "this algorithm", LINEAR_PARAMS)),
+        },
+    }
+}
+
+fn unknown_param(p: &Param, algorithm: &str, accepted: &str) -> EngineError {
+    error_at(
+        p.at,
+        format!(
+            "unknown parameter '{}' for {algorithm}; accepted parameters: {accepted}",
+            p.name
+        ),
+    )
+}
+
+fn integer(p: &Param) -> Result<usize> {
+    match &p.value {
+        ParamValue::Number(n) => n.parse().map_err(|_| {
+            error_at(
+                p.at,
+                format!("{} must be a non-negative integer, got {n}", p.name),
+            )
+        }),
+        other => Err(error_at(
+            p.at,
+            format!("{} must be a non-negative integer, got {other}", p.name),
+        )),
+    }
+}
+
+fn float(p: &Param) -> Result<f64> {
+    match &p.value {
+        ParamValue::Number(n) => n
+            .parse()
+            .map_err(|_| error_at(p.at, format!("{} must be a number, got {n}", p.name))),
+        other => Err(error_at(
+            p.at,
+            format!("{} must be a number, got {other}", p.name),
+        )),
+    }
+}
+
+fn boolean(p: &Param) -> Result<bool> {
+    match &p.value {
+        ParamValue::Bool(b) => Ok(*b),
+        other => Err(error_at(
+            p.at,
+            format!("{} must be true or false, got {other}", p.name),
+        )),
+    }
+}
+
+fn text(p: &Param) -> Result<&str> {
+    match &p.value {
+        ParamValue::Text(t) => Ok(t),
+        other => Err(error_at(
+            p.at,
+            format!("{} must be a name or a quoted string, got {other}", p.name),
+        )),
+    }
+}
+
+/// Rewrites the outermost `PREDICT(MODEL ...)` / `EVALUATE(MODEL ...)` calls of `sql` (and,
+/// recursively, those in their queries) into plain SQL. EVALUATE's one-row tables are
+/// registered under names pushed to `temporary`.
+fn rewrite<'a>(
+    session: &'a Session,
+    sql: &'a str,
+    temporary: &'a mut Vec<String>,
+) -> BoxFuture<'a, Result<String>> {
+    Box::pin(async move {
+        let calls = parse::table_calls(sql)?;
+        if calls.is_empty() {
+            return Ok(sql.to_string());
+        }
+        let mut out = String::with_capacity(sql.len());
+        let mut last = 0;
+        for call in calls {
+            out.push_str(&sql[last..call.range.start]);
+            let Some(model) = session.model(&call.model) else {
+                return Err(located(unknown_model(session, &call.model), call.model_at));
+            };
+            let inner = rewrite(session, &call.query, temporary).await?;
+            if call.evaluate {
+                let table = evaluate(session, &call.model, &model, &inner).await?;
+                out.push_str(&quote_ident(&table));
+                temporary.push(table);
+            } else {
+                // The added columns must not clash with the query's own.
+                let schema = session.datafusion_sql(&inner).await?.schema();
+                let added: &[&str] = match model.as_ref() {
+                    Model::LogisticRegression(_) => &["prediction", "probability"],
+                    _ => &["prediction"],
+                };
+                if let Some(clash) = added.iter().find(|c| schema.field_with_name(c).is_ok()) {
+                    return Err(error_at(
+                        call.model_at,
+                        format!(
+                            "PREDICT(MODEL {}, ...) adds the column '{clash}', which its query \
+                             already has: rename it in the query",
+                            call.model
+                        ),
+                    ));
+                }
+                out.push_str(&predict_subquery(&call.model, &model, &inner));
+            }
+            last = call.range.end;
+        }
+        out.push_str(&sql[last..]);
+        Ok(out)
+    })
+}
+
+/// An error with the statement position it is about.
+fn located(e: EngineError, at: Location) -> EngineError {
+    match e {
+        EngineError::InvalidParameter { name, reason } => EngineError::InvalidParameter {
+            name,
+            reason: format!("{reason} (at Line: {}, Column: {})", at.line, at.column),
+        },
+        other => other,
+    }
+}
+
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn quote_string(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// `(SELECT *, predict('m', f...) AS prediction [, predict_proba(...) AS probability] FROM
+/// (query))`.
+fn predict_subquery(name: &str, model: &Model, query: &str) -> String {
+    let mut args = quote_string(name);
+    for f in model.feature_names() {
+        args.push_str(", ");
+        args.push_str(&quote_ident(f));
+    }
+    let proba = match model {
+        Model::LogisticRegression(_) => format!(", predict_proba({args}) AS probability"),
+        _ => String::new(),
+    };
+    format!("(SELECT *, predict({args}) AS prediction{proba} FROM ({query}) AS __kiln_input)")
+}
+
+/// Prediction and probability columns of EVALUATE (names no user column is likely to have).
+const PREDICTION: &str = "__kiln_prediction";
+const PROBABILITY: &str = "__kiln_probability";
+
+/// EVALUATE: runs `query`, predicts with `model`, computes the model kind's metrics with the
+/// same evaluators as the Rust API, and registers the one-row answer under a fresh name.
+async fn evaluate(session: &Session, name: &str, model: &Model, query: &str) -> Result<String> {
+    let df = session.datafusion_sql(query).await?;
+    let label = model.label().unwrap_or("label").to_string();
+    let mut metrics: Vec<(&str, f64)> = Vec::new();
+    match model {
+        Model::KMeans(km) => {
+            let features = Columns::new().features(model.feature_names().iter().cloned());
+            let predicted = materialize(
+                df.clone().predict(name, PREDICTION)?,
+                model
+                    .feature_names()
+                    .iter()
+                    .map(String::as_str)
+                    .chain([PREDICTION]),
+            )
+            .await?;
+            let silhouette = Evaluator::silhouette(features.clone())
+                .prediction_col(PREDICTION)
+                .evaluate(&predicted)
+                .await?;
+            metrics.push(("sse", kmeans_cost(&df, &features, km.centers()).await?));
+            metrics.push(("silhouette", silhouette));
+        }
+        Model::LinearRegression(_) => {
+            let predicted =
+                materialize(df.predict(name, PREDICTION)?, [label.as_str(), PREDICTION]).await?;
+            for (metric, key) in [
+                (RegressionMetric::Rmse, "rmse"),
+                (RegressionMetric::Mse, "mse"),
+                (RegressionMetric::Mae, "mae"),
+                (RegressionMetric::R2, "r2"),
+            ] {
+                let value = Evaluator::regression(metric)
+                    .label_col(label.as_str())
+                    .prediction_col(PREDICTION)
+                    .evaluate(&predicted)
+                    .await?;
+                metrics.push((key, value));
+            }
+        }
+        Model::LogisticRegression(lr) => {
+            let predicted = materialize(
+                df.predict(name, PREDICTION)?
+                    .predict_proba(name, PROBABILITY)?,
+                [label.as_str(), PREDICTION, PROBABILITY],
+            )
+            .await?;
+            let mut wanted = vec![
+                (ClassificationMetric::Accuracy, "accuracy"),
+                (
+                    ClassificationMetric::Precision(Average::Weighted),
+                    "precision",
+                ),
+                (ClassificationMetric::Recall(Average::Weighted), "recall"),
+                (ClassificationMetric::F1(Average::Weighted), "f1"),
+                (ClassificationMetric::LogLoss, "log_loss"),
+            ];
+            if lr.num_classes() == 2 {
+                wanted.push((ClassificationMetric::AreaUnderRoc, "roc_auc"));
+            }
+            for (metric, key) in wanted {
+                let value = Evaluator::classification(metric)
+                    .label_col(label.as_str())
+                    .prediction_col(PREDICTION)
+                    .probability_col(PROBABILITY)
+                    .evaluate(&predicted)
+                    .await?;
+                metrics.push((key, value));
+            }
+        }
+    }
+    let schema = Arc::new(Schema::new(
+        metrics
+            .iter()
+            .map(|(k, _)| Field::new(*k, DataType::Float64, false))
+            .collect::<Vec<_>>(),
+    ));
+    let columns: Vec<ArrayRef> = metrics
+        .iter()
+        .map(|(_, v)| Arc::new(Float64Array::from(vec![*v])) as ArrayRef)
+        .collect();
+    let batch = RecordBatch::try_new(Arc::clone(&schema), columns)?;
+    let table = format!("__kiln_evaluate_{}", uuid::Uuid::new_v4().simple());
+    session.datafusion_context().register_table(
+        table.as_str(),
+        Arc::new(MemTable::try_new(schema, vec![vec![batch]])?),
+    )?;
+    Ok(table)
+}
+
+/// Runs `df` once, keeping only `columns`, so that several metrics read it without running
+/// the query again.
+async fn materialize<'a>(
+    df: DataFrame,
+    columns: impl IntoIterator<Item = &'a str>,
+) -> Result<DataFrame> {
+    let columns: Vec<&str> = columns.into_iter().collect();
+    let df = df.select_columns(&columns)?;
+    let schema = df.schema();
+    let batches = df.collect().await?;
+    df.session().from_batches(schema, batches)
+}
+
+/// The k-means cost (sum of squared distances to the nearest centre) of `df`, with the same
+/// distributed kernel training uses.
+async fn kmeans_cost(df: &DataFrame, features: &Columns, centers: &[Vec<f64>]) -> Result<f64> {
+    let data = df.cache_training(features, false, Precision::F64).await?;
+    let kernel = Kernel::KMeans(KMeansKernel::Cost(CenterSet::from_rows(centers)?));
+    let partial = data.run_round(&kernel).await;
+    data.unpersist().await?;
+    match partial? {
+        Partial::KMeans(KMeansPartial::Cost(cost)) => Ok(cost),
+        other => Err(EngineError::Internal(format!(
+            "a cost kernel answered {other:?}"
+        ))),
+    }
+}
+
+/// A table of text columns; an empty string is a null (a model without a label, ...).
+fn text_table(session: &Session, names: &[&str], rows: Vec<Vec<String>>) -> Result<DataFrame> {
+    let schema = Arc::new(Schema::new(
+        names
+            .iter()
+            .map(|n| Field::new(*n, DataType::Utf8, true))
+            .collect::<Vec<_>>(),
+    ));
+    let columns: Vec<ArrayRef> = (0..names.len())
+        .map(|c| {
+            Arc::new(StringArray::from_iter(
+                rows.iter()
+                    .map(|r| r.get(c).map(String::as_str).filter(|v| !v.is_empty())),
+            )) as ArrayRef
+        })
+        .collect();
+    session.from_batches(
+        Arc::clone(&schema),
+        vec![RecordBatch::try_new(schema, columns)?],
+    )
+}

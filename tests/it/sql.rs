@@ -1,0 +1,579 @@
+//! Kiln's SQL dialect: the golden files under `tests/slt`, the metrics EVALUATE returns against
+//! the Rust evaluators, and the `kiln sql` command.
+//!
+//! The golden files use the sqllogictest format (the subset below). Each file runs in a fresh
+//! session (two executors) with its own scratch directory as the model catalog; `__SCRATCH__`
+//! in a statement is replaced by that directory.
+//!
+//! ```text
+//! statement ok              statement error <regex>        query <types> [rowsort]
+//! <sql>                     <sql>                          <sql>
+//!                                                          ----
+//! query error <regex>                                      <row: values separated by spaces>
+//! <sql>
+//! ```
+//!
+//! Values print as `NULL` for null, `(empty)` for an empty string, floats rounded to six
+//! decimals with trailing zeros dropped, everything else as Arrow displays it. Records are
+//! separated by blank lines; `#` starts a comment line.
+
+use std::path::{Path, PathBuf};
+
+use arrow::array::{Array, Float64Array, RecordBatch};
+use arrow::datatypes::DataType;
+use arrow::util::display::array_value_to_string;
+use kiln::ml::{Average, ClassificationMetric, Evaluator, RegressionMetric};
+use kiln::Session;
+
+/// One record of a golden file.
+#[derive(Debug)]
+enum Record {
+    Statement {
+        line: usize,
+        sql: String,
+        error: Option<String>,
+    },
+    Query {
+        line: usize,
+        sql: String,
+        rowsort: bool,
+        expected: Vec<String>,
+        error: Option<String>,
+    },
+}
+
+fn parse_slt(text: &str, file: &Path) -> Vec<Record> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut records = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i].trim_end();
+        if line.is_empty() || line.starts_with('#') {
+            i += 1;
+            continue;
+        }
+        let start = i + 1;
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let error = (words.get(1) == Some(&"error"))
+            .then(|| line.split_once("error").map(|(_, r)| r.trim().to_string()))
+            .flatten();
+        i += 1;
+        let mut sql = Vec::new();
+        while i < lines.len() && !lines[i].trim().is_empty() && lines[i].trim_end() != "----" {
+            sql.push(lines[i]);
+            i += 1;
+        }
+        let sql = sql.join("\n");
+        match words.first() {
+            Some(&"statement") => records.push(Record::Statement {
+                line: start,
+                sql,
+                error,
+            }),
+            Some(&"query") => {
+                let mut expected = Vec::new();
+                if i < lines.len() && lines[i].trim_end() == "----" {
+                    i += 1;
+                    while i < lines.len() && !lines[i].trim().is_empty() {
+                        expected.push(lines[i].trim_end().to_string());
+                        i += 1;
+                    }
+                }
+                records.push(Record::Query {
+                    line: start,
+                    sql,
+                    rowsort: words.contains(&"rowsort"),
+                    expected,
+                    error,
+                });
+            }
+            _ => panic!("{}:{start}: unknown record '{line}'", file.display()),
+        }
+    }
+    records
+}
+
+/// A value as the golden files write it.
+fn cell(column: &dyn Array, row: usize) -> String {
+    if column.is_null(row) {
+        return "NULL".into();
+    }
+    match column.data_type() {
+        DataType::Float64 | DataType::Float32 => {
+            let v = match column.as_any().downcast_ref::<Float64Array>() {
+                Some(a) => a.value(row),
+                None => array_value_to_string(column, row)
+                    .expect("displayable")
+                    .parse()
+                    .expect("a float"),
+            };
+            round6(v)
+        }
+        _ => {
+            let text = array_value_to_string(column, row).expect("displayable");
+            if text.is_empty() {
+                return "(empty)".into();
+            }
+            // Numbers inside text (a model's JSON summary) are rounded as float cells are.
+            let long = regex::Regex::new(r"-?\d+\.\d{7,}(e-?\d+)?").expect("a valid regex");
+            long.replace_all(&text, |c: &regex::Captures<'_>| {
+                let v: f64 = c[0].parse().expect("a float");
+                round6(v)
+            })
+            .into_owned()
+        }
+    }
+}
+
+/// `v` rounded to six decimals, trailing zeros dropped.
+fn round6(v: f64) -> String {
+    let text = format!("{v:.6}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    if text == "-0" {
+        "0".into()
+    } else {
+        text.to_string()
+    }
+}
+
+fn render(batches: &[RecordBatch]) -> Vec<String> {
+    let mut out = Vec::new();
+    for b in batches {
+        for r in 0..b.num_rows() {
+            let row: Vec<String> = b.columns().iter().map(|c| cell(c.as_ref(), r)).collect();
+            out.push(row.join(" "));
+        }
+    }
+    out
+}
+
+async fn run_statement(kiln: &Session, sql: &str) -> Result<Vec<RecordBatch>, String> {
+    let df = kiln.sql(sql).await.map_err(|e| e.to_string())?;
+    df.collect().await.map_err(|e| e.to_string())
+}
+
+fn check_error(place: &str, sql: &str, got: Result<Vec<RecordBatch>, String>, pattern: &str) {
+    match got {
+        Ok(_) => panic!("{place}: expected an error matching '{pattern}', got success:\n{sql}"),
+        Err(message) => {
+            let re = regex::Regex::new(pattern).expect("a valid regex");
+            assert!(
+                re.is_match(&message),
+                "{place}: the error does not match '{pattern}':\n{message}\n{sql}"
+            );
+        }
+    }
+}
+
+async fn run_file(path: &Path) {
+    let scratch = tempfile::tempdir().expect("scratch dir");
+    let kiln = Session::builder()
+        .executors(2)
+        .slots_per_executor(1)
+        .models_dir(scratch.path().join("models"))
+        .build()
+        .await
+        .expect("session");
+    let text = std::fs::read_to_string(path).expect("readable golden file");
+    let scratch_text = scratch.path().display().to_string();
+    // `KILN_SLT_COMPLETE=1` writes the results into the file instead of comparing (review
+    // the diff before committing it).
+    let complete = std::env::var_os("KILN_SLT_COMPLETE").is_some();
+    let mut completions: Vec<(usize, Vec<String>)> = Vec::new();
+    for record in parse_slt(&text, path) {
+        match record {
+            Record::Statement { line, sql, error } => {
+                let sql = sql.replace("__SCRATCH__", &scratch_text);
+                let place = format!("{}:{line}", path.display());
+                let got = run_statement(&kiln, &sql).await;
+                match error {
+                    Some(pattern) => check_error(&place, &sql, got, &pattern),
+                    None => {
+                        if let Err(e) = got {
+                            panic!("{place}: statement failed: {e}\n{sql}");
+                        }
+                    }
+                }
+            }
+            Record::Query {
+                line,
+                sql,
+                rowsort,
+                expected,
+                error,
+            } => {
+                let sql = sql.replace("__SCRATCH__", &scratch_text);
+                let place = format!("{}:{line}", path.display());
+                let got = run_statement(&kiln, &sql).await;
+                if let Some(pattern) = error {
+                    check_error(&place, &sql, got, &pattern);
+                    continue;
+                }
+                let batches = got.unwrap_or_else(|e| panic!("{place}: query failed: {e}\n{sql}"));
+                let mut rows: Vec<String> = render(&batches)
+                    .into_iter()
+                    .map(|r| r.replace(&scratch_text, "__SCRATCH__"))
+                    .collect();
+                let mut expected = expected;
+                if rowsort {
+                    rows.sort();
+                    expected.sort();
+                }
+                if complete {
+                    completions.push((line, rows));
+                    continue;
+                }
+                assert_eq!(
+                    rows,
+                    expected,
+                    "{place}: query results differ\n{sql}\n--- got:\n{}\n",
+                    rows.join("\n")
+                );
+            }
+        }
+    }
+    if complete {
+        std::fs::write(path, completed(&text, &completions)).expect("writable golden file");
+    }
+}
+
+/// `text` with the results of the queries whose records start at the given lines.
+fn completed(text: &str, completions: &[(usize, Vec<String>)]) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        out.push(lines[i].to_string());
+        i += 1;
+        if let Some((_, rows)) = completions.iter().find(|(l, _)| *l == i) {
+            while i < lines.len() && !lines[i].trim().is_empty() && lines[i].trim_end() != "----" {
+                out.push(lines[i].to_string());
+                i += 1;
+            }
+            out.push("----".into());
+            if i < lines.len() && lines[i].trim_end() == "----" {
+                i += 1;
+                while i < lines.len() && !lines[i].trim().is_empty() {
+                    i += 1;
+                }
+            }
+            out.extend(rows.iter().cloned());
+        }
+    }
+    out.join("\n") + "\n"
+}
+
+fn golden_files() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("slt");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("tests/slt exists")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "slt"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn golden_files_pass() {
+    let files = golden_files();
+    assert!(files.len() >= 5, "golden files missing: {files:?}");
+    for file in files {
+        run_file(&file).await;
+    }
+}
+
+#[test]
+fn the_golden_file_reader_reads_every_record_kind() {
+    let records = parse_slt(
+        "# c\nstatement ok\nSELECT 1\n\nstatement error no model named\nDROP MODEL x\n\n\
+         query IT rowsort\nSELECT 1, 'a'\n----\n1 a\n2 b\n\nquery error bad\nSELECT x\n",
+        Path::new("inline"),
+    );
+    assert_eq!(records.len(), 4);
+    assert!(
+        matches!(&records[1], Record::Statement { error: Some(e), .. } if e == "no model named")
+    );
+    assert!(
+        matches!(&records[2], Record::Query { rowsort: true, expected, line: 8, .. } if expected.len() == 2)
+    );
+    assert!(matches!(&records[3], Record::Query { error: Some(e), .. } if e == "bad"));
+}
+
+/// Labelled points where a logistic model is good but not perfect.
+async fn scored_points(kiln: &Session) {
+    kiln.sql(
+        "CREATE TABLE points AS SELECT \
+           CAST(value % 17 AS DOUBLE) / 4.0 AS x1, \
+           CAST((value * 7) % 13 AS DOUBLE) / 3.0 AS x2, \
+           CASE WHEN (value % 17) + ((value * 7) % 13) + (value % 5) > 16 THEN 1.0 ELSE 0.0 END AS y \
+         FROM generate_series(1, 600)",
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evaluate_returns_what_the_rust_evaluators_compute() {
+    let kiln = crate::common::session(2, 2).await;
+    scored_points(&kiln).await;
+    let one_row = |batches: Vec<RecordBatch>| -> Vec<(String, f64)> {
+        let b = &batches[0];
+        assert_eq!(b.num_rows(), 1);
+        b.schema()
+            .fields()
+            .iter()
+            .zip(b.columns())
+            .map(|(f, c)| {
+                let v = c.as_any().downcast_ref::<Float64Array>().unwrap().value(0);
+                (f.name().clone(), v)
+            })
+            .collect()
+    };
+
+    // Logistic regression: the classification metrics.
+    run_statement(
+        &kiln,
+        "TRAIN MODEL clf USING logistic_regression (reg_param = 0.01) LABEL y \
+         FEATURES (x1, x2) AS SELECT * FROM points",
+    )
+    .await
+    .unwrap();
+    let sql = one_row(
+        run_statement(
+            &kiln,
+            "SELECT * FROM EVALUATE(MODEL clf, (SELECT * FROM points))",
+        )
+        .await
+        .unwrap(),
+    );
+    let df = kiln
+        .table("points")
+        .await
+        .unwrap()
+        .predict("clf", "prediction")
+        .unwrap()
+        .predict_proba("clf", "probability")
+        .unwrap();
+    let classification = |m| Evaluator::classification(m).label_col("y");
+    let mut rust = Vec::new();
+    for (name, m) in [
+        ("accuracy", ClassificationMetric::Accuracy),
+        (
+            "precision",
+            ClassificationMetric::Precision(Average::Weighted),
+        ),
+        ("recall", ClassificationMetric::Recall(Average::Weighted)),
+        ("f1", ClassificationMetric::F1(Average::Weighted)),
+        ("log_loss", ClassificationMetric::LogLoss),
+        ("roc_auc", ClassificationMetric::AreaUnderRoc),
+    ] {
+        rust.push((
+            name.to_string(),
+            classification(m).evaluate(&df).await.unwrap(),
+        ));
+    }
+    assert_eq!(sql, rust, "EVALUATE differs from the Rust evaluators");
+    let accuracy = rust[0].1;
+    assert!(accuracy > 0.7 && accuracy < 1.0, "accuracy {accuracy}");
+
+    // Linear regression: the regression metrics.
+    run_statement(
+        &kiln,
+        "CREATE MODEL reg OPTIONS (type = 'linear_regression', label = 'x2', features = ['x1', 'y']) \
+         AS SELECT * FROM points",
+    )
+    .await
+    .unwrap();
+    let sql = one_row(
+        run_statement(
+            &kiln,
+            "SELECT * FROM EVALUATE(MODEL reg, (SELECT * FROM points WHERE x1 > 1))",
+        )
+        .await
+        .unwrap(),
+    );
+    let df = kiln
+        .sql("SELECT * FROM points WHERE x1 > 1")
+        .await
+        .unwrap()
+        .predict("reg", "prediction")
+        .unwrap();
+    let mut rust = Vec::new();
+    for (name, m) in [
+        ("rmse", RegressionMetric::Rmse),
+        ("mse", RegressionMetric::Mse),
+        ("mae", RegressionMetric::Mae),
+        ("r2", RegressionMetric::R2),
+    ] {
+        let v = Evaluator::regression(m)
+            .label_col("x2")
+            .evaluate(&df)
+            .await
+            .unwrap();
+        rust.push((name.to_string(), v));
+    }
+    assert_eq!(sql, rust, "EVALUATE differs from the Rust evaluators");
+
+    // k-means: the cost equals the training cost on the training data, and the silhouette
+    // the Rust evaluator's.
+    let trained = run_statement(
+        &kiln,
+        "TRAIN MODEL km USING kmeans (k = 3, seed = 5, tol = 0, max_iter = 15) FEATURES (x1, x2) \
+         AS SELECT * FROM points",
+    )
+    .await
+    .unwrap();
+    let sql = one_row(
+        run_statement(
+            &kiln,
+            "SELECT * FROM EVALUATE(MODEL km, (SELECT * FROM points))",
+        )
+        .await
+        .unwrap(),
+    );
+    let model = kiln.model("km").unwrap();
+    let kiln::ml::Model::KMeans(km) = model.as_ref() else {
+        panic!("not k-means");
+    };
+    let loss = trained[0]
+        .column_by_name("loss")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<Float64Array>()
+        .unwrap()
+        .value(0);
+    assert_eq!(loss, km.cost());
+    let silhouette = Evaluator::silhouette(kiln::ml::Columns::new().features(["x1", "x2"]))
+        .evaluate(
+            &kiln
+                .table("points")
+                .await
+                .unwrap()
+                .predict("km", "prediction")
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(sql[1], ("silhouette".to_string(), silhouette));
+    // The last Lloyd step's cost is of the centres before it; within a relative 1e-9 of the
+    // cost of the final centres once converged or near it.
+    let (name, sse) = &sql[0];
+    assert_eq!(name, "sse");
+    assert!(
+        (sse - km.cost()).abs() <= 1e-2 * km.cost(),
+        "sse {sse} vs {}",
+        km.cost()
+    );
+}
+
+/// The `kiln` binary Cargo built next to this test (`target/<profile>/kiln`), which the test
+/// command builds first.
+fn kiln_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let name = format!("kiln{}", std::env::consts::EXE_SUFFIX);
+    exe.ancestors()
+        .skip(1)
+        .take(2)
+        .map(|d| d.join(&name))
+        .find(|p| p.is_file())
+        .expect("the kiln binary: cargo build -p kiln --bin kiln")
+}
+
+#[test]
+fn kiln_sql_runs_the_example_pipeline_and_exits_non_zero_on_errors() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let scratch = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(kiln_bin())
+        .args(["sql", "--quiet", "--format", "csv", "-f"])
+        .arg(root.join("examples/sql/pipeline.sql"))
+        .arg("--models-dir")
+        .arg(scratch.path().join("models"))
+        .current_dir(scratch.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "pipeline.sql failed:\n{stderr}\n{stdout}"
+    );
+    for header in [
+        "model,algorithm,features,label,iterations,loss",
+        "accuracy,precision,recall,f1,log_loss,roc_auc",
+        "sse,silhouette",
+    ] {
+        assert!(stdout.contains(header), "no '{header}' in:\n{stdout}");
+    }
+    // The models are in the catalog for the next session.
+    let again = std::process::Command::new(kiln_bin())
+        .args(["sql", "--quiet", "--format", "ndjson", "-e", "SHOW MODELS"])
+        .arg("--models-dir")
+        .arg(scratch.path().join("models"))
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&again.stdout);
+    assert!(again.status.success());
+    assert!(
+        listed.contains(r#""model":"churn""#) && listed.contains(r#""model":"segments""#),
+        "{listed}"
+    );
+
+    // An error: exit code 1, the message on stderr, the statements before it done.
+    let failed = std::process::Command::new(kiln_bin())
+        .args([
+            "sql",
+            "--format",
+            "tsv",
+            "-e",
+            "SELECT 1 AS one; TRAIN MODEL m USING kmean AS SELECT 1 AS a; SELECT 2",
+        ])
+        .arg("--models-dir")
+        .arg(scratch.path().join("models"))
+        .output()
+        .unwrap();
+    assert_eq!(failed.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&failed.stdout), "one\n1\n");
+    let message = String::from_utf8_lossy(&failed.stderr);
+    assert!(
+        message.contains("unknown algorithm 'kmean'; known algorithms: kmeans, linear_regression, logistic_regression at Line: 1, Column: 21"),
+        "{message}"
+    );
+    // Bad arguments: exit code 2 with the usage.
+    let usage = std::process::Command::new(kiln_bin())
+        .args(["sql", "--format", "xml", "-e", "SELECT 1"])
+        .output()
+        .unwrap();
+    assert_eq!(usage.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&usage.stderr).contains("unknown format 'xml'"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_train_shows_the_cache_and_iterate_stages_without_training() {
+    let kiln = crate::common::session(2, 1).await;
+    let rounds = kiln.metrics().kernel_rounds;
+    let batches = run_statement(
+        &kiln,
+        "EXPLAIN TRAIN MODEL e USING logistic_regression (max_iter = 5) FEATURES (a) AS \
+         SELECT CAST(value AS DOUBLE) AS a, CAST(value % 2 AS DOUBLE) AS label FROM generate_series(1, 100)",
+    )
+    .await
+    .unwrap();
+    let rows = render(&batches);
+    let text = rows.join("\n");
+    for part in ["Train[", "Cache stage", "Iterate", "Stage 1"] {
+        assert!(text.contains(part), "no '{part}' in:\n{text}");
+    }
+    assert_eq!(
+        kiln.metrics().kernel_rounds,
+        rounds,
+        "EXPLAIN TRAIN trained"
+    );
+    assert!(
+        kiln.model("e").is_none(),
+        "EXPLAIN TRAIN registered a model"
+    );
+}
