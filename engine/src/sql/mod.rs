@@ -6,13 +6,16 @@
 //!     LABEL churned FEATURES (tenure, spend) AS SELECT * FROM customers;
 //! CREATE OR REPLACE MODEL churn OPTIONS (type = 'logistic_regression', label = 'churned')
 //!     AS SELECT tenure, spend, churned FROM customers;      -- BigQuery's shape
-//! SELECT id, predict('churn', tenure, spend) FROM customers;  -- in any expression
+//! SELECT id, predict(churn, tenure, spend) FROM customers;  -- in any expression
 //! SELECT * FROM PREDICT(MODEL churn, (SELECT * FROM customers));  -- adds `prediction`
 //! SELECT * FROM EVALUATE(MODEL churn, (SELECT * FROM holdout));   -- one row of metrics
 //! SHOW MODELS; DESCRIBE MODEL churn; DROP MODEL [IF EXISTS] churn;
 //! SAVE MODEL churn TO 's3://bucket/models/churn'; LOAD MODEL churn FROM '/models/churn';
 //! EXPLAIN TRAIN MODEL ...;   -- the training plan (cache and iterate stages), not run
 //! ```
+//!
+//! In `predict(m, ...)` and `predict_proba(m, ...)` the model may be a bare name (a registered
+//! model's name wins over a column of that name) or a quoted string.
 //!
 //! Algorithms: `kmeans`, `linear_regression`, `logistic_regression`, with the parameter
 //! names of the Rust API (Spark MLlib's, in snake case). Without `FEATURES`, every numeric
@@ -68,8 +71,9 @@ async fn run_statement(session: &Session, sql: &str) -> Result<DataFrame> {
     if let Some(statement) = parse_kiln_statement(sql)? {
         return execute(session, statement).await;
     }
+    let sql = parse::quote_model_arguments(sql, |name| session.model(name).is_some())?;
     let mut temporary = Vec::new();
-    let rewritten = rewrite(session, sql, &mut temporary).await;
+    let rewritten = rewrite(session, &sql, &mut temporary).await;
     let planned = match rewritten {
         Ok(text) => session.datafusion_sql(&text).await,
         Err(e) => Err(e),

@@ -683,6 +683,37 @@ pub(crate) fn table_calls(sql: &str) -> Result<Vec<TableCall>> {
     Ok(out)
 }
 
+/// `sql` with the bare model names of `predict(m, ...)` / `predict_proba(m, ...)` quoted
+/// (`predict('m', ...)`, what the UDF takes), for the words `is_model` accepts; other text is
+/// left as written.
+///
+/// # Errors
+/// As [`tokens`].
+pub(crate) fn quote_model_arguments(sql: &str, is_model: impl Fn(&str) -> bool) -> Result<String> {
+    let toks = tokens(sql)?;
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut last = 0;
+    for w in toks.windows(4) {
+        let is_predict = matches!(&w[0].token, Token::Word(f) if f.quote_style.is_none()
+            && (f.value.eq_ignore_ascii_case("predict") || f.value.eq_ignore_ascii_case("predict_proba")));
+        let model = match &w[2].token {
+            Token::Word(m) if m.quote_style.is_none() && is_model(&m.value) => Some(&m.value),
+            _ => None,
+        };
+        if let (true, Token::LParen, Some(model), Token::Comma | Token::RParen) =
+            (is_predict, &w[1].token, model, &w[3].token)
+        {
+            out.push_str(&sql[last..w[2].start]);
+            out.push('\'');
+            out.push_str(&model.replace('\'', "''"));
+            out.push('\'');
+            last = w[2].end;
+        }
+    }
+    out.push_str(&sql[last..]);
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::panic)]
@@ -787,6 +818,15 @@ mod tests {
         assert_eq!(
             parts,
             ["SELECT ';' AS a", "-- a comment; still a comment\nSELECT 2"]
+        );
+    }
+
+    #[test]
+    fn bare_model_names_in_predict_are_quoted() {
+        let is_model = |m: &str| m == "km";
+        assert_eq!(
+            quote_model_arguments("SELECT predict(km, x), PREDICT_PROBA(km, y), predict(other, x), predict('km', x), km FROM t", is_model).unwrap(),
+            "SELECT predict('km', x), PREDICT_PROBA('km', y), predict(other, x), predict('km', x), km FROM t"
         );
     }
 
