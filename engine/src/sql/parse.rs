@@ -74,7 +74,7 @@ impl LineIndex {
 /// comments; empty statements are dropped.
 ///
 /// # Errors
-/// As [`tokens`].
+/// [`EngineError::SqlSyntax`] for text the tokenizer rejects (an unterminated string, ...).
 pub fn split_statements(sql: &str) -> Result<Vec<String>> {
     let mut out = Vec::new();
     let mut start = 0;
