@@ -175,6 +175,7 @@ async fn train(session: &Session, t: &TrainModel) -> Result<DataFrame> {
             ),
         });
     }
+    // A name the catalog cannot hold is refused before any data moves.
     catalog_path(session, &t.name)?;
     let (estimator, columns) = estimator(t)?;
     let df = session.sql(&t.query).await?;
