@@ -8,8 +8,12 @@
 //! The data (seeded Gaussian blobs, plus a label for logistic regression) is written once to
 //! `data/ml/` as Parquet for Kiln and as raw little-endian f64 for scikit-learn. Kiln's time per
 //! iteration excludes the one-off cache stage (reported on its own line); scikit-learn's
-//! excludes loading. The memory-bandwidth floor is the bytes of the cached features per
-//! iteration over `--bandwidth-gbs` (measured with `../shared/bench/membw.py`).
+//! excludes loading. The memory-bandwidth floor is the bytes an iteration reads over the read
+//! bandwidth measured in the same run (a parallel sum over as many bytes as the cached
+//! features, median of five); `--bandwidth-gbs` (default 29, what `../shared/bench/membw.py`
+//! measured on the development machine) gives a second, fixed floor for comparison. A k-means
+//! iteration reads the features and 12 bytes a row of distance bounds; a logistic-regression
+//! round reads the features and the label.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -57,6 +61,39 @@ fn parse_args() -> Result<Args, BoxError> {
         }
     }
     Ok(args)
+}
+
+/// Read bandwidth in GB/s: the median of five parallel sums over `values` f64s (one thread
+/// per core, eight independent sums each so that the adds keep up with memory).
+fn read_bandwidth_gbs(values: usize) -> f64 {
+    let data: Vec<f64> = (0..values).map(|i| (i % 1024) as f64).collect();
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let part = values.div_ceil(threads).max(1);
+    let mut seconds: Vec<f64> = (0..6)
+        .map(|_| {
+            let t = Instant::now();
+            let total: f64 = std::thread::scope(|s| {
+                let handles: Vec<_> = data
+                    .chunks(part)
+                    .map(|chunk| {
+                        s.spawn(move || {
+                            let mut acc = [0.0f64; 8];
+                            for x in chunk.chunks_exact(8) {
+                                acc.iter_mut().zip(x).for_each(|(a, v)| *a += v);
+                            }
+                            acc.iter().sum::<f64>()
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap_or(0.0)).sum()
+            });
+            std::hint::black_box(total);
+            t.elapsed().as_secs_f64()
+        })
+        .skip(1)
+        .collect();
+    seconds.sort_by(f64::total_cmp);
+    (values * 8) as f64 / seconds[seconds.len() / 2] / 1e9
 }
 
 /// SplitMix64: a small seeded generator, so the data is the same on every machine.
@@ -271,17 +308,27 @@ async fn main() -> Result<(), BoxError> {
     let sk: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     let f = |k: &str| sk[k].as_f64().unwrap_or(f64::NAN);
 
-    let floor_ms = (args.rows * args.dims * 8) as f64 / (args.bandwidth_gbs * 1e9) * 1e3;
+    let measured_gbs = read_bandwidth_gbs(args.rows * args.dims);
+    let features = (args.rows * args.dims * 8) as f64;
+    let floor = |bytes: f64, gbs: f64| bytes / (gbs * 1e9) * 1e3;
+    let km_bytes = features + (args.rows * 12) as f64;
+    let lr_bytes = features + (args.rows * 8) as f64;
+    let (km_floor, lr_floor) = (floor(km_bytes, measured_gbs), floor(lr_bytes, measured_gbs));
     // Per kernel round: the Lloyd iterations plus the final cost pass (scikit-learn's inertia).
     let km_ms = km_s * 1e3 / km_rounds.max(1) as f64;
     let sk_km_ms = f("kmeans_s") * 1e3 / f("kmeans_iters").max(1.0);
     println!(
-        "data: {} x {} f64 ({:.0} MB cached), k = {}, bandwidth floor {floor_ms:.1} ms/iteration at {} GB/s",
+        "data: {} x {} f64 ({:.0} MB cached), k = {}; read bandwidth measured now {measured_gbs:.1} GB/s",
         args.rows,
         args.dims,
-        (args.rows * args.dims * 8) as f64 / 1e6,
+        features / 1e6,
         args.k,
-        args.bandwidth_gbs
+    );
+    println!(
+        "floors per iteration: k-means {km_floor:.1} ms ({:.1} ms at a fixed {} GB/s), logistic {lr_floor:.1} ms ({:.1} ms)",
+        floor(km_bytes, args.bandwidth_gbs),
+        args.bandwidth_gbs,
+        floor(lr_bytes, args.bandwidth_gbs)
     );
     println!("Kiln cache stage (Parquet -> dense partitions on 2 executors): {cache_s:.2} s");
     let raw = (args.rows * (args.dims + 1) * 8) as f64;
@@ -291,19 +338,22 @@ async fn main() -> Result<(), BoxError> {
         raw / 1e6,
         stored / raw
     );
-    println!("| workload | Kiln | scikit-learn | Kiln / floor |");
+    println!("| workload | Kiln | scikit-learn | Kiln / floor (measured; fixed) |");
     println!("|---|---|---|---|");
     println!(
-        "| k-means ms/iteration ({} it, {km_rounds} kernel rounds; Kiln per round) | {km_ms:.1} | {sk_km_ms:.1} | {:.2}x |",
+        "| k-means ms/iteration ({} it, {km_rounds} kernel rounds; Kiln per round) | {km_ms:.1} | {sk_km_ms:.1} | {:.2}x; {:.2}x |",
         km.iterations(),
-        km_ms / floor_ms
+        km_ms / km_floor,
+        km_ms / floor(km_bytes, args.bandwidth_gbs)
     );
+    let lr_round_ms = lr_s * 1e3 / lr_rounds.max(1) as f64;
     println!(
-        "| logistic regression fit s (Kiln {} it / {lr_rounds} rounds, sklearn {} it) | {lr_s:.2} | {:.2} | {:.2}x per round |",
+        "| logistic regression fit s (Kiln {} it / {lr_rounds} rounds, sklearn {} it) | {lr_s:.2} | {:.2} | {:.2}x; {:.2}x per round |",
         lr.total_iterations(),
         f("logistic_iters"),
         f("logistic_s"),
-        lr_s * 1e3 / lr_rounds.max(1) as f64 / floor_ms
+        lr_round_ms / lr_floor,
+        lr_round_ms / floor(lr_bytes, args.bandwidth_gbs)
     );
     println!(
         "| round trip on tiny data, ms/round (embedded) | {:.3} | - | - |",

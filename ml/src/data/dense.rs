@@ -22,12 +22,21 @@ pub trait Element: Copy + Send + Sync + Default + PartialOrd + std::fmt::Debug +
     fn from_f64(v: f64) -> Self;
     /// Bytes per value.
     const BYTES: usize;
+    /// The values as `f64`s without a copy, when they are `f64`s.
+    fn as_f64(values: &[Self]) -> Option<&[f64]> {
+        let _ = values;
+        None
+    }
 }
 
 impl Element for f64 {
     #[inline(always)]
     fn to_f64(self) -> f64 {
         self
+    }
+    #[inline(always)]
+    fn as_f64(values: &[Self]) -> Option<&[f64]> {
+        Some(values)
     }
     #[inline(always)]
     fn from_f64(v: f64) -> Self {

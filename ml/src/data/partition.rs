@@ -8,6 +8,7 @@ use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 
 use super::dense::{DenseMatrix, Element};
+use crate::cluster::kmeans::BoundsSlot;
 use crate::error::{MlError, Result};
 
 /// Storage precision of cached features. Kernels accumulate in `f64` either way.
@@ -72,6 +73,8 @@ pub struct CachedPartition {
     index: u32,
     features: Features,
     label: Option<Vec<f64>>,
+    /// Per-row k-means bounds kept between the passes of a fit (not part of the value).
+    bounds: BoundsSlot,
 }
 
 const MAGIC: &[u8; 4] = b"KLNP";
@@ -97,6 +100,7 @@ impl CachedPartition {
             index,
             features,
             label,
+            bounds: BoundsSlot::default(),
         })
     }
 
@@ -184,6 +188,13 @@ impl CachedPartition {
     /// Bytes held in memory by features and label.
     pub fn size_bytes(&self) -> usize {
         self.features.size_bytes() + self.label.as_ref().map_or(0, |l| l.len() * 8)
+    }
+
+    /// Where k-means keeps per-row bounds between the passes of a fit (12 bytes a row while a
+    /// fit runs; see [`crate::cluster::kmeans::KMeansKernel::Lloyd`]). Not part of the
+    /// partition's value: clones start without bounds.
+    pub fn bounds(&self) -> &BoundsSlot {
+        &self.bounds
     }
 
     /// The partition as bytes for the object store: a small header, the values little-endian

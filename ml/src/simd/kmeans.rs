@@ -18,6 +18,40 @@
 
 use super::{Avx2Fma, Quad};
 
+/// `L` rows of some columns, column by column: a copied chunk (`[[f64; L]]`) or rows read in
+/// place from the cached columns (`[&[f64; L]]`).
+pub(crate) trait Lanes<const L: usize> {
+    /// Number of columns.
+    fn width(&self) -> usize;
+    /// Column `j`'s `L` values.
+    ///
+    /// # Panics
+    /// If `j >= width()` (a caller bug).
+    fn lanes(&self, j: usize) -> &[f64; L];
+}
+
+impl<const L: usize> Lanes<L> for [[f64; L]] {
+    #[inline(always)]
+    fn width(&self) -> usize {
+        self.len()
+    }
+    #[inline(always)]
+    fn lanes(&self, j: usize) -> &[f64; L] {
+        &self[j]
+    }
+}
+
+impl<const L: usize> Lanes<L> for [&[f64; L]] {
+    #[inline(always)]
+    fn width(&self) -> usize {
+        self.len()
+    }
+    #[inline(always)]
+    fn lanes(&self, j: usize) -> &[f64; L] {
+        self[j]
+    }
+}
+
 /// The centres laid out for [`Avx2Fma::nearest_in_chunk`] (read only by the x86-64 code).
 #[derive(Debug, Clone)]
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
@@ -66,31 +100,57 @@ impl CentreTable {
 }
 
 impl Avx2Fma {
-    /// The nearest centre and the exact squared distance to it of each of the `L` rows of
-    /// `chunk` (`L` a multiple of eight; at least `dim` rounded up to a multiple of four
-    /// columns, those past `dim` zero); when `sums` is given (four copies of `k` centres of
-    /// `dim.div_ceil(4)` quads), also adds each of the first `valid` rows to its centre's sum
-    /// in copy `row mod 4`.
+    /// Step 1 for the `L` rows of `chunk` (`L` a multiple of eight; at least `dim` columns):
+    /// the nearest centre of each row, the smallest `‖c‖² − 2 x·c` (the chosen centre's) and
+    /// the second smallest (over the other centres; `+∞` when `k = 1`).
+    ///
+    /// # Panics
+    /// If `chunk` is narrower than the table (a caller bug).
+    #[inline(always)]
+    pub(crate) fn nearest_in_chunk<const L: usize, C: Lanes<L> + ?Sized>(
+        self,
+        table: &CentreTable,
+        chunk: &C,
+        nearest: &mut [u64; L],
+        best: &mut [f64; L],
+        second: &mut [f64; L],
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `self` exists only if the CPU supports AVX2 and FMA.
+        unsafe {
+            x86::nearest(table, chunk, nearest, best, second)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (table, chunk, nearest, best, second);
+            match self.0 {}
+        }
+    }
+
+    /// Step 2 for the `L` rows of `chunk` (`L` a multiple of four; at least `dim` rounded up
+    /// to a multiple of four columns, those past `dim` zero), each against the centre
+    /// `nearest` names: the exact squared distance into `dist` and, when `sums` is given (four
+    /// copies of `k` centres of `dim.div_ceil(4)` quads), each of the first `valid` rows added
+    /// to its centre's sum in copy `row mod 4`.
     ///
     /// # Panics
     /// If `chunk` is narrower than the table or `sums` is too short (caller bugs).
-    #[inline]
-    pub(crate) fn nearest_in_chunk<const L: usize>(
+    #[inline(always)]
+    pub(crate) fn exact_in_chunk<const L: usize, C: Lanes<L> + ?Sized>(
         self,
         table: &CentreTable,
-        chunk: &[[f64; L]],
+        chunk: &C,
         valid: usize,
         sums: Option<&mut [Quad]>,
-        nearest: &mut [u64; L],
+        nearest: &[u64; L],
         dist: &mut [f64; L],
     ) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `self` exists only if the CPU supports AVX2 and FMA.
         unsafe {
-            x86::nearest(table, chunk, nearest);
             match sums {
-                Some(sums) => x86::exact::<L, true>(table, chunk, valid, sums, nearest, dist),
-                None => x86::exact::<L, false>(table, chunk, valid, &mut [], nearest, dist),
+                Some(sums) => x86::exact::<L, true, C>(table, chunk, valid, sums, nearest, dist),
+                None => x86::exact::<L, false, C>(table, chunk, valid, &mut [], nearest, dist),
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -105,8 +165,8 @@ impl Avx2Fma {
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{CentreTable, Quad};
-    use crate::simd::x86::load;
+    use super::{CentreTable, Lanes, Quad};
+    use crate::simd::x86::{load, store};
 
     /// The four values of `q`.
     ///
@@ -129,23 +189,26 @@ mod x86 {
     }
 
     /// Step 1: the nearest centre of each row by `‖c‖² − 2 x·c`, eight rows × four centres
-    /// of accumulators per pass over the columns.
+    /// of accumulators per pass over the columns; also the smallest and second smallest value.
     ///
     /// # Safety
     /// The CPU must support AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn nearest<const L: usize>(
+    pub(super) unsafe fn nearest<const L: usize, C: Lanes<L> + ?Sized>(
         t: &CentreTable,
-        chunk: &[[f64; L]],
+        chunk: &C,
         nearest: &mut [u64; L],
+        best_out: &mut [f64; L],
+        second_out: &mut [f64; L],
     ) {
         const { assert!(L / 8 * 8 == L) };
-        let chunk = &chunk[..t.dim];
+        assert!(chunk.width() >= t.dim, "a chunk narrower than the centres");
         // SAFETY: the intrinsics need AVX2 and FMA, which the caller guarantees; every load
         // and store goes through a slice index or a reference.
         unsafe {
             for base in (0..L).step_by(8) {
                 let mut best = [_mm256_set1_pd(f64::INFINITY); 2];
+                let mut second = [_mm256_set1_pd(f64::INFINITY); 2];
                 let mut index = [_mm256_setzero_pd(); 2];
                 for (g, (weights, norms)) in
                     t.weights.chunks_exact(4 * t.dim).zip(&t.norms).enumerate()
@@ -156,7 +219,8 @@ mod x86 {
                             *v = _mm256_set1_pd(*n);
                         }
                     }
-                    for (col, w) in chunk.iter().zip(weights.chunks_exact(4)) {
+                    for (j, w) in weights.chunks_exact(4).enumerate() {
+                        let col = chunk.lanes(j);
                         let x = [load(&col[base..]), load(&col[base + 4..])];
                         for (a, x) in acc.iter_mut().zip(x) {
                             for (v, w) in a.iter_mut().zip(w) {
@@ -166,7 +230,7 @@ mod x86 {
                     }
                     // A knock-out among the four centres, then against the best so far; the
                     // later centre wins only when strictly smaller, so ties keep the lowest
-                    // index.
+                    // index. The second smallest is the smallest of the losers' values.
                     let first = (4 * g) as f64;
                     let id = [
                         _mm256_set1_pd(first),
@@ -174,20 +238,34 @@ mod x86 {
                         _mm256_set1_pd(first + 2.0),
                         _mm256_set1_pd(first + 3.0),
                     ];
-                    for ((b, i), a) in best.iter_mut().zip(index.iter_mut()).zip(&acc) {
+                    for (((b, s), i), a) in best
+                        .iter_mut()
+                        .zip(second.iter_mut())
+                        .zip(index.iter_mut())
+                        .zip(&acc)
+                    {
                         let c01 = _mm256_cmp_pd::<_CMP_LT_OQ>(a[1], a[0]);
                         let c23 = _mm256_cmp_pd::<_CMP_LT_OQ>(a[3], a[2]);
                         let v01 = _mm256_blendv_pd(a[0], a[1], c01);
                         let v23 = _mm256_blendv_pd(a[2], a[3], c23);
+                        let lost =
+                            _mm256_min_pd(_mm256_max_pd(a[0], a[1]), _mm256_max_pd(a[2], a[3]));
                         let i01 = _mm256_blendv_pd(id[0], id[1], c01);
                         let i23 = _mm256_blendv_pd(id[2], id[3], c23);
                         let c = _mm256_cmp_pd::<_CMP_LT_OQ>(v23, v01);
                         let v = _mm256_blendv_pd(v01, v23, c);
+                        let lost = _mm256_min_pd(lost, _mm256_max_pd(v01, v23));
                         let ig = _mm256_blendv_pd(i01, i23, c);
                         let closer = _mm256_cmp_pd::<_CMP_LT_OQ>(v, *b);
+                        *s = _mm256_min_pd(_mm256_min_pd(*s, lost), _mm256_max_pd(*b, v));
                         *b = _mm256_blendv_pd(*b, v, closer);
                         *i = _mm256_blendv_pd(*i, ig, closer);
                     }
+                }
+                for h in 0..2 {
+                    let at = base + 4 * h;
+                    store(&mut best_out[at..], best[h]);
+                    store(&mut second_out[at..], second[h]);
                 }
                 for (h, i) in index.iter().enumerate() {
                     let mut ids = [0i32; 4];
@@ -210,9 +288,9 @@ mod x86 {
     /// # Safety
     /// The CPU must support AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn exact<const L: usize, const SUMS: bool>(
+    pub(super) unsafe fn exact<const L: usize, const SUMS: bool, C: Lanes<L> + ?Sized>(
         t: &CentreTable,
-        chunk: &[[f64; L]],
+        chunk: &C,
         valid: usize,
         sums: &mut [Quad],
         nearest: &[u64; L],
@@ -221,7 +299,7 @@ mod x86 {
         const { assert!(L / 4 * 4 == L) };
         let (k, q) = (t.k, t.quads);
         // The bounds the pointers below stay within (the slice indexing checks them).
-        let chunk = &chunk[..4 * q];
+        assert!(chunk.width() >= 4 * q, "a chunk narrower than the centres");
         let centres = &t.centres[..k * q];
         let copy = k * q;
         let sums = if SUMS { &mut sums[..4 * copy] } else { &mut [] };
@@ -242,7 +320,13 @@ mod x86 {
                 // Rows past `valid` are padding: they stay out of the sums.
                 let add = valid.saturating_sub(base).min(4);
                 let mut acc = [_mm256_setzero_pd(); 4];
-                for (jq, cols) in chunk.chunks_exact(4).enumerate() {
+                for jq in 0..q {
+                    let cols = [
+                        chunk.lanes(4 * jq),
+                        chunk.lanes(4 * jq + 1),
+                        chunk.lanes(4 * jq + 2),
+                        chunk.lanes(4 * jq + 3),
+                    ];
                     let x = [
                         _mm256_loadu_pd(cols[0].as_ptr().add(base)),
                         _mm256_loadu_pd(cols[1].as_ptr().add(base)),

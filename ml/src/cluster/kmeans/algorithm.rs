@@ -15,6 +15,7 @@
 use crate::linalg::squared_distance;
 use std::collections::HashSet;
 
+use super::bounds::BoundsHint;
 use super::hyperparams::{KMeansInit, KMeansValidParams};
 use super::kernel::{
     stream, AssignPartial, CenterSet, KMeansKernel, KMeansPartial, PointSet, SplitMix64, SALT_LOCAL,
@@ -57,6 +58,28 @@ pub struct KMeansTrainer {
     iteration: usize,
     cost_history: Vec<f64>,
     last_cost: Option<f64>,
+    /// What the Lloyd passes tell the partitions about the centres' moves.
+    hint: BoundsHint,
+    /// Whether the Lloyd passes keep per-row bounds (from the first pass after the centres
+    /// moved less than `1 / BOUNDS_AFTER` of their smallest distance apart, then to the end).
+    bounds_on: bool,
+}
+
+/// The Lloyd passes keep per-row bounds once no centre moved more than this fraction of the
+/// smallest distance between two centres in the last pass.
+const BOUNDS_AFTER: f64 = 20.0;
+
+/// The smallest distance between two of the `dim`-dimensional centres in `values` (row-major;
+/// `+∞` with one centre).
+fn min_separation(values: &[f64], dim: usize) -> f64 {
+    let centres: Vec<&[f64]> = values.chunks_exact(dim.max(1)).collect();
+    let mut best = f64::INFINITY;
+    for (i, a) in centres.iter().enumerate() {
+        for b in &centres[i + 1..] {
+            best = best.min(squared_distance(a, b));
+        }
+    }
+    best.sqrt()
 }
 
 impl KMeansTrainer {
@@ -74,7 +97,47 @@ impl KMeansTrainer {
             iteration: 0,
             cost_history: Vec::new(),
             last_cost: None,
+            hint: BoundsHint {
+                fit: fit_id(),
+                round: 0,
+                moved: Vec::new(),
+                total_shift: 0.0,
+            },
+            bounds_on: false,
         }
+    }
+
+    /// The next Lloyd pass over the current centres, with how far each centre moved since the
+    /// previous pass (`moves`, Euclidean; empty for the first pass) added to the fit's totals.
+    fn lloyd(&mut self, phase: Phase, moves: &[f64]) -> Result<Step<KMeansModel>> {
+        let hint = &mut self.hint;
+        if moves.is_empty() {
+            hint.round = 0;
+            hint.moved = vec![0.0; self.params.k()];
+            hint.total_shift = 0.0;
+        } else {
+            // Rounded up: the partitions' bounds must never be too tight.
+            let up = |v: f64| v * (1.0 + 1e-9);
+            hint.round += 1;
+            for (total, m) in hint.moved.iter_mut().zip(moves) {
+                *total = up(*total + up(*m));
+            }
+            let largest = moves.iter().copied().fold(0.0, f64::max);
+            hint.total_shift = up(hint.total_shift + up(largest));
+            // Bounds pay once most rows keep their centre, which they do when the centres
+            // move little against their distances to each other; before that, keeping them
+            // would only cost the first passes a write of every row's bounds.
+            self.bounds_on |= largest * BOUNDS_AFTER < min_separation(&self.centers, self.dim);
+        }
+        let kernel = if self.bounds_on {
+            KMeansKernel::Lloyd {
+                centers: self.current(),
+                hint: self.hint.clone(),
+            }
+        } else {
+            KMeansKernel::Assign(self.current())
+        };
+        self.run(phase, kernel)
     }
 
     fn k(&self) -> usize {
@@ -220,8 +283,8 @@ impl KMeansTrainer {
                 self.dim
             )));
         }
-        self.centers = set.values.clone();
-        self.run(Phase::Lloyd, KMeansKernel::Assign(set))
+        self.centers = set.values;
+        self.lloyd(Phase::Lloyd, &[])
     }
 
     /// The Lloyd update `c_i ← (Σ_{x ∈ S_i} x) / |S_i|`; a centre with no rows keeps its
@@ -239,11 +302,13 @@ impl KMeansTrainer {
         let tol2 = self.params.tol() * self.params.tol();
         let mut converged = true;
         let mut moved = false;
-        for ((center, sum), &count) in self
+        let mut moves = vec![0.0; k];
+        for (((center, sum), &count), m) in self
             .centers
             .chunks_exact_mut(dim)
             .zip(p.sums.chunks_exact(dim))
             .zip(&p.counts)
+            .zip(moves.iter_mut())
         {
             if count == 0 {
                 continue;
@@ -258,12 +323,13 @@ impl KMeansTrainer {
             }
             moved |= shift2 > 0.0;
             converged &= shift2 <= tol2;
+            *m = shift2.sqrt();
         }
         if !(converged || self.iteration >= self.params.max_iter()) {
-            return self.run(Phase::Lloyd, KMeansKernel::Assign(self.current()));
+            return self.lloyd(Phase::Lloyd, &moves);
         }
         if moved {
-            self.run(Phase::Final, KMeansKernel::Assign(self.current()))
+            self.lloyd(Phase::Final, &moves)
         } else {
             // Same centres as the pass just made: its cost is the final cost.
             self.finish(p.cost)
@@ -363,6 +429,15 @@ impl Algorithm for KMeansTrainer {
     }
 }
 
+/// A number that tells this fit's Lloyd passes from any other fit's (the partitions' bounds
+/// are only used by the fit that made them): random per call.
+fn fit_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0x6b69_6c6e);
+    h.finish()
+}
+
 /// Weighted k-means++ on the candidates, then weighted Lloyd (Spark's `LocalKMeans`).
 /// The candidates are distinct and every weight is >= 1, so k-means++ always finds `k`
 /// distinct centres when there are more than `k` candidates.
@@ -454,7 +529,8 @@ mod tests {
     use super::super::KMeans;
     use super::*;
     use crate::data::{DenseMatrix, Features};
-    use crate::{fit_local, CachedPartition};
+    use crate::step::run_on_partitions;
+    use crate::{fit_local, CachedPartition, Partial};
 
     /// Gaussian blobs around `centers` (Box-Muller), shuffled by construction (random centre
     /// per row).
@@ -527,6 +603,54 @@ mod tests {
                 assert!((m.cost() - models[0].cost()).abs() <= 1e-12 * m.cost());
             }
         }
+    }
+
+    #[test]
+    fn later_lloyd_passes_keep_bounds_and_give_the_same_model_as_fresh_partitions() {
+        // Far apart blobs from poor starting centres: the early passes move the centres a
+        // lot (no bounds), the later ones hardly (bounds, most searches skipped).
+        let rows = blobs(40_000, &true_centers(), 1.0, 5);
+        let start: Vec<Vec<f64>> = rows[..4].to_vec();
+        let params = KMeans::new(4)
+            .init(KMeansInit::Centers(start))
+            .tol(0.0)
+            .max_iter(40);
+        let parts = split(&rows, 2);
+        let model = fit(&params, &parts).unwrap();
+        let (searched, total) = parts
+            .iter()
+            .filter_map(|p| p.bounds().last_pass_searched())
+            .fold((0, 0), |(s, t), (a, b)| (s + a, t + b));
+        assert_eq!(total, rows.len(), "every partition kept bounds");
+        assert!(
+            searched * 20 < total,
+            "the last pass searched {searched} of {total} rows"
+        );
+        // Fresh partitions each pass (as after a lost executor): the same bits.
+        let mut trainer = params.build().unwrap();
+        let info = DatasetInfo {
+            features: names(3),
+            label: None,
+            partitions: parts.len(),
+            rows: rows.len() as u64,
+        };
+        let mut step = trainer.start(&info).unwrap();
+        let fresh = loop {
+            match step {
+                Step::RunKernel(kernel) => {
+                    let clones: Vec<CachedPartition> = parts.iter().map(Clone::clone).collect();
+                    let refs: Vec<&CachedPartition> = clones.iter().collect();
+                    let partial =
+                        Partial::merge_ordered(run_on_partitions(&kernel, &refs).unwrap()).unwrap();
+                    step = trainer.next(partial).unwrap();
+                }
+                Step::Done(model) => break model,
+            }
+        };
+        assert_eq!(
+            serde_json::to_string(&model).unwrap(),
+            serde_json::to_string(&fresh).unwrap()
+        );
     }
 
     #[test]

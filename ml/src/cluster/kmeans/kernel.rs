@@ -19,6 +19,10 @@
 //! Both give ties to the lowest centre index. They can disagree only on rows whose two nearest
 //! centres are within rounding of each other; a machine always takes the same path.
 //!
+//! A [`KMeansKernel::Lloyd`] pass also keeps per-row bounds (see [`super::bounds`]): a chunk
+//! whose rows all keep their centre skips the search, and on the AVX2 path runs of
+//! `4 × LANES` such rows of `f64` columns are read in place, without the chunk copy.
+//!
 //! Cost, measured with `examples/kernel_speed.rs` (2 × 1M rows × 16 features, k = 8, two
 //! threads) on the 2-core development VM (AMD EPYC, AVX2; shared, so ratios are steadier than
 //! times): the portable loop is compute-bound at about 0.5 ns per (row, feature, centre) per
@@ -34,7 +38,8 @@ use std::ops::Range;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::data::{block_ranges, CachedPartition, DenseMatrix, Element};
+use super::bounds::{BoundsHint, BoundsSlot, BoundsTest};
+use crate::data::{block_ranges, CachedPartition, DenseMatrix, Element, BLOCK_ROWS};
 use crate::error::{MlError, Result};
 use crate::simd::kmeans::CentreTable;
 use crate::simd::{code_path, prefetch, Avx2Fma, CodePath, MulAdd, Quad, Unfused, Vectorize};
@@ -166,6 +171,16 @@ pub enum KMeansKernel {
     /// One Lloyd step: per centre the sum and count of the rows nearest to it, plus the sum of
     /// squared distances (SSE). Answers [`KMeansPartial::Assign`].
     Assign(CenterSet),
+    /// [`KMeansKernel::Assign`] as one pass of a fit, with how the centres moved since the
+    /// fit's previous pass: a partition keeps per-row bounds between passes and skips the
+    /// nearest-centre search for rows whose centre cannot have changed. Answers exactly what
+    /// `Assign` answers, bit for bit (see [`BoundsSlot`](super::BoundsSlot)).
+    Lloyd {
+        /// The centres of this pass.
+        centers: CenterSet,
+        /// How they moved since the previous pass of the fit.
+        hint: BoundsHint,
+    },
     /// k-means|| round, first half: the SSE of the rows against the candidate set.
     /// Answers [`KMeansPartial::Cost`].
     Cost(CenterSet),
@@ -254,6 +269,12 @@ impl KMeansKernel {
             KMeansKernel::Assign(centers) => {
                 centers.check_partition(partition)?;
                 with_features!(partition.features(), m => assign(m, centers, true, code_path()))
+                    .map(KMeansPartial::Assign)
+            }
+            KMeansKernel::Lloyd { centers, hint } => {
+                centers.check_partition(partition)?;
+                let slot = partition.bounds();
+                with_features!(partition.features(), m => assign_bounded(m, centers, hint, slot, code_path()))
                     .map(KMeansPartial::Assign)
             }
             KMeansKernel::Cost(centers) => {
@@ -571,7 +592,7 @@ pub(crate) type Chunk = [[f64; LANES]];
 /// reads the [`CenterSet`] as it is, the AVX2 loop a [`CentreTable`] built from it.
 pub(crate) struct Nearest<'a> {
     centers: &'a CenterSet,
-    avx2: Option<(Avx2Fma, CentreTable)>,
+    avx2: Option<Avx2Centres>,
 }
 
 impl<'a> Nearest<'a> {
@@ -619,25 +640,80 @@ impl<'a> Nearest<'a> {
         }
     }
 
-    /// Nearest centre and exact squared distance per lane; adds the first `valid` lanes to
-    /// their centre's sum (lane `l` to copy `l mod SUM_COPIES`) when `sums` is given.
+    /// The nearest centre of each lane, the smallest value of the search and the second
+    /// smallest (over the other centres, `+∞` with one centre). The values are exact squared
+    /// distances on the portable path and `‖c‖² − 2 x·c` on the AVX2 path.
     #[inline(always)]
-    fn chunk(
-        &self,
-        chunk: &Chunk,
-        valid: usize,
-        sums: Option<&mut CentreSums>,
-    ) -> ([u64; LANES], [f64; LANES]) {
+    fn search(&self, chunk: &Chunk) -> ([u64; LANES], [f64; LANES], [f64; LANES]) {
         match &self.avx2 {
             Some((token, table)) => {
                 let mut nearest = [0u64; LANES];
                 let mut best = [0.0f64; LANES];
+                let mut second = [0.0f64; LANES];
+                token.nearest_in_chunk(table, chunk, &mut nearest, &mut best, &mut second);
+                (nearest, best, second)
+            }
+            None => nearest_in_chunk(chunk, self.centers),
+        }
+    }
+
+    /// [`Nearest::search`] on the AVX2 path (`avx2`, this `Nearest`'s) for rows read in
+    /// place (`cols`, at least [`Nearest::columns`] of them, zeros past the dimension).
+    #[inline(always)]
+    fn search_in_place(
+        avx2: &Avx2Centres,
+        cols: &[&[f64; LANES]],
+    ) -> ([u64; LANES], [f64; LANES], [f64; LANES]) {
+        let (token, table) = avx2;
+        let mut nearest = [0u64; LANES];
+        let mut best = [0.0f64; LANES];
+        let mut second = [0.0f64; LANES];
+        token.nearest_in_chunk(table, cols, &mut nearest, &mut best, &mut second);
+        (nearest, best, second)
+    }
+
+    /// [`Nearest::settle`] on the AVX2 path (`avx2`, this `Nearest`'s) for `L` rows read in
+    /// place (`cols`, at least [`Nearest::columns`] of them, zeros past the dimension).
+    #[inline(always)]
+    fn settle_in_place<const L: usize>(
+        avx2: &Avx2Centres,
+        cols: &[&[f64; L]],
+        valid: usize,
+        sums: Option<&mut CentreSums>,
+        nearest: &[u64; L],
+    ) -> [f64; L] {
+        let (token, table) = avx2;
+        let mut dist = [0.0f64; L];
+        let sums = sums.map(|s| &mut s.0[..]);
+        token.exact_in_chunk(table, cols, valid, sums, nearest, &mut dist);
+        dist
+    }
+
+    /// The exact squared distance of each lane to the centre `nearest` names, and the first
+    /// `valid` lanes added to their centre's sum (lane `l` to copy `l mod SUM_COPIES`) when
+    /// `sums` is given. `searched` is what [`Nearest::search`] found for these centres, if it
+    /// ran: the portable path's values are the distances already.
+    #[inline(always)]
+    fn settle(
+        &self,
+        chunk: &Chunk,
+        valid: usize,
+        sums: Option<&mut CentreSums>,
+        nearest: &[u64; LANES],
+        searched: Option<&[f64; LANES]>,
+    ) -> [f64; LANES] {
+        match &self.avx2 {
+            Some((token, table)) => {
+                let mut dist = [0.0f64; LANES];
                 let sums = sums.map(|s| &mut s.0[..]);
-                token.nearest_in_chunk(table, chunk, valid, sums, &mut nearest, &mut best);
-                (nearest, best)
+                token.exact_in_chunk(table, chunk, valid, sums, nearest, &mut dist);
+                dist
             }
             None => {
-                let (nearest, best) = nearest_in_chunk(chunk, self.centers);
+                let dist = match searched {
+                    Some(best) => *best,
+                    None => distances_in_chunk(chunk, self.centers, nearest),
+                };
                 if let Some(sums) = sums {
                     let stride = 4 * self.quads();
                     let copy = self.centers.k * stride;
@@ -649,7 +725,7 @@ impl<'a> Nearest<'a> {
                         }
                     }
                 }
-                (nearest, best)
+                dist
             }
         }
     }
@@ -686,17 +762,16 @@ pub(crate) fn for_each_nearest<T: Element, F>(
 ) where
     F: FnMut(&Chunk, usize, usize, &[u64; LANES], &[f64; LANES]),
 {
-    let body = NearestLoop {
+    NearestLoop {
         m,
         rows,
         near,
         sums,
+        bounds: None,
+        needs_chunk: true,
         visit,
-    };
-    match &near.avx2 {
-        Some((token, _)) => token.vectorize(body),
-        None => body.run::<Unfused>(None),
     }
+    .dispatch();
 }
 
 /// [`for_each_nearest`]'s loop, compiled once per code path.
@@ -705,7 +780,126 @@ struct NearestLoop<'a, 'c, T, F> {
     rows: Range<usize>,
     near: &'a Nearest<'c>,
     sums: Option<&'a mut CentreSums>,
+    /// The rows' bounds (see [`super::bounds`]), when the pass keeps them.
+    bounds: Option<BlockBounds<'a>>,
+    /// Whether `visit` reads the chunk; if not, chunks may be read in place, and it gets an
+    /// empty one.
+    needs_chunk: bool,
     visit: F,
+}
+
+impl<T: Element, F> NearestLoop<'_, '_, T, F>
+where
+    F: FnMut(&Chunk, usize, usize, &[u64; LANES], &[f64; LANES]),
+{
+    /// Runs the loop on the centres' code path.
+    #[inline]
+    fn dispatch(self) {
+        match &self.near.avx2 {
+            Some((token, _)) => token.vectorize(self),
+            None => self.run::<Unfused>(None),
+        }
+    }
+}
+
+/// The bounds of one block's rows during a pass, indexed from the block's first row.
+pub(crate) struct BlockBounds<'a> {
+    test: &'a BoundsTest<'a>,
+    /// Whether the stored bounds are from the previous pass (else every row is searched).
+    usable: bool,
+    assign: &'a mut [u32],
+    upper: &'a mut [f32],
+    lower: &'a mut [f32],
+    /// Rows of the block searched so far.
+    searched: usize,
+}
+
+impl Drop for BlockBounds<'_> {
+    fn drop(&mut self) {
+        self.test.count_searched(self.searched);
+    }
+}
+
+impl BlockBounds<'_> {
+    /// Asks for the bounds of row `at` of the block (and the lines after it) to be loaded.
+    #[inline(always)]
+    fn prefetch(&self, at: usize) {
+        if let Some(v) = self.assign.get(at) {
+            prefetch(v);
+        }
+        if let Some(v) = self.upper.get(at) {
+            prefetch(v);
+        }
+        if let Some(v) = self.lower.get(at) {
+            prefetch(v);
+        }
+    }
+
+    /// The centres of the rows `at .. at + valid` of the block when every one of them keeps
+    /// its centre on the bounds alone (then the search is not needed).
+    #[inline(always)]
+    fn kept<const N: usize>(&self, at: usize, valid: usize) -> Option<[u64; N]> {
+        if !self.usable {
+            return None;
+        }
+        let rows = at..at + valid;
+        let (assign, upper, lower) = (
+            &self.assign[rows.clone()],
+            &self.upper[rows.clone()],
+            &self.lower[rows],
+        );
+        let test = self.test;
+        // Gathered first, so that the arithmetic below runs on whole vectors.
+        let mut moved = [0.0f64; N];
+        for (m, &a) in moved.iter_mut().zip(assign) {
+            *m = test.moved(u64::from(a));
+        }
+        let keeps = moved
+            .iter()
+            .zip(upper)
+            .zip(lower)
+            .fold(true, |all, ((&m, &u), &l)| all & test.keeps(m, u, l));
+        keeps.then(|| {
+            let mut nearest = [0u64; N];
+            for (n, &a) in nearest.iter_mut().zip(assign) {
+                *n = u64::from(a);
+            }
+            nearest
+        })
+    }
+
+    /// Brings the bounds of rows `at .. at + valid` of the block up to date from their search:
+    /// the centre found, the search's smallest and second smallest values and the exact
+    /// squared distance.
+    #[inline(always)]
+    fn record(
+        &mut self,
+        at: usize,
+        valid: usize,
+        nearest: &[u64; LANES],
+        best: &[f64; LANES],
+        second: &[f64; LANES],
+        dist: &[f64; LANES],
+    ) {
+        self.searched += valid;
+        let test = self.test;
+        let mut moved = [0.0f64; LANES];
+        for (m, &n) in moved.iter_mut().zip(nearest) {
+            *m = test.moved(n);
+        }
+        let mut upper = [0.0f32; LANES];
+        let mut lower = [0.0f32; LANES];
+        for l in 0..LANES {
+            (upper[l], lower[l]) = test.searched(moved[l], dist[l], second[l] - best[l]);
+        }
+        let rows = at..at + valid;
+        for (a, &n) in self.assign[rows.clone()].iter_mut().zip(nearest) {
+            // `n < k`, so it fits (the search never names a centre past `k`).
+            *a = u32::try_from(n).unwrap_or(u32::MAX);
+        }
+        self.upper[rows.clone()].copy_from_slice(&upper[..valid]);
+        self.lower[rows].copy_from_slice(&lower[..valid]);
+    }
 }
 
 impl<T: Element, F> Vectorize for NearestLoop<'_, '_, T, F>
@@ -721,50 +915,191 @@ where
             rows,
             near,
             mut sums,
+            mut bounds,
+            needs_chunk,
             mut visit,
         } = self;
         let dim = near.centers.dim;
         let cols: Vec<&[T]> = (0..dim).map(|j| &m.col(j)[rows.clone()]).collect();
         // Columns past `dim` (for the AVX2 loop) stay zero.
         let mut chunk = vec![[0.0f64; LANES]; near.columns()];
-        for at in (0..rows.len()).step_by(LANES) {
-            let valid = (rows.len() - at).min(LANES);
-            // Sixteen or so columns read LANES rows at a time are more streams than the
-            // hardware prefetchers follow well: ask for the rows PREFETCH_ROWS ahead.
-            let ahead = at + PREFETCH_ROWS;
-            for (buf, col) in chunk.iter_mut().zip(&cols) {
-                // LANES values span one (f32) or two (f64) 64-byte lines.
-                if let Some(v) = col.get(ahead) {
-                    prefetch(v);
-                }
-                if T::BYTES * LANES > 64 {
-                    if let Some(v) = col.get(ahead + 64 / T::BYTES) {
-                        prefetch(v);
+        // Chunks are read in place (no copy) when the visitor needs no chunk, the columns are
+        // `f64`, the AVX2 loop runs, and the columns do not crowd the same cache sets; `refs`
+        // (`run_refs`) then hold the chunk's (run's) columns.
+        let in_place: Option<(&Avx2Centres, Vec<&[f64]>)> = near
+            .avx2
+            .as_ref()
+            .filter(|_| !needs_chunk && spread_in_cache(m.rows(), dim))
+            .and_then(|avx2| {
+                let f64s = cols.iter().map(|c| T::as_f64(c)).collect::<Option<_>>()?;
+                Some((avx2, f64s))
+            });
+        let mut refs: Vec<&[f64; LANES]> = vec![&ZERO_LANES; near.columns()];
+        let mut run_refs: Vec<&[f64; RUN]> = vec![&ZERO_RUN; near.columns()];
+        let mut at = 0;
+        while at < rows.len() {
+            // A run of RUN rows that all keep their centre, read in place, takes one call.
+            if let (Some(b), Some((avx2, f64s))) = (&bounds, &in_place) {
+                if at % RUN == 0 && at + RUN <= rows.len() {
+                    for sub in (at..at + RUN).step_by(LANES) {
+                        prefetch_rows(&cols, sub + PREFETCH_ROWS);
+                        b.prefetch(sub + PREFETCH_ROWS);
                     }
-                }
-                match <&[T; LANES]>::try_from(&col[at..at + valid]) {
-                    Ok(full) => *buf = full.map(T::to_f64),
-                    Err(_) => {
-                        let (head, pad) = buf.split_at_mut(valid);
-                        for (o, v) in head.iter_mut().zip(&col[at..at + valid]) {
-                            *o = v.to_f64();
+                    let placed = b.kept::<RUN>(at, RUN).and_then(|nearest| {
+                        for (r, c) in run_refs.iter_mut().zip(f64s) {
+                            *r = <&[f64; RUN]>::try_from(c.get(at..at + RUN)?).ok()?;
                         }
-                        pad.fill(0.0);
+                        let sums = sums.as_deref_mut();
+                        let dist = Nearest::settle_in_place(avx2, &run_refs, RUN, sums, &nearest);
+                        Some((nearest, dist))
+                    });
+                    if let Some((nearest, dist)) = placed {
+                        for (i, (n, d)) in nearest
+                            .chunks_exact(LANES)
+                            .zip(dist.chunks_exact(LANES))
+                            .enumerate()
+                        {
+                            if let (Ok(n), Ok(d)) = (n.try_into(), d.try_into()) {
+                                // Read in place: the visitor of a pass with bounds gets no
+                                // chunk.
+                                visit(&[], LANES, rows.start + at + i * LANES, n, d);
+                            }
+                        }
+                        at += RUN;
+                        continue;
                     }
                 }
             }
-            let (nearest, best) = near.chunk(&chunk, valid, sums.as_deref_mut());
-            visit(&chunk[..dim], valid, rows.start + at, &nearest, &best);
+            let valid = (rows.len() - at).min(LANES);
+            // Sixteen or so columns read LANES rows at a time are more streams than the
+            // hardware prefetchers follow well: ask for the rows PREFETCH_ROWS ahead.
+            prefetch_rows(&cols, at + PREFETCH_ROWS);
+            if let Some(b) = &bounds {
+                b.prefetch(at + PREFETCH_ROWS);
+            }
+            let kept = bounds.as_ref().and_then(|b| b.kept::<LANES>(at, valid));
+            // The chunk's columns in place, if it may be read so.
+            let placed = in_place
+                .as_ref()
+                .filter(|_| valid == LANES)
+                .and_then(|(avx2, f64s)| {
+                    for (r, c) in refs.iter_mut().zip(f64s) {
+                        *r = <&[f64; LANES]>::try_from(c.get(at..at + LANES)?).ok()?;
+                    }
+                    Some((*avx2, &refs[..]))
+                });
+            let copied = placed.is_none();
+            if copied {
+                copy_chunk(&mut chunk, &cols, at, valid);
+            }
+            let sums = sums.as_deref_mut();
+            let (nearest, dist) = match (kept, placed) {
+                (Some(nearest), Some((avx2, cols))) => {
+                    let dist = Nearest::settle_in_place(avx2, cols, valid, sums, &nearest);
+                    (nearest, dist)
+                }
+                (Some(nearest), None) => {
+                    let dist = near.settle(&chunk, valid, sums, &nearest, None);
+                    (nearest, dist)
+                }
+                (None, placed) => {
+                    let (nearest, best, second, dist) = match placed {
+                        Some((avx2, cols)) => {
+                            let (nearest, best, second) = Nearest::search_in_place(avx2, cols);
+                            let dist = Nearest::settle_in_place(avx2, cols, valid, sums, &nearest);
+                            (nearest, best, second, dist)
+                        }
+                        None => {
+                            let (nearest, best, second) = near.search(&chunk);
+                            let dist = near.settle(&chunk, valid, sums, &nearest, Some(&best));
+                            (nearest, best, second, dist)
+                        }
+                    };
+                    if let Some(b) = bounds.as_mut() {
+                        b.record(at, valid, &nearest, &best, &second, &dist);
+                    }
+                    (nearest, dist)
+                }
+            };
+            let chunk: &Chunk = if copied { &chunk[..dim] } else { &[] };
+            visit(chunk, valid, rows.start + at, &nearest, &dist);
+            at += LANES;
         }
     }
 }
 
+/// The AVX2 token with the centres laid out for it.
+type Avx2Centres = (Avx2Fma, CentreTable);
+
+/// Zeros for the columns of a chunk past the centres' dimension.
+static ZERO_LANES: [f64; LANES] = [0.0; LANES];
+
+/// Rows of a run that a pass with bounds settles in one call when all keep their centre.
+const RUN: usize = 4 * LANES;
+
+/// Asks for row `row` of every column (and the line after it, for `f64`) to be loaded.
+#[inline(always)]
+fn prefetch_rows<T: Element>(cols: &[&[T]], row: usize) {
+    for col in cols {
+        // LANES values span one (f32) or two (f64) 64-byte lines.
+        if let Some(v) = col.get(row) {
+            prefetch(v);
+        }
+        if T::BYTES * LANES > 64 {
+            if let Some(v) = col.get(row + 64 / T::BYTES) {
+                prefetch(v);
+            }
+        }
+    }
+}
+
+/// Zeros for the columns of a run past the centres' dimension.
+static ZERO_RUN: [f64; RUN] = [0.0; RUN];
+
+/// Copies rows `at .. at + valid` of `cols` into `chunk` as `f64`, zero padded to [`LANES`].
+#[inline(always)]
+fn copy_chunk<T: Element>(chunk: &mut Chunk, cols: &[&[T]], at: usize, valid: usize) {
+    for (buf, col) in chunk.iter_mut().zip(cols) {
+        match <&[T; LANES]>::try_from(&col[at..at + valid]) {
+            Ok(full) => *buf = full.map(T::to_f64),
+            Err(_) => {
+                let (head, pad) = buf.split_at_mut(valid);
+                for (o, v) in head.iter_mut().zip(&col[at..at + valid]) {
+                    *o = v.to_f64();
+                }
+                pad.fill(0.0);
+            }
+        }
+    }
+}
+
+/// Whether `dim` columns of `rows` `f64`s, one after another, can be read a chunk at a time in
+/// place: the two 64-byte lines a chunk takes of each column must not pile up in the same
+/// sets of a 32 KiB, 8-way L1 cache (64 sets), as they do when `rows` is a multiple of 512.
+fn spread_in_cache(rows: usize, dim: usize) -> bool {
+    const SETS: usize = 64;
+    let mut load = [0u8; SETS];
+    let stride = (rows % (SETS * 8)) * 8 / 64; // in lines, modulo the sets
+    for j in 0..dim {
+        let set = (j * stride) % SETS;
+        for s in [set, (set + 1) % SETS] {
+            load[s] = load[s].saturating_add(1);
+        }
+    }
+    load.iter().all(|&n| n <= 4)
+}
+
 /// Exact nearest centre of each lane of a chunk (the portable loop), register-blocked: the
 /// LANES accumulators stay in registers across the columns, and each column is loaded once
-/// per centre.
+/// per centre. Returns the nearest centre, its squared distance and the second smallest
+/// squared distance (`+∞` with one centre).
 #[inline(always)]
-fn nearest_in_chunk(chunk: &Chunk, centers: &CenterSet) -> ([u64; LANES], [f64; LANES]) {
+fn nearest_in_chunk(
+    chunk: &Chunk,
+    centers: &CenterSet,
+) -> ([u64; LANES], [f64; LANES], [f64; LANES]) {
     let mut best = [f64::INFINITY; LANES];
+    let mut second = [f64::INFINITY; LANES];
     let mut nearest = [0u64; LANES];
     for (c, center) in centers.values.chunks_exact(centers.dim).enumerate() {
         let mut acc = [0.0f64; LANES];
@@ -775,13 +1110,39 @@ fn nearest_in_chunk(chunk: &Chunk, centers: &CenterSet) -> ([u64; LANES], [f64; 
             }
         }
         let c = c as u64;
-        for ((b, i), &a) in best.iter_mut().zip(nearest.iter_mut()).zip(&acc) {
+        for (((b, s), i), &a) in best
+            .iter_mut()
+            .zip(second.iter_mut())
+            .zip(nearest.iter_mut())
+            .zip(&acc)
+        {
             let closer = a < *b;
+            *s = if closer { *b } else { s.min(a) };
             *b = if closer { a } else { *b };
             *i = if closer { c } else { *i };
         }
     }
-    (nearest, best)
+    (nearest, best, second)
+}
+
+/// The squared distance of each lane of a chunk to the centre `nearest` names, summed as
+/// [`nearest_in_chunk`] sums it (so bit for bit the same value).
+#[inline(always)]
+fn distances_in_chunk(chunk: &Chunk, centers: &CenterSet, nearest: &[u64; LANES]) -> [f64; LANES] {
+    let mut acc = [0.0f64; LANES];
+    let dim = centers.dim;
+    for (j, xs) in chunk.iter().enumerate().take(dim) {
+        for ((a, &x), &n) in acc.iter_mut().zip(xs.iter()).zip(nearest) {
+            let cj = centers
+                .values
+                .get(n as usize * dim + j)
+                .copied()
+                .unwrap_or(0.0);
+            let t = x - cj;
+            *a += t * t;
+        }
+    }
+    acc
 }
 
 /// Lane `l`'s coordinates in a chunk.
@@ -802,7 +1163,7 @@ fn assign<T: Element>(
     let blocks: Vec<Range<usize>> = block_ranges(m.rows()).collect();
     let partials: Vec<AssignPartial> = blocks
         .into_par_iter()
-        .map(|rows| assign_block(m, rows, &near, with_sums))
+        .map(|rows| assign_block(m, rows, &near, with_sums, None))
         .collect();
     partials.into_iter().try_fold(
         AssignPartial::zeros(centers.k, centers.dim, with_sums),
@@ -810,11 +1171,71 @@ fn assign<T: Element>(
     )
 }
 
+/// [`assign`] with sums, keeping per-row bounds in `slot` between the passes of a fit (see
+/// [`super::bounds`]): the same partial, bit for bit, usually without most of the search.
+fn assign_bounded<T: Element>(
+    m: &DenseMatrix<T>,
+    centers: &CenterSet,
+    hint: &BoundsHint,
+    slot: &BoundsSlot,
+    path: CodePath,
+) -> Result<AssignPartial> {
+    if hint.moved.len() != centers.k {
+        return Err(MlError::Internal(format!(
+            "{} centre moves for {} centres",
+            hint.moved.len(),
+            centers.k
+        )));
+    }
+    slot.with(|bounds| {
+        let Some(bounds) = bounds else {
+            // Another pass holds the bounds: search every row.
+            return assign(m, centers, true, path);
+        };
+        let rows = m.rows();
+        let usable = bounds.usable_for(hint, rows);
+        if !usable {
+            bounds.reset(rows);
+        }
+        let max_norm = centers
+            .values
+            .chunks_exact(centers.dim.max(1))
+            .map(|c| c.iter().map(|v| v * v).sum::<f64>().sqrt())
+            .fold(0.0, f64::max);
+        let test = BoundsTest::new(hint, centers.dim, max_norm);
+        let near = Nearest::new(centers, path);
+        let blocks: Vec<Range<usize>> = block_ranges(rows).collect();
+        let partials: Vec<AssignPartial> = blocks
+            .into_par_iter()
+            .zip(bounds.assign.par_chunks_mut(BLOCK_ROWS))
+            .zip(bounds.upper.par_chunks_mut(BLOCK_ROWS))
+            .zip(bounds.lower.par_chunks_mut(BLOCK_ROWS))
+            .map(|(((rows, assign), upper), lower)| {
+                let block = BlockBounds {
+                    test: &test,
+                    usable,
+                    assign,
+                    upper,
+                    lower,
+                    searched: 0,
+                };
+                assign_block(m, rows, &near, true, Some(block))
+            })
+            .collect();
+        bounds.advance(hint, test.searched_rows());
+        partials.into_iter().try_fold(
+            AssignPartial::zeros(centers.k, centers.dim, true),
+            AssignPartial::merge,
+        )
+    })
+}
+
 fn assign_block<T: Element>(
     m: &DenseMatrix<T>,
     rows: Range<usize>,
     near: &Nearest<'_>,
     with_sums: bool,
+    bounds: Option<BlockBounds<'_>>,
 ) -> AssignPartial {
     let mut out = AssignPartial::zeros(near.centers.k, near.centers.dim, with_sums);
     let mut sums = with_sums.then(|| near.sums());
@@ -822,12 +1243,14 @@ fn assign_block<T: Element>(
     // Counts per centre in four copies too (lane `l` to copy `l mod 4`): a run of rows of
     // one centre would otherwise wait on each other's increment.
     let mut counts = vec![[0u64; 4]; near.centers.k];
-    for_each_nearest(
+    NearestLoop {
         m,
         rows,
         near,
-        sums.as_mut(),
-        |_, valid, _, nearest, dist| {
+        sums: sums.as_mut(),
+        bounds,
+        needs_chunk: false,
+        visit: |_: &Chunk, valid: usize, _: usize, nearest: &[u64; LANES], dist: &[f64; LANES]| {
             if valid == LANES {
                 cost.iter_mut().zip(dist).for_each(|(c, d)| *c += d);
             } else {
@@ -840,7 +1263,8 @@ fn assign_block<T: Element>(
                 counts[c as usize][l % 4] += 1;
             }
         },
-    );
+    }
+    .dispatch();
     if let Some(sums) = &sums {
         near.sums_to(sums, &mut out.sums);
     }
@@ -1319,5 +1743,268 @@ mod tests {
         );
         let a = KMeansPartial::Cost(1.0);
         assert!(a.merge(KMeansPartial::Counts(vec![1])).is_err());
+    }
+
+    /// Bit patterns of a partial, for exact comparison.
+    fn partial_bits(p: &AssignPartial) -> (Vec<u64>, Vec<u64>, u64) {
+        (
+            p.sums.iter().map(|v| v.to_bits()).collect(),
+            p.counts.clone(),
+            p.cost.to_bits(),
+        )
+    }
+
+    /// Runs `rounds` Lloyd passes from `start` twice, with and without bounds, the centres and
+    /// hints updated as the trainer does; asserts every pass's partials are bit-identical and
+    /// returns the rows searched per bounded pass.
+    fn lloyd_with_and_without_bounds(
+        p: &CachedPartition,
+        start: &[Vec<f64>],
+        rounds: usize,
+        path: CodePath,
+    ) -> Vec<usize> {
+        let mut set = CenterSet::from_rows(start).unwrap();
+        let (k, dim) = (set.k, set.dim);
+        let mut hint = BoundsHint {
+            fit: 7,
+            round: 0,
+            moved: vec![0.0; k],
+            total_shift: 0.0,
+        };
+        let mut searched = Vec::new();
+        for round in 0..rounds {
+            let plain = with_features!(p.features(), m => assign(m, &set, true, path)).unwrap();
+            let bounded = with_features!(p.features(), m => {
+                assign_bounded(m, &set, &hint, p.bounds(), path)
+            })
+            .unwrap();
+            assert_eq!(
+                partial_bits(&plain),
+                partial_bits(&bounded),
+                "pass {round} on {path:?}"
+            );
+            searched.push(p.bounds().last_pass_searched().unwrap().0);
+            let mut moves = vec![0.0f64; k];
+            for (c, m) in moves.iter_mut().enumerate() {
+                let n = plain.counts[c];
+                if n == 0 {
+                    continue;
+                }
+                let mut shift2 = 0.0;
+                for j in 0..dim {
+                    let new = plain.sums[c * dim + j] / n as f64;
+                    let t = new - set.values[c * dim + j];
+                    shift2 += t * t;
+                    set.values[c * dim + j] = new;
+                }
+                *m = shift2.sqrt();
+            }
+            let up = |v: f64| v * (1.0 + 1e-9);
+            hint.round += 1;
+            for (total, m) in hint.moved.iter_mut().zip(&moves) {
+                *total = up(*total + up(*m));
+            }
+            hint.total_shift = up(hint.total_shift + up(moves.iter().copied().fold(0.0, f64::max)));
+        }
+        searched
+    }
+
+    /// `n` rows around `k` random centres (`±spread` per coordinate), and starting centres
+    /// near the true ones (`±0.3` per coordinate), as a good initialisation gives.
+    fn blob_rows(
+        n: usize,
+        d: usize,
+        k: usize,
+        spread: f64,
+        offset: f64,
+        seed: u64,
+    ) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let centres: Vec<Vec<f64>> = (0..k)
+            .map(|_| {
+                (0..d)
+                    .map(|_| offset + rng.random_range(-10.0..10.0))
+                    .collect()
+            })
+            .collect();
+        let rows = (0..n)
+            .map(|_| {
+                let c = &centres[rng.random_range(0..k)];
+                c.iter()
+                    .map(|v| v + rng.random_range(-spread..spread))
+                    .collect()
+            })
+            .collect();
+        let start = centres
+            .iter()
+            .map(|c| c.iter().map(|v| v + rng.random_range(-0.3..0.3)).collect())
+            .collect();
+        (rows, start)
+    }
+
+    fn paths() -> Vec<CodePath> {
+        let mut paths = vec![CodePath::Portable];
+        if Avx2Fma::detect().is_some() {
+            paths.push(CodePath::Avx2Fma);
+        }
+        paths
+    }
+
+    #[test]
+    fn bounded_passes_equal_plain_passes_bit_for_bit_and_skip_most_searches() {
+        let n = 2 * BLOCK_ROWS + 37;
+        for path in paths() {
+            for (k, d) in [(8, 16), (3, 5), (13, 7), (1, 4)] {
+                let (rows, start) = blob_rows(n, d, k, 1.5, 0.0, 11 + k as u64);
+                let p = partition(0, &rows);
+                let searched = lloyd_with_and_without_bounds(&p, &start, 12, path);
+                assert_eq!(searched[0], n, "the first pass searches every row");
+                let late = searched[6..].iter().sum::<usize>() / 6;
+                assert!(
+                    late * 10 < n,
+                    "k = {k}, d = {d} on {path:?}: late passes searched {searched:?} of {n} rows"
+                );
+                // f32 storage goes through the same loop.
+                let p32 = partition_f32(1, &rows);
+                lloyd_with_and_without_bounds(&p32, &start, 6, path);
+            }
+        }
+    }
+
+    #[test]
+    fn bounds_stay_exact_on_ties_duplicates_and_far_from_the_origin() {
+        for path in paths() {
+            // Far from the origin, where the search's expansion loses most digits.
+            let (far, start) = blob_rows(3000, 6, 4, 0.01, 1e7, 5);
+            let p = partition(0, &far);
+            lloyd_with_and_without_bounds(&p, &start, 8, path);
+            lloyd_with_and_without_bounds(&p, &far[..4], 8, path);
+            // Exact ties: every row is equidistant from two centres, and duplicated.
+            let mut tied = Vec::new();
+            for i in 0..500 {
+                let y = f64::from(i % 50) * 0.25;
+                tied.push(vec![0.0, y]);
+                tied.push(vec![0.0, y]);
+                tied.push(vec![0.0, -y]);
+            }
+            let p = partition(1, &tied);
+            let searched =
+                lloyd_with_and_without_bounds(&p, &[vec![-1.0, 0.0], vec![1.0, 0.0]], 4, path);
+            assert_eq!(searched[0], tied.len());
+            // Same centres again (nothing moves): tied rows must still be searched.
+            let set = CenterSet::from_rows(&[vec![-1.0, 0.0], vec![1.0, 0.0]]).unwrap();
+            let m = match p.features() {
+                Features::F64(m) => m,
+                Features::F32(_) => unreachable!(),
+            };
+            let still = |fit, round| BoundsHint {
+                fit,
+                round,
+                moved: vec![0.0; 2],
+                total_shift: 0.0,
+            };
+            assign_bounded(m, &set, &still(5, 0), p.bounds(), path).unwrap();
+            let again = assign_bounded(m, &set, &still(5, 1), p.bounds(), path).unwrap();
+            assert_eq!(
+                partial_bits(&again),
+                partial_bits(&assign(m, &set, true, path).unwrap())
+            );
+            assert_eq!(
+                p.bounds().last_pass_searched(),
+                Some((tied.len(), tied.len()))
+            );
+            // Rows right at the boundary of blobs that overlap.
+            let (close, start) = blob_rows(4000, 3, 6, 8.0, 0.0, 9);
+            let p = partition(2, &close);
+            lloyd_with_and_without_bounds(&p, &start, 15, path);
+        }
+    }
+
+    #[test]
+    fn bounds_from_another_fit_or_round_are_not_used() {
+        let (rows, _) = blob_rows(5000, 4, 3, 1.0, 0.0, 3);
+        let p = partition(0, &rows);
+        let set = CenterSet::from_rows(&rows[..3]).unwrap();
+        let hint = |fit, round| BoundsHint {
+            fit,
+            round,
+            moved: vec![0.0; 3],
+            total_shift: 0.0,
+        };
+        let run = |h: &BoundsHint| {
+            let m = match p.features() {
+                Features::F64(m) => m,
+                Features::F32(_) => unreachable!(),
+            };
+            let out = assign_bounded(m, &set, h, p.bounds(), code_path()).unwrap();
+            (out, p.bounds().last_pass_searched().unwrap().0)
+        };
+        let (first, s0) = run(&hint(1, 0));
+        assert_eq!(s0, 5000);
+        // The next round of the same fit, same centres: nothing moved, nothing is searched.
+        let (again, s1) = run(&hint(1, 1));
+        assert_eq!(partial_bits(&first), partial_bits(&again));
+        assert_eq!(s1, 0);
+        // A repeated or skipped round of the same fit may use them too.
+        for h in [hint(1, 1), hint(1, 4)] {
+            let (out, s) = run(&h);
+            assert_eq!(partial_bits(&first), partial_bits(&out));
+            assert_eq!(s, 0, "{h:?}");
+        }
+        // Another fit, or an earlier round: everything is searched again.
+        for h in [hint(2, 2), hint(2, 1)] {
+            let (out, s) = run(&h);
+            assert_eq!(partial_bits(&first), partial_bits(&out));
+            assert_eq!(s, 5000, "{h:?}");
+        }
+        // A clone starts without bounds; the wrong number of shifts is a caller bug.
+        assert!(p.clone().bounds().last_pass_searched().is_none());
+        let m = match p.features() {
+            Features::F64(m) => m,
+            Features::F32(_) => unreachable!(),
+        };
+        let err = assign_bounded(
+            m,
+            &set,
+            &BoundsHint {
+                moved: vec![0.0],
+                ..hint(3, 0)
+            },
+            p.bounds(),
+            code_path(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("1 centre moves for 3 centres"), "{err}");
+    }
+
+    #[test]
+    fn the_lloyd_kernel_answers_what_assign_answers() {
+        let (rows, _) = blob_rows(3000, 5, 4, 1.0, 0.0, 21);
+        let p = partition(0, &rows);
+        let set = CenterSet::from_rows(&rows[..4]).unwrap();
+        let lloyd = KMeansKernel::Lloyd {
+            centers: set.clone(),
+            hint: BoundsHint {
+                fit: 9,
+                round: 0,
+                moved: vec![0.0; 4],
+                total_shift: 0.0,
+            },
+        };
+        let kernel = crate::Kernel::KMeans(lloyd.clone());
+        assert_eq!(
+            crate::Kernel::from_bytes(&kernel.to_bytes()).unwrap(),
+            kernel
+        );
+        match (
+            lloyd.run(&p).unwrap(),
+            KMeansKernel::Assign(set).run(&p).unwrap(),
+        ) {
+            (KMeansPartial::Assign(a), KMeansPartial::Assign(b)) => {
+                assert_eq!(partial_bits(&a), partial_bits(&b));
+            }
+            other => panic!("unexpected partials {other:?}"),
+        }
     }
 }

@@ -18,6 +18,14 @@
 //! `max_iter` iterations. The model's [`cost`](KMeansModel::cost) is the SSE of the *final*
 //! centres (one more pass, like scikit-learn's `inertia_`).
 //!
+//! The trainer sends its Lloyd passes as [`KMeansKernel::Lloyd`]: the same pass, plus how far
+//! each centre has moved since the fit began. Each cached partition then keeps per-row distance
+//! bounds (12 bytes a row, see [`BoundsSlot`]) and, in later passes, skips the nearest-centre
+//! search for runs of rows whose centre cannot have changed (Hamerly's bounds, with a margin for
+//! the search's rounding). The partials are bit-identical to [`KMeansKernel::Assign`]'s; a
+//! partition without bounds (the first pass, one reloaded after a lost executor) searches every
+//! row.
+//!
 //! Initialisation (Spark's default) is k-means|| (Bahmani, Moseley, Vattani, Kumar,
 //! Vassilvitskii, *Scalable K-Means++*, VLDB 2012): start from one random point `C`; for
 //! `init_steps` rounds compute `φ = Σ_x d²(x, C)` and add each point with probability
@@ -66,11 +74,13 @@
 //! ```
 
 mod algorithm;
+mod bounds;
 mod hyperparams;
 mod kernel;
 mod model;
 
 pub use algorithm::KMeansTrainer;
+pub use bounds::{BoundsHint, BoundsSlot};
 pub use hyperparams::{
     KMeans, KMeansInit, KMeansValidParams, DEFAULT_INIT_STEPS, DEFAULT_MAX_ITER, DEFAULT_SEED,
     DEFAULT_TOL,
