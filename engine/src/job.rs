@@ -322,6 +322,11 @@ impl<'a> Job<'a> {
                 .graph
                 .stage(id)
                 .ok_or_else(|| EngineError::Internal(format!("stage {id} vanished")))?;
+            let metrics = &self.session.metrics;
+            metrics.stages_planned.fetch_add(1, AtomicOrdering::Relaxed);
+            metrics
+                .tasks_planned
+                .fetch_add(stage.tasks as u64, AtomicOrdering::Relaxed);
             let inputs = self.inputs_of(id);
             let plan = self
                 .plans
@@ -588,9 +593,19 @@ impl<'a> Job<'a> {
                         .get_mut(&stage)
                         .and_then(|o| o.get_mut(partition as usize))
                     {
+                        if slot.is_none() {
+                            self.session
+                                .metrics
+                                .tasks_finished
+                                .fetch_add(1, AtomicOrdering::Relaxed);
+                        }
                         slot.get_or_insert(map);
                     }
                     if self.stage_done(stage) {
+                        self.session
+                            .metrics
+                            .stages_finished
+                            .fetch_add(1, AtomicOrdering::Relaxed);
                         debug!(job = %self.job_id, stage, "stage done");
                         self.release_waiting();
                         if let Err(e) = self.start_ready_stages() {

@@ -40,7 +40,7 @@ pub use cluster::{AUTH_TOKEN_ENV, EXECUTOR_BIN_ENV};
 pub use dataframe::{DataFrame, GroupedDataFrame};
 pub use error::{EngineError, Result};
 pub use kiln_planner::task::ShuffleCompression;
-pub use metrics::Metrics;
+pub use metrics::{Activity, Metrics};
 pub use read::{CsvMode, CsvOptions};
 pub use session::{Session, SessionBuilder};
 

@@ -2,6 +2,7 @@
 //! numbers rather than log lines.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 /// The live counters of a session.
 #[derive(Debug, Default)]
@@ -13,6 +14,28 @@ pub(crate) struct SessionMetrics {
     pub(crate) stage_resubmits: AtomicU64,
     pub(crate) fetch_failures: AtomicU64,
     pub(crate) bytes_shuffled: AtomicU64,
+    pub(crate) stages_planned: AtomicU64,
+    pub(crate) stages_finished: AtomicU64,
+    pub(crate) tasks_planned: AtomicU64,
+    pub(crate) tasks_finished: AtomicU64,
+    /// The running fit's progress (the last one when several run at once).
+    pub(crate) training: Mutex<Option<kiln_ml::Progress>>,
+}
+
+/// What a session is doing now, for progress displays: counters since the session started
+/// (take the difference of two readings for one statement) and the running fit, if any.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Activity {
+    /// Stages of query jobs started so far.
+    pub stages_planned: u64,
+    /// Stages whose every task has finished.
+    pub stages_finished: u64,
+    /// Tasks of the started stages (first attempts).
+    pub tasks_planned: u64,
+    /// Tasks finished successfully.
+    pub tasks_finished: u64,
+    /// The running fit: iterations done, the limit and the current loss.
+    pub training: Option<kiln_ml::Progress>,
 }
 
 /// A snapshot of a session's counters since it started.
@@ -37,6 +60,23 @@ pub struct Metrics {
 }
 
 impl SessionMetrics {
+    pub(crate) fn activity(&self) -> Activity {
+        Activity {
+            stages_planned: self.stages_planned.load(Ordering::Relaxed),
+            stages_finished: self.stages_finished.load(Ordering::Relaxed),
+            tasks_planned: self.tasks_planned.load(Ordering::Relaxed),
+            tasks_finished: self.tasks_finished.load(Ordering::Relaxed),
+            training: self.training.lock().map_or(None, |t| *t),
+        }
+    }
+
+    /// Records the running fit's progress (`None` when it ends).
+    pub(crate) fn set_training(&self, progress: Option<kiln_ml::Progress>) {
+        if let Ok(mut t) = self.training.lock() {
+            *t = progress;
+        }
+    }
+
     pub(crate) fn snapshot(&self) -> Metrics {
         Metrics {
             kernel_rounds: self.kernel_rounds.load(Ordering::Relaxed),

@@ -650,6 +650,12 @@ impl Session {
         self.inner.metrics.snapshot()
     }
 
+    /// What the session is doing now: stages and tasks started and finished so far, and the
+    /// running fit's iteration and loss (for progress displays such as `kiln shell`'s).
+    pub fn activity(&self) -> crate::Activity {
+        self.inner.metrics.activity()
+    }
+
     /// The underlying DataFusion context of the driver (catalog, functions, configuration).
     pub fn datafusion_context(&self) -> &SessionContext {
         &self.inner.ctx

@@ -13,6 +13,7 @@ mod persist;
 mod polars;
 mod properties;
 mod s3;
+mod shell;
 mod shuffle;
 mod sql;
 mod tpch;

@@ -469,7 +469,7 @@ async fn evaluate_returns_what_the_rust_evaluators_compute() {
 
 /// The `kiln` binary Cargo built next to this test (`target/<profile>/kiln`), which the test
 /// command builds first.
-fn kiln_bin() -> PathBuf {
+pub(crate) fn kiln_bin() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let name = format!("kiln{}", std::env::consts::EXE_SUFFIX);
     exe.ancestors()
@@ -576,4 +576,36 @@ async fn explain_train_shows_the_cache_and_iterate_stages_without_training() {
         kiln.model("e").is_none(),
         "EXPLAIN TRAIN registered a model"
     );
+}
+
+#[tokio::test]
+async fn activity_counts_the_stages_and_tasks_of_a_query_and_the_running_fit() {
+    let kiln = Session::builder().executors(2).build().await.unwrap();
+    let before = kiln.activity();
+    let batches = kiln
+        .sql("SELECT v % 7 AS k, count(*) AS n FROM (SELECT value AS v FROM range(10000)) GROUP BY v % 7")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 7);
+    let after = kiln.activity();
+    let stages = after.stages_finished - before.stages_finished;
+    assert!(stages >= 1, "{before:?} -> {after:?}");
+    assert_eq!(stages, after.stages_planned - before.stages_planned);
+    assert_eq!(
+        after.tasks_finished - before.tasks_finished,
+        after.tasks_planned - before.tasks_planned
+    );
+    assert!(after.tasks_finished > before.tasks_finished);
+    // No fit is running before or after one.
+    assert!(after.training.is_none());
+    kiln.sql("TRAIN MODEL act USING kmeans (k = 2, seed = 1) AS SELECT CAST(value AS DOUBLE) AS x FROM range(100)")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert!(kiln.activity().training.is_none());
 }

@@ -148,14 +148,26 @@ impl TrainingData {
         mut algorithm: A,
         mut progress: impl FnMut(kiln_ml::Progress),
     ) -> Result<A::Model> {
+        let metrics = &self.session.inner.metrics;
+        // Cleared when the fit ends, however it ends (an error, a dropped future).
+        struct Training<'a>(&'a crate::metrics::SessionMetrics);
+        impl Drop for Training<'_> {
+            fn drop(&mut self) {
+                self.0.set_training(None);
+            }
+        }
+        let _training = Training(metrics);
         let mut step = algorithm.start(&self.info)?;
+        metrics.set_training(Some(algorithm.progress()));
         loop {
             match step {
                 Step::Done(model) => return Ok(model),
                 Step::RunKernel(kernel) => {
                     let partial = self.run_round(&kernel).await?;
                     step = algorithm.next(partial)?;
-                    progress(algorithm.progress());
+                    let now = algorithm.progress();
+                    metrics.set_training(Some(now));
+                    progress(now);
                 }
             }
         }

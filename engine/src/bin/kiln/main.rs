@@ -16,6 +16,14 @@
 //!
 //! `sql` runs Kiln SQL statements (see `kiln::sql`) and prints each one's result; see
 //! [`sql`] for the details.
+//!
+//! ```text
+//! kiln shell [--format table|csv|tsv|json|ndjson] [--maxrows N]
+//!            [--executors N | --local-cluster N] [--models-dir DIR] [--history FILE]
+//! ```
+//!
+//! `shell` is the interactive SQL shell (history, multi-line statements, completion, dot
+//! commands, a progress line, Ctrl-C cancelling a statement); see [`shell`].
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -26,10 +34,12 @@ use kiln_executor::rpc::{run_executor, AuthToken, ClientTls, WorkerOptions};
 use kiln_executor::store::EnvObjectStoreRegistry;
 use kiln_executor::ExecutorRuntime;
 
+mod shell;
 mod sql;
 
 const USAGE: &str = "usage: kiln executor --driver URL [--slots N] [--memory SIZE] [--id NAME] [--token-file PATH] [--tls-ca PEM [--tls-domain NAME]]
-       kiln sql [-e SQL]... [-f FILE]... [--format table|csv|tsv|json|ndjson] [--maxrows N] [--executors N | --local-cluster N] [--models-dir DIR] [--quiet]";
+       kiln sql [-e SQL]... [-f FILE]... [--format table|csv|tsv|json|ndjson] [--maxrows N] [--executors N | --local-cluster N] [--models-dir DIR] [--quiet]
+       kiln shell [--format table|csv|tsv|json|ndjson] [--maxrows N] [--executors N | --local-cluster N] [--models-dir DIR] [--history FILE]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -42,6 +52,7 @@ fn main() -> ExitCode {
             }
         },
         Some("sql") => sql::main(&args[1..]),
+        Some("shell") => shell::main(&args[1..]),
         _ => {
             eprintln!("{USAGE}");
             ExitCode::from(2)

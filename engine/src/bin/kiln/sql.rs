@@ -115,7 +115,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
     Ok(options)
 }
 
-fn count(flag: &str, text: &str) -> Result<usize, String> {
+pub(crate) fn count(flag: &str, text: &str) -> Result<usize, String> {
     text.parse::<usize>()
         .ok()
         .filter(|n| *n >= 1)
