@@ -29,7 +29,7 @@ use rustyline::history::DefaultHistory;
 use rustyline::validate::{ValidationContext, ValidationResult, Validator};
 use rustyline::{Context, Editor, Helper};
 
-use crate::sql::{execute, parse_format, print, Format};
+use crate::sql::{execute, parse_format, print, row_limit, runtime, Common, Format};
 
 const USAGE: &str = "usage: kiln shell [--format table|csv|tsv|json|ndjson] [--maxrows N] [--executors N | --local-cluster N] [--models-dir DIR] [--history FILE]";
 
@@ -121,11 +121,7 @@ const KEYWORDS: &[&str] = &[
 ];
 
 struct Options {
-    format: Format,
-    maxrows: Option<usize>,
-    executors: usize,
-    local_cluster: Option<usize>,
-    models_dir: PathBuf,
+    common: Common,
     history: Option<PathBuf>,
 }
 
@@ -137,22 +133,10 @@ pub(crate) fn main(args: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("kiln shell: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime("shell") else {
+        return ExitCode::FAILURE;
     };
-    let mut builder = Session::builder().models_dir(&options.models_dir);
-    builder = match options.local_cluster {
-        Some(n) => builder.local_cluster(n),
-        None => builder.executors(options.executors),
-    };
-    let session = match runtime.block_on(builder.build()) {
+    let session = match runtime.block_on(options.common.session()) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
@@ -175,12 +159,7 @@ pub(crate) fn main(args: &[String]) -> ExitCode {
 
 fn parse_args(args: &[String]) -> Result<Options, String> {
     let mut options = Options {
-        format: Format::Table,
-        maxrows: None,
-        executors: 2,
-        local_cluster: None,
-        models_dir: std::env::var_os("KILN_MODELS_DIR")
-            .map_or_else(|| PathBuf::from("kiln-models"), PathBuf::from),
+        common: Common::new(),
         history: std::env::var_os("KILN_HISTORY")
             .map(PathBuf::from)
             .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".kiln_history"))),
@@ -192,24 +171,15 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
                 .cloned()
                 .ok_or_else(|| format!("{flag} needs a value"))
         };
+        if options.common.take(flag, &mut value)? {
+            continue;
+        }
         match flag.as_str() {
-            "--format" => options.format = parse_format(&value()?)?,
-            "--maxrows" => options.maxrows = Some(maxrows(&value()?)?),
-            "--executors" => options.executors = crate::sql::count(flag, &value()?)?,
-            "--local-cluster" => {
-                options.local_cluster = Some(crate::sql::count(flag, &value()?)?);
-            }
-            "--models-dir" => options.models_dir = PathBuf::from(value()?),
             "--history" => options.history = Some(PathBuf::from(value()?)),
             other => return Err(format!("unknown argument {other}")),
         }
     }
     Ok(options)
-}
-
-fn maxrows(text: &str) -> Result<usize, String> {
-    text.parse()
-        .map_err(|_| format!("the row limit must be a number, got '{text}'"))
 }
 
 /// Runs standard input as a script: every statement in order, stopping at the first error.
@@ -226,8 +196,13 @@ fn script(
     for statement in statements {
         let batches = runtime.block_on(execute(session, &statement))?;
         let mut out = std::io::stdout().lock();
-        print(&mut out, &batches, options.format, options.maxrows)
-            .and_then(|()| out.flush().map_err(|e| e.to_string()))?;
+        print(
+            &mut out,
+            &batches,
+            options.common.format,
+            options.common.maxrows,
+        )
+        .and_then(|()| out.flush().map_err(|e| e.to_string()))?;
     }
     Ok(())
 }
@@ -255,8 +230,8 @@ fn interactive(
         let _ = editor.load_history(path);
     }
     let mut display = Display {
-        format: options.format,
-        maxrows: options.maxrows,
+        format: options.common.format,
+        maxrows: options.common.maxrows,
         timing: true,
     };
     refresh_names(runtime, session, &names);
@@ -430,7 +405,7 @@ fn command(
             Ok(false)
         }
         ".maxrows" => {
-            let n = maxrows(arg)?;
+            let n = row_limit(arg)?;
             display.maxrows = (n > 0).then_some(n).or(Some(usize::MAX));
             Ok(false)
         }

@@ -38,12 +38,81 @@ pub(crate) enum Format {
 
 struct Options {
     sources: Vec<Source>,
-    format: Format,
-    maxrows: Option<usize>,
+    common: Common,
+    quiet: bool,
+}
+
+/// The options `kiln sql` and `kiln shell` share: how results print and where the session
+/// runs.
+pub(crate) struct Common {
+    pub(crate) format: Format,
+    pub(crate) maxrows: Option<usize>,
     executors: usize,
     local_cluster: Option<usize>,
     models_dir: PathBuf,
-    quiet: bool,
+}
+
+impl Common {
+    /// The defaults: tables, 2 in-process executors, the models in `--models-dir`, else
+    /// `$KILN_MODELS_DIR`, else `./kiln-models`.
+    pub(crate) fn new() -> Self {
+        Self {
+            format: Format::Table,
+            maxrows: None,
+            executors: 2,
+            local_cluster: None,
+            models_dir: std::env::var_os("KILN_MODELS_DIR")
+                .map_or_else(|| PathBuf::from("kiln-models"), PathBuf::from),
+        }
+    }
+
+    /// Takes `flag` (its value from `value`) when it is one of the shared options; returns
+    /// whether it was.
+    pub(crate) fn take(
+        &mut self,
+        flag: &str,
+        value: impl FnOnce() -> Result<String, String>,
+    ) -> Result<bool, String> {
+        match flag {
+            "--format" => self.format = parse_format(&value()?)?,
+            "--maxrows" => self.maxrows = Some(row_limit(&value()?)?),
+            "--executors" => self.executors = count(flag, &value()?)?,
+            "--local-cluster" => self.local_cluster = Some(count(flag, &value()?)?),
+            "--models-dir" => self.models_dir = PathBuf::from(value()?),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// The session the options describe.
+    pub(crate) async fn session(&self) -> Result<Session, String> {
+        let builder = Session::builder().models_dir(&self.models_dir);
+        let builder = match self.local_cluster {
+            Some(n) => builder.local_cluster(n),
+            None => builder.executors(self.executors),
+        };
+        builder.build().await.map_err(|e| e.to_string())
+    }
+}
+
+/// The multi-threaded tokio runtime the commands run on; `None` after saying why not.
+pub(crate) fn runtime(command: &str) -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => Some(r),
+        Err(e) => {
+            eprintln!("kiln {command}: cannot start the async runtime: {e}");
+            None
+        }
+    }
+}
+
+/// A row limit for `table` output.
+pub(crate) fn row_limit(text: &str) -> Result<usize, String> {
+    text.parse()
+        .map_err(|_| format!("the row limit must be a number of rows, got '{text}'"))
 }
 
 pub(crate) fn main(args: &[String]) -> ExitCode {
@@ -54,15 +123,8 @@ pub(crate) fn main(args: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("kiln sql: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime("sql") else {
+        return ExitCode::FAILURE;
     };
     match runtime.block_on(run(options)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -76,12 +138,7 @@ pub(crate) fn main(args: &[String]) -> ExitCode {
 fn parse_args(args: &[String]) -> Result<Options, String> {
     let mut options = Options {
         sources: Vec::new(),
-        format: Format::Table,
-        maxrows: None,
-        executors: 2,
-        local_cluster: None,
-        models_dir: std::env::var_os("KILN_MODELS_DIR")
-            .map_or_else(|| PathBuf::from("kiln-models"), PathBuf::from),
+        common: Common::new(),
         quiet: false,
     };
     let mut it = args.iter();
@@ -91,20 +148,12 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
                 .cloned()
                 .ok_or_else(|| format!("{flag} needs a value"))
         };
+        if options.common.take(flag, &mut value)? {
+            continue;
+        }
         match flag.as_str() {
             "-e" | "--execute" => options.sources.push(Source::Text(value()?)),
             "-f" | "--file" => options.sources.push(Source::File(PathBuf::from(value()?))),
-            "--format" => options.format = parse_format(&value()?)?,
-            "--maxrows" => {
-                options.maxrows = Some(
-                    value()?
-                        .parse()
-                        .map_err(|_| "--maxrows needs a number of rows".to_string())?,
-                );
-            }
-            "--executors" => options.executors = count(flag, &value()?)?,
-            "--local-cluster" => options.local_cluster = Some(count(flag, &value()?)?),
-            "--models-dir" => options.models_dir = PathBuf::from(value()?),
             "-q" | "--quiet" => options.quiet = true,
             other => return Err(format!("unknown argument {other}")),
         }
@@ -115,7 +164,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
     Ok(options)
 }
 
-pub(crate) fn count(flag: &str, text: &str) -> Result<usize, String> {
+fn count(flag: &str, text: &str) -> Result<usize, String> {
     text.parse::<usize>()
         .ok()
         .filter(|n| *n >= 1)
@@ -138,12 +187,7 @@ pub(crate) fn parse_format(text: &str) -> Result<Format, String> {
 }
 
 async fn run(options: Options) -> Result<(), String> {
-    let mut builder = Session::builder().models_dir(&options.models_dir);
-    builder = match options.local_cluster {
-        Some(n) => builder.local_cluster(n),
-        None => builder.executors(options.executors),
-    };
-    let session = builder.build().await.map_err(|e| e.to_string())?;
+    let session = options.common.session().await?;
     for source in &options.sources {
         let (text, origin) = match source {
             Source::Text(t) => (t.clone(), None),
@@ -167,8 +211,13 @@ async fn run(options: Options) -> Result<(), String> {
                 })?;
             let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
             let mut out = std::io::stdout().lock();
-            print(&mut out, &batches, options.format, options.maxrows)
-                .and_then(|()| out.flush().map_err(|e| e.to_string()))?;
+            print(
+                &mut out,
+                &batches,
+                options.common.format,
+                options.common.maxrows,
+            )
+            .and_then(|()| out.flush().map_err(|e| e.to_string()))?;
             if !options.quiet {
                 eprintln!(
                     "{rows} row{} in {:.3} s",
