@@ -29,7 +29,9 @@ use rustyline::history::DefaultHistory;
 use rustyline::validate::{ValidationContext, ValidationResult, Validator};
 use rustyline::{Context, Editor, Helper};
 
-use crate::sql::{execute, parse_format, print, row_limit, runtime, Common, Format};
+use crate::sql::{
+    execute, exit_code, parse_format, print, row_limit, run_script, runtime, Common, Format,
+};
 
 const USAGE: &str = "usage: kiln shell [--format table|csv|tsv|json|ndjson] [--maxrows N] [--executors N | --local-cluster N] [--models-dir DIR] [--history FILE]";
 
@@ -148,13 +150,7 @@ pub(crate) fn main(args: &[String]) -> ExitCode {
     } else {
         script(&runtime, &session, &options)
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    exit_code(result)
 }
 
 fn parse_args(args: &[String]) -> Result<Options, String> {
@@ -192,19 +188,7 @@ fn script(
     std::io::stdin()
         .read_to_string(&mut text)
         .map_err(|e| format!("cannot read standard input: {e}"))?;
-    let statements = kiln::sql::split_statements(&text).map_err(|e| e.to_string())?;
-    for statement in statements {
-        let batches = runtime.block_on(execute(session, &statement))?;
-        let mut out = std::io::stdout().lock();
-        print(
-            &mut out,
-            &batches,
-            options.common.format,
-            options.common.maxrows,
-        )
-        .and_then(|()| out.flush().map_err(|e| e.to_string()))?;
-    }
-    Ok(())
+    runtime.block_on(run_script(session, &text, None, &options.common, false))
 }
 
 /// The settings `.format`, `.maxrows` and `.timing` change.

@@ -126,13 +126,7 @@ pub(crate) fn main(args: &[String]) -> ExitCode {
     let Some(runtime) = runtime("sql") else {
         return ExitCode::FAILURE;
     };
-    match runtime.block_on(run(options)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    exit_code(runtime.block_on(run(options)))
 }
 
 fn parse_args(args: &[String]) -> Result<Options, String> {
@@ -194,40 +188,55 @@ async fn run(options: Options) -> Result<(), String> {
             Source::File(path) => (
                 std::fs::read_to_string(path)
                     .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
-                Some(path),
+                Some(path.as_path()),
             ),
         };
-        let statements = kiln::sql::split_statements(&text).map_err(|e| match origin {
-            Some(p) => format!("{}: {e}", p.display()),
-            None => e.to_string(),
-        })?;
-        for statement in statements {
-            let start = Instant::now();
-            let batches = execute(&session, &statement)
-                .await
-                .map_err(|e| match origin {
-                    Some(p) => format!("{}: {e}", p.display()),
-                    None => e,
-                })?;
-            let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-            let mut out = std::io::stdout().lock();
-            print(
-                &mut out,
-                &batches,
-                options.common.format,
-                options.common.maxrows,
-            )
+        run_script(&session, &text, origin, &options.common, !options.quiet).await?;
+    }
+    Ok(())
+}
+
+/// Runs every statement of `text` in order, printing each result (and, with `timing`, a
+/// timing line on standard error); stops at the first error, which names `origin` if given.
+pub(crate) async fn run_script(
+    session: &Session,
+    text: &str,
+    origin: Option<&std::path::Path>,
+    common: &Common,
+    timing: bool,
+) -> Result<(), String> {
+    let located = |e: String| match origin {
+        Some(p) => format!("{}: {e}", p.display()),
+        None => e,
+    };
+    let statements = kiln::sql::split_statements(text).map_err(|e| located(e.to_string()))?;
+    for statement in statements {
+        let start = Instant::now();
+        let batches = execute(session, &statement).await.map_err(located)?;
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        let mut out = std::io::stdout().lock();
+        print(&mut out, &batches, common.format, common.maxrows)
             .and_then(|()| out.flush().map_err(|e| e.to_string()))?;
-            if !options.quiet {
-                eprintln!(
-                    "{rows} row{} in {:.3} s",
-                    if rows == 1 { "" } else { "s" },
-                    start.elapsed().as_secs_f64()
-                );
-            }
+        if timing {
+            eprintln!(
+                "{rows} row{} in {:.3} s",
+                if rows == 1 { "" } else { "s" },
+                start.elapsed().as_secs_f64()
+            );
         }
     }
     Ok(())
+}
+
+/// The exit code of a command's run: 1 after printing the error.
+pub(crate) fn exit_code(result: Result<(), String>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 pub(crate) async fn execute(

@@ -89,15 +89,10 @@ impl RowBounds {
         self.round = hint.round;
         self.searched_rows = searched_rows;
     }
-
-    /// Bytes held.
-    pub(crate) fn size_bytes(&self) -> usize {
-        self.assign.len() * 4 + self.upper.len() * 4 + self.lower.len() * 4
-    }
 }
 
-/// Where a cached partition keeps the per-row bounds of a k-means fit between passes. Not part of the partition's
-/// value: a clone starts empty and equality ignores it.
+/// Where a cached partition keeps the per-row bounds of a k-means fit between passes. Not part
+/// of the partition's value: a clone starts empty and equality ignores it.
 #[derive(Debug, Default)]
 pub struct BoundsSlot(Mutex<Option<RowBounds>>);
 
@@ -111,13 +106,6 @@ impl BoundsSlot {
         }
     }
 
-    /// Drops the bounds (a fit ended).
-    pub fn clear(&self) {
-        if let Ok(mut guard) = self.0.try_lock() {
-            *guard = None;
-        }
-    }
-
     /// How many rows the last pass that kept bounds here searched for their nearest centre, of
     /// how many (`None` before any such pass). The rest kept their centre on the bounds alone.
     pub fn last_pass_searched(&self) -> Option<(usize, usize)> {
@@ -127,14 +115,6 @@ impl BoundsSlot {
                 .filter(|b| !b.assign.is_empty())
                 .map(|b| (b.searched_rows, b.assign.len())),
             Err(_) => None,
-        }
-    }
-
-    /// Bytes the bounds hold now (0 when none).
-    pub fn size_bytes(&self) -> usize {
-        match self.0.try_lock() {
-            Ok(guard) => guard.as_ref().map_or(0, RowBounds::size_bytes),
-            Err(_) => 0,
         }
     }
 }
