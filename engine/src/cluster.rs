@@ -58,6 +58,18 @@ pub(crate) struct ClusterOptions {
     pub(crate) tls: Option<(PathBuf, PathBuf, PathBuf)>,
     /// Object-store retries handed to `local_cluster` children.
     pub(crate) store_retries: Option<(usize, Duration)>,
+    /// Told the driver's address once it listens.
+    pub(crate) announce: Option<Announce>,
+}
+
+/// A callback told the driver's address once it listens.
+#[derive(Clone)]
+pub(crate) struct Announce(pub(crate) Arc<dyn Fn(SocketAddr) + Send + Sync>);
+
+impl std::fmt::Debug for Announce {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Announce")
+    }
 }
 
 impl Default for ClusterOptions {
@@ -69,6 +81,7 @@ impl Default for ClusterOptions {
             register_timeout: Duration::from_secs(60),
             tls: None,
             store_retries: None,
+            announce: None,
         }
     }
 }
@@ -168,6 +181,9 @@ pub(crate) async fn start(
     );
     let listener = TcpListener::bind(bind).await?;
     let addr = listener.local_addr()?;
+    if let Some(announce) = &options.announce {
+        (announce.0)(addr);
+    }
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let check = CheckToken(
         token

@@ -312,8 +312,10 @@ impl DataFrame {
     /// Planning errors.
     pub async fn physical_plan(&self) -> Result<Arc<dyn ExecutionPlan>> {
         let plan = crate::ml::lazy::resolve(&self.session, self.df.logical_plan().clone()).await?;
-        let df = DfDataFrame::new(self.session.inner.ctx.state(), plan);
-        Ok(df.create_physical_plan().await?)
+        let state = self.session.inner.ctx.state();
+        let df = DfDataFrame::new(state.clone(), plan);
+        let plan = df.create_physical_plan().await?;
+        driver_scans_in_memory(&state, plan).await
     }
 
     /// Runs the query and returns all rows.
@@ -434,4 +436,46 @@ impl DataFrame {
             displayable(physical.as_ref()).indent(false)
         ))
     }
+}
+
+/// `plan` with its scans of tables only the driver has (`information_schema`, which `SHOW
+/// TABLES`, `SHOW COLUMNS` and `SHOW name` read) run on the driver and replaced by their rows,
+/// which travel to the executors with the plan. These tables are small: they describe the
+/// catalog and the settings.
+async fn driver_scans_in_memory(
+    state: &datafusion::execution::SessionState,
+    plan: Arc<dyn ExecutionPlan>,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+    use datafusion::datasource::memory::MemorySourceConfig;
+    use datafusion::physical_plan::streaming::StreamingTableExec;
+
+    let mut found: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
+    plan.apply(|node| {
+        if node.downcast_ref::<StreamingTableExec>().is_some() {
+            found.push(Arc::clone(node));
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    if found.is_empty() {
+        return Ok(plan);
+    }
+    let mut replacements = Vec::with_capacity(found.len());
+    for node in found {
+        let partitions =
+            datafusion::physical_plan::collect_partitioned(Arc::clone(&node), state.task_ctx())
+                .await?;
+        let rows: Arc<dyn ExecutionPlan> =
+            MemorySourceConfig::try_new_exec(&partitions, node.schema(), None)?;
+        replacements.push((node, rows));
+    }
+    let replaced = plan.transform_up(|node| {
+        Ok(
+            match replacements.iter().find(|(n, _)| Arc::ptr_eq(n, &node)) {
+                Some((_, rows)) => Transformed::yes(Arc::clone(rows)),
+                None => Transformed::no(node),
+            },
+        )
+    })?;
+    Ok(replaced.data)
 }

@@ -37,6 +37,22 @@ pub enum EngineError {
         /// Why it is invalid and what is allowed.
         reason: String,
     },
+    /// A setting (config file, environment, flag or `SET`) is unknown or has a bad value.
+    #[error("invalid setting `{key}`: {reason}")]
+    Config {
+        /// The setting (`kiln.executors`) or the environment variable.
+        key: String,
+        /// Why, and where the value came from.
+        reason: String,
+    },
+    /// `SET` on a setting that is fixed once a session runs.
+    #[error("{key} is fixed while a session runs (it is {value}): give it when the session starts (Session::builder(), the config file, the {} variable or a flag), or SET it in kiln sql or kiln shell, which restart their session", crate::config::env_var(.key))]
+    FixedSetting {
+        /// The setting.
+        key: String,
+        /// Its current value.
+        value: String,
+    },
     /// A task failed on an executor and could not be retried to success.
     #[error("stage {stage} task {partition} failed after {attempts} attempt(s): {message}")]
     TaskFailed {

@@ -88,7 +88,7 @@ where
     let mut cleanup = CleanupGuard {
         root: root.clone(),
         job_id: job_id.clone(),
-        armed: !session.keep_shuffle_files,
+        armed: !session.keep_shuffle_files(),
     };
     let span = tracing::info_span!("job", job = %job_id, stages = graph.stages.len());
     let outcome = Job::new(session, graph, job_id.clone(), cache)?
@@ -392,7 +392,7 @@ impl<'a> Job<'a> {
         if slot.is_some() {
             let count = self.recomputed.entry((stage, map_partition)).or_insert(0);
             *count += 1;
-            if *count >= self.session.max_task_attempts {
+            if *count >= self.session.max_task_attempts() {
                 return false;
             }
             *slot = None;
@@ -618,7 +618,7 @@ impl<'a> Job<'a> {
                     *made = (*made).max(attempt + 1);
                     let made = *made;
                     let may_retry =
-                        made < self.session.max_task_attempts && !self.no_retry.contains(&stage);
+                        made < self.session.max_task_attempts() && !self.no_retry.contains(&stage);
                     match f.failure_kind() {
                         FailureKind::TaskFailed if may_retry => {
                             self.session

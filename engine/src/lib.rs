@@ -24,6 +24,7 @@
 //! ```
 
 mod cluster;
+pub mod config;
 mod dataframe;
 mod error;
 mod job;

@@ -1,7 +1,7 @@
 //! [`Session`]: the driver, its executors, and the entry points that make DataFrames.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
@@ -21,6 +21,7 @@ use tokio::sync::Semaphore;
 use url::Url;
 
 use crate::cluster::{Cluster, ClusterOptions, Deployment};
+use crate::config::{Config, Source};
 use crate::dataframe::DataFrame;
 use crate::error::{EngineError, Result};
 use crate::metrics::{Metrics, SessionMetrics};
@@ -45,6 +46,8 @@ pub struct SessionBuilder {
     inject_failures: u32,
     store_retries: Option<(usize, std::time::Duration)>,
     models_dir: Option<PathBuf>,
+    /// The settings this builder was made from ([`Config::builder`]), for `SHOW ALL`.
+    config: Option<Config>,
 }
 
 impl Default for SessionBuilder {
@@ -69,6 +72,7 @@ impl Default for SessionBuilder {
             inject_failures: 0,
             store_retries: None,
             models_dir: None,
+            config: None,
         }
     }
 }
@@ -231,6 +235,124 @@ impl SessionBuilder {
         self
     }
 
+    /// Calls `announce` with the driver's address once it listens for executors (in
+    /// [`listen`](Self::listen) mode, before waiting for them): how a program learns the port
+    /// when it asked for port 0.
+    pub fn on_listen(
+        mut self,
+        announce: impl Fn(std::net::SocketAddr) + Send + Sync + 'static,
+    ) -> Self {
+        self.cluster.announce = Some(crate::cluster::Announce(Arc::new(announce)));
+        self
+    }
+
+    /// Remembers the settings the builder was made from, so the session reports their
+    /// sources.
+    pub(crate) fn with_config(mut self, config: Config) -> Self {
+        self.config = Some(config);
+        self
+    }
+
+    /// The settings the session will run with: each value as this builder holds it, with its
+    /// source from the [`Config`] it was made from (or `api` where a method changed it).
+    fn effective_config(&self, addr: Option<std::net::SocketAddr>) -> Config {
+        let base = self.config.clone().unwrap_or_else(|| {
+            let mut c = Config::new();
+            // Without a config, a session keeps no model catalog.
+            let _ = c.set("kiln.models_dir", "", Source::Default);
+            c
+        });
+        let retry = kiln_executor::store::retry_from_env();
+        let (max_retries, retry_timeout) = self
+            .store_retries
+            .unwrap_or((retry.max_retries, retry.retry_timeout));
+        let (mode, listen) = match &self.deployment {
+            Deployment::Embedded => ("embedded", None),
+            Deployment::LocalCluster { .. } => ("local_cluster", None),
+            Deployment::Listen { addr: a, .. } => ("cluster", Some(addr.unwrap_or(*a))),
+        };
+        let text = |v: &Option<String>| v.clone().unwrap_or_default();
+        let actual: Vec<(&str, String)> = vec![
+            ("kiln.mode", mode.to_string()),
+            ("kiln.executors", self.executors.to_string()),
+            (
+                "kiln.slots_per_executor",
+                self.slots_per_executor.to_string(),
+            ),
+            (
+                "kiln.memory_limit",
+                self.memory_limit.map(|m| m.to_string()).unwrap_or_default(),
+            ),
+            (
+                "kiln.batch_size",
+                self.batch_size.unwrap_or(8192).to_string(),
+            ),
+            ("kiln.shuffle.root", text(&self.shuffle_root)),
+            (
+                "kiln.shuffle.compression",
+                match self.shuffle_compression.unwrap_or(ShuffleCompression::Lz4) {
+                    ShuffleCompression::None => "none",
+                    ShuffleCompression::Lz4 => "lz4",
+                    ShuffleCompression::Zstd => "zstd",
+                }
+                .to_string(),
+            ),
+            (
+                "kiln.shuffle.keep_files",
+                self.keep_shuffle_files.to_string(),
+            ),
+            ("kiln.cache.root", text(&self.cache_root)),
+            ("kiln.max_task_attempts", self.max_task_attempts.to_string()),
+            (
+                "kiln.broadcast_threshold",
+                self.broadcast_threshold.to_string(),
+            ),
+            (
+                "kiln.models_dir",
+                self.models_dir
+                    .as_ref()
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_default(),
+            ),
+            (
+                "kiln.cluster.listen",
+                listen.map_or_else(
+                    || {
+                        base.get("kiln.cluster.listen")
+                            .unwrap_or_default()
+                            .to_string()
+                    },
+                    |a| a.to_string(),
+                ),
+            ),
+            (
+                "kiln.auth_token",
+                self.cluster
+                    .token
+                    .as_ref()
+                    .map(|t| t.expose().to_string())
+                    .unwrap_or_default(),
+            ),
+            (
+                "kiln.cluster.heartbeat_timeout_secs",
+                self.cluster.heartbeat_timeout.as_secs().to_string(),
+            ),
+            ("kiln.store.max_retries", max_retries.to_string()),
+            (
+                "kiln.store.retry_timeout_secs",
+                retry_timeout.as_secs().to_string(),
+            ),
+        ];
+        let mut out = base.clone();
+        for (key, value) in actual {
+            if base.get(key) != Some(value.as_str()) {
+                // Values the builder holds were valid when they were set.
+                let _ = out.set(key, &value, Source::Api);
+            }
+        }
+        out
+    }
+
     /// Starts the driver and its executors.
     ///
     /// # Errors
@@ -289,7 +411,18 @@ impl SessionBuilder {
 
         let shuffle_compression = self.shuffle_compression.unwrap_or(ShuffleCompression::Lz4);
         let total_slots = self.executors * self.slots_per_executor;
-        let config = driver_config(total_slots, self.batch_size, self.broadcast_threshold);
+        let mut config = driver_config(total_slots, self.batch_size, self.broadcast_threshold);
+        if let Some(settings) = &self.config {
+            for (key, value) in settings.datafusion_options() {
+                config
+                    .options_mut()
+                    .set(key, value)
+                    .map_err(|e| EngineError::Config {
+                        key: key.to_string(),
+                        reason: e.strip_backtrace(),
+                    })?;
+            }
+        }
 
         let driver_runtime = runtime_env(Arc::clone(&registry), None)?;
         let ctx = SessionContext::new_with_config_rt(config.clone(), driver_runtime);
@@ -340,6 +473,7 @@ impl SessionBuilder {
             .iter()
             .map(|e| Arc::new(Semaphore::new(e.slots())))
             .collect();
+        let settings = self.effective_config(cluster.as_ref().map(|c: &Cluster| c.addr));
         let session = Session {
             inner: Arc::new(SessionInner {
                 id: session_id,
@@ -348,8 +482,8 @@ impl SessionBuilder {
                 slots,
                 shuffle_root,
                 shuffle_compression,
-                keep_shuffle_files: self.keep_shuffle_files,
-                max_task_attempts: self.max_task_attempts,
+                keep_shuffle_files: AtomicBool::new(self.keep_shuffle_files),
+                max_task_attempts: AtomicU32::new(self.max_task_attempts),
                 stores,
                 jobs: AtomicU64::new(0),
                 cache_root,
@@ -360,6 +494,7 @@ impl SessionBuilder {
                 lost: Default::default(),
                 owned_dir,
                 models_dir: self.models_dir,
+                settings: std::sync::Mutex::new(settings),
             }),
         };
         session.open_model_catalog().await?;
@@ -506,8 +641,8 @@ pub(crate) struct SessionInner {
     pub(crate) slots: Vec<Arc<Semaphore>>,
     pub(crate) shuffle_root: String,
     pub(crate) shuffle_compression: ShuffleCompression,
-    pub(crate) keep_shuffle_files: bool,
-    pub(crate) max_task_attempts: u32,
+    keep_shuffle_files: AtomicBool,
+    max_task_attempts: AtomicU32,
     pub(crate) stores: StoreResolver,
     pub(crate) jobs: AtomicU64,
     /// Root URL of the cache store (always ends in `/`).
@@ -524,9 +659,21 @@ pub(crate) struct SessionInner {
     owned_dir: Option<PathBuf>,
     /// The model catalog's directory, if the session has one.
     pub(crate) models_dir: Option<PathBuf>,
+    /// The settings the session runs with (see [`crate::config`]).
+    settings: std::sync::Mutex<Config>,
 }
 
 impl SessionInner {
+    /// Whether jobs keep their shuffle files.
+    pub(crate) fn keep_shuffle_files(&self) -> bool {
+        self.keep_shuffle_files.load(Ordering::Relaxed)
+    }
+
+    /// Attempts of a task before its job fails.
+    pub(crate) fn max_task_attempts(&self) -> u32 {
+        self.max_task_attempts.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn next_job_id(&self) -> String {
         let n = self.jobs.fetch_add(1, Ordering::Relaxed);
         format!("job-{n}-{}", short_id())
@@ -654,6 +801,112 @@ impl Session {
     /// running fit's iteration and loss (for progress displays such as `kiln shell`'s).
     pub fn activity(&self) -> crate::Activity {
         self.inner.metrics.activity()
+    }
+
+    /// The settings the session runs with, with their sources (secrets included: show them
+    /// with [`Config::settings`], which redacts them).
+    pub fn config(&self) -> Config {
+        self.inner
+            .settings
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    /// Changes a setting of the running session: a `kiln.*` setting of
+    /// [`Scope::Session`](crate::config::Scope::Session) or a `datafusion.*` option (what
+    /// `SET key = value` does in SQL).
+    ///
+    /// # Errors
+    /// [`EngineError::Config`] for an unknown key or a bad value;
+    /// [`EngineError::FixedSetting`] for a setting fixed when the session started
+    /// (`kiln.executors`, ...).
+    pub fn set(&self, key: &str, value: &str) -> Result<()> {
+        let mut settings = self.config();
+        settings.set(key, value, Source::Set)?;
+        if key.to_ascii_lowercase().starts_with("datafusion.") {
+            self.inner
+                .ctx
+                .state_ref()
+                .write()
+                .config_mut()
+                .options_mut()
+                .set(key, value)?;
+        } else {
+            if Config::is_startup(key) {
+                return Err(EngineError::FixedSetting {
+                    key: key.to_ascii_lowercase(),
+                    value: self.config().get(key).unwrap_or_default().to_string(),
+                });
+            }
+            // The checked, canonical value.
+            let value = settings.get(key).unwrap_or_default().to_string();
+            let number = |what: &str| {
+                value.parse::<u64>().map_err(|_| EngineError::Config {
+                    key: what.to_string(),
+                    reason: format!("not a whole number: '{value}'"),
+                })
+            };
+            match key.to_ascii_lowercase().as_str() {
+                "kiln.max_task_attempts" => {
+                    let n = u32::try_from(number(key)?).unwrap_or(u32::MAX);
+                    self.inner.max_task_attempts.store(n, Ordering::Relaxed);
+                }
+                "kiln.shuffle.keep_files" => {
+                    self.inner
+                        .keep_shuffle_files
+                        .store(value == "true", Ordering::Relaxed);
+                }
+                "kiln.broadcast_threshold" => {
+                    let bytes = usize::try_from(number(key)?).unwrap_or(usize::MAX);
+                    let state = self.inner.ctx.state_ref();
+                    let mut state = state.write();
+                    let opts = state.config_mut().options_mut();
+                    opts.optimizer.hash_join_single_partition_threshold = bytes;
+                    opts.optimizer.hash_join_single_partition_threshold_rows = if bytes == 0 {
+                        0
+                    } else {
+                        BROADCAST_THRESHOLD_ROWS
+                    };
+                }
+                other => {
+                    return Err(EngineError::Internal(format!(
+                        "the session setting {other} has no effect"
+                    )))
+                }
+            }
+        }
+        let mut guard = self
+            .inner
+            .settings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *guard = settings;
+        Ok(())
+    }
+
+    /// Registers, under the same names, the tables and views of `other`'s default schema that
+    /// this session does not have (what `kiln shell` keeps when a `SET` restarts its
+    /// session). Returns how many it took.
+    ///
+    /// # Errors
+    /// A catalog error of DataFusion's.
+    pub async fn adopt_tables(&self, other: &Session) -> Result<usize> {
+        let from = other.datafusion_context();
+        let Some(schema) = from.catalog("datafusion").and_then(|c| c.schema("public")) else {
+            return Ok(0);
+        };
+        let mut taken = 0;
+        for name in schema.table_names() {
+            if self.inner.ctx.table_exist(name.as_str())? {
+                continue;
+            }
+            if let Some(table) = schema.table(&name).await? {
+                self.inner.ctx.register_table(name.as_str(), table)?;
+                taken += 1;
+            }
+        }
+        Ok(taken)
     }
 
     /// The underlying DataFusion context of the driver (catalog, functions, configuration).

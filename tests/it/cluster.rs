@@ -54,6 +54,16 @@ async fn a_local_cluster_runs_queries_in_other_processes() {
     let got = rows(&df.collect().await.unwrap());
     assert_eq!(got.len(), 7);
     assert_eq!(got[0], ["0", "14285", "714264285"]);
+    // The driver's catalog tables travel with the plan to the executor processes.
+    let settings = kiln
+        .sql("SELECT count(*) AS n FROM information_schema.df_settings WHERE name LIKE 'datafusion.execution.%'")
+        .await
+        .unwrap();
+    let n: u64 = rows(&settings.collect().await.unwrap())[0][0]
+        .parse()
+        .unwrap();
+    assert!(n > 10, "{n} execution settings");
+    drop(settings);
     drop(df);
     drop(kiln);
     // The executors leave with the session.

@@ -277,7 +277,7 @@ fn golden_files() -> Vec<PathBuf> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn golden_files_pass() {
     let files = golden_files();
-    assert!(files.len() >= 5, "golden files missing: {files:?}");
+    assert!(files.len() >= 6, "golden files missing: {files:?}");
     for file in files {
         run_file(&file).await;
     }
@@ -608,4 +608,241 @@ async fn activity_counts_the_stages_and_tasks_of_a_query_and_the_running_fit() {
         .await
         .unwrap();
     assert!(kiln.activity().training.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_changes_a_running_session_and_show_all_redacts_secrets() {
+    use kiln::config::{Config, Source};
+    let mut config = Config::new();
+    config.set("kiln.executors", "2", Source::Flag).unwrap();
+    config
+        .set("kiln.slots_per_executor", "1", Source::Flag)
+        .unwrap();
+    config.set("kiln.models_dir", "", Source::Flag).unwrap();
+    config
+        .set("kiln.max_task_attempts", "2", Source::Flag)
+        .unwrap();
+    config
+        .set("kiln.auth_token", "hunter2-never-shown", Source::Flag)
+        .unwrap();
+    let kiln = config
+        .builder()
+        .unwrap()
+        .inject_task_failures(2)
+        .build()
+        .await
+        .unwrap();
+    // Every task's first two attempts fail: two attempts are not enough, three are.
+    let query = "SELECT x % 3 AS k, count(*) AS n FROM generate_series(1, 100) t(x) GROUP BY k";
+    let err = run_statement(&kiln, query).await.unwrap_err();
+    assert!(err.contains("after 2 attempt(s)"), "{err}");
+    run_statement(&kiln, "SET kiln.max_task_attempts = 3")
+        .await
+        .unwrap();
+    let rows = render(&run_statement(&kiln, query).await.unwrap());
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert_eq!(
+        kiln.config().source("kiln.max_task_attempts"),
+        Some(&Source::Set)
+    );
+
+    let all = render(&run_statement(&kiln, "SHOW ALL").await.unwrap());
+    let text = all.join("\n");
+    assert!(!text.contains("hunter2"), "{text}");
+    for expected in [
+        "kiln.auth_token ******** flag",
+        "kiln.executors 2 flag",
+        "kiln.max_task_attempts 3 SET",
+        "kiln.mode embedded default",
+        "datafusion.execution.batch_size 8192 NULL",
+    ] {
+        assert!(
+            all.iter().any(|r| r == expected),
+            "no '{expected}' in:\n{text}"
+        );
+    }
+    let mut names: Vec<&str> = all.iter().filter_map(|r| r.split(' ').next()).collect();
+    let listed = names.clone();
+    names.sort_unstable();
+    assert_eq!(names, listed, "SHOW ALL is sorted by name");
+    let verbose = run_statement(&kiln, "SHOW ALL VERBOSE").await.unwrap();
+    assert_eq!(verbose[0].num_columns(), 4);
+}
+
+/// Runs `kiln sql` with `args` and `env`; returns (exit code, stdout, stderr).
+fn kiln_sql(args: &[&str], env: &[(&str, &str)], dir: &Path) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(kiln_bin())
+        .arg("sql")
+        .args(args)
+        .envs(env.iter().copied())
+        .env_remove("KILN_CONFIG")
+        .env("XDG_CONFIG_HOME", dir)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn kiln_sql_takes_settings_from_the_file_the_environment_flags_and_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("kiln.conf");
+    std::fs::write(
+        &conf,
+        "# test settings\nkiln.executors = 3\nkiln.max_task_attempts = 6\n\
+         kiln.broadcast_threshold = 5\ndatafusion.execution.batch_size = 1000\n",
+    )
+    .unwrap();
+    let conf_text = conf.display().to_string();
+    let (code, stdout, stderr) = kiln_sql(
+        &[
+            "--quiet",
+            "--format",
+            "csv",
+            "--config",
+            &conf_text,
+            "--set",
+            "kiln.broadcast_threshold=7",
+            "-e",
+            "SHOW ALL",
+        ],
+        &[
+            ("KILN_MAX_TASK_ATTEMPTS", "5"),
+            ("KILN_AUTH_TOKEN", "token-never-shown"),
+            ("AWS_SECRET_ACCESS_KEY", "key-never-shown"),
+            ("AWS_REGION", "us-east-1"),
+        ],
+        dir.path(),
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    for expected in [
+        format!("kiln.executors,3,{conf_text}:2"),
+        "kiln.max_task_attempts,5,env KILN_MAX_TASK_ATTEMPTS".into(),
+        "kiln.broadcast_threshold,7,flag".into(),
+        format!("datafusion.execution.batch_size,1000,{conf_text}:5"),
+        "kiln.auth_token,********,env KILN_AUTH_TOKEN".into(),
+        "env.AWS_SECRET_ACCESS_KEY,********,env AWS_SECRET_ACCESS_KEY".into(),
+        "env.AWS_REGION,us-east-1,env AWS_REGION".into(),
+    ] {
+        assert!(
+            stdout.lines().any(|l| l.starts_with(&expected)),
+            "no '{expected}' in:\n{stdout}"
+        );
+    }
+    assert!(!stdout.contains("never-shown"), "{stdout}");
+
+    // SET of a setting fixed while the session runs restarts it, keeping the tables.
+    let (code, stdout, stderr) = kiln_sql(
+        &[
+            "--format",
+            "csv",
+            "-e",
+            "CREATE TABLE t AS SELECT * FROM (VALUES (1), (2), (3)) v(x); \
+             SET kiln.executors = 3; SHOW kiln.executors; SELECT sum(x) AS s FROM t",
+        ],
+        &[],
+        dir.path(),
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("session restarted with kiln.executors = 3; 1 table kept"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("kiln.executors,3,SET"), "{stdout}");
+    assert!(stdout.ends_with("s\n6\n"), "{stdout}");
+
+    // A bad setting names itself and its source, and the run fails with exit code 1.
+    std::fs::write(&conf, "kiln.executors = 2\nkiln.mode = galaxy\n").unwrap();
+    let (code, _, stderr) = kiln_sql(&["--config", &conf_text, "-e", "SELECT 1"], &[], dir.path());
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("invalid setting `kiln.mode`: must be one of embedded, local_cluster, cluster, got 'galaxy'")
+            && stderr.contains(&format!("{conf_text}:2")),
+        "{stderr}"
+    );
+    let (code, _, stderr) = kiln_sql(
+        &["-e", "SELECT 1"],
+        &[("KILN_EXECUTORS", "many")],
+        dir.path(),
+    );
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("KILN_EXECUTORS"), "{stderr}");
+    let (code, _, stderr) = kiln_sql(&["--set", "kiln.nope=1", "-e", "SELECT 1"], &[], dir.path());
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("unknown setting"), "{stderr}");
+}
+
+#[test]
+fn kiln_sql_with_cluster_runs_on_executors_started_elsewhere() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let query =
+        "SELECT x % 4 AS k, sum(x) AS s FROM generate_series(1, 10000) t(x) GROUP BY k ORDER BY k";
+    let (code, embedded, stderr) = kiln_sql(
+        &["--quiet", "--format", "csv", "-e", query],
+        &[],
+        dir.path(),
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+
+    let mut driver = std::process::Command::new(kiln_bin())
+        .args([
+            "sql",
+            "--quiet",
+            "--format",
+            "csv",
+            "--cluster",
+            "127.0.0.1:0",
+        ])
+        .args(["--executors", "2", "-e", query])
+        .env("KILN_AUTH_TOKEN", "cluster-test-token")
+        .env_remove("KILN_CONFIG")
+        .env("XDG_CONFIG_HOME", dir.path())
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(driver.stderr.take().unwrap()).lines();
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("the driver says where executors connect")
+            .unwrap();
+        if let Some((_, url)) = line.split_once("--driver ") {
+            break url.trim().to_string();
+        }
+    };
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    let rest = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    let executors: Vec<_> = (0..2)
+        .map(|i| {
+            std::process::Command::new(kiln_bin())
+                .args(["executor", "--driver", &url, "--slots", "1", "--id"])
+                .arg(format!("remote-{i}"))
+                .env("KILN_AUTH_TOKEN", "cluster-test-token")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let out = driver.wait_with_output().unwrap();
+    let stderr = rest.join().unwrap().join("\n");
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), embedded);
+    // The executors leave when their driver goes away.
+    for mut e in executors {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while e.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = e.kill();
+        let _ = e.wait();
+    }
 }

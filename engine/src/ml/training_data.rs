@@ -228,7 +228,7 @@ impl TrainingData {
             }
             match retry {
                 None => return Ok(Partial::merge_ordered(partials)?),
-                Some(message) if attempts >= inner.max_task_attempts => {
+                Some(message) if attempts >= inner.max_task_attempts() => {
                     return Err(EngineError::TaskFailed {
                         stage: 0,
                         partition: 0,

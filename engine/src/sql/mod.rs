@@ -160,7 +160,85 @@ async fn execute(session: &Session, statement: KilnStatement) -> Result<DataFram
             keep_model(session, &name, model).await?;
             text_table(session, &["model", "loaded_from"], vec![vec![name, url]])
         }
+        KilnStatement::Set { key, value } => {
+            session.set(&key, &value)?;
+            // Like DataFusion's SET: no columns, no rows.
+            let schema = Arc::new(Schema::empty());
+            let batch = RecordBatch::try_new_with_options(
+                Arc::clone(&schema),
+                Vec::new(),
+                &arrow::array::RecordBatchOptions::new().with_row_count(Some(0)),
+            )?;
+            session.from_batches(schema, vec![batch])
+        }
+        KilnStatement::ShowAll { verbose } => {
+            let rows = all_settings(session)
+                .into_iter()
+                .map(|s| {
+                    let mut row = vec![s.name, s.value, s.source];
+                    if verbose {
+                        row.push(s.description);
+                    }
+                    row
+                })
+                .collect();
+            let names: &[&str] = if verbose {
+                &["name", "value", "source", "description"]
+            } else {
+                &["name", "value", "source"]
+            };
+            text_table(session, names, rows)
+        }
+        KilnStatement::Show(key) => {
+            let config = session.config();
+            let Some(value) = config.settings().into_iter().find(|s| s.name == key) else {
+                return Err(crate::config::unknown_setting(&key));
+            };
+            text_table(
+                session,
+                &["name", "value", "source"],
+                vec![vec![value.name, value.value, value.source]],
+            )
+        }
     }
+}
+
+/// What `SHOW ALL` lists, sorted by name: Kiln's settings, DataFusion's options (with the
+/// config file as their source where it set them) and the object-store settings of the
+/// environment; secrets redacted.
+fn all_settings(session: &Session) -> Vec<crate::config::Setting> {
+    let config = session.config();
+    let mut kiln = config.settings();
+    let from_file: Vec<(String, String)> = kiln
+        .iter()
+        .filter(|s| s.name.starts_with("datafusion."))
+        .map(|s| (s.name.clone(), s.source.clone()))
+        .collect();
+    kiln.retain(|s| !s.name.starts_with("datafusion."));
+    let state = session.datafusion_context().state();
+    let datafusion =
+        state
+            .config()
+            .options()
+            .entries()
+            .into_iter()
+            .map(|e| crate::config::Setting {
+                source: from_file
+                    .iter()
+                    .find(|(k, _)| *k == e.key)
+                    .map(|(_, s)| s.clone())
+                    .unwrap_or_default(),
+                name: e.key,
+                value: e.value.unwrap_or_default(),
+                description: e.description.to_string(),
+            });
+    let mut all: Vec<_> = kiln
+        .into_iter()
+        .chain(datafusion)
+        .chain(crate::config::store_environment())
+        .collect();
+    all.sort_by(|a, b| a.name.cmp(&b.name));
+    all
 }
 
 /// `TRAIN MODEL` / `CREATE MODEL`: fits, registers, saves to the catalog, and answers with a

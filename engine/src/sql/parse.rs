@@ -127,6 +127,20 @@ pub enum KilnStatement {
         /// Where to read it from.
         url: String,
     },
+    /// `SET kiln.key = value` (or `TO value`); `SET datafusion.*` is DataFusion's.
+    Set {
+        /// The setting, lower case (`kiln.executors`).
+        key: String,
+        /// The value as written (quotes removed).
+        value: String,
+    },
+    /// `SHOW ALL [VERBOSE]`: every setting with its value and source.
+    ShowAll {
+        /// Whether to add each setting's description.
+        verbose: bool,
+    },
+    /// `SHOW kiln.key`.
+    Show(String),
 }
 
 /// A `TRAIN MODEL` / `CREATE MODEL` statement.
@@ -259,6 +273,35 @@ pub fn parse_kiln_statement(sql: &str) -> Result<Option<KilnStatement>> {
             name,
             url: p.string("a quoted location")?,
         }
+    } else if p.peek_words(&["SET", "KILN"]) || p.peek_words(&["SET", "SESSION", "KILN"]) {
+        p.pos += if p.peek_words(&["SET", "SESSION"]) {
+            2
+        } else {
+            1
+        };
+        let key = p.setting_name()?;
+        if !p.eat(&Token::Eq) {
+            p.expect_word("TO")?;
+        }
+        let at = p.here();
+        let value = match p.value()? {
+            ParamValue::Number(n) | ParamValue::Text(n) => n,
+            ParamValue::Bool(b) => b.to_string(),
+            ParamValue::List(_) => {
+                return Err(error_at(at, "a setting takes one value, not a list"));
+            }
+        };
+        KilnStatement::Set { key, value }
+    } else if p.peek_words(&["SHOW", "ALL"]) {
+        p.pos += 2;
+        let verbose = p.peek_words(&["VERBOSE"]);
+        if verbose {
+            p.pos += 1;
+        }
+        KilnStatement::ShowAll { verbose }
+    } else if p.peek_words(&["SHOW", "KILN"]) {
+        p.pos += 1;
+        KilnStatement::Show(p.setting_name()?)
     } else {
         return Ok(None);
     };
@@ -524,6 +567,16 @@ impl Parser<'_> {
             }
             self.expect(&Token::Comma)?;
         }
+    }
+
+    /// A dotted setting name (`kiln.store.max_retries`), lower case.
+    fn setting_name(&mut self) -> Result<String> {
+        let mut name = self.ident("a setting name")?;
+        while self.eat(&Token::Period) {
+            name.push('.');
+            name.push_str(&self.ident("a setting name")?);
+        }
+        Ok(name.to_ascii_lowercase())
     }
 
     fn value(&mut self) -> Result<ParamValue> {

@@ -11,7 +11,8 @@
 //!
 //! ```text
 //! kiln sql [-e SQL]... [-f FILE]... [--format table|csv|tsv|json|ndjson] [--maxrows N]
-//!          [--executors N | --local-cluster N] [--models-dir DIR] [--quiet]
+//!          [--executors N] [--local-cluster N | --cluster ADDR] [--models-dir DIR]
+//!          [--config FILE] [--set KEY=VALUE]... [--quiet]
 //! ```
 //!
 //! `sql` runs Kiln SQL statements (see `kiln::sql`) and prints each one's result; see
@@ -19,7 +20,8 @@
 //!
 //! ```text
 //! kiln shell [--format table|csv|tsv|json|ndjson] [--maxrows N]
-//!            [--executors N | --local-cluster N] [--models-dir DIR] [--history FILE]
+//!            [--executors N] [--local-cluster N | --cluster ADDR] [--models-dir DIR]
+//!            [--config FILE] [--set KEY=VALUE]... [--history FILE]
 //! ```
 //!
 //! `shell` is the interactive SQL shell (history, multi-line statements, completion, dot
@@ -38,8 +40,8 @@ mod shell;
 mod sql;
 
 const USAGE: &str = "usage: kiln executor --driver URL [--slots N] [--memory SIZE] [--id NAME] [--token-file PATH] [--tls-ca PEM [--tls-domain NAME]]
-       kiln sql [-e SQL]... [-f FILE]... [--format table|csv|tsv|json|ndjson] [--maxrows N] [--executors N | --local-cluster N] [--models-dir DIR] [--quiet]
-       kiln shell [--format table|csv|tsv|json|ndjson] [--maxrows N] [--executors N | --local-cluster N] [--models-dir DIR] [--history FILE]";
+       kiln sql [-e SQL]... [-f FILE]... [--format table|csv|tsv|json|ndjson] [--maxrows N] [--executors N] [--local-cluster N | --cluster ADDR] [--models-dir DIR] [--config FILE] [--set KEY=VALUE]... [--quiet]
+       kiln shell [--format table|csv|tsv|json|ndjson] [--maxrows N] [--executors N] [--local-cluster N | --cluster ADDR] [--models-dir DIR] [--config FILE] [--set KEY=VALUE]... [--history FILE]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -140,22 +142,8 @@ fn executor(args: &[String]) -> Result<(), String> {
 
 /// A byte count with an optional binary suffix: `512m`, `2g`, `1048576`.
 fn parse_size(text: &str) -> Result<usize, String> {
-    let t = text.trim().to_ascii_lowercase();
-    let t = t.strip_suffix('b').unwrap_or(&t);
-    let (digits, shift) = match t.chars().last() {
-        Some('k') => (&t[..t.len() - 1], 10),
-        Some('m') => (&t[..t.len() - 1], 20),
-        Some('g') => (&t[..t.len() - 1], 30),
-        Some('t') => (&t[..t.len() - 1], 40),
-        _ => (t, 0),
-    };
-    let n: usize = digits
-        .trim()
-        .parse()
-        .map_err(|_| format!("--memory: '{text}' is not a size (e.g. 512m, 4g)"))?;
-    n.checked_mul(1usize << shift)
-        .filter(|n| *n > 0)
-        .ok_or_else(|| format!("--memory: '{text}' is out of range"))
+    kiln::config::parse_size(text)
+        .ok_or_else(|| format!("--memory: '{text}' is not a size (e.g. 512m, 4g)"))
 }
 
 #[cfg(test)]

@@ -33,7 +33,7 @@ use crate::sql::{
     execute, exit_code, parse_format, print, row_limit, run_script, runtime, Common, Format,
 };
 
-const USAGE: &str = "usage: kiln shell [--format table|csv|tsv|json|ndjson] [--maxrows N] [--executors N | --local-cluster N] [--models-dir DIR] [--history FILE]";
+const USAGE: &str = "usage: kiln shell [--format table|csv|tsv|json|ndjson] [--maxrows N] [--executors N] [--local-cluster N | --cluster ADDR] [--models-dir DIR] [--config FILE] [--set KEY=VALUE]... [--history FILE]";
 
 const HELP: &str = "\
 Statements end with ';' and may span lines. Besides SQL:
@@ -138,7 +138,8 @@ pub(crate) fn main(args: &[String]) -> ExitCode {
     let Some(runtime) = runtime("shell") else {
         return ExitCode::FAILURE;
     };
-    let session = match runtime.block_on(options.common.session()) {
+    let mut options = options;
+    let mut session = match runtime.block_on(options.common.session()) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
@@ -146,9 +147,9 @@ pub(crate) fn main(args: &[String]) -> ExitCode {
         }
     };
     let result = if std::io::stdin().is_terminal() {
-        interactive(&runtime, &session, options)
+        interactive(&runtime, &mut session, options)
     } else {
-        script(&runtime, &session, &options)
+        script(&runtime, &mut session, &mut options)
     };
     exit_code(result)
 }
@@ -181,14 +182,14 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
 /// Runs standard input as a script: every statement in order, stopping at the first error.
 fn script(
     runtime: &tokio::runtime::Runtime,
-    session: &Session,
-    options: &Options,
+    session: &mut Session,
+    options: &mut Options,
 ) -> Result<(), String> {
     let mut text = String::new();
     std::io::stdin()
         .read_to_string(&mut text)
         .map_err(|e| format!("cannot read standard input: {e}"))?;
-    runtime.block_on(run_script(session, &text, None, &options.common, false))
+    runtime.block_on(run_script(session, &text, None, &mut options.common, false))
 }
 
 /// The settings `.format`, `.maxrows` and `.timing` change.
@@ -200,8 +201,8 @@ struct Display {
 
 fn interactive(
     runtime: &tokio::runtime::Runtime,
-    session: &Session,
-    options: Options,
+    session: &mut Session,
+    mut options: Options,
 ) -> Result<(), String> {
     let names = Arc::new(Mutex::new(Vec::<String>::new()));
     let mut editor: Editor<ShellHelper, DefaultHistory> =
@@ -247,8 +248,19 @@ fn interactive(
         match kiln::sql::split_statements(input) {
             Ok(statements) => {
                 for statement in statements {
-                    if !run_statement(runtime, session, &display, &statement) {
-                        break;
+                    let restarted =
+                        runtime.block_on(options.common.restart_on_set(session, &statement));
+                    match restarted {
+                        Some(Ok(message)) => eprintln!("{message}"),
+                        Some(Err(e)) => {
+                            eprintln!("error: {e}");
+                            break;
+                        }
+                        None => {
+                            if !run_statement(runtime, session, &display, &statement) {
+                                break;
+                            }
+                        }
                     }
                 }
             }

@@ -6,9 +6,16 @@
 //! first failing statement stops the run with its message on standard error and exit code 1;
 //! bad arguments exit with 2.
 //!
-//! The session is embedded (`--executors N`, default 2) or a local cluster of executor
-//! processes (`--local-cluster N`). Models trained or loaded are kept in the model catalog:
-//! `--models-dir`, else `$KILN_MODELS_DIR`, else `./kiln-models`.
+//! The session is embedded (`--executors N`, default 2), a local cluster of executor
+//! processes (`--local-cluster N`), or a cluster: `--cluster ADDR` listens on `ADDR` for
+//! `--executors N` executors started with `kiln executor --driver http://ADDR` (port 0: any
+//! free port, printed on standard error). Models trained or loaded are kept in the model
+//! catalog: `--models-dir`, else `$KILN_MODELS_DIR`, else `./kiln-models`.
+//!
+//! Every setting of `kiln::config` can also come from a config file (`--config FILE`,
+//! `$KILN_CONFIG`, `~/.config/kiln/kiln.conf`), its environment variable, `--set KEY=VALUE`
+//! or a `SET` statement. A `SET` of a setting fixed while a session runs (`SET kiln.executors
+//! = 4`) restarts the session with the new value, keeping its tables.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -16,9 +23,11 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use arrow::array::RecordBatch;
+use kiln::config::{self, Config};
+use kiln::sql::KilnStatement;
 use kiln::Session;
 
-const USAGE: &str = "usage: kiln sql [-e SQL]... [-f FILE]... [--format table|csv|tsv|json|ndjson] [--maxrows N] [--executors N | --local-cluster N] [--models-dir DIR] [--quiet]";
+const USAGE: &str = "usage: kiln sql [-e SQL]... [-f FILE]... [--format table|csv|tsv|json|ndjson] [--maxrows N] [--executors N] [--local-cluster N | --cluster ADDR] [--models-dir DIR] [--config FILE] [--set KEY=VALUE]... [--quiet]";
 
 /// Where statements come from.
 enum Source {
@@ -42,27 +51,29 @@ struct Options {
     quiet: bool,
 }
 
-/// The options `kiln sql` and `kiln shell` share: how results print and where the session
-/// runs.
+/// The options `kiln sql` and `kiln shell` share: how results print and the session's
+/// settings (see `kiln::config`).
 pub(crate) struct Common {
     pub(crate) format: Format,
     pub(crate) maxrows: Option<usize>,
-    executors: usize,
-    local_cluster: Option<usize>,
-    models_dir: PathBuf,
+    /// `--config FILE`.
+    config_file: Option<PathBuf>,
+    /// Settings from flags, in order.
+    flags: Vec<(&'static str, String)>,
+    /// The settings of the running session, once there is one.
+    config: Option<Config>,
 }
 
 impl Common {
-    /// The defaults: tables, 2 in-process executors, the models in `--models-dir`, else
-    /// `$KILN_MODELS_DIR`, else `./kiln-models`.
+    /// The defaults: tables, and the settings of `kiln::config` (2 in-process executors, the
+    /// models in `./kiln-models`).
     pub(crate) fn new() -> Self {
         Self {
             format: Format::Table,
             maxrows: None,
-            executors: 2,
-            local_cluster: None,
-            models_dir: std::env::var_os("KILN_MODELS_DIR")
-                .map_or_else(|| PathBuf::from("kiln-models"), PathBuf::from),
+            config_file: None,
+            flags: Vec::new(),
+            config: None,
         }
     }
 
@@ -76,23 +87,115 @@ impl Common {
         match flag {
             "--format" => self.format = parse_format(&value()?)?,
             "--maxrows" => self.maxrows = Some(row_limit(&value()?)?),
-            "--executors" => self.executors = count(flag, &value()?)?,
-            "--local-cluster" => self.local_cluster = Some(count(flag, &value()?)?),
-            "--models-dir" => self.models_dir = PathBuf::from(value()?),
+            "--config" => self.config_file = Some(PathBuf::from(value()?)),
+            "--executors" => self.flags.push(("kiln.executors", count(flag, &value()?)?)),
+            "--local-cluster" => {
+                let n = count(flag, &value()?)?;
+                self.flags.push(("kiln.mode", "local_cluster".into()));
+                self.flags.push(("kiln.executors", n));
+            }
+            "--cluster" => {
+                self.flags.push(("kiln.mode", "cluster".into()));
+                self.flags.push(("kiln.cluster.listen", value()?));
+            }
+            "--models-dir" => self.flags.push(("kiln.models_dir", value()?)),
+            "--set" => {
+                let v = value()?;
+                let (key, setting) = v
+                    .split_once('=')
+                    .ok_or_else(|| format!("--set takes KEY=VALUE, got '{v}'"))?;
+                let key = kiln::config::known_key(key.trim()).map_err(|e| e.to_string())?;
+                self.flags.push((key, setting.trim().to_string()));
+            }
             _ => return Ok(false),
         }
         Ok(true)
     }
 
-    /// The session the options describe.
-    pub(crate) async fn session(&self) -> Result<Session, String> {
-        let builder = Session::builder().models_dir(&self.models_dir);
-        let builder = match self.local_cluster {
-            Some(n) => builder.local_cluster(n),
-            None => builder.executors(self.executors),
-        };
-        builder.build().await.map_err(|e| e.to_string())
+    /// The settings: defaults, the config file, the environment, then the flags.
+    fn resolve(&self) -> Result<Config, String> {
+        let mut config = Config::load(self.config_file.as_deref()).map_err(|e| e.to_string())?;
+        for (key, value) in &self.flags {
+            config
+                .set(key, value, config::Source::Flag)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(config)
     }
+
+    /// Starts the session the options describe.
+    pub(crate) async fn session(&mut self) -> Result<Session, String> {
+        let config = match self.config.take() {
+            Some(c) => c,
+            None => self.resolve()?,
+        };
+        let built = start(&config).await;
+        self.config = Some(config);
+        built
+    }
+
+    /// Handles `SET` of a setting fixed while a session runs (`SET kiln.executors = 4`): starts
+    /// a session with the new value, takes the old one's tables over and replaces it. Returns
+    /// `None` for any other statement.
+    pub(crate) async fn restart_on_set(
+        &mut self,
+        session: &mut Session,
+        statement: &str,
+    ) -> Option<Result<String, String>> {
+        let Ok(Some(KilnStatement::Set { key, value })) =
+            kiln::sql::parse_kiln_statement(statement)
+        else {
+            return None;
+        };
+        if !Config::is_startup(&key) {
+            return None;
+        }
+        Some(self.restart(session, &key, &value).await)
+    }
+
+    async fn restart(
+        &mut self,
+        session: &mut Session,
+        key: &str,
+        value: &str,
+    ) -> Result<String, String> {
+        let mut config = match &self.config {
+            Some(c) => c.clone(),
+            None => self.resolve()?,
+        };
+        config
+            .set(key, value, config::Source::Set)
+            .map_err(|e| e.to_string())?;
+        let fresh = start(&config).await?;
+        let tables = fresh
+            .adopt_tables(session)
+            .await
+            .map_err(|e| e.to_string())?;
+        *session = fresh;
+        self.config = Some(config);
+        Ok(format!(
+            "session restarted with {key} = {}; {tables} table{} kept",
+            session.config().get(key).unwrap_or_default(),
+            if tables == 1 { "" } else { "s" }
+        ))
+    }
+}
+
+/// A session with `config`, saying on standard error where executors should connect in
+/// cluster mode.
+async fn start(config: &Config) -> Result<Session, String> {
+    let executors = config.get("kiln.executors").unwrap_or("1").to_string();
+    config
+        .builder()
+        .map_err(|e| e.to_string())?
+        .on_listen(move |addr| {
+            eprintln!(
+                "kiln: waiting for {executors} executor(s); start each with: kiln executor --driver http://{addr}"
+            );
+        })
+        .build()
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// The multi-threaded tokio runtime the commands run on; `None` after saying why not.
@@ -158,10 +261,11 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
     Ok(options)
 }
 
-fn count(flag: &str, text: &str) -> Result<usize, String> {
+fn count(flag: &str, text: &str) -> Result<String, String> {
     text.parse::<usize>()
         .ok()
         .filter(|n| *n >= 1)
+        .map(|n| n.to_string())
         .ok_or_else(|| format!("{flag} must be a number >= 1, got '{text}'"))
 }
 
@@ -180,8 +284,8 @@ pub(crate) fn parse_format(text: &str) -> Result<Format, String> {
     })
 }
 
-async fn run(options: Options) -> Result<(), String> {
-    let session = options.common.session().await?;
+async fn run(mut options: Options) -> Result<(), String> {
+    let mut session = options.common.session().await?;
     for source in &options.sources {
         let (text, origin) = match source {
             Source::Text(t) => (t.clone(), None),
@@ -191,7 +295,14 @@ async fn run(options: Options) -> Result<(), String> {
                 Some(path.as_path()),
             ),
         };
-        run_script(&session, &text, origin, &options.common, !options.quiet).await?;
+        run_script(
+            &mut session,
+            &text,
+            origin,
+            &mut options.common,
+            !options.quiet,
+        )
+        .await?;
     }
     Ok(())
 }
@@ -199,10 +310,10 @@ async fn run(options: Options) -> Result<(), String> {
 /// Runs every statement of `text` in order, printing each result (and, with `timing`, a
 /// timing line on standard error); stops at the first error, which names `origin` if given.
 pub(crate) async fn run_script(
-    session: &Session,
+    session: &mut Session,
     text: &str,
     origin: Option<&std::path::Path>,
-    common: &Common,
+    common: &mut Common,
     timing: bool,
 ) -> Result<(), String> {
     let located = |e: String| match origin {
@@ -212,6 +323,13 @@ pub(crate) async fn run_script(
     let statements = kiln::sql::split_statements(text).map_err(|e| located(e.to_string()))?;
     for statement in statements {
         let start = Instant::now();
+        if let Some(restarted) = common.restart_on_set(session, &statement).await {
+            let message = restarted.map_err(located)?;
+            if timing {
+                eprintln!("{message}");
+            }
+            continue;
+        }
         let batches = execute(session, &statement).await.map_err(located)?;
         let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
         let mut out = std::io::stdout().lock();
