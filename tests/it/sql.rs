@@ -846,3 +846,76 @@ fn kiln_sql_with_cluster_runs_on_executors_started_elsewhere() {
         let _ = e.wait();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transform_is_kept_in_the_catalog_and_applied_by_every_front_door() {
+    let scratch = tempfile::tempdir().unwrap();
+    let open = || async {
+        Session::builder()
+            .executors(2)
+            .slots_per_executor(1)
+            .models_dir(scratch.path().join("models"))
+            .build()
+            .await
+            .unwrap()
+    };
+    let table = "CREATE TABLE pts AS SELECT CAST(value AS DOUBLE) AS x, \
+                 CASE WHEN value % 4 = 0 THEN NULL ELSE CAST(value % 9 AS DOUBLE) END AS z, \
+                 3.0 * value - 7.0 AS y FROM generate_series(1, 40)";
+    let kiln = open().await;
+    run_statement(&kiln, table).await.unwrap();
+    run_statement(
+        &kiln,
+        "TRAIN MODEL m USING linear_regression TRANSFORM (standard_scaler(x) AS xs, \
+         imputer(z) AS zi) LABEL y AS SELECT * FROM pts",
+    )
+    .await
+    .unwrap();
+    let predict = "SELECT x, predict(m, x, z) AS p FROM pts ORDER BY x";
+    let before = render(&run_statement(&kiln, predict).await.unwrap());
+    // The fit is exact: y is linear in x.
+    assert_eq!(before[0], "1 -4", "{before:?}");
+    let fitted: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(scratch.path().join("models/m/transform.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(fitted["inputs"], serde_json::json!(["x", "z"]));
+    // x = 1..40: mean 20.5, sample standard deviation sqrt(136.666...).
+    let xs = fitted["outputs"][0]["sql"].as_str().unwrap();
+    assert!(
+        xs.contains(&format!("- 20.5) / {:?})", (4100.0f64 / 30.0).sqrt())),
+        "{xs}"
+    );
+    drop(kiln);
+
+    // A new session finds the model and its transform in the catalog.
+    let kiln = open().await;
+    run_statement(&kiln, table).await.unwrap();
+    assert_eq!(
+        render(&run_statement(&kiln, predict).await.unwrap()),
+        before
+    );
+    let describe = render(&run_statement(&kiln, "DESCRIBE MODEL m").await.unwrap());
+    assert!(
+        describe.contains(
+            &"transform standard_scaler(x) AS xs, imputer(z) AS zi (reads x, z)".to_string()
+        ),
+        "{describe:?}"
+    );
+    // The Rust API predicts through the transform too, by column name.
+    let df = kiln
+        .sql("SELECT x, z FROM pts ORDER BY x")
+        .await
+        .unwrap()
+        .predict("m", "p")
+        .unwrap()
+        .select_columns(&["x", "p"])
+        .unwrap();
+    assert_eq!(render(&df.collect().await.unwrap()), before);
+    // A model registered from Rust under the same name comes without the transform: its
+    // arguments are its features as given.
+    let model = kiln.model("m").unwrap();
+    kiln.register_model("m", (*model).clone());
+    let bare = render(&run_statement(&kiln, predict).await.unwrap());
+    assert_ne!(bare, before);
+}

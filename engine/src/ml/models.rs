@@ -25,6 +25,7 @@ impl Session {
     /// Makes `model` callable as `predict('name', c1, ...)` in SQL and DataFrame expressions
     /// (and by [`DataFrame::predict`]). Replaces a model of the same name.
     pub fn register_model(&self, name: &str, model: impl Into<Model>) {
+        self.set_transform(name, None);
         self.inner.models.register(name, Arc::new(model.into()));
     }
 
@@ -35,7 +36,74 @@ impl Session {
 
     /// Forgets a registered model; returns whether it was registered.
     pub fn deregister_model(&self, name: &str) -> bool {
+        self.set_transform(name, None);
         self.inner.models.deregister(name)
+    }
+
+    /// The fitted `TRANSFORM` of the registered model `name`, if it was trained with one.
+    pub(crate) fn transform(&self, name: &str) -> Option<Arc<crate::sql::SqlTransform>> {
+        self.inner
+            .transforms
+            .read()
+            .ok()
+            .and_then(|t| t.get(name).cloned())
+    }
+
+    /// Sets (or with `None` removes) the transform of model `name`.
+    pub(crate) fn set_transform(
+        &self,
+        name: &str,
+        transform: Option<Arc<crate::sql::SqlTransform>>,
+    ) {
+        let mut map = self
+            .inner
+            .transforms
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match transform {
+            Some(t) => {
+                map.insert(name.to_string(), t);
+            }
+            None => {
+                map.remove(name);
+            }
+        }
+    }
+
+    /// Writes a transform next to a model directory (before the model's own files, so a
+    /// directory with its metadata is complete).
+    pub(crate) async fn save_transform(
+        &self,
+        transform: &crate::sql::SqlTransform,
+        path: &str,
+    ) -> Result<()> {
+        let (store, prefix) = self.model_location(path, true)?;
+        store
+            .put(
+                &prefix.clone().join(crate::sql::TRANSFORM_FILE),
+                PutPayload::from(transform.to_json()?),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The transform saved with the model directory at `path`, if it has one.
+    pub(crate) async fn load_transform(
+        &self,
+        path: &str,
+    ) -> Result<Option<crate::sql::SqlTransform>> {
+        let (store, prefix) = self.model_location(path, false)?;
+        match store
+            .get(&prefix.clone().join(crate::sql::TRANSFORM_FILE))
+            .await
+        {
+            Ok(got) => Ok(Some(crate::sql::SqlTransform::from_json(
+                &got.bytes().await?,
+                path,
+            )?)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// A registered model.
@@ -125,8 +193,10 @@ fn bad_path(path: &str, e: object_store::path::Error) -> EngineError {
 
 impl DataFrame {
     /// Adds column `output` holding the prediction of the registered model `model` (see
-    /// [`Session::register_model`]) from the columns named as the model's features. Lazy, like
-    /// every transformation: the model travels to the executors inside the plan.
+    /// [`Session::register_model`]) from the columns named as the model's features (for a
+    /// model trained in SQL with `TRANSFORM`, from the columns its transform reads, through
+    /// the fitted transform). Lazy, like every transformation: the model travels to the
+    /// executors inside the plan.
     ///
     /// # Errors
     /// An unknown model (the message lists the registered ones), or a feature column missing
@@ -135,8 +205,7 @@ impl DataFrame {
         let Some(m) = self.session().model(model) else {
             return Err(unknown_model(self.session(), model));
         };
-        let mut args = vec![lit(model)];
-        args.extend(m.feature_names().iter().map(|f| ident(f.as_str())));
+        let args = self.model_args(model, &m)?;
         let expr = self.predict_expr(PREDICT, args)?;
         self.with_column(output, expr)
     }
@@ -151,10 +220,20 @@ impl DataFrame {
         let Some(m) = self.session().model(model) else {
             return Err(unknown_model(self.session(), model));
         };
-        let mut args = vec![lit(model)];
-        args.extend(m.feature_names().iter().map(|f| ident(f.as_str())));
+        let args = self.model_args(model, &m)?;
         let expr = self.predict_expr(PREDICT_PROBA, args)?;
         self.with_column(output, expr)
+    }
+
+    /// The arguments of `predict` for `model` over this DataFrame: its name, then its feature
+    /// columns, or the outputs of its `TRANSFORM` computed from this DataFrame's columns.
+    fn model_args(&self, name: &str, model: &Model) -> Result<Vec<Expr>> {
+        let mut args = vec![lit(name)];
+        match self.session().transform(name) {
+            Some(t) => args.extend(t.exprs(self)?),
+            None => args.extend(model.feature_names().iter().map(|f| ident(f.as_str()))),
+        }
+        Ok(args)
     }
 
     /// `predict('model', c1, ...)` (or `predict_proba`) as a DataFusion expression over this

@@ -12,7 +12,17 @@
 //! SHOW MODELS; DESCRIBE MODEL churn; DROP MODEL [IF EXISTS] churn;
 //! SAVE MODEL churn TO 's3://bucket/models/churn'; LOAD MODEL churn FROM '/models/churn';
 //! EXPLAIN TRAIN MODEL ...;   -- the training plan (cache and iterate stages), not run
+//! TRAIN MODEL price USING linear_regression
+//!     TRANSFORM (standard_scaler(size) AS s, one_hot_encoder(region) AS r,
+//!                imputer(rooms, 'median') AS rooms, size * size AS sq)
+//!     LABEL price AS SELECT * FROM houses;                  -- preprocessing kept with the model
+//! SELECT predict(price, size, region, rooms) FROM houses;   -- the raw columns TRANSFORM reads
+//! SET kiln.max_task_attempts = 6; SHOW kiln.max_task_attempts; SHOW ALL;
 //! ```
+//!
+//! `TRANSFORM` (see [`SqlTransform`]) fits scalers, encoders and imputers on the training
+//! query and keeps them with the model (`transform.json` in its directory); every way of
+//! predicting applies them first.
 //!
 //! In `predict(m, ...)` and `predict_proba(m, ...)` the model may be a bare name (a registered
 //! model's name wins over a column of that name) or a quoted string.
@@ -29,6 +39,7 @@
 //! `roc_auc` for two classes) for classification; `sse` and `silhouette` for k-means.
 
 mod parse;
+mod transform;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -46,7 +57,9 @@ use kiln_ml::{Model, Precision};
 
 pub use parse::{
     parse_kiln_statement, split_statements, KilnStatement, Param, ParamValue, TrainModel,
+    TransformItem,
 };
+pub use transform::{SqlTransform, TransformOutput, TRANSFORM_FILE};
 
 use crate::dataframe::DataFrame;
 use crate::error::{EngineError, Result};
@@ -72,6 +85,7 @@ async fn run_statement(session: &Session, sql: &str) -> Result<DataFrame> {
         return execute(session, statement).await;
     }
     let sql = parse::quote_model_arguments(sql, |name| session.model(name).is_some())?;
+    let sql = parse::transform_predict_arguments(&sql, |name| session.transform(name))?;
     let mut temporary = Vec::new();
     let rewritten = rewrite(session, &sql, &mut temporary).await;
     let planned = match rewritten {
@@ -129,6 +143,15 @@ async fn execute(session: &Session, statement: KilnStatement) -> Result<DataFram
                 ("label", m.label().unwrap_or("").to_string()),
                 ("params", m.params_json().to_string()),
                 ("summary", m.summary_json().to_string()),
+                (
+                    "transform",
+                    session
+                        .transform(&name)
+                        .map(|t| {
+                            format!("{} (reads {})", t.written.join(", "), t.inputs.join(", "))
+                        })
+                        .unwrap_or_default(),
+                ),
                 ("location", location),
             ]
             .into_iter()
@@ -152,12 +175,16 @@ async fn execute(session: &Session, statement: KilnStatement) -> Result<DataFram
             let Some(m) = session.model(&name) else {
                 return Err(unknown_model(session, &name));
             };
+            if let Some(t) = session.transform(&name) {
+                session.save_transform(&t, &url).await?;
+            }
             session.save_model(&m, &url).await?;
             text_table(session, &["model", "saved_to"], vec![vec![name, url]])
         }
         KilnStatement::LoadModel { name, url } => {
             let model = session.load_model(&url).await?;
-            keep_model(session, &name, model).await?;
+            let transform = session.load_transform(&url).await?.map(Arc::new);
+            keep_model(session, &name, model, transform).await?;
             text_table(session, &["model", "loaded_from"], vec![vec![name, url]])
         }
         KilnStatement::Set { key, value } => {
@@ -256,7 +283,40 @@ async fn train(session: &Session, t: &TrainModel) -> Result<DataFrame> {
     // A name the catalog cannot hold is refused before any data moves.
     catalog_path(session, &t.name)?;
     let (estimator, columns) = estimator(t)?;
-    let df = session.sql(&t.query).await?;
+    let (df, columns, fitted) = if t.transform.is_empty() {
+        (session.sql(&t.query).await?, columns, None)
+    } else {
+        let fitted = SqlTransform::fit(session, &t.transform, &t.query).await?;
+        let outputs = fitted.output_names();
+        if let Some(chosen) = &t.features {
+            if let Some(missing) = chosen.iter().find(|f| !outputs.contains(f)) {
+                return Err(EngineError::InvalidParameter {
+                    name: "features",
+                    reason: format!(
+                        "'{missing}' is not an output of TRANSFORM; its outputs: {}",
+                        outputs.join(", ")
+                    ),
+                });
+            }
+        }
+        let label = match &estimator {
+            crate::ml::Estimator::KMeans(_) => None,
+            _ => Some(t.label.as_deref().unwrap_or("label")),
+        };
+        if let Some(clash) = label.filter(|l| outputs.iter().any(|o| o == l)) {
+            return Err(EngineError::InvalidParameter {
+                name: "label",
+                reason: format!("the label '{clash}' cannot also be a TRANSFORM output"),
+            });
+        }
+        let features = t.features.clone().unwrap_or(outputs);
+        let mut columns = Columns::new().features(features);
+        if let Some(l) = label {
+            columns = columns.label(l);
+        }
+        let df = session.sql(&fitted.select(&t.query, label)).await?;
+        (df, columns, Some(Arc::new(fitted)))
+    };
     let model = fit_estimator(&estimator, &df, columns).await?;
     let summary = model.summary_json();
     let iterations = summary["iterations"].as_u64();
@@ -266,7 +326,7 @@ async fn train(session: &Session, t: &TrainModel) -> Result<DataFrame> {
     };
     let (algorithm, features) = (model.algorithm(), model.feature_names().join(", "));
     let label = model.label().map(str::to_string);
-    keep_model(session, &t.name, model).await?;
+    keep_model(session, &t.name, model, fitted).await?;
     let schema = Arc::new(Schema::new(vec![
         Field::new("model", DataType::Utf8, false),
         Field::new("algorithm", DataType::Utf8, false),
@@ -290,17 +350,25 @@ async fn train(session: &Session, t: &TrainModel) -> Result<DataFrame> {
 }
 
 /// Registers `model` as `name` and writes it to the catalog, if the session has one.
-async fn keep_model(session: &Session, name: &str, model: Model) -> Result<()> {
+async fn keep_model(
+    session: &Session,
+    name: &str,
+    model: Model,
+    transform: Option<Arc<SqlTransform>>,
+) -> Result<()> {
     if let Some(dir) = catalog_path(session, name)? {
         // A fresh directory: no file of an older model may survive next to the new ones.
         if dir.exists() {
             std::fs::remove_dir_all(&dir)?;
         }
-        session
-            .save_model(&model, &dir.display().to_string())
-            .await?;
+        let path = dir.display().to_string();
+        if let Some(t) = &transform {
+            session.save_transform(t, &path).await?;
+        }
+        session.save_model(&model, &path).await?;
     }
     session.register_model(name, model);
+    session.set_transform(name, transform);
     Ok(())
 }
 
@@ -358,8 +426,16 @@ impl Session {
             else {
                 continue;
             };
-            match self.load_model(&path.display().to_string()).await {
-                Ok(model) => self.register_model(&name, model),
+            let location = path.display().to_string();
+            let loaded = match self.load_model(&location).await {
+                Ok(model) => self.load_transform(&location).await.map(|t| (model, t)),
+                Err(e) => Err(e),
+            };
+            match loaded {
+                Ok((model, transform)) => {
+                    self.register_model(&name, model);
+                    self.set_transform(&name, transform.map(Arc::new));
+                }
                 Err(e) => {
                     tracing::warn!(model = %name, error = %e, "skipping a model in the catalog")
                 }
@@ -621,7 +697,13 @@ fn rewrite<'a>(
                         ),
                     ));
                 }
-                out.push_str(&predict_subquery(&call.model, &model, &inner));
+                let transform = session.transform(&call.model);
+                out.push_str(&predict_subquery(
+                    &call.model,
+                    &model,
+                    transform.as_deref(),
+                    &inner,
+                ));
             }
             last = call.range.end;
         }
@@ -651,11 +733,24 @@ fn quote_string(text: &str) -> String {
 
 /// `(SELECT *, predict('m', f...) AS prediction [, predict_proba(...) AS probability] FROM
 /// (query))`.
-fn predict_subquery(name: &str, model: &Model, query: &str) -> String {
+fn predict_subquery(
+    name: &str,
+    model: &Model,
+    transform: Option<&SqlTransform>,
+    query: &str,
+) -> String {
     let mut args = quote_string(name);
-    for f in model.feature_names() {
+    let features: Vec<String> = match transform {
+        Some(t) => t.outputs.iter().map(|o| o.sql.clone()).collect(),
+        None => model
+            .feature_names()
+            .iter()
+            .map(|f| quote_ident(f))
+            .collect(),
+    };
+    for f in features {
         args.push_str(", ");
-        args.push_str(&quote_ident(f));
+        args.push_str(&f);
     }
     let proba = match model {
         Model::LogisticRegression(_) => format!(", predict_proba({args}) AS probability"),
@@ -671,6 +766,18 @@ const PROBABILITY: &str = "__kiln_probability";
 /// EVALUATE: runs `query`, predicts with `model`, computes the model kind's metrics with the
 /// same evaluators as the Rust API, and registers the one-row answer under a fresh name.
 async fn evaluate(session: &Session, name: &str, model: &Model, query: &str) -> Result<String> {
+    if let Some(t) = session.transform(name) {
+        // Evaluate the bare model on the transformed rows, under a name of its own.
+        let bare = format!("__kiln_evaluate_{}", crate::session::short_id());
+        let Some(shared) = session.model(name) else {
+            return Err(unknown_model(session, name));
+        };
+        session.register_model_arc(&bare, shared);
+        let transformed = t.select(query, model.label());
+        let result = Box::pin(evaluate(session, &bare, model, &transformed)).await;
+        session.deregister_model(&bare);
+        return result;
+    }
     let df = session.datafusion_sql(query).await?;
     let label = model.label().unwrap_or("label").to_string();
     let mut metrics: Vec<(&str, f64)> = Vec::new();

@@ -159,10 +159,24 @@ pub struct TrainModel {
     pub params: Vec<Param>,
     /// The label column, if given.
     pub label: Option<String>,
-    /// The feature columns, if given (otherwise every numeric column but the label).
+    /// The feature columns, if given (otherwise every numeric column but the label, or every
+    /// output of `TRANSFORM`).
     pub features: Option<Vec<String>>,
+    /// The `TRANSFORM (expr AS name, ...)` items, in order (empty without the clause).
+    pub transform: Vec<TransformItem>,
     /// The training query.
     pub query: String,
+}
+
+/// One `expr AS name` of a `TRANSFORM` clause.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TransformItem {
+    /// The expression as written.
+    pub expr: String,
+    /// The output column.
+    pub name: String,
+    /// Where the expression starts.
+    pub at: Location,
 }
 
 /// One `name = value` hyper-parameter.
@@ -456,8 +470,12 @@ impl Parser<'_> {
         }
         let mut label = None;
         let mut features = None;
+        let mut transform = Vec::new();
         loop {
-            if self.peek_words(&["LABEL"]) {
+            if self.peek_words(&["TRANSFORM"]) {
+                self.pos += 1;
+                transform = self.transform_items()?;
+            } else if self.peek_words(&["LABEL"]) {
                 self.pos += 1;
                 label = Some(self.ident("a label column")?);
             } else if self.peek_words(&["FEATURES"]) {
@@ -483,17 +501,86 @@ impl Parser<'_> {
             params,
             label,
             features,
+            transform,
             query,
         }))
     }
 
-    /// `name OPTIONS (type = '...', label = '...', ...) AS query`, BigQuery's shape.
+    /// `(expr AS name, ...)` after `TRANSFORM`.
+    fn transform_items(&mut self) -> Result<Vec<TransformItem>> {
+        self.expect(&Token::LParen)?;
+        let mut items = Vec::new();
+        loop {
+            let first = self.pos;
+            let mut depth = 0usize;
+            // The expression runs to the `AS` at the top level of the item.
+            loop {
+                match self.peek().map(|t| &t.token) {
+                    None => {
+                        return Err(error_at(
+                            self.here(),
+                            "expected `expr AS name` in TRANSFORM, found the end of the statement",
+                        ))
+                    }
+                    Some(Token::LParen) => depth += 1,
+                    Some(Token::RParen) if depth == 0 => {
+                        return Err(error_at(
+                            self.here(),
+                            "every TRANSFORM item needs a name: `expr AS name`",
+                        ))
+                    }
+                    Some(Token::RParen) => depth -= 1,
+                    Some(Token::Comma) if depth == 0 => {
+                        return Err(error_at(
+                            self.here(),
+                            "every TRANSFORM item needs a name: `expr AS name`",
+                        ))
+                    }
+                    Some(Token::Word(w))
+                        if depth == 0
+                            && w.quote_style.is_none()
+                            && w.value.eq_ignore_ascii_case("AS")
+                            && self.pos > first =>
+                    {
+                        break
+                    }
+                    _ => {}
+                }
+                self.pos += 1;
+            }
+            let expr = self.sql[self.toks[first].start..self.toks[self.pos - 1].end].to_string();
+            let at = self.toks[first].at;
+            self.pos += 1;
+            let name = self.ident("an output column name")?;
+            items.push(TransformItem { expr, name, at });
+            if self.eat(&Token::RParen) {
+                return Ok(items);
+            }
+            self.expect(&Token::Comma)?;
+        }
+    }
+
+    /// `name [TRANSFORM (...)] OPTIONS (type = '...', label = '...', ...) AS query`, BigQuery's
+    /// shape.
     fn create_model(&mut self, replace: bool) -> Result<KilnStatement> {
         let name = self.ident("a model name")?;
+        let transform = if self.peek_words(&["TRANSFORM"]) {
+            self.pos += 1;
+            self.transform_items()?
+        } else {
+            Vec::new()
+        };
         let options_at = self.here();
         self.expect_word("OPTIONS")?;
         self.expect(&Token::LParen)?;
         let mut params = self.params()?;
+        // BigQuery writes TRANSFORM before OPTIONS; after them reads as well.
+        let transform = if transform.is_empty() && self.peek_words(&["TRANSFORM"]) {
+            self.pos += 1;
+            self.transform_items()?
+        } else {
+            transform
+        };
         self.expect_word("AS")?;
         let query = self.rest("a training query")?;
         let take = |params: &mut Vec<Param>, names: &[&str]| {
@@ -546,6 +633,7 @@ impl Parser<'_> {
             params,
             label,
             features,
+            transform,
             query,
         }))
     }
@@ -762,6 +850,76 @@ pub(crate) fn quote_model_arguments(sql: &str, is_model: impl Fn(&str) -> bool) 
             out.push('\'');
             last = w[2].end;
         }
+    }
+    out.push_str(&sql[last..]);
+    Ok(out)
+}
+
+/// `sql` with the arguments of every `predict('m', ...)` / `predict_proba('m', ...)` whose
+/// model has a `TRANSFORM` replaced by the transform's outputs computed from them (see
+/// [`SqlTransform::substitute`](super::SqlTransform::substitute)). Runs after
+/// [`quote_model_arguments`], so the model is a string.
+///
+/// # Errors
+/// A call with a number of arguments other than the transform's inputs.
+pub(crate) fn transform_predict_arguments(
+    sql: &str,
+    transform: impl Fn(&str) -> Option<std::sync::Arc<super::SqlTransform>>,
+) -> Result<String> {
+    let toks = tokens(sql)?;
+    let mut out = String::with_capacity(sql.len());
+    let mut last = 0;
+    let mut i = 0;
+    while i + 2 < toks.len() {
+        let is_predict = matches!(&toks[i].token, Token::Word(f) if f.quote_style.is_none()
+            && (f.value.eq_ignore_ascii_case("predict") || f.value.eq_ignore_ascii_case("predict_proba")));
+        let found = match (&toks[i + 1].token, &toks[i + 2].token) {
+            (Token::LParen, Token::SingleQuotedString(m)) if is_predict => {
+                transform(m).map(|t| (m.clone(), t))
+            }
+            _ => None,
+        };
+        let Some((model, t)) = found else {
+            i += 1;
+            continue;
+        };
+        // The arguments after the model, to the call's closing parenthesis.
+        let mut args = Vec::new();
+        let mut depth = 0usize;
+        let mut j = i + 3;
+        let mut start = None;
+        let close = loop {
+            let Some(tok) = toks.get(j) else {
+                return Err(error_at(toks[i].at, "predict(...) is not closed"));
+            };
+            match tok.token {
+                Token::LParen => depth += 1,
+                Token::RParen if depth == 0 => {
+                    if let Some(s) = start {
+                        args.push(sql[s..tok.start].trim().to_string());
+                    }
+                    break j;
+                }
+                Token::RParen => depth -= 1,
+                Token::Comma if depth == 0 => {
+                    if let Some(s) = start {
+                        args.push(sql[s..tok.start].trim().to_string());
+                    }
+                    start = Some(tok.end);
+                }
+                _ => {}
+            }
+            j += 1;
+        };
+        let replaced = t.substitute(&model, &args, toks[i].at)?;
+        out.push_str(&sql[last..toks[i + 2].end]);
+        for r in replaced {
+            out.push_str(", ");
+            out.push_str(&r);
+        }
+        out.push(')');
+        last = toks[close].end;
+        i = close + 1;
     }
     out.push_str(&sql[last..]);
     Ok(out)
