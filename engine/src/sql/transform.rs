@@ -1,24 +1,4 @@
-//! `TRANSFORM (expr AS name, ...)`: feature preprocessing fitted with a model and applied
-//! wherever the model predicts.
-//!
-//! Each item is a plain SQL expression over the training query's columns, or one of these
-//! transformers of an expression, fitted on the training data:
-//!
-//! | item | fitted | becomes |
-//! |---|---|---|
-//! | `standard_scaler(e)` | mean, sample standard deviation | `(e - mean) / std` (0 when `std` is 0) |
-//! | `min_max_scaler(e)` | min, max | `(e - min) / (max - min)` (0.5 when they are equal) |
-//! | `imputer(e [, 'mean' \| 'median'])` | the mean (median) of `e` | `coalesce(e, surrogate)` |
-//! | `string_indexer(e)` | the values of `e`, most frequent first (ties by value) | the value's index, `NULL` for a value not seen |
-//! | `one_hot_encoder(e)` | the values, as `string_indexer` | one column `name_value` per value: 1 where `e` is the value, else 0 |
-//!
-//! A fitted transform is a list of SQL expressions over the raw columns it reads, its
-//! *inputs*, with the fitted numbers written in as literals (in their shortest round-tripping
-//! form, so they read back bit for bit). The model trains on the outputs; predicting runs the
-//! same expressions first: `PREDICT(MODEL m, (q))` and `EVALUATE` over `q`'s columns by name,
-//! `predict(m, a, b)` with its arguments in the place of the inputs, in their order (as
-//! `DESCRIBE MODEL` lists them), and the Rust API's `DataFrame::predict` by name. The
-//! transform is saved next to the model as `transform.json`.
+//! `TRANSFORM (expr AS name, ...)`: feature preprocessing fitted with a model (see [`SqlTransform`]).
 
 use arrow::array::{Array, Float64Array, Int64Array, StringArray};
 use datafusion::sql::sqlparser::tokenizer::{Location, Token};
@@ -35,7 +15,27 @@ pub const TRANSFORM_FILE: &str = "transform.json";
 /// Most categories `string_indexer` and `one_hot_encoder` fit.
 const MAX_CATEGORIES: usize = 1000;
 
-/// A fitted `TRANSFORM` (see the [module docs](self)).
+/// `TRANSFORM (expr AS name, ...)`: feature preprocessing fitted with a model and applied
+/// wherever the model predicts.
+///
+/// Each item is a plain SQL expression over the training query's columns, or one of these
+/// transformers of an expression, fitted on the training data:
+///
+/// | item | fitted | becomes |
+/// |---|---|---|
+/// | `standard_scaler(e)` | mean, sample standard deviation | `(e - mean) / std` (0 when `std` is 0) |
+/// | `min_max_scaler(e)` | min, max | `(e - min) / (max - min)` (0.5 when they are equal) |
+/// | `imputer(e [, 'mean' \| 'median'])` | the mean (median) of `e` | `coalesce(e, surrogate)` |
+/// | `string_indexer(e)` | the values of `e`, most frequent first (ties by value) | the value's index, `NULL` for a value not seen |
+/// | `one_hot_encoder(e)` | the values, as `string_indexer` | one column `name_value` per value: 1 where `e` is the value, else 0 |
+///
+/// A fitted transform is a list of SQL expressions over the raw columns it reads, its
+/// *inputs*, with the fitted numbers written in as literals (in their shortest round-tripping
+/// form, so they read back bit for bit). The model trains on the outputs; predicting runs the
+/// same expressions first: `PREDICT(MODEL m, (q))` and `EVALUATE` over `q`'s columns by name,
+/// `predict(m, a, b)` with its arguments in the place of the inputs, in their order (as
+/// `DESCRIBE MODEL` lists them), and the Rust API's `DataFrame::predict` by name. The
+/// transform is saved next to the model as `transform.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SqlTransform {
     /// The raw columns the expressions read, in the order of first use.
@@ -126,17 +126,18 @@ impl SqlTransform {
                 }
                 Kind::Imputer => {
                     let strategy = option.as_deref().unwrap_or("mean").to_ascii_lowercase();
-                    let aggregate =
-                        match strategy.as_str() {
-                            "mean" => "avg(v)",
-                            "median" => "median(v)",
-                            other => return Err(error_at(
+                    let aggregate = match strategy.as_str() {
+                        "mean" => "avg(v)",
+                        "median" => "median(v)",
+                        other => {
+                            return Err(error_at(
                                 item.at,
                                 format!(
                                     "imputer strategy must be 'mean' or 'median', got '{other}'"
                                 ),
-                            )),
-                        };
+                            ))
+                        }
+                    };
                     let s = stats(session, query, &value, aggregate, item).await?;
                     add(
                         item.name.clone(),
