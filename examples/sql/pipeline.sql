@@ -16,9 +16,10 @@ SELECT
          THEN 1.0 ELSE 0.0 END AS churned
 FROM generate_series(1, 20000);
 
--- Four customer segments on spend and calls.
+-- Four customer segments on spend and calls, each scaled to unit variance first: the fitted
+-- scalers are kept with the model and applied wherever it predicts.
 TRAIN MODEL segments USING kmeans (k = 4, seed = 7, max_iter = 30)
-    FEATURES (spend, calls)
+    TRANSFORM (standard_scaler(spend) AS spend_z, standard_scaler(calls) AS calls_z)
     AS SELECT * FROM customers;
 
 -- Churn, trained on 80% of the customers (BigQuery's spelling works too).
@@ -32,7 +33,8 @@ SHOW MODELS;
 SELECT * FROM EVALUATE(MODEL churn, (SELECT * FROM customers WHERE id % 5 = 0));
 SELECT * FROM EVALUATE(MODEL segments, (SELECT * FROM customers));
 
--- Predictions in expressions and as a table.
+-- Predictions in expressions (predict takes the raw columns the TRANSFORM reads) and as a
+-- table.
 SELECT predict('segments', spend, calls) AS segment, count(*) AS customers,
        round(avg(churned), 3) AS churn_rate
 FROM customers GROUP BY 1 ORDER BY 1;
