@@ -5,6 +5,7 @@ use datafusion::sql::sqlparser::tokenizer::{Location, Token};
 use serde::{Deserialize, Serialize};
 
 use super::parse::{error_at, tokens, TransformItem};
+use super::{quote_ident, quote_string};
 use crate::dataframe::DataFrame;
 use crate::error::{EngineError, Result};
 use crate::session::Session;
@@ -501,14 +502,6 @@ fn literal(v: Option<f64>) -> String {
         Some(v) => format!("{v:?}"),
         None => "NULL".into(),
     }
-}
-
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-fn quote_string(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
 }
 
 #[cfg(test)]
