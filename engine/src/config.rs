@@ -153,6 +153,8 @@ impl Kind {
 #[derive(Debug)]
 struct Spec {
     key: &'static str,
+    /// The default value (`kiln.slots_per_executor`'s, empty here, is half the cores).
+    default: &'static str,
     kind: Kind,
     scope: Scope,
     secret: bool,
@@ -166,6 +168,7 @@ const COMPRESSIONS: &[&str] = &["none", "lz4", "zstd"];
 const SPECS: &[Spec] = &[
     Spec {
         key: "kiln.mode",
+        default: "embedded",
         kind: Kind::Choice(MODES),
         scope: Scope::Startup,
         secret: false,
@@ -173,6 +176,7 @@ const SPECS: &[Spec] = &[
     },
     Spec {
         key: "kiln.executors",
+        default: "2",
         kind: Kind::Int { min: 1 },
         scope: Scope::Startup,
         secret: false,
@@ -180,6 +184,7 @@ const SPECS: &[Spec] = &[
     },
     Spec {
         key: "kiln.slots_per_executor",
+        default: "",
         kind: Kind::Int { min: 1 },
         scope: Scope::Startup,
         secret: false,
@@ -187,6 +192,7 @@ const SPECS: &[Spec] = &[
     },
     Spec {
         key: "kiln.memory_limit",
+        default: "",
         kind: Kind::Size,
         scope: Scope::Startup,
         secret: false,
@@ -194,6 +200,7 @@ const SPECS: &[Spec] = &[
     },
     Spec {
         key: "kiln.batch_size",
+        default: "8192",
         kind: Kind::Int { min: 1 },
         scope: Scope::Startup,
         secret: false,
@@ -201,6 +208,7 @@ const SPECS: &[Spec] = &[
     },
     Spec {
         key: "kiln.shuffle.root",
+        default: "",
         kind: Kind::Text,
         scope: Scope::Startup,
         secret: false,
@@ -208,6 +216,7 @@ const SPECS: &[Spec] = &[
     },
     Spec {
         key: "kiln.shuffle.compression",
+        default: "lz4",
         kind: Kind::Choice(COMPRESSIONS),
         scope: Scope::Startup,
         secret: false,
@@ -215,6 +224,7 @@ const SPECS: &[Spec] = &[
     },
     Spec {
         key: "kiln.shuffle.keep_files",
+        default: "false",
         kind: Kind::Bool,
         scope: Scope::Session,
         secret: false,
@@ -222,6 +232,7 @@ const SPECS: &[Spec] = &[
     },
     Spec {
         key: "kiln.cache.root",
+        default: "",
         kind: Kind::Text,
         scope: Scope::Startup,
         secret: false,
@@ -229,6 +240,7 @@ const SPECS: &[Spec] = &[
     },
     Spec {
         key: "kiln.max_task_attempts",
+        default: "4",
         kind: Kind::Int { min: 1 },
         scope: Scope::Session,
         secret: false,
@@ -236,6 +248,7 @@ const SPECS: &[Spec] = &[
     },
     Spec {
         key: "kiln.broadcast_threshold",
+        default: "10485760",
         kind: Kind::Int { min: 0 },
         scope: Scope::Session,
         secret: false,
@@ -243,6 +256,7 @@ const SPECS: &[Spec] = &[
     },
     Spec {
         key: "kiln.models_dir",
+        default: "kiln-models",
         kind: Kind::Text,
         scope: Scope::Startup,
         secret: false,
@@ -250,6 +264,7 @@ const SPECS: &[Spec] = &[
     },
     Spec {
         key: "kiln.cluster.listen",
+        default: "127.0.0.1:7077",
         kind: Kind::Address,
         scope: Scope::Startup,
         secret: false,
@@ -257,6 +272,7 @@ const SPECS: &[Spec] = &[
     },
     Spec {
         key: "kiln.auth_token",
+        default: "",
         kind: Kind::Text,
         scope: Scope::Startup,
         secret: true,
@@ -264,6 +280,7 @@ const SPECS: &[Spec] = &[
     },
     Spec {
         key: "kiln.cluster.heartbeat_timeout_secs",
+        default: "10",
         kind: Kind::Int { min: 1 },
         scope: Scope::Startup,
         secret: false,
@@ -271,6 +288,7 @@ const SPECS: &[Spec] = &[
     },
     Spec {
         key: "kiln.store.max_retries",
+        default: "3",
         kind: Kind::Int { min: 0 },
         scope: Scope::Startup,
         secret: false,
@@ -278,6 +296,7 @@ const SPECS: &[Spec] = &[
     },
     Spec {
         key: "kiln.store.retry_timeout_secs",
+        default: "30",
         kind: Kind::Int { min: 0 },
         scope: Scope::Startup,
         secret: false,
@@ -326,29 +345,14 @@ impl Config {
     /// Kiln's defaults.
     pub fn new() -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let defaults = [
-            ("kiln.mode", "embedded".to_string()),
-            ("kiln.executors", "2".into()),
-            ("kiln.slots_per_executor", (cores / 2).max(1).to_string()),
-            ("kiln.memory_limit", String::new()),
-            ("kiln.batch_size", "8192".into()),
-            ("kiln.shuffle.root", String::new()),
-            ("kiln.shuffle.compression", "lz4".into()),
-            ("kiln.shuffle.keep_files", "false".into()),
-            ("kiln.cache.root", String::new()),
-            ("kiln.max_task_attempts", "4".into()),
-            ("kiln.broadcast_threshold", (10u64 << 20).to_string()),
-            ("kiln.models_dir", "kiln-models".into()),
-            ("kiln.cluster.listen", "127.0.0.1:7077".into()),
-            ("kiln.auth_token", String::new()),
-            ("kiln.cluster.heartbeat_timeout_secs", "10".into()),
-            ("kiln.store.max_retries", "3".into()),
-            ("kiln.store.retry_timeout_secs", "30".into()),
-        ];
+        let default = |s: &Spec| match s.key {
+            "kiln.slots_per_executor" => (cores / 2).max(1).to_string(),
+            _ => s.default.to_string(),
+        };
         Self {
-            values: defaults
-                .into_iter()
-                .map(|(k, v)| (k, (v, Source::Default)))
+            values: SPECS
+                .iter()
+                .map(|s| (s.key, (default(s), Source::Default)))
                 .collect(),
             datafusion: Vec::new(),
         }

@@ -540,13 +540,18 @@ fn driver_config(
     // 10 MB): one stage computes the build side once and every probe task reads it, which
     // saves hash-shuffling the (usually far larger) probe side. DataFusion's single-node
     // defaults (1 MB / 128k rows) are tuned for building one in-memory table per process.
-    opts.optimizer.hash_join_single_partition_threshold = broadcast_bytes;
-    opts.optimizer.hash_join_single_partition_threshold_rows = if broadcast_bytes == 0 {
+    set_broadcast_threshold(opts, broadcast_bytes);
+    config
+}
+
+/// Broadcasts join build sides estimated at up to `bytes` (0: never).
+fn set_broadcast_threshold(opts: &mut datafusion::config::ConfigOptions, bytes: usize) {
+    opts.optimizer.hash_join_single_partition_threshold = bytes;
+    opts.optimizer.hash_join_single_partition_threshold_rows = if bytes == 0 {
         0
     } else {
         BROADCAST_THRESHOLD_ROWS
     };
-    config
 }
 
 fn runtime_env(
@@ -864,14 +869,7 @@ impl Session {
                 "kiln.broadcast_threshold" => {
                     let bytes = usize::try_from(number(key)?).unwrap_or(usize::MAX);
                     let state = self.inner.ctx.state_ref();
-                    let mut state = state.write();
-                    let opts = state.config_mut().options_mut();
-                    opts.optimizer.hash_join_single_partition_threshold = bytes;
-                    opts.optimizer.hash_join_single_partition_threshold_rows = if bytes == 0 {
-                        0
-                    } else {
-                        BROADCAST_THRESHOLD_ROWS
-                    };
+                    set_broadcast_threshold(state.write().config_mut().options_mut(), bytes);
                 }
                 other => {
                     return Err(EngineError::Internal(format!(
@@ -1046,5 +1044,18 @@ impl Session {
     pub async fn table(&self, name: &str) -> Result<DataFrame> {
         let df = self.inner.ctx.table(name).await?;
         Ok(DataFrame::new(self.clone(), df))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_settings_table_has_the_builders_defaults() {
+        let shown = SessionBuilder::default().effective_config(None);
+        for s in shown.settings() {
+            assert_eq!(s.source, "default", "{} = {}", s.name, s.value);
+        }
     }
 }

@@ -855,6 +855,33 @@ pub(crate) fn quote_model_arguments(sql: &str, is_model: impl Fn(&str) -> bool) 
     Ok(out)
 }
 
+/// The arguments of the call whose `(` is `toks[open]`, as trimmed text, and the index of the
+/// matching `)`; `None` when the call is not closed.
+pub(crate) fn call_arguments(sql: &str, toks: &[Tok], open: usize) -> Option<(Vec<String>, usize)> {
+    let mut args = Vec::new();
+    let mut depth = 0usize;
+    let mut start = toks.get(open)?.end;
+    for (j, t) in toks.iter().enumerate().skip(open + 1) {
+        match t.token {
+            Token::LParen => depth += 1,
+            Token::RParen if depth == 0 => {
+                let last = sql[start..t.start].trim();
+                if !(last.is_empty() && args.is_empty()) {
+                    args.push(last.to_string());
+                }
+                return Some((args, j));
+            }
+            Token::RParen => depth -= 1,
+            Token::Comma if depth == 0 => {
+                args.push(sql[start..t.start].trim().to_string());
+                start = t.end;
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 /// `sql` with the arguments of every `predict('m', ...)` / `predict_proba('m', ...)` whose
 /// model has a `TRANSFORM` replaced by the transform's outputs computed from them (see
 /// [`SqlTransform::substitute`](super::SqlTransform::substitute)). Runs after
@@ -884,33 +911,10 @@ pub(crate) fn transform_predict_arguments(
             continue;
         };
         // The arguments after the model, to the call's closing parenthesis.
-        let mut args = Vec::new();
-        let mut depth = 0usize;
-        let mut j = i + 3;
-        let mut start = None;
-        let close = loop {
-            let Some(tok) = toks.get(j) else {
-                return Err(error_at(toks[i].at, "predict(...) is not closed"));
-            };
-            match tok.token {
-                Token::LParen => depth += 1,
-                Token::RParen if depth == 0 => {
-                    if let Some(s) = start {
-                        args.push(sql[s..tok.start].trim().to_string());
-                    }
-                    break j;
-                }
-                Token::RParen => depth -= 1,
-                Token::Comma if depth == 0 => {
-                    if let Some(s) = start {
-                        args.push(sql[s..tok.start].trim().to_string());
-                    }
-                    start = Some(tok.end);
-                }
-                _ => {}
-            }
-            j += 1;
+        let Some((mut args, close)) = call_arguments(sql, &toks, i + 1) else {
+            return Err(error_at(toks[i].at, "predict(...) is not closed"));
         };
+        args.remove(0);
         let replaced = t.substitute(&model, &args, toks[i].at)?;
         out.push_str(&sql[last..toks[i + 2].end]);
         for r in replaced {

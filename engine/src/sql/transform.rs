@@ -1,10 +1,10 @@
 //! `TRANSFORM (expr AS name, ...)`: feature preprocessing fitted with a model (see [`SqlTransform`]).
 
-use arrow::array::{Array, Float64Array, Int64Array, StringArray};
+use arrow::array::{Array, Float64Array, StringArray};
 use datafusion::sql::sqlparser::tokenizer::{Location, Token};
 use serde::{Deserialize, Serialize};
 
-use super::parse::{error_at, tokens, TransformItem};
+use super::parse::{call_arguments, error_at, tokens, TransformItem};
 use super::{quote_ident, quote_string};
 use crate::dataframe::DataFrame;
 use crate::error::{EngineError, Result};
@@ -284,7 +284,7 @@ impl SqlTransform {
 fn split_call(item: &TransformItem) -> Result<(Kind, String, Option<String>)> {
     let toks = tokens(&item.expr)?;
     let plain = Ok((Kind::Plain, item.expr.clone(), None));
-    let (Some(first), Some(second), Some(last)) = (toks.first(), toks.get(1), toks.last()) else {
+    let Some(first) = toks.first() else {
         return plain;
     };
     let kind = match &first.token {
@@ -298,25 +298,17 @@ fn split_call(item: &TransformItem) -> Result<(Kind, String, Option<String>)> {
         },
         _ => return plain,
     };
-    if second.token != Token::LParen || last.token != Token::RParen {
+    // A call only when its parentheses span the whole item (not `f(a) + f(b)`).
+    let is_open = toks.get(1).is_some_and(|t| t.token == Token::LParen);
+    let Some((args, close)) = is_open
+        .then(|| call_arguments(&item.expr, &toks, 1))
+        .flatten()
+    else {
+        return plain;
+    };
+    if close + 1 != toks.len() {
         return plain;
     }
-    // The arguments: top-level commas between the outer parentheses.
-    let mut args = Vec::new();
-    let mut depth = 0usize;
-    let mut start = second.end;
-    for t in &toks[2..toks.len() - 1] {
-        match t.token {
-            Token::LParen => depth += 1,
-            Token::RParen => depth = depth.saturating_sub(1),
-            Token::Comma if depth == 0 => {
-                args.push(item.expr[start..t.start].trim().to_string());
-                start = t.end;
-            }
-            _ => {}
-        }
-    }
-    args.push(item.expr[start..last.start].trim().to_string());
     let name = match &first.token {
         Token::Word(w) => w.value.to_ascii_lowercase(),
         _ => String::new(),
@@ -463,22 +455,16 @@ async fn categories(
     item: &TransformItem,
 ) -> Result<Vec<String>> {
     let sql = format!(
-        "SELECT v, count(*) AS n FROM (SELECT {text} AS v FROM ({query}) AS __kiln_fit) AS __kiln_v \
-         WHERE v IS NOT NULL GROUP BY v ORDER BY n DESC, v LIMIT {}",
+        "SELECT v FROM (SELECT {text} AS v FROM ({query}) AS __kiln_fit) AS __kiln_v \
+         WHERE v IS NOT NULL GROUP BY v ORDER BY count(*) DESC, v LIMIT {}",
         MAX_CATEGORIES + 1
     );
     let mut labels = Vec::new();
     for batch in session.sql(&sql).await?.collect().await? {
         let v = arrow::compute::cast(batch.column(0), &arrow::datatypes::DataType::Utf8)?;
-        let (Some(v), Some(_)) = (
-            v.as_any().downcast_ref::<StringArray>(),
-            batch.column(1).as_any().downcast_ref::<Int64Array>(),
-        ) else {
-            return Err(EngineError::Internal(
-                "category counts of unexpected types".into(),
-            ));
-        };
-        labels.extend(v.iter().flatten().map(str::to_string));
+        if let Some(v) = v.as_any().downcast_ref::<StringArray>() {
+            labels.extend(v.iter().flatten().map(str::to_string));
+        }
     }
     if labels.is_empty() {
         return Err(nothing_to_fit(item));
