@@ -21,12 +21,26 @@ if [ ! -x .venv/bin/python ] || [ "$(cat .venv/.requirements.sha 2>/dev/null)" !
   echo "$want" > .venv/.requirements.sha
 fi
 export KILN_PYTHON="$PWD/.venv/bin/python"
+# The interpreter the Python extension (python/) is built for, the same for every build so
+# that pyo3's build configuration never changes between steps.
+export PYO3_PYTHON="$PWD/.venv/bin/python"
 
 step "format";   cargo fmt --all --check
 step "layering"; python3 scripts/check_layering.py
 step "clippy";   cargo clippy --workspace --all-targets --all-features -- -D warnings
 step "docs";     RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
-# The cluster suites start `kiln executor` processes: build the binary first.
-step "kiln binary"; cargo build -p kiln --bin kiln --all-features
+# One build of everything, which the test steps then reuse: the cluster suites start `kiln
+# executor` processes, and the Python suite imports the extension module (lib_kiln.so).
+step "build";    cargo build --workspace --all-targets --all-features
 step "tests";    cargo nextest run --workspace --all-targets --all-features --no-fail-fast
 step "doctests"; cargo test --doc --workspace --all-features
+# The Python package from this checkout: the extension the build step made, next to the
+# package's Python sources, on the venv's path (`pip install ./python` builds the same crate
+# with maturin, optimized, for users).
+step "python package"
+cp target/debug/lib_kiln.so python/kiln/_kiln.abi3.so
+site="$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+echo "$PWD/python" > "$site/kiln-dev.pth"
+step "python tests"
+KILN_EXECUTOR_BIN="$PWD/target/debug/kiln" .venv/bin/python -m pytest -q -p no:cacheprovider \
+  --doctest-modules python/kiln python/tests

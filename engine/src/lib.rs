@@ -23,6 +23,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod cli;
 mod cluster;
 pub mod config;
 mod dataframe;

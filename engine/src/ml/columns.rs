@@ -46,7 +46,8 @@ impl Columns {
     ///
     /// # Errors
     /// [`EngineError::UnknownColumn`] for a named column that does not exist (with the closest
-    /// match); [`EngineError::InvalidParameter`] when no feature column is left.
+    /// match); [`EngineError::Ml`] for a named feature that is not numeric;
+    /// [`EngineError::InvalidParameter`] when no feature column is left.
     pub(crate) fn resolve(
         &self,
         schema: &Schema,
@@ -66,6 +67,7 @@ impl Columns {
             Some(names) => {
                 for name in names {
                     check_exists(schema, name)?;
+                    check_numeric(schema, name)?;
                 }
                 names.clone()
             }
@@ -93,6 +95,23 @@ impl Columns {
         }
         Ok((features, label))
     }
+}
+
+/// `Ok` if column `name` of `schema` can be a feature (numbers or booleans), checked from the
+/// schema so that a string feature fails before any data moves.
+fn check_numeric(schema: &Schema, name: &str) -> Result<()> {
+    let field = schema.field_with_name(name)?;
+    let t = field.data_type();
+    if t.is_numeric() || matches!(t, arrow::datatypes::DataType::Boolean) {
+        return Ok(());
+    }
+    Err(kiln_ml::MlError::InvalidColumn {
+        column: name.to_string(),
+        reason: format!(
+            "type {t} is not numeric; index strings with StringIndexer or cast the column"
+        ),
+    }
+    .into())
 }
 
 /// `Ok` if `schema` has column `name`, else [`EngineError::UnknownColumn`] with the closest

@@ -28,7 +28,8 @@
 //! model's name wins over a column of that name) or a quoted string.
 //!
 //! Algorithms: `kmeans`, `linear_regression`, `logistic_regression`, with the parameter
-//! names of the Rust API (Spark MLlib's, in snake case). Without `FEATURES`, every numeric
+//! names of the Rust API (Spark MLlib's, in snake case; `C`, scikit-learn's inverse strength,
+//! is taken as well). Without `FEATURES`, every numeric
 //! column but the label is a feature; without `LABEL`, the label is `label`.
 //!
 //! `PREDICT(MODEL m, (query))` is rewritten into a plain subquery calling the `predict` UDF
@@ -540,6 +541,8 @@ macro_rules! linear_params {
                 Ok(Some(match p.name.as_str() {
                     "max_iter" => self.max_iter(integer(p)?),
                     "reg_param" => self.reg_param(float(p)?),
+                    // scikit-learn's inverse strength: λ = 1 / (n · C).
+                    "c" => self.inverse_strength(float(p)?),
                     "elastic_net_param" => self.elastic_net_param(float(p)?),
                     "tol" => self.tol(float(p)?),
                     "fit_intercept" => self.fit_intercept(boolean(p)?),

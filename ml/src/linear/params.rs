@@ -47,6 +47,10 @@ pub(crate) struct Common {
     pub(crate) standardization: bool,
     pub(crate) solver: Solver,
     pub(crate) seed: u64,
+    /// scikit-learn's `C`: when set, the strength is `λ = 1 / (n · C)` for `n` training rows
+    /// and `reg_param` is not used.
+    #[serde(default)]
+    pub(crate) inverse_strength: Option<f64>,
 }
 
 impl Default for Common {
@@ -60,6 +64,7 @@ impl Default for Common {
             standardization: true,
             solver: Solver::Lbfgs,
             seed: 0,
+            inverse_strength: None,
         }
     }
 }
@@ -72,6 +77,11 @@ impl Common {
                 "reg_param",
                 format!("reg_param must be >= 0, got {}", self.reg_param),
             ));
+        }
+        if let Some(c) = self.inverse_strength {
+            if !(c > 0.0 && c.is_finite()) {
+                return Err(MlError::param("C", format!("C must be > 0, got {c}")));
+            }
         }
         if !(0.0..=1.0).contains(&self.elastic_net_param) {
             return Err(MlError::param(
@@ -123,6 +133,21 @@ macro_rules! common_setters {
         /// Regularization strength `λ ≥ 0` (Spark's `regParam`; default `0.0`).
         pub fn reg_param(mut self, reg_param: f64) -> Self {
             self.common.reg_param = reg_param;
+            self
+        }
+
+        /// scikit-learn's inverse strength `C > 0`: the penalty weight becomes
+        /// `λ = 1 / (n · C)` for the `n` training rows, the same objective as scikit-learn's
+        /// `C · Σ loss + penalty`. Replaces [`reg_param`](Self::reg_param).
+        pub fn inverse_strength(mut self, c: f64) -> Self {
+            self.common.inverse_strength = Some(c);
+            self
+        }
+
+        /// As [`inverse_strength`](Self::inverse_strength) when `Some`; `None` keeps
+        /// [`reg_param`](Self::reg_param) in use.
+        pub fn inverse_strength_opt(mut self, c: Option<f64>) -> Self {
+            self.common.inverse_strength = c;
             self
         }
 
@@ -179,6 +204,11 @@ macro_rules! common_getters {
         /// Regularization strength `λ`.
         pub fn reg_param(&self) -> f64 {
             self.common.reg_param
+        }
+
+        /// scikit-learn's `C`, when the strength was given that way.
+        pub fn inverse_strength(&self) -> Option<f64> {
+            self.common.inverse_strength
         }
 
         /// Elastic net mixing `α`.

@@ -944,3 +944,28 @@ fn progress_reports_iterations_and_the_current_objective() {
         )))
         .is_err());
 }
+
+#[test]
+fn scikit_learns_c_is_the_strength_one_over_n_c() {
+    let (x, y) = binary_data(800, 91);
+    let parts = partitions(&x, &y, 2, false);
+    let fit = |lr: LogisticRegression| fit_local(lr, &parts, &names(3), Some("y")).unwrap();
+    let by_c = fit(LogisticRegression::new().inverse_strength(0.5));
+    let by_lambda = fit(LogisticRegression::new().reg_param(1.0 / (800.0 * 0.5)));
+    assert_eq!(coefficient_rows(&by_c), coefficient_rows(&by_lambda));
+    assert_eq!(by_c.intercepts(), by_lambda.intercepts());
+    // The model file keeps C, and a model read back trains the same way.
+    let files = crate::Model::LogisticRegression(by_c.clone())
+        .to_files()
+        .unwrap();
+    let meta = String::from_utf8(files[files.len() - 1].1.clone()).unwrap();
+    assert!(
+        meta.contains("\"C\": 0.5") || meta.contains("\"C\":0.5"),
+        "{meta}"
+    );
+    let err = LogisticRegression::new()
+        .inverse_strength(0.0)
+        .check()
+        .unwrap_err();
+    assert!(err.to_string().contains("C must be > 0, got 0"), "{err}");
+}

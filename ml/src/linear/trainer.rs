@@ -414,7 +414,11 @@ impl Trainer {
             .iter()
             .map(|s| if c.standardization { 1.0 } else { *s })
             .collect();
-        let (lambda, alpha) = (c.reg_param, c.elastic_net_param);
+        let lambda = match c.inverse_strength {
+            Some(inverse) => 1.0 / (n as f64 * inverse),
+            None => c.reg_param,
+        };
+        let alpha = c.elastic_net_param;
         let n_var = rows * d + if c.fit_intercept { rows } else { 0 };
         let mut l1 = vec![0.0; n_var];
         let mut l2 = vec![0.0; n_var];

@@ -157,6 +157,9 @@ struct LinearParamsJson {
     standardization: bool,
     solver: SolverJson,
     seed: u64,
+    /// scikit-learn's `C`, when the strength was given that way (`λ = 1 / (n · C)`).
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "C")]
+    inverse_strength: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     family: Option<FamilyJson>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -189,6 +192,7 @@ macro_rules! linear_params_json {
                 },
             },
             seed: $p.seed(),
+            inverse_strength: $p.inverse_strength(),
             family: $family,
             threshold: $threshold,
         }
@@ -221,6 +225,7 @@ macro_rules! apply_linear_params {
                 },
             })
             .seed($p.seed)
+            .inverse_strength_opt($p.inverse_strength)
     };
 }
 

@@ -19,8 +19,8 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::{Activity, Session};
 use arrow::array::{Array, RecordBatch, StringArray};
-use kiln::{Activity, Session};
 use rustyline::completion::{Completer, Pair};
 use rustyline::error::ReadlineError;
 use rustyline::highlight::Highlighter;
@@ -29,7 +29,7 @@ use rustyline::history::DefaultHistory;
 use rustyline::validate::{ValidationContext, ValidationResult, Validator};
 use rustyline::{Context, Editor, Helper};
 
-use crate::sql::{
+use super::sql::{
     execute, exit_code, parse_format, print, row_limit, run_script, runtime, Common, Format,
 };
 
@@ -245,7 +245,7 @@ fn interactive(
             }
             continue;
         }
-        match kiln::sql::split_statements(input) {
+        match crate::sql::split_statements(input) {
             Ok(statements) => {
                 for statement in statements {
                     let restarted =
@@ -630,7 +630,7 @@ mod tests {
             stages_finished: 4,
             tasks_planned: 18,
             tasks_finished: 13,
-            training: Some(kiln::ml::Progress {
+            training: Some(crate::ml::Progress {
                 iteration: 4,
                 max_iter: 20,
                 loss: Some(1.5),

@@ -1,4 +1,5 @@
-//! The `kiln` binary.
+//! The `kiln` command line, as a library function so that every front door runs the same
+//! program: the `kiln` binary calls [`main`], and so does `python -m kiln`.
 //!
 //! ```text
 //! kiln executor --driver URL [--slots N] [--memory SIZE] [--id NAME] [--token-file PATH]
@@ -15,8 +16,7 @@
 //!          [--config FILE] [--set KEY=VALUE]... [--quiet]
 //! ```
 //!
-//! `sql` runs Kiln SQL statements (see `kiln::sql`) and prints each one's result; see
-//! [`sql`] for the details.
+//! `sql` runs Kiln SQL statements (see [`crate::sql`]) and prints each one's result.
 //!
 //! ```text
 //! kiln shell [--format table|csv|tsv|json|ndjson] [--maxrows N]
@@ -25,7 +25,7 @@
 //! ```
 //!
 //! `shell` is the interactive SQL shell (history, multi-line statements, completion, dot
-//! commands, a progress line, Ctrl-C cancelling a statement); see [`shell`].
+//! commands, a progress line, Ctrl-C cancelling a statement).
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -43,8 +43,9 @@ const USAGE: &str = "usage: kiln executor --driver URL [--slots N] [--memory SIZ
        kiln sql [-e SQL]... [-f FILE]... [--format table|csv|tsv|json|ndjson] [--maxrows N] [--executors N] [--local-cluster N | --cluster ADDR] [--models-dir DIR] [--config FILE] [--set KEY=VALUE]... [--quiet]
        kiln shell [--format table|csv|tsv|json|ndjson] [--maxrows N] [--executors N] [--local-cluster N | --cluster ADDR] [--models-dir DIR] [--config FILE] [--set KEY=VALUE]... [--history FILE]";
 
-fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+/// Runs the `kiln` command with `args` (the arguments after the program name) and returns
+/// its exit status. Prints results to standard output and errors to standard error.
+pub fn main(args: &[String]) -> ExitCode {
     match args.first().map(String::as_str) {
         Some("executor") => match executor(&args[1..]) {
             Ok(()) => ExitCode::SUCCESS,
@@ -99,7 +100,7 @@ fn executor(args: &[String]) -> Result<(), String> {
             std::fs::read_to_string(&path)
                 .map_err(|e| format!("cannot read the token file {path}: {e}"))?,
         ),
-        None => std::env::var(kiln::AUTH_TOKEN_ENV).ok(),
+        None => std::env::var(crate::AUTH_TOKEN_ENV).ok(),
     }
     .map(|t| AuthToken::new(&t))
     .transpose()?;
@@ -142,7 +143,7 @@ fn executor(args: &[String]) -> Result<(), String> {
 
 /// A byte count with an optional binary suffix: `512m`, `2g`, `1048576`.
 fn parse_size(text: &str) -> Result<usize, String> {
-    kiln::config::parse_size(text)
+    crate::config::parse_size(text)
         .ok_or_else(|| format!("--memory: '{text}' is not a size (e.g. 512m, 4g)"))
 }
 

@@ -12,7 +12,7 @@
 //! free port, printed on standard error). Models trained or loaded are kept in the model
 //! catalog: `--models-dir`, else `$KILN_MODELS_DIR`, else `./kiln-models`.
 //!
-//! Every setting of `kiln::config` can also come from a config file (`--config FILE`,
+//! Every setting of `crate::config` can also come from a config file (`--config FILE`,
 //! `$KILN_CONFIG`, `~/.config/kiln/kiln.conf`), its environment variable, `--set KEY=VALUE`
 //! or a `SET` statement. A `SET` of a setting fixed while a session runs (`SET kiln.executors
 //! = 4`) restarts the session with the new value, keeping its tables.
@@ -22,10 +22,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use crate::config::{self, Config};
+use crate::sql::KilnStatement;
+use crate::Session;
 use arrow::array::RecordBatch;
-use kiln::config::{self, Config};
-use kiln::sql::KilnStatement;
-use kiln::Session;
 
 const USAGE: &str = "usage: kiln sql [-e SQL]... [-f FILE]... [--format table|csv|tsv|json|ndjson] [--maxrows N] [--executors N] [--local-cluster N | --cluster ADDR] [--models-dir DIR] [--config FILE] [--set KEY=VALUE]... [--quiet]";
 
@@ -52,7 +52,7 @@ struct Options {
 }
 
 /// The options `kiln sql` and `kiln shell` share: how results print and the session's
-/// settings (see `kiln::config`).
+/// settings (see `crate::config`).
 pub(crate) struct Common {
     pub(crate) format: Format,
     pub(crate) maxrows: Option<usize>,
@@ -65,7 +65,7 @@ pub(crate) struct Common {
 }
 
 impl Common {
-    /// The defaults: tables, and the settings of `kiln::config` (2 in-process executors, the
+    /// The defaults: tables, and the settings of `crate::config` (2 in-process executors, the
     /// models in `./kiln-models`).
     pub(crate) fn new() -> Self {
         Self {
@@ -104,7 +104,7 @@ impl Common {
                 let (key, setting) = v
                     .split_once('=')
                     .ok_or_else(|| format!("--set takes KEY=VALUE, got '{v}'"))?;
-                let key = kiln::config::known_key(key.trim()).map_err(|e| e.to_string())?;
+                let key = crate::config::known_key(key.trim()).map_err(|e| e.to_string())?;
                 self.flags.push((key, setting.trim().to_string()));
             }
             _ => return Ok(false),
@@ -143,7 +143,7 @@ impl Common {
         statement: &str,
     ) -> Option<Result<String, String>> {
         let Ok(Some(KilnStatement::Set { key, value })) =
-            kiln::sql::parse_kiln_statement(statement)
+            crate::sql::parse_kiln_statement(statement)
         else {
             return None;
         };
@@ -320,7 +320,7 @@ pub(crate) async fn run_script(
         Some(p) => format!("{}: {e}", p.display()),
         None => e,
     };
-    let statements = kiln::sql::split_statements(text).map_err(|e| located(e.to_string()))?;
+    let statements = crate::sql::split_statements(text).map_err(|e| located(e.to_string()))?;
     for statement in statements {
         let start = Instant::now();
         if let Some(restarted) = common.restart_on_set(session, &statement).await {

@@ -1,0 +1,166 @@
+"""How long calls behave from Python: Ctrl-C cancels the running job, progress reaches the
+callback (and the terminal display degrades quietly elsewhere), local clusters use separate
+processes and agree with the embedded engine, and ``python -m kiln`` is the Kiln shell."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import kiln
+import kiln.ml as ml
+from kiln.progress import ConsoleProgress, format_event
+
+# 3.6 billion joined rows: minutes of work, far longer than any test waits.
+ENDLESS = (
+    "SELECT sum(a.value * b.value) AS s "
+    "FROM generate_series(1, 60000) a, generate_series(1, 60000) b"
+)
+
+
+def interrupt_after(seconds: float) -> threading.Timer:
+    import _thread
+
+    timer = threading.Timer(seconds, _thread.interrupt_main)
+    timer.start()
+    return timer
+
+
+def test_ctrl_c_cancels_the_running_job() -> None:
+    session = kiln.Session.local(2, progress=None)
+    before = session.metrics()
+    started = time.monotonic()
+    timer = interrupt_after(1.0)
+    with pytest.raises(KeyboardInterrupt):
+        session.sql(ENDLESS).collect()
+    elapsed = time.monotonic() - started
+    timer.cancel()
+    assert elapsed < 10, f"the interrupt took {elapsed:.1f} s to land"
+    # The job is gone from the executors: no task of it finishes any more, and the
+    # session answers the next query at once.
+    time.sleep(0.5)
+    settled = session.metrics()["tasks_finished"]
+    time.sleep(1.0)
+    assert session.metrics()["tasks_finished"] == settled
+    assert settled - before["tasks_finished"] < session.metrics()["tasks_planned"] - before["tasks_planned"]
+    quick = time.monotonic()
+    assert session.sql("SELECT 1 AS one").to_pylist() == [{"one": 1}]
+    assert time.monotonic() - quick < 5
+
+
+def test_ctrl_c_cancels_a_fit() -> None:
+    session = kiln.Session.local(2, progress=None)
+    rng = np.random.default_rng(0)
+    df = session.create_dataframe(pa.table({"a": rng.normal(size=20000), "b": rng.normal(size=20000)}))
+    timer = interrupt_after(1.0)
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        # tol = 0 on structureless data with many centres: thousands of rounds.
+        ml.KMeans(64, max_iter=1_000_000, tol=0.0, init="random").fit(df)
+    timer.cancel()
+    assert time.monotonic() - started < 10
+    assert session.sql("SELECT 2 AS two").to_pylist() == [{"two": 2}]
+
+
+def test_progress_reaches_the_callback() -> None:
+    events: list[dict] = []
+    session = kiln.Session.local(2, progress=events.append)
+    rows = session.sql(
+        "SELECT sum(a.value) AS n FROM generate_series(1, 4000) a, generate_series(1, 4000) b"
+    ).to_pylist()
+    assert rows == [{"n": 4000 * 4000 * 4001 // 2}]
+    assert events, "a call of more than 300 ms reports progress"
+    assert events[-1]["done"] is True
+    assert all(e["tasks_finished"] <= e["tasks_planned"] for e in events)
+    assert "stages" in format_event(events[0])
+
+
+def test_training_progress_carries_the_iteration() -> None:
+    events: list[dict] = []
+    session = kiln.Session.local(2, progress=events.append)
+    rng = np.random.default_rng(1)
+    df = session.create_dataframe(pa.table({"a": rng.normal(size=20000), "b": rng.normal(size=20000)}))
+    ml.KMeans(32, max_iter=40, tol=0.0, init="random").fit(df)
+    iterations = [e["iteration"] for e in events if e["iteration"] is not None]
+    assert iterations and iterations == sorted(iterations)
+    assert all(e["max_iter"] == 40 for e in events if e["iteration"] is not None)
+
+
+class FakeTerminal(io.StringIO):
+    def __init__(self, tty: bool) -> None:
+        super().__init__()
+        self._tty = tty
+
+    def isatty(self) -> bool:
+        return self._tty
+
+
+def test_the_default_display_shows_on_a_terminal_only() -> None:
+    event = {
+        "stages_finished": 1,
+        "stages_planned": 2,
+        "tasks_finished": 3,
+        "tasks_planned": 4,
+        "iteration": 5,
+        "max_iter": 20,
+        "loss": 12.5,
+        "elapsed": 1.25,
+        "done": False,
+    }
+    terminal = FakeTerminal(True)
+    display = ConsoleProgress(terminal)
+    display(event)
+    display({**event, "done": True})
+    assert "stages 1/2 | tasks 3/4 | training iteration 5/20 loss 12.5 | 1.2 s" in terminal.getvalue()
+    assert terminal.getvalue().endswith("\r\x1b[2K")
+    piped = FakeTerminal(False)
+    ConsoleProgress(piped)(event)
+    assert piped.getvalue() == ""
+
+
+@pytest.mark.skipif("KILN_EXECUTOR_BIN" not in os.environ and not kiln._executor_command(), reason="needs the kiln executor binary")
+def test_a_local_cluster_runs_separate_processes_and_agrees_with_embedded() -> None:
+    rng = np.random.default_rng(12)
+    table = pa.table({"a": rng.normal(size=5000), "b": rng.normal(size=5000) * 3})
+    embedded = kiln.Session.local(2, progress=None)
+    cluster = kiln.Session.local_cluster(2, progress=None)
+    pids = cluster.executor_pids
+    assert len(pids) == 2 and os.getpid() not in pids
+    init = [[0.0, 0.0], [1.0, 1.0], [-1.0, -1.0]]
+    fits = [
+        ml.KMeans(3, init=init, max_iter=20, tol=0.0).fit(s.create_dataframe(table))
+        for s in (embedded, cluster)
+    ]
+    # The same partitioning gives the same model, bit for bit.
+    assert np.array_equal(fits[0].cluster_centers_, fits[1].cluster_centers_)
+    q = "SELECT count(*) AS n, sum(value) AS s FROM generate_series(1, 100000) WHERE value % 7 = 0"
+    assert embedded.sql(q).to_pylist() == cluster.sql(q).to_pylist()
+
+
+def test_python_dash_m_kiln_is_the_shell() -> None:
+    env = {**os.environ}
+    shell = subprocess.run(
+        [sys.executable, "-m", "kiln"],
+        input="SELECT 41 + 1 AS answer;\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert shell.returncode == 0, shell.stderr
+    assert "42" in shell.stdout
+    sql = subprocess.run(
+        [sys.executable, "-m", "kiln", "sql", "-e", "SELECT nope", "--format", "csv"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert sql.returncode != 0 and "nope" in sql.stderr
