@@ -12,7 +12,7 @@ every iteration runs on the cache. Models are the same files Rust and SQL read
 >>> s = kiln.Session.local(progress=None)
 >>> df = s.create_dataframe({"x": [0.0, 0.1, 10.0, 10.1]})
 >>> model = kiln.ml.KMeans(n_clusters=2, init=[[0.0], [10.0]]).fit(df)
->>> [round(c[0], 2) for c in model.cluster_centers_]
+>>> [round(float(c[0]), 2) for c in model.cluster_centers_]
 [0.05, 10.05]
 """
 
@@ -230,6 +230,12 @@ class _Stage:
         params.update({k: v for k, v in columns.items() if v is not None})
         return _kiln.Stage(self._kind, params)
 
+    def _keep(self, params: dict[str, Any]) -> None:
+        """Keeps the constructor's arguments as attributes and for :meth:`get_params`."""
+        self._init_params = {k: v for k, v in params.items() if k not in ("self", "__class__")}
+        for key, value in self._init_params.items():
+            setattr(self, key, value)
+
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """The constructor's parameters (scikit-learn's ``get_params``)."""
         return dict(self._init_params)
@@ -290,22 +296,7 @@ class KMeans(_Estimator):
         init_steps: int = 2,
         prediction_col: str = "prediction",
     ) -> None:
-        self._init_params = dict(
-            n_clusters=n_clusters,
-            init=init,
-            max_iter=max_iter,
-            tol=tol,
-            random_state=random_state,
-            init_steps=init_steps,
-            prediction_col=prediction_col,
-        )
-        self.n_clusters = n_clusters
-        self.init = init
-        self.max_iter = max_iter
-        self.tol = tol
-        self.random_state = random_state
-        self.init_steps = init_steps
-        self.prediction_col = prediction_col
+        self._keep(locals())
 
     def _params(self) -> dict[str, Any]:
         params: dict[str, Any] = dict(
@@ -376,30 +367,7 @@ class LinearRegression(_Estimator):
         step_size: float | None = None,
         prediction_col: str = "prediction",
     ) -> None:
-        self._init_params = dict(
-            fit_intercept=fit_intercept,
-            alpha=alpha,
-            l1_ratio=l1_ratio,
-            max_iter=max_iter,
-            tol=tol,
-            solver=solver,
-            standardization=standardization,
-            random_state=random_state,
-            mini_batch_fraction=mini_batch_fraction,
-            step_size=step_size,
-            prediction_col=prediction_col,
-        )
-        self.fit_intercept = fit_intercept
-        self.alpha = alpha
-        self.l1_ratio = l1_ratio
-        self.max_iter = max_iter
-        self.tol = tol
-        self.solver = solver
-        self.standardization = standardization
-        self.random_state = random_state
-        self.mini_batch_fraction = mini_batch_fraction
-        self.step_size = step_size
-        self.prediction_col = prediction_col
+        self._keep(locals())
 
     def _params(self) -> dict[str, Any]:
         p = _linear_common(
@@ -444,38 +412,7 @@ class LogisticRegression(_Estimator):
         prediction_col: str = "prediction",
         probability_col: str | None = "probability",
     ) -> None:
-        self._init_params = dict(
-            penalty=penalty,
-            C=C,
-            l1_ratio=l1_ratio,
-            fit_intercept=fit_intercept,
-            max_iter=max_iter,
-            tol=tol,
-            solver=solver,
-            family=family,
-            threshold=threshold,
-            standardization=standardization,
-            random_state=random_state,
-            mini_batch_fraction=mini_batch_fraction,
-            step_size=step_size,
-            prediction_col=prediction_col,
-            probability_col=probability_col,
-        )
-        self.penalty = penalty
-        self.C = C
-        self.l1_ratio = l1_ratio
-        self.fit_intercept = fit_intercept
-        self.max_iter = max_iter
-        self.tol = tol
-        self.solver = solver
-        self.family = family
-        self.threshold = threshold
-        self.standardization = standardization
-        self.random_state = random_state
-        self.mini_batch_fraction = mini_batch_fraction
-        self.step_size = step_size
-        self.prediction_col = prediction_col
-        self.probability_col = probability_col
+        self._keep(locals())
 
     def _params(self) -> dict[str, Any]:
         p = _linear_common(
@@ -582,11 +519,7 @@ class StandardScaler(_Transformer):
         with_mean: bool = True,
         with_std: bool = True,
     ) -> None:
-        self._init_params = dict(
-            input_cols=input_cols, output=output, with_mean=with_mean, with_std=with_std
-        )
-        self.input_cols, self.output = input_cols, output
-        self.with_mean, self.with_std = with_mean, with_std
+        self._keep(locals())
 
     def _params(self) -> dict[str, Any]:
         return {**_io(self.input_cols, self.output), "with_mean": self.with_mean, "with_std": self.with_std}
@@ -604,8 +537,7 @@ class MinMaxScaler(_Transformer):
         output: str | None = None,
         feature_range: tuple[float, float] = (0.0, 1.0),
     ) -> None:
-        self._init_params = dict(input_cols=input_cols, output=output, feature_range=feature_range)
-        self.input_cols, self.output, self.feature_range = input_cols, output, feature_range
+        self._keep(locals())
 
     def _params(self) -> dict[str, Any]:
         lo, hi = self.feature_range
@@ -626,15 +558,11 @@ class Imputer(_Transformer):
         missing_values: float | None = None,
         output: str | None = None,
     ) -> None:
-        self._init_params = dict(
-            input_cols=input_cols, strategy=strategy, missing_values=missing_values, output=output
-        )
-        self.input_cols, self.strategy = list(input_cols), strategy
-        self.missing_values, self.output = missing_values, output
+        self._keep(locals())
 
     def _params(self) -> dict[str, Any]:
         return {
-            "input_cols": self.input_cols,
+            "input_cols": list(self.input_cols),
             "strategy": self.strategy,
             "missing_value": self.missing_values,
             "output": self.output,
@@ -655,14 +583,7 @@ class StringIndexer(_Transformer):
         string_order: str = "frequency_desc",
         handle_invalid: str = "error",
     ) -> None:
-        self._init_params = dict(
-            input_col=input_col,
-            output_col=output_col,
-            string_order=string_order,
-            handle_invalid=handle_invalid,
-        )
-        self.input_col, self.output_col = input_col, output_col
-        self.string_order, self.handle_invalid = string_order, handle_invalid
+        self._keep(locals())
 
     def _params(self) -> dict[str, Any]:
         return dict(self._init_params)
@@ -682,14 +603,7 @@ class OneHotEncoder(_Transformer):
         drop_last: bool = True,
         handle_invalid: str = "error",
     ) -> None:
-        self._init_params = dict(
-            input_col=input_col,
-            output_col=output_col,
-            drop_last=drop_last,
-            handle_invalid=handle_invalid,
-        )
-        self.input_col, self.output_col = input_col, output_col
-        self.drop_last, self.handle_invalid = drop_last, handle_invalid
+        self._keep(locals())
 
     def _params(self) -> dict[str, Any]:
         return dict(self._init_params)
@@ -704,12 +618,14 @@ class VectorAssembler(_Transformer):
     def __init__(
         self, input_cols: Sequence[str], *, output: str = "features", handle_invalid: str = "error"
     ) -> None:
-        self._init_params = dict(input_cols=input_cols, output=output, handle_invalid=handle_invalid)
-        self.input_cols, self.output = list(input_cols), output
-        self.handle_invalid = handle_invalid
+        self._keep(locals())
 
     def _params(self) -> dict[str, Any]:
-        return {"input_cols": self.input_cols, "output": self.output, "handle_invalid": self.handle_invalid}
+        return {
+            "input_cols": list(self.input_cols),
+            "output": self.output,
+            "handle_invalid": self.handle_invalid,
+        }
 
 
 class Pipeline:

@@ -42,8 +42,8 @@ pub(crate) struct Watch<'a> {
 /// Runs `work` to completion as a task of the runtime, waiting with the GIL released. Every
 /// [`TICK`] the waiting thread takes the GIL back briefly to run Python's signal handlers: a
 /// `KeyboardInterrupt` (Ctrl-C) aborts the task, which drops `work` and so cancels its job on
-/// the executors, and is raised at once. (`work` runs as its own task, not inside the wait,
-/// so a job that computes for long stretches between awaits cannot hold the interrupt up.) Calls that run
+/// the executors, and is raised at once. (`work` runs as its own task and the wait is an OS
+/// wait, so neither a job computing between awaits nor busy workers hold the interrupt up.) Calls that run
 /// longer than [`QUIET_FOR`] report the session's activity to the watch's callback as a
 /// dict (see `kiln/progress.py`), and a last event with `done = True`.
 pub(crate) fn wait<T, F>(py: Python<'_>, watch: Option<Watch<'_>>, work: F) -> PyResult<T>
@@ -54,59 +54,56 @@ where
     let rt = runtime()?;
     let before = watch.as_ref().map(|w| w.session.activity());
     let start = Instant::now();
-    let outcome: PyResult<kiln::Result<T>> = py.detach(|| {
-        rt.block_on(async {
-            // Aborts the task however the wait ends (an interrupt, a failed callback).
-            let mut task = AbortOnDrop(rt.spawn(work));
-            let work = async {
-                match (&mut task.0).await {
-                    Ok(result) => result,
-                    Err(e) => Err(kiln::EngineError::Internal(format!(
-                        "the call's task failed: {e}"
-                    ))),
+    // The result comes back over a channel the waiting thread reads with a timeout: a plain
+    // OS wait, which keeps ticking even while every runtime worker is busy computing (a
+    // Tokio timer would only fire when a worker parks).
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Aborts the task however the wait ends (an interrupt, a failed callback).
+    let _task = AbortOnDrop(rt.spawn(async move {
+        let _ = tx.send(work.await);
+    }));
+    let outcome: PyResult<kiln::Result<T>> = py.detach(move || {
+        let mut reported = false;
+        let outcome = loop {
+            match rx.recv_timeout(TICK) {
+                Ok(result) => break Ok(result),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    break Ok(Err(kiln::EngineError::Internal(
+                        "the call's task ended without an answer".into(),
+                    )))
                 }
-            };
-            tokio::pin!(work);
-            let mut tick = tokio::time::interval(TICK);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut reported = false;
-            let outcome = loop {
-                tokio::select! {
-                    result = &mut work => break Ok(result),
-                    _ = tick.tick() => {
-                        let report = match (&watch, &before) {
-                            (Some(w), Some(b)) if start.elapsed() >= QUIET_FOR => {
-                                w.callback.as_ref().map(|c| (c, b, w.session.activity()))
-                            }
-                            _ => None,
-                        };
-                        let checked = Python::attach(|py| {
-                            py.check_signals()?;
-                            if let Some((callback, before, now)) = report {
-                                callback.call1(py, (event(py, before, &now, start, false)?,))?;
-                            }
-                            Ok::<_, PyErr>(())
-                        });
-                        if let Err(e) = checked {
-                            break Err(e);
-                        }
-                        reported |= report_was_made(&watch, start);
-                    }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            }
+            let report = match (&watch, &before) {
+                (Some(w), Some(b)) if start.elapsed() >= QUIET_FOR => {
+                    w.callback.as_ref().map(|c| (c, b, w.session.activity()))
                 }
+                _ => None,
             };
-            if reported {
-                if let (Some(w), Some(b)) = (&watch, &before) {
-                    if let Some(callback) = &w.callback {
-                        let now = w.session.activity();
-                        Python::attach(|py| {
-                            event(py, b, &now, start, true)
-                                .and_then(|e| callback.call1(py, (e,)).map(drop))
-                        })?;
-                    }
+            let checked = Python::attach(|py| {
+                py.check_signals()?;
+                if let Some((callback, before, now)) = report {
+                    callback.call1(py, (event(py, before, &now, start, false)?,))?;
+                }
+                Ok::<_, PyErr>(())
+            });
+            if let Err(e) = checked {
+                break Err(e);
+            }
+            reported |= report_was_made(&watch, start);
+        };
+        if reported {
+            if let (Some(w), Some(b)) = (&watch, &before) {
+                if let Some(callback) = &w.callback {
+                    let now = w.session.activity();
+                    Python::attach(|py| {
+                        event(py, b, &now, start, true)
+                            .and_then(|e| callback.call1(py, (e,)).map(drop))
+                    })?;
                 }
             }
-            outcome
-        })
+        }
+        outcome
     });
     outcome?.map_err(to_py)
 }
