@@ -321,29 +321,23 @@ class KMeans(_Estimator):
         return super().fit(df, features, None)
 
 
-def _linear_common(
-    max_iter: int,
-    tol: float,
-    fit_intercept: bool,
-    standardization: bool,
-    solver: str,
-    random_state: int,
-    mini_batch_fraction: float | None,
-    step_size: float | None,
-) -> dict[str, Any]:
-    return dict(
-        max_iter=max_iter,
-        tol=float(tol),
-        fit_intercept=fit_intercept,
-        standardization=standardization,
-        solver=solver,
-        seed=random_state,
-        mini_batch_fraction=mini_batch_fraction,
-        step_size=step_size,
-    )
+class _Linear(_Estimator):
+    """The parameters both linear estimators share."""
+
+    def _linear_params(self) -> dict[str, Any]:
+        return dict(
+            max_iter=self.max_iter,
+            tol=float(self.tol),
+            fit_intercept=self.fit_intercept,
+            standardization=self.standardization,
+            solver=self.solver,
+            seed=self.random_state,
+            mini_batch_fraction=self.mini_batch_fraction,
+            step_size=self.step_size,
+        )
 
 
-class LinearRegression(_Estimator):
+class LinearRegression(_Linear):
     """Least squares with an optional elastic-net penalty: minimizes
     ``1/(2n) ||y - Xw - b||² + alpha · (l1_ratio ||w||₁ + (1 - l1_ratio)/2 ||w||²)``,
     scikit-learn's ``ElasticNet`` objective (``alpha = 0``: ordinary least squares, as
@@ -370,21 +364,12 @@ class LinearRegression(_Estimator):
         self._keep(locals())
 
     def _params(self) -> dict[str, Any]:
-        p = _linear_common(
-            self.max_iter,
-            self.tol,
-            self.fit_intercept,
-            self.standardization,
-            self.solver,
-            self.random_state,
-            self.mini_batch_fraction,
-            self.step_size,
-        )
+        p = self._linear_params()
         p.update(reg_param=float(self.alpha), elastic_net_param=float(self.l1_ratio))
         return p
 
 
-class LogisticRegression(_Estimator):
+class LogisticRegression(_Linear):
     """Binary or multinomial logistic regression with scikit-learn's objective:
     ``C · Σ loss + penalty`` with ``penalty`` ``"l2"`` (default), ``"l1"``, ``"elasticnet"``
     (mixing ``l1_ratio``) or ``None``. ``family``: ``"auto"`` (binomial for labels {0, 1},
@@ -415,16 +400,7 @@ class LogisticRegression(_Estimator):
         self._keep(locals())
 
     def _params(self) -> dict[str, Any]:
-        p = _linear_common(
-            self.max_iter,
-            self.tol,
-            self.fit_intercept,
-            self.standardization,
-            self.solver,
-            self.random_state,
-            self.mini_batch_fraction,
-            self.step_size,
-        )
+        p = self._linear_params()
         p.update(family=self.family, threshold=float(self.threshold))
         if self.penalty is None:
             p.update(reg_param=0.0)

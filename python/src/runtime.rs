@@ -80,6 +80,7 @@ where
                 }
                 _ => None,
             };
+            reported |= report.is_some();
             let checked = Python::attach(|py| {
                 py.check_signals()?;
                 if let Some((callback, before, now)) = report {
@@ -90,7 +91,6 @@ where
             if let Err(e) = checked {
                 break Err(e);
             }
-            reported |= report_was_made(&watch, start);
         };
         if reported {
             if let (Some(w), Some(b)) = (&watch, &before) {
@@ -117,11 +117,6 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-/// Whether a tick of `watch` at this moment reported progress.
-fn report_was_made(watch: &Option<Watch<'_>>, start: Instant) -> bool {
-    watch.as_ref().is_some_and(|w| w.callback.is_some()) && start.elapsed() >= QUIET_FOR
-}
-
 /// A progress event: what the call has done since `before`.
 fn event<'py>(
     py: Python<'py>,
@@ -131,22 +126,18 @@ fn event<'py>(
     done: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
-    d.set_item(
-        "stages_finished",
-        now.stages_finished.saturating_sub(before.stages_finished),
-    )?;
-    d.set_item(
-        "stages_planned",
-        now.stages_planned.saturating_sub(before.stages_planned),
-    )?;
-    d.set_item(
-        "tasks_finished",
-        now.tasks_finished.saturating_sub(before.tasks_finished),
-    )?;
-    d.set_item(
-        "tasks_planned",
-        now.tasks_planned.saturating_sub(before.tasks_planned),
-    )?;
+    for (key, now, before) in [
+        (
+            "stages_finished",
+            now.stages_finished,
+            before.stages_finished,
+        ),
+        ("stages_planned", now.stages_planned, before.stages_planned),
+        ("tasks_finished", now.tasks_finished, before.tasks_finished),
+        ("tasks_planned", now.tasks_planned, before.tasks_planned),
+    ] {
+        d.set_item(key, now.saturating_sub(before))?;
+    }
     match &now.training {
         Some(t) => {
             d.set_item("iteration", t.iteration)?;
@@ -154,9 +145,9 @@ fn event<'py>(
             d.set_item("loss", t.loss)?;
         }
         None => {
-            d.set_item("iteration", py.None())?;
-            d.set_item("max_iter", py.None())?;
-            d.set_item("loss", py.None())?;
+            for key in ["iteration", "max_iter", "loss"] {
+                d.set_item(key, py.None())?;
+            }
         }
     }
     d.set_item("elapsed", start.elapsed().as_secs_f64())?;
