@@ -3,7 +3,7 @@
 //! The Python classes in `python/kiln/` (`kiln.Session`, `kiln.DataFrame`, `kiln.ml.*`) are
 //! thin, documented wrappers over the classes here, which call the same Rust API a Rust
 //! program uses. Every call that runs the engine releases the GIL, reports progress and
-//! answers Ctrl-C by cancelling the job (see [`runtime::wait`]). Arrow data crosses in both
+//! answers Ctrl-C by cancelling the job (see `runtime::wait`). Arrow data crosses in both
 //! directions through the Arrow PyCapsule interface (`__arrow_c_stream__`), without copies.
 
 mod arrow_io;
