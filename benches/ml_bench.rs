@@ -15,19 +15,13 @@
 //! iteration reads the features and 12 bytes a row of distance bounds; a logistic-regression
 //! round reads the features and the label.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Instant;
 
-use datafusion::arrow::array::{ArrayRef, Float64Array};
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
-use datafusion::arrow::record_batch::RecordBatch;
 use kiln::ml::{Columns, KMeans, KMeansInit, LogisticRegression, Precision};
 use kiln::Session;
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use kiln_benches::{first_rows, Blobs, BoxError};
 
 struct Args {
     rows: usize,
@@ -96,79 +90,6 @@ fn read_bandwidth_gbs(values: usize) -> f64 {
     (values * 8) as f64 / seconds[seconds.len() / 2] / 1e9
 }
 
-/// SplitMix64: a small seeded generator, so the data is the same on every machine.
-struct Rng(u64);
-
-impl Rng {
-    fn next_f64(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    fn normal(&mut self) -> f64 {
-        let (u1, u2) = (self.next_f64().max(1e-300), self.next_f64());
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-    }
-}
-
-/// Writes the dataset once: Parquet (4 files) for Kiln, raw f64 rows (features then label)
-/// for scikit-learn.
-fn generate(args: &Args, dir: &Path) -> Result<(), BoxError> {
-    let raw = dir.join("points.f64");
-    if raw.exists() {
-        return Ok(());
-    }
-    std::fs::create_dir_all(dir)?;
-    let (n, d) = (args.rows, args.dims);
-    let mut rng = Rng(42);
-    let centres: Vec<Vec<f64>> = (0..args.k)
-        .map(|_| (0..d).map(|_| rng.next_f64() * 20.0 - 10.0).collect())
-        .collect();
-    let mut fields: Vec<Field> = (0..d)
-        .map(|j| Field::new(format!("x{j}"), DataType::Float64, false))
-        .collect();
-    fields.push(Field::new("label", DataType::Float64, false));
-    let schema = Arc::new(Schema::new(fields));
-    let mut out = std::io::BufWriter::new(std::fs::File::create(&raw)?);
-    let per_file = n.div_ceil(4);
-    for f in 0..4 {
-        let lo = f * per_file;
-        let hi = ((f + 1) * per_file).min(n);
-        let mut cols: Vec<Vec<f64>> = vec![Vec::with_capacity(hi - lo); d + 1];
-        for i in lo..hi {
-            let c = &centres[i % args.k];
-            let mut margin = 0.0;
-            for j in 0..d {
-                let v = c[j] + 6.0 * rng.normal(); // overlapping blobs: Lloyd runs all iterations
-                margin += if j % 2 == 0 { v } else { -v } * 0.1;
-                cols[j].push(v);
-                out.write_all(&v.to_le_bytes())?;
-            }
-            let label = if margin + rng.normal() > 0.0 {
-                1.0
-            } else {
-                0.0
-            };
-            cols[d].push(label);
-            out.write_all(&label.to_le_bytes())?;
-        }
-        let arrays: Vec<ArrayRef> = cols
-            .into_iter()
-            .map(|c| Arc::new(Float64Array::from(c)) as ArrayRef)
-            .collect();
-        let batch = RecordBatch::try_new(Arc::clone(&schema), arrays)?;
-        let file = std::fs::File::create(dir.join(format!("part-{f}.parquet")))?;
-        let mut writer = parquet::arrow::ArrowWriter::try_new(file, Arc::clone(&schema), None)?;
-        writer.write(&batch)?;
-        writer.close()?;
-    }
-    out.flush()?;
-    Ok(())
-}
-
 const SKLEARN: &str = r#"
 import json, resource, sys, time
 import numpy as np
@@ -214,9 +135,13 @@ async fn tiny_round_trip(kiln: &Session) -> Result<f64, BoxError> {
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let args = parse_args()?;
-    let dir = PathBuf::from(format!("data/ml/points-{}x{}", args.rows, args.dims));
-    generate(&args, &dir)?;
-    let features: Vec<String> = (0..args.dims).map(|j| format!("x{j}")).collect();
+    let blobs = Blobs {
+        rows: args.rows,
+        dims: args.dims,
+        k: args.k,
+    };
+    let dir = blobs.write()?;
+    let features = blobs.features();
 
     let kiln = Session::builder()
         .executors(2)
@@ -237,20 +162,7 @@ async fn main() -> Result<(), BoxError> {
     let stored = data.stored_bytes().await? as f64;
 
     // Initial centres: the first k rows, as scikit-learn gets them.
-    let first = df.clone().limit(args.k)?.collect().await?;
-    let mut init = vec![Vec::with_capacity(args.dims); args.k];
-    for b in &first {
-        for (j, _) in features.iter().enumerate() {
-            let col = b
-                .column(j)
-                .as_any()
-                .downcast_ref::<Float64Array>()
-                .ok_or("f64 column")?;
-            for (i, v) in col.values().iter().enumerate() {
-                init[i].push(*v);
-            }
-        }
-    }
+    let init = first_rows(&df, args.k, args.dims).await?;
 
     let rounds = kiln.metrics().kernel_rounds;
     let t = Instant::now();
