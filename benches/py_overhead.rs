@@ -3,17 +3,17 @@
 //!
 //! ```text
 //! python3 -m venv target/py-bench && target/py-bench/bin/pip install ./python
-//! cargo run --release -p kiln-benches --bin py-overhead -- [--rows 2000000] [--dims 16] [--k 8] [--iters 20] [--reps 5] [--python target/py-bench/bin/python]
+//! cargo run --release -p kiln-benches --bin py-overhead -- [--rows 2000000] [--dims 16] [--k 8] [--iters 20] [--reps 3] [--fits 5] [--python target/py-bench/bin/python]
 //! ```
 //!
-//! Every measurement is a fresh process (this program again with `--once`, or
-//! `benches/py_overhead.py` under `--python`, an interpreter where Kiln's package is installed):
-//! it starts an embedded session (2 executors × 1 slot), reads the Parquet data, takes the
-//! first `k` rows as the initial centres, and times one fit — caching the features, the Lloyd
-//! iterations, the final cost pass, dropping the cache — with `tol = 0`. The two kinds of
-//! process alternate, and which goes first alternates from round to round, so that drift on a
-//! shared machine lands on both. Both must report the same cost (bit for bit: the same engine
-//! on the same data).
+//! Each front door runs in `--reps` fresh processes (this program again with `--once`, or
+//! `benches/py_overhead.py` under `--python`, an interpreter where Kiln's package is installed).
+//! A process starts an embedded session (2 executors × 1 slot), reads the Parquet data, takes
+//! the first `k` rows as the initial centres, fits once unmeasured, then times `--fits` fits —
+//! each caching the features, running the Lloyd iterations and the final cost pass, and
+//! dropping the cache — with `tol = 0`. The two kinds of process alternate, and which goes
+//! first alternates from round to round, so that drift on a shared machine lands on both.
+//! Both must report the same cost (bit for bit: the same engine on the same data).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -27,6 +27,7 @@ struct Args {
     blobs: Blobs,
     iters: usize,
     reps: usize,
+    fits: usize,
     python: PathBuf,
     once: bool,
 }
@@ -39,7 +40,8 @@ fn parse_args() -> Result<Args, BoxError> {
             k: 8,
         },
         iters: 20,
-        reps: 5,
+        reps: 3,
+        fits: 5,
         python: PathBuf::from("target/py-bench/bin/python"),
         once: false,
     };
@@ -52,16 +54,22 @@ fn parse_args() -> Result<Args, BoxError> {
             "--k" => args.blobs.k = value()?.parse()?,
             "--iters" => args.iters = value()?.parse()?,
             "--reps" => args.reps = value()?.parse()?,
+            "--fits" => args.fits = value()?.parse()?,
             "--python" => args.python = PathBuf::from(value()?),
             "--once" => args.once = true,
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
-    if args.reps == 0 {
-        return Err("--reps must be at least 1".into());
+    if args.reps == 0 || args.fits == 0 {
+        return Err("--reps and --fits must be at least 1".into());
     }
     Ok(args)
 }
+
+/// The small dataset of the fixed-cost measurement (the same query in `py_overhead.py`).
+const TINY: &str = "SELECT CAST(value % 17 AS DOUBLE) AS a, CAST(value % 5 AS DOUBLE) AS b FROM generate_series(1, 1000)";
+/// Timed fits on [`TINY`] (after five unmeasured).
+const TINY_FITS: usize = 50;
 
 /// One fit through the Rust API, as the Python script does it: prints one JSON line.
 async fn once(args: &Args) -> Result<(), BoxError> {
@@ -76,18 +84,43 @@ async fn once(args: &Args) -> Result<(), BoxError> {
         .read_parquet(&format!("{}/", args.blobs.dir().display()))
         .await?;
     let init = first_rows(&df, args.blobs.k, args.blobs.dims).await?;
-    let t = Instant::now();
-    let model = KMeans::new(args.blobs.k)
-        .init(KMeansInit::Centers(init))
-        .tol(0.0)
-        .max_iter(args.iters)
-        .fit_columns(&df, Columns::new().features(args.blobs.features()))
-        .await?;
-    let fit_s = t.elapsed().as_secs_f64();
+    // One fit unmeasured (it faults in the memory the cache then reuses), then `fits` timed.
+    let mut fit_s = Vec::with_capacity(args.fits);
+    let mut model = None;
+    for i in 0..=args.fits {
+        let t = Instant::now();
+        let fitted = KMeans::new(args.blobs.k)
+            .init(KMeansInit::Centers(init.clone()))
+            .tol(0.0)
+            .max_iter(args.iters)
+            .fit_columns(&df, Columns::new().features(args.blobs.features()))
+            .await?;
+        if i > 0 {
+            fit_s.push(t.elapsed().as_secs_f64());
+        }
+        model = Some(fitted);
+    }
+    let model = model.ok_or("no fit ran")?;
+    // The fixed cost of a call: fits on 1000 rows, where the front door's share is largest.
+    let tiny = kiln.sql(TINY).await?;
+    let mut tiny_s = Vec::with_capacity(TINY_FITS);
+    for i in 0..TINY_FITS + 5 {
+        let t = Instant::now();
+        KMeans::new(2)
+            .init(KMeansInit::Centers(vec![vec![0.0, 0.0], vec![1.0, 1.0]]))
+            .tol(0.0)
+            .max_iter(20)
+            .fit_columns(&tiny, Columns::new().features(["a", "b"]))
+            .await?;
+        if i >= 5 {
+            tiny_s.push(t.elapsed().as_secs_f64());
+        }
+    }
     println!(
         "{}",
         serde_json::json!({
             "start_s": start_s,
+            "tiny_s": median(tiny_s),
             "fit_s": fit_s,
             "iterations": model.iterations(),
             "cost": model.cost(),
@@ -99,7 +132,8 @@ async fn once(args: &Args) -> Result<(), BoxError> {
 /// What one measuring process reported.
 struct Run {
     start_s: f64,
-    fit_s: f64,
+    tiny_s: f64,
+    fit_s: Vec<f64>,
     iterations: u64,
     cost: f64,
 }
@@ -123,9 +157,18 @@ fn measure(command: &mut Command, what: &str) -> Result<Run, BoxError> {
         v[k].as_f64()
             .ok_or_else(|| format!("the {what} run's report lacks {k}: {line}"))
     };
+    let fit_s = v["fit_s"]
+        .as_array()
+        .and_then(|a| {
+            a.iter()
+                .map(serde_json::Value::as_f64)
+                .collect::<Option<Vec<_>>>()
+        })
+        .ok_or_else(|| format!("the {what} run's report lacks fit_s: {line}"))?;
     Ok(Run {
         start_s: num("start_s")?,
-        fit_s: num("fit_s")?,
+        tiny_s: num("tiny_s")?,
+        fit_s,
         iterations: num("iterations")? as u64,
         cost: num("cost")?,
     })
@@ -153,6 +196,8 @@ async fn main() -> Result<(), BoxError> {
         args.blobs.k.to_string(),
         "--iters".to_string(),
         args.iters.to_string(),
+        "--fits".to_string(),
+        args.fits.to_string(),
     ];
     let rust = || {
         let mut c = Command::new(&exe);
@@ -164,9 +209,6 @@ async fn main() -> Result<(), BoxError> {
         c.arg("benches/py_overhead.py").args(&common);
         c
     };
-    // One unmeasured run of each warms the page cache and the interpreter's bytecode cache.
-    measure(&mut rust(), "Rust")?;
-    measure(&mut python(), "Python")?;
     let (mut rs, mut py) = (Vec::new(), Vec::new());
     for rep in 0..args.reps {
         if rep % 2 == 0 {
@@ -186,34 +228,52 @@ async fn main() -> Result<(), BoxError> {
             .into());
         }
     }
-    let fit = |runs: &[Run]| median(runs.iter().map(|r| r.fit_s).collect());
+    let all = |runs: &[Run]| -> Vec<f64> { runs.iter().flat_map(|r| r.fit_s.clone()).collect() };
+    let fastest = |runs: &[Run]| all(runs).into_iter().fold(f64::INFINITY, f64::min);
     let start = |runs: &[Run]| median(runs.iter().map(|r| r.start_s).collect());
-    let (rust_fit, py_fit) = (fit(&rs), fit(&py));
-    // The per-round ratios: the middle one says how steady the machine was.
-    let mut ratios: Vec<f64> = rs.iter().zip(&py).map(|(r, p)| p.fit_s / r.fit_s).collect();
+    let tiny = |runs: &[Run]| median(runs.iter().map(|r| r.tiny_s).collect());
+    let (rust_fit, py_fit) = (median(all(&rs)), median(all(&py)));
+    // Each round's ratio of the two processes' medians: their spread says how steady the
+    // machine was.
+    let mut ratios: Vec<f64> = rs
+        .iter()
+        .zip(&py)
+        .map(|(r, p)| median(p.fit_s.clone()) / median(r.fit_s.clone()))
+        .collect();
     ratios.sort_by(f64::total_cmp);
     println!(
-        "data: {} x {} f64, k = {}, {} Lloyd iterations (cost {:.6e}, the same from both); medians of {} fresh processes each",
+        "data: {} x {} f64, k = {}, {} Lloyd iterations (cost {:.6e}, the same from both); {} processes per front door, {} timed fits each",
         args.blobs.rows,
         args.blobs.dims,
         args.blobs.k,
         rs[0].iterations,
         rs[0].cost,
-        args.reps
+        args.reps,
+        args.fits
     );
-    println!("| front door | k-means fit s | session start ms | overhead over Rust |");
-    println!("|---|---|---|---|");
+    println!("| front door | k-means fit s, median (fastest) | fit on 1000 rows, ms | session start ms | overhead over Rust, median (fastest) |");
+    println!("|---|---|---|---|---|");
     println!(
-        "| Rust (`KMeans::fit_columns`) | {rust_fit:.3} | {:.1} | - |",
+        "| Rust (`KMeans::fit_columns`) | {rust_fit:.3} ({:.3}) | {:.2} | {:.1} | - |",
+        fastest(&rs),
+        tiny(&rs) * 1e3,
         start(&rs) * 1e3
     );
     println!(
-        "| Python (`kiln.ml.KMeans.fit`) | {py_fit:.3} | {:.1} (with `import kiln`) | {:+.1}% |",
+        "| Python (`kiln.ml.KMeans.fit`) | {py_fit:.3} ({:.3}) | {:.2} | {:.1} (with `import kiln`) | {:+.1}% ({:+.1}%) |",
+        fastest(&py),
+        tiny(&py) * 1e3,
         start(&py) * 1e3,
-        (py_fit / rust_fit - 1.0) * 100.0
+        (py_fit / rust_fit - 1.0) * 100.0,
+        (fastest(&py) / fastest(&rs) - 1.0) * 100.0
     );
     println!(
-        "per-round Python / Rust fit ratios: {}",
+        "fixed cost of the Python front door per fit: {:+.2} ms, {:+.2}% of the median 2M-row fit",
+        (tiny(&py) - tiny(&rs)) * 1e3,
+        (tiny(&py) - tiny(&rs)) / rust_fit * 100.0
+    );
+    println!(
+        "per-round Python / Rust ratios of the processes' medians: {}",
         ratios
             .iter()
             .map(|r| format!("{r:.3}"))
