@@ -7,9 +7,14 @@
 use std::sync::Arc;
 
 use arrow::datatypes::{Schema, SchemaRef};
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::ScalarUDF;
+use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::memory::LazyMemoryExec;
+use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion_proto::bytes::{
     physical_plan_from_bytes_with_extension_codec, physical_plan_to_bytes_with_extension_codec,
@@ -130,7 +135,55 @@ pub fn plan_to_bytes(
     plan: Arc<dyn ExecutionPlan>,
     codec: &dyn PhysicalExtensionCodec,
 ) -> Result<Vec<u8>> {
+    let plan = explicit_generator_projections(plan)?;
     Ok(physical_plan_to_bytes_with_extension_codec(plan, codec)?.to_vec())
+}
+
+/// `plan` with every projected [`LazyMemoryExec`] (`generate_series`, `range`) replaced by the
+/// unprojected generator under a [`ProjectionExec`].
+///
+/// `datafusion-proto` ships a `LazyMemoryExec` with its projected schema but without the
+/// projection, so the executor's copy would produce every generated column under a schema
+/// that lacks some (`SELECT count(*) FROM generate_series(...)` projects none) and fail.
+fn explicit_generator_projections(
+    plan: Arc<dyn ExecutionPlan>,
+) -> DfResult<Arc<dyn ExecutionPlan>> {
+    plan.transform_up(|node| {
+        let Some(lazy) = node.downcast_ref::<LazyMemoryExec>() else {
+            return Ok(Transformed::no(node));
+        };
+        let generators = lazy.generators().clone();
+        let Some(first) = generators.first() else {
+            return Ok(Transformed::no(node));
+        };
+        // The generated columns: those of the first batch of a fresh copy of a generator.
+        // A generator that makes no batch has no columns to disagree about.
+        let fresh = first.read().reset_state();
+        let Some(batch) = fresh.write().generate_next_batch()? else {
+            return Ok(Transformed::no(node));
+        };
+        let generated = batch.schema();
+        let projected = lazy.schema();
+        if generated.fields().len() == projected.fields().len() {
+            return Ok(Transformed::no(node));
+        }
+        let exprs = projected
+            .fields()
+            .iter()
+            .map(|f| {
+                let i = generated.index_of(f.name())?;
+                let column: Arc<dyn PhysicalExpr> = Arc::new(Column::new(f.name(), i));
+                Ok((column, f.name().clone()))
+            })
+            .collect::<DfResult<Vec<_>>>()?;
+        let mut source = LazyMemoryExec::try_new(generated, generators)?;
+        source.try_set_partitioning(lazy.properties().partitioning.clone())?;
+        let projection = ProjectionExec::try_new(exprs, Arc::new(source))?;
+        Ok(Transformed::yes(
+            Arc::new(projection) as Arc<dyn ExecutionPlan>
+        ))
+    })
+    .map(|t| t.data)
 }
 
 /// Decodes a plan fragment. Functions are looked up in `ctx` first, then in `codec`.
