@@ -8,6 +8,7 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::TaskContext;
 use datafusion::parquet::errors::ParquetError;
+use datafusion::physical_plan::coop::CooperativeExec;
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -183,6 +184,7 @@ impl ExecutorRuntime {
         let root = StoreRoot::resolve(&task.shuffle_root, &self.ctx.runtime_env())?;
         let plan = resolve_shuffle_reads(plan, &task.inputs, &root)?;
         let plan = bind_cached_scans(plan, &self.cache)?;
+        let plan = cooperative_inputs(plan)?;
         if let Some(spec) = &task.cache {
             return self.run_cache_task(task, spec, plan, task_ctx).await;
         }
@@ -208,6 +210,37 @@ impl ExecutorRuntime {
             write_task_output(stream, None, 1, &root, &id).await
         }
     }
+}
+
+/// `plan` with a [`CooperativeExec`] on every operator's input, so that a task hands its
+/// thread back to the runtime every so many batches wherever in the plan it computes.
+///
+/// A task is cancelled by aborting it, which takes effect only when it yields. Operators that
+/// consume a whole input before returning anything (an aggregate over a join, say) would
+/// otherwise never yield while their input is CPU-bound, and a cancelled task would compute on
+/// to the end of its partition. Each wrapper draws on Tokio's per-task budget once per batch,
+/// which costs nothing measurable beside the batch's own work.
+fn cooperative_inputs(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+    let plan = plan.transform_up(|node| {
+        let children = node.children();
+        if children.is_empty() || node.downcast_ref::<CooperativeExec>().is_some() {
+            return Ok(Transformed::no(node));
+        }
+        let wrapped = children
+            .into_iter()
+            .map(|child| -> Arc<dyn ExecutionPlan> {
+                if child.downcast_ref::<CooperativeExec>().is_some() {
+                    Arc::clone(child)
+                } else {
+                    Arc::new(CooperativeExec::new(Arc::clone(child)))
+                }
+            })
+            .collect();
+        Ok(Transformed::yes(
+            Arc::clone(&node).with_new_children(wrapped)?,
+        ))
+    })?;
+    Ok(plan.data)
 }
 
 /// Replaces every [`UnresolvedShuffleExec`] with a [`ShuffleReaderExec`] over the accepted map

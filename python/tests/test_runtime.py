@@ -45,9 +45,9 @@ def test_ctrl_c_cancels_the_running_job() -> None:
     elapsed = time.monotonic() - started
     timer.cancel()
     assert elapsed < 10, f"the interrupt took {elapsed:.1f} s to land"
-    # The job is cancelled: it never completes its tasks, and the session goes on. (A task
-    # already computing on an executor stops at its next yield point; a CPU-bound join
-    # stage may run to the end of its partition first.)
+    # The job is cancelled: it never completes its tasks, and the session goes on. (Tasks
+    # computing on an executor stop within a few batches; Rust's
+    # `shuffle::a_cancelled_task_stops_computing_at_once` checks the CPU goes idle.)
     assert session.sql("SELECT 1 AS one").to_pylist() == [{"one": 1}]
     after = session.metrics()
     assert after["tasks_finished"] - before["tasks_finished"] < (

@@ -451,3 +451,46 @@ async fn every_shuffle_compression_gives_the_same_answer() {
         assert_eq!(sorted_rows(&batches), expected(), "{compression:?}");
     }
 }
+
+/// CPU seconds this process has used (user + system), from `/proc/self/stat`.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    // The fields after the command name (in parentheses, which may hold spaces).
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0 // USER_HZ
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_task_stops_computing_at_once() {
+    let kiln = Session::builder()
+        .executors(1)
+        .slots_per_executor(1)
+        .build()
+        .await
+        .unwrap();
+    // A cross join of 400 million rows under an aggregate: each probe batch is seconds of
+    // work inside the join, which hands the aggregate batch after batch without a pause.
+    let endless = "SELECT sum(a.value * b.value) AS s FROM generate_series(1, 20000) a, generate_series(1, 20000) b";
+    let df = kiln.sql(endless).await.unwrap();
+    let cancelled =
+        tokio::time::timeout(std::time::Duration::from_millis(1000), df.collect()).await;
+    assert!(cancelled.is_err(), "the query should still be running");
+    // The task is aborted; once it has stopped, the process idles.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let before = cpu_seconds();
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let busy = cpu_seconds() - before;
+    assert!(
+        busy < 0.3,
+        "the cancelled task kept computing: {busy:.2} CPU seconds in an idle second"
+    );
+    let one = kiln
+        .sql("SELECT 1 AS one")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(one[0].num_rows(), 1);
+}
