@@ -10,7 +10,9 @@ use datafusion::execution::TaskContext;
 use datafusion::parquet::errors::ParquetError;
 use datafusion::physical_plan::coop::CooperativeExec;
 use datafusion::physical_plan::repartition::RepartitionExec;
-use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
+use datafusion::physical_plan::{
+    replace_children_if_necessary, ExecutionPlan, ExecutionPlanProperties,
+};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion_proto::physical_plan::PhysicalExtensionCodec;
 use kiln_ml::{CachedPartition, Kernel, MlError, Precision};
@@ -236,9 +238,9 @@ fn cooperative_inputs(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionP
                 }
             })
             .collect();
-        Ok(Transformed::yes(
-            Arc::clone(&node).with_new_children(wrapped)?,
-        ))
+        Ok(Transformed::yes(replace_children_if_necessary(
+            node, wrapped,
+        )?))
     })?;
     Ok(plan.data)
 }
