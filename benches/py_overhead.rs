@@ -182,6 +182,14 @@ fn median(mut xs: Vec<f64>) -> f64 {
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let args = parse_args()?;
+    if !args.once && !args.python.is_file() {
+        return Err(format!(
+            "no Python at {} (--python): make one with Kiln installed, `python3 -m venv \
+             target/py-bench && target/py-bench/bin/pip install ./python`",
+            args.python.display()
+        )
+        .into());
+    }
     args.blobs.write()?;
     if args.once {
         return once(&args).await;
