@@ -161,21 +161,14 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
             .map(PathBuf::from)
             .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".kiln_history"))),
     };
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("{flag} needs a value"))
-        };
-        if options.common.take(flag, &mut value)? {
-            continue;
+    let history = &mut options.history;
+    options.common.parse(args, |flag, value| {
+        if flag != "--history" {
+            return Ok(false);
         }
-        match flag.as_str() {
-            "--history" => options.history = Some(PathBuf::from(value()?)),
-            other => return Err(format!("unknown argument {other}")),
-        }
-    }
+        *history = Some(PathBuf::from(value()?));
+        Ok(true)
+    })?;
     Ok(options)
 }
 

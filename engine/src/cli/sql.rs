@@ -77,9 +77,34 @@ impl Common {
         }
     }
 
+    /// Reads `args`: the shared options into `self`, every other flag through
+    /// `own(flag, value)`, which takes its value (if any) from `value` and says whether it knew
+    /// the flag.
+    ///
+    /// # Errors
+    /// A flag neither knows, a flag without its value, or a bad value.
+    pub(crate) fn parse(
+        &mut self,
+        args: &[String],
+        mut own: impl FnMut(&str, &mut dyn FnMut() -> Result<String, String>) -> Result<bool, String>,
+    ) -> Result<(), String> {
+        let mut it = args.iter();
+        while let Some(flag) = it.next() {
+            let mut value = || {
+                it.next()
+                    .cloned()
+                    .ok_or_else(|| format!("{flag} needs a value"))
+            };
+            if !self.take(flag, &mut value)? && !own(flag, &mut value)? {
+                return Err(format!("unknown argument {flag}"));
+            }
+        }
+        Ok(())
+    }
+
     /// Takes `flag` (its value from `value`) when it is one of the shared options; returns
     /// whether it was.
-    pub(crate) fn take(
+    fn take(
         &mut self,
         flag: &str,
         value: impl FnOnce() -> Result<String, String>,
@@ -238,23 +263,16 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         common: Common::new(),
         quiet: false,
     };
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("{flag} needs a value"))
-        };
-        if options.common.take(flag, &mut value)? {
-            continue;
+    let (sources, quiet) = (&mut options.sources, &mut options.quiet);
+    options.common.parse(args, |flag, value| {
+        match flag {
+            "-e" | "--execute" => sources.push(Source::Text(value()?)),
+            "-f" | "--file" => sources.push(Source::File(PathBuf::from(value()?))),
+            "-q" | "--quiet" => *quiet = true,
+            _ => return Ok(false),
         }
-        match flag.as_str() {
-            "-e" | "--execute" => options.sources.push(Source::Text(value()?)),
-            "-f" | "--file" => options.sources.push(Source::File(PathBuf::from(value()?))),
-            "-q" | "--quiet" => options.quiet = true,
-            other => return Err(format!("unknown argument {other}")),
-        }
-    }
+        Ok(true)
+    })?;
     if options.sources.is_empty() {
         return Err("give statements with -e or a script with -f".into());
     }
