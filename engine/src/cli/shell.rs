@@ -128,7 +128,7 @@ struct Options {
 }
 
 pub(crate) fn main(args: &[String]) -> ExitCode {
-    let options = match parse_args(args) {
+    let mut options = match parse_args(args) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("kiln shell: {e}\n{USAGE}");
@@ -138,7 +138,6 @@ pub(crate) fn main(args: &[String]) -> ExitCode {
     let Some(runtime) = runtime("shell") else {
         return ExitCode::FAILURE;
     };
-    let mut options = options;
     let mut session = match runtime.block_on(options.common.session()) {
         Ok(s) => s,
         Err(e) => {
