@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use datafusion::common::runtime::SpawnedTask;
 use kiln_planner::task::{
     FailureKind, KernelRequest, KernelResponse, TaskDefinition, TaskFailure, TaskOutcome,
     TaskStatus, WireMessage,
@@ -83,10 +84,12 @@ impl Executor for InProcessExecutor {
     async fn launch(&self, task: TaskDefinition) -> Result<TaskStatus> {
         let wire = task.to_bytes();
         let runtime = Arc::clone(&self.runtime);
-        let handle = AbortOnDrop(tokio::spawn(async move {
+        // Aborted when dropped: a cancelled job leaves no task running (and writing shuffle
+        // objects) behind.
+        let handle = SpawnedTask::spawn(async move {
             let task = TaskDefinition::from_bytes(&wire)?;
             Ok::<_, ExecError>(runtime.run_task(&task).await.to_bytes())
-        }));
+        });
         match handle.await {
             Ok(Ok(status)) => Ok(TaskStatus::from_bytes(&status)?),
             // The task bytes did not decode: the same bytes will not decode on a retry either.
@@ -102,10 +105,10 @@ impl Executor for InProcessExecutor {
     async fn run_kernel(&self, request: KernelRequest) -> Result<KernelResponse> {
         let wire = request.to_bytes();
         let runtime = Arc::clone(&self.runtime);
-        let handle = AbortOnDrop(tokio::spawn(async move {
+        let handle = SpawnedTask::spawn(async move {
             let request = KernelRequest::from_bytes(&wire)?;
             Ok::<_, ExecError>(runtime.run_kernel(&request).await.to_bytes())
-        }));
+        });
         let failure = |kind: FailureKind, message: String| KernelResponse {
             failure: Some(TaskFailure {
                 kind: kind as i32,
@@ -127,27 +130,6 @@ impl Executor for InProcessExecutor {
     async fn release_dataset(&self, dataset_id: &str) -> Result<()> {
         self.runtime.cache().release(dataset_id);
         Ok(())
-    }
-}
-
-/// A spawned task that is aborted when its handle is dropped, so a cancelled job does not
-/// leave tasks running (and writing shuffle objects) behind.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-impl<T> std::future::Future for AbortOnDrop<T> {
-    type Output = Result<T, tokio::task::JoinError>;
-
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        std::pin::Pin::new(&mut self.0).poll(cx)
     }
 }
 

@@ -4,6 +4,7 @@ use std::future::Future;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use datafusion::common::runtime::SpawnedTask;
 use kiln::{Activity, Session};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
@@ -59,9 +60,12 @@ where
     // Tokio timer would only fire when a worker parks).
     let (tx, rx) = std::sync::mpsc::channel();
     // Aborts the task however the wait ends (an interrupt, a failed callback).
-    let _task = AbortOnDrop(rt.spawn(async move {
-        let _ = tx.send(work.await);
-    }));
+    let _task = {
+        let _in_runtime = rt.enter();
+        SpawnedTask::spawn(async move {
+            let _ = tx.send(work.await);
+        })
+    };
     let outcome: PyResult<kiln::Result<T>> = py.detach(move || {
         let mut reported = false;
         let outcome = loop {
@@ -106,15 +110,6 @@ where
         outcome
     });
     outcome?.map_err(to_py)
-}
-
-/// A runtime task aborted when dropped.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 /// A progress event: what the call has done since `before`.
