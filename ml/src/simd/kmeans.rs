@@ -9,12 +9,13 @@
 //!    wins only if strictly smaller, so ties go to the lowest index.
 //! 2. For the chosen centre only, the exact `Σⱼ (xⱼ − cⱼ)²` (the expansion cancels badly when
 //!    a row is far from the origin but near its centre, so it never reaches the cost): four
-//!    rows at a time, each 4 × 4 block of the chunk transposed into four rows, which are then
-//!    also added to the chosen centres' sums.
+//!    rows at a time, each 4 × 4 block of the chunk transposed into four rows, whose
+//!    differences from the chosen centres (`x − c`) are then also added to those centres'
+//!    sums.
 //!
 //! The exact distance is summed in four interleaved partial sums (`j mod 4`) rather than left
-//! to right, so it can differ from the portable path's in the last bit; the sums add the rows
-//! in the same order as the portable path.
+//! to right, so it can differ from the portable path's in the last bit; the sums add the
+//! differences in the same order as the portable path.
 
 use super::{Avx2Fma, Quad};
 
@@ -130,8 +131,8 @@ impl Avx2Fma {
     /// Step 2 for the `L` rows of `chunk` (`L` a multiple of four; at least `dim` rounded up
     /// to a multiple of four columns, those past `dim` zero), each against the centre
     /// `nearest` names: the exact squared distance into `dist` and, when `sums` is given (four
-    /// copies of `k` centres of `dim.div_ceil(4)` quads), each of the first `valid` rows added
-    /// to its centre's sum in copy `row mod 4`.
+    /// copies of `k` centres of `dim.div_ceil(4)` quads), each of the first `valid` rows' `x − c`
+    /// added to its centre's sum in copy `row mod 4`.
     ///
     /// # Panics
     /// If `chunk` is narrower than the table or `sums` is too short (caller bugs).
@@ -281,9 +282,9 @@ mod x86 {
         }
     }
 
-    /// Step 2: the exact `Σⱼ (xⱼ − cⱼ)²` to the chosen centre and, with `SUMS`, the rows
-    /// added to `sums` (four copies, row `l` to copy `l mod 4`): four rows at a time, each
-    /// 4 × 4 block of the chunk transposed into rows.
+    /// Step 2: the exact `Σⱼ (xⱼ − cⱼ)²` to the chosen centre and, with `SUMS`, each row's
+    /// `x − c` added to `sums` (four copies, row `l` to copy `l mod 4`): four rows at a time,
+    /// each 4 × 4 block of the chunk transposed into rows.
     ///
     /// # Safety
     /// The CPU must support AVX2 and FMA.
@@ -343,21 +344,22 @@ mod x86 {
                         _mm256_permute2f128_pd::<0x31>(t0, t2),
                         _mm256_permute2f128_pd::<0x31>(t1, t3),
                     ];
-                    for ((a, row), at) in acc.iter_mut().zip(rows).zip(at) {
-                        let d = _mm256_sub_pd(row, load_quad(&*centres.add(at + jq)));
-                        *a = _mm256_fmadd_pd(d, d, *a);
+                    let mut diffs = [_mm256_setzero_pd(); 4];
+                    for (((a, d), row), at) in acc.iter_mut().zip(&mut diffs).zip(rows).zip(at) {
+                        *d = _mm256_sub_pd(row, load_quad(&*centres.add(at + jq)));
+                        *a = _mm256_fmadd_pd(*d, *d, *a);
                     }
                     if SUMS {
-                        let rows = rows.into_iter().zip(at).enumerate();
+                        let diffs = diffs.into_iter().zip(at).enumerate();
                         if add == 4 {
-                            for (i, (row, at)) in rows {
+                            for (i, (d, at)) in diffs {
                                 let s = &mut *sums.add(i * copy + at + jq);
-                                store_quad(s, _mm256_add_pd(load_quad(s), row));
+                                store_quad(s, _mm256_add_pd(load_quad(s), d));
                             }
                         } else {
-                            for (i, (row, at)) in rows.take(add) {
+                            for (i, (d, at)) in diffs.take(add) {
                                 let s = &mut *sums.add(i * copy + at + jq);
-                                store_quad(s, _mm256_add_pd(load_quad(s), row));
+                                store_quad(s, _mm256_add_pd(load_quad(s), d));
                             }
                         }
                     }

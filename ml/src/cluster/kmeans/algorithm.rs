@@ -2,14 +2,15 @@
 //! for the final cost.
 //!
 //! ```text
-//!  start ─▶ Pick{k}            k distinct random points; fewer ⇒ "k = .. but only .. distinct"
+//!  start ─┬─ Centers: the given centres, straight to Lloyd
+//!         └─ Pick{k}           k distinct random points; fewer ⇒ "k = .. but only .. distinct"
 //!            ├─ Random:  they are the centres
-//!            ├─ Centers: the given centres (the pass only checks the data)
 //!            └─ k-means||: C = {first pick}
 //!                 repeat init_steps: Cost(C) ─▶ φ ; Sample(C, φ) ─▶ C ∪= sampled
 //!                 |C| > k: Weights(C) ─▶ weighted k-means++ and Lloyd on the driver
 //!  Lloyd:   Assign(centres) ─▶ new centres ... until every centre moves ≤ tol or max_iter
-//!  Final:   Assign(final centres) ─▶ cost
+//!           (once the centres move little: Lloyd{centres, moves, history}, see `steady`)
+//!  Final:   the same pass over the final centres ─▶ cost (skipped when nothing moved)
 //! ```
 
 use crate::linalg::squared_distance;
@@ -21,6 +22,7 @@ use super::kernel::{
     stream, AssignPartial, CenterSet, KMeansKernel, KMeansPartial, PointSet, SplitMix64, SALT_LOCAL,
 };
 use super::model::KMeansModel;
+use super::steady::{LloydRound, MAX_REPLAY_ROUNDS, MAX_REPLAY_VALUES};
 use crate::error::{MlError, Result};
 use crate::step::{Algorithm, DatasetInfo, Kernel, Partial, Progress, Step};
 
@@ -63,6 +65,9 @@ pub struct KMeansTrainer {
     /// Whether the Lloyd passes keep per-row bounds (from the first pass after the centres
     /// moved less than `1 / BOUNDS_AFTER` of their smallest distance apart, then to the end).
     bounds_on: bool,
+    /// The Lloyd passes since the last one that read every row, that one first (see
+    /// [`super::steady`]).
+    history: Vec<LloydRound>,
 }
 
 /// The Lloyd passes keep per-row bounds once no centre moved more than this fraction of the
@@ -104,6 +109,7 @@ impl KMeansTrainer {
                 total_shift: 0.0,
             },
             bounds_on: false,
+            history: Vec::new(),
         }
     }
 
@@ -130,10 +136,25 @@ impl KMeansTrainer {
             self.bounds_on |= largest * BOUNDS_AFTER < min_separation(&self.centers, self.dim);
         }
         let kernel = if self.bounds_on {
-            KMeansKernel::Lloyd {
+            let round = LloydRound {
                 centers: self.current(),
                 hint: self.hint.clone(),
+            };
+            // A new base (a pass that reads every row) once the history a pass carries would
+            // grow too long or too large.
+            let rounds = self.history.len() + 1;
+            if rounds > MAX_REPLAY_ROUNDS
+                || rounds * (self.k() * (self.dim + 1) + 2) > MAX_REPLAY_VALUES
+            {
+                self.history.clear();
             }
+            let kernel = KMeansKernel::Lloyd {
+                centers: round.centers.clone(),
+                hint: round.hint.clone(),
+                history: self.history.clone(),
+            };
+            self.history.push(round);
+            kernel
         } else {
             KMeansKernel::Assign(self.current())
         };
@@ -296,6 +317,14 @@ impl KMeansTrainer {
                 "assign partial of the wrong shape".into(),
             ));
         }
+        if !p.cost.is_finite() || p.sums.iter().any(|v| !v.is_finite()) {
+            return Err(MlError::InvalidData(format!(
+                "k-means: the data holds a NaN, an infinite value or values too large to square \
+                 (Lloyd pass {} came to an SSE of {})",
+                self.iteration + 1,
+                p.cost
+            )));
+        }
         self.iteration += 1;
         self.cost_history.push(p.cost);
         self.last_cost = Some(p.cost);
@@ -389,6 +418,12 @@ impl Algorithm for KMeansTrainer {
                 "k = {k} but the data has only {} rows",
                 info.rows
             )));
+        }
+        if let KMeansInit::Centers(centers) = self.params.init() {
+            // Given centres need no pass to draw points from: Lloyd starts at once, and its
+            // first pass finds any value that is not finite.
+            let centers = centers.clone();
+            return self.start_lloyd(&centers);
         }
         let seed = self.params.seed();
         self.run(Phase::Pick, KMeansKernel::Pick { count: k, seed })
@@ -745,6 +780,117 @@ mod tests {
         .unwrap();
         assert_eq!(m.centers()[2], vec![100.0, 100.0]);
         assert!(m.centers().iter().flatten().all(|v| v.is_finite()));
+    }
+
+    /// Runs a fit step by step, on `parts` (or on fresh copies of them at every pass, as
+    /// after losing every executor each time), handing each kernel to `seen`.
+    fn drive(
+        params: &KMeans,
+        parts: &[CachedPartition],
+        fresh: bool,
+        mut seen: impl FnMut(&Kernel),
+    ) -> KMeansModel {
+        let mut trainer = params.build().unwrap();
+        let info = DatasetInfo {
+            features: names(parts[0].cols()),
+            label: None,
+            partitions: parts.len(),
+            rows: parts.iter().map(|p| p.rows() as u64).sum(),
+        };
+        let mut step = trainer.start(&info).unwrap();
+        loop {
+            match step {
+                Step::RunKernel(kernel) => {
+                    seen(&kernel);
+                    let clones: Vec<CachedPartition> = parts.to_vec();
+                    let refs: Vec<&CachedPartition> = if fresh {
+                        clones.iter().collect()
+                    } else {
+                        parts.iter().collect()
+                    };
+                    let partial =
+                        Partial::merge_ordered(run_on_partitions(&kernel, &refs).unwrap()).unwrap();
+                    step = trainer.next(partial).unwrap();
+                }
+                Step::Done(model) => break model,
+            }
+        }
+    }
+
+    #[test]
+    fn given_centres_start_lloyd_at_once_and_bad_values_are_clear_errors() {
+        let rows = blobs(2000, &true_centers(), 1.0, 3);
+        let params = KMeans::new(4).init(KMeansInit::Centers(rows[..4].to_vec()));
+        let mut first = None;
+        drive(&params, &split(&rows, 2), false, |k| {
+            first.get_or_insert_with(|| k.clone());
+        });
+        assert!(
+            matches!(first, Some(Kernel::KMeans(KMeansKernel::Assign(_)))),
+            "{first:?}"
+        );
+        // Without the pass that checks the values first, the first Lloyd pass finds them.
+        for bad in [f64::NAN, f64::INFINITY, 1e300] {
+            let mut rows = rows.clone();
+            rows[1234][1] = bad;
+            let err = fit(&params, &split(&rows, 2)).unwrap_err().to_string();
+            assert!(
+                err.contains("NaN, an infinite value or values too large to square"),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn long_fits_start_a_new_base_and_every_pass_replays_to_the_same_bits() {
+        // Uniform rows: Lloyd creeps for many passes, so bounds come on early and the history
+        // reaches its limit.
+        let mut rng = StdRng::seed_from_u64(17);
+        let rows: Vec<Vec<f64>> = (0..20_000)
+            .map(|_| (0..2).map(|_| rng.random_range(0.0..1.0)).collect())
+            .collect();
+        let params = KMeans::new(9)
+            .init(KMeansInit::Centers(rows[..9].to_vec()))
+            .tol(0.0)
+            .max_iter(120);
+        let parts = split(&rows, 3);
+        let mut histories = Vec::new();
+        let kept = drive(&params, &parts, false, |k| {
+            if let Kernel::KMeans(KMeansKernel::Lloyd { history, .. }) = k {
+                histories.push(history.len());
+            }
+        });
+        let longest = histories.iter().copied().max().unwrap_or(0);
+        assert_eq!(longest, MAX_REPLAY_ROUNDS - 1, "{histories:?}");
+        let bases = histories.iter().filter(|&&h| h == 0).count();
+        assert!(
+            bases >= 2,
+            "no new base in {} passes: {histories:?}",
+            histories.len()
+        );
+        let fresh = drive(&params, &parts, true, |_| {});
+        assert_eq!(
+            serde_json::to_string(&kept).unwrap(),
+            serde_json::to_string(&fresh).unwrap()
+        );
+        // Large centre sets carry fewer rounds.
+        let wide: Vec<Vec<f64>> = (0..3000)
+            .map(|_| (0..64).map(|_| rng.random_range(0.0..1.0)).collect())
+            .collect();
+        let params = KMeans::new(40)
+            .init(KMeansInit::Centers(wide[..40].to_vec()))
+            .tol(0.0)
+            .max_iter(30);
+        let mut carried = 0;
+        drive(&params, &split(&wide, 2), false, |k| {
+            if let Kernel::KMeans(KMeansKernel::Lloyd { history, .. }) = k {
+                carried = carried.max(history.len() + 1);
+            }
+        });
+        assert!(
+            carried * (40 * 65 + 2) <= MAX_REPLAY_VALUES,
+            "{carried} rounds"
+        );
     }
 
     #[test]

@@ -30,13 +30,16 @@
 //! (`u` up, `l` down) to `f32`.
 //!
 //! Cost: 12 bytes a row (`u32` centre, two `f32`), kept beside the cached partition while a fit
-//! runs; in the steady state of a fit a pass reads each row once for the exact distance and the
-//! sums, which is what keeps a pass near the memory-bandwidth floor.
+//! runs. A pass that reads every row still reads each row once for the exact distance and the
+//! sums; the steady-state steps of a fit (see [`super::steady`]) read only the bounds and the
+//! rows whose test fails.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, TryLockError};
 
 use serde::{Deserialize, Serialize};
+
+use super::steady::ClusterStats;
 
 /// How the centres have moved since a fit began, sent with each Lloyd pass of the fit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -66,6 +69,9 @@ pub(crate) struct RowBounds {
     pub(crate) lower: Vec<f32>,
     /// Rows searched by the last pass (the others kept their centre on the bounds alone).
     searched_rows: usize,
+    /// Per-centre statistics of the rows as `assign` assigns them, for steady-state passes
+    /// (see [`super::steady`]).
+    pub(crate) stats: Option<ClusterStats>,
 }
 
 impl RowBounds {
@@ -78,6 +84,7 @@ impl RowBounds {
     /// Makes room for `rows` rows (contents unspecified: a pass without usable bounds searches
     /// every row and writes every entry).
     pub(crate) fn reset(&mut self, rows: usize) {
+        self.stats = None;
         self.assign.resize(rows, 0);
         self.upper.resize(rows, 0.0);
         self.lower.resize(rows, 0.0);

@@ -19,9 +19,14 @@
 //! Both give ties to the lowest centre index. They can disagree only on rows whose two nearest
 //! centres are within rounding of each other; a machine always takes the same path.
 //!
+//! The sums a pass accumulates are of each row's difference from its centre, `x − c`; the
+//! partial reports `n_c c + Σ (x − c)`, which keeps its digits when the rows lie far from the
+//! origin and is what the steady-state steps keep (see [`super::steady`]).
+//!
 //! A [`KMeansKernel::Lloyd`] pass also keeps per-row bounds (see [`super::bounds`]): a chunk
 //! whose rows all keep their centre skips the search, and on the AVX2 path runs of
-//! `4 × LANES` such rows of `f64` columns are read in place, without the chunk copy.
+//! `4 × LANES` such rows of `f64` columns are read in place, without the chunk copy. Its
+//! steady-state steps ([`super::steady`]) read only the chunks the bounds cannot settle.
 //!
 //! Cost, measured with `examples/kernel_speed.rs` (2 × 1M rows × 16 features, k = 8, two
 //! threads) on the 2-core development VM (AMD EPYC, AVX2; shared, so ratios are steadier than
@@ -38,7 +43,8 @@ use std::ops::Range;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::bounds::{BoundsHint, BoundsSlot, BoundsTest};
+use super::bounds::{BoundsHint, BoundsTest, RowBounds};
+use super::steady::{self, LloydRound};
 use crate::data::{block_ranges, CachedPartition, DenseMatrix, Element, BLOCK_ROWS};
 use crate::error::{MlError, Result};
 use crate::simd::kmeans::CentreTable;
@@ -52,7 +58,7 @@ pub(crate) const LANES: usize = 16;
 /// How far ahead of the chunk being compared [`for_each_nearest`] asks for rows: two chunks
 /// (several hundred nanoseconds of work) cover the memory latency; without these requests a
 /// streaming pass took twice as long.
-const PREFETCH_ROWS: usize = 2 * LANES;
+pub(super) const PREFETCH_ROWS: usize = 2 * LANES;
 
 /// `k` centres of dimension `dim`, row-major: centre `c` is `values[c * dim .. (c + 1) * dim]`.
 /// This is how centres travel inside kernels (compact JSON).
@@ -172,14 +178,24 @@ pub enum KMeansKernel {
     /// squared distances (SSE). Answers [`KMeansPartial::Assign`].
     Assign(CenterSet),
     /// [`KMeansKernel::Assign`] as one pass of a fit, with how the centres moved since the
-    /// fit's previous pass: a partition keeps per-row bounds between passes and skips the
-    /// nearest-centre search for rows whose centre cannot have changed. Answers exactly what
-    /// `Assign` answers, bit for bit (see [`BoundsSlot`](super::BoundsSlot)).
+    /// fit's first Lloyd pass: a partition keeps per-row bounds between passes and skips the
+    /// nearest-centre search for rows whose centre cannot have changed (see
+    /// [`BoundsSlot`](super::BoundsSlot)).
+    ///
+    /// Without `history` the pass reads every row and answers exactly what `Assign` answers,
+    /// bit for bit. With it, the pass is a steady-state step: the partition updates per-centre statistics for the rows that changed centre since the
+    /// previous pass, reads only the rows its bounds cannot settle, and answers from those
+    /// statistics (within rounding of `Assign`, and the same bits however the partition got
+    /// there: a partition without them replays `history`).
     Lloyd {
         /// The centres of this pass.
         centers: CenterSet,
         /// How they moved since the previous pass of the fit.
         hint: BoundsHint,
+        /// The fit's passes since the last pass that read every row, that one first, up to
+        /// but not including this pass (empty: this pass reads every row).
+        #[serde(default)]
+        history: Vec<LloydRound>,
     },
     /// k-means|| round, first half: the SSE of the rows against the candidate set.
     /// Answers [`KMeansPartial::Cost`].
@@ -271,10 +287,17 @@ impl KMeansKernel {
                 with_features!(partition.features(), m => assign(m, centers, true, code_path()))
                     .map(KMeansPartial::Assign)
             }
-            KMeansKernel::Lloyd { centers, hint } => {
+            KMeansKernel::Lloyd {
+                centers,
+                hint,
+                history,
+            } => {
                 centers.check_partition(partition)?;
+                for round in history {
+                    round.centers.check_partition(partition)?;
+                }
                 let slot = partition.bounds();
-                with_features!(partition.features(), m => assign_bounded(m, centers, hint, slot, code_path()))
+                with_features!(partition.features(), m => steady::lloyd(m, centers, hint, history, slot, code_path()))
                     .map(KMeansPartial::Assign)
             }
             KMeansKernel::Cost(centers) => {
@@ -591,7 +614,7 @@ pub(crate) type Chunk = [[f64; LANES]];
 /// The centres prepared for the nearest-centre loop on one [`CodePath`]: the portable loop
 /// reads the [`CenterSet`] as it is, the AVX2 loop a [`CentreTable`] built from it.
 pub(crate) struct Nearest<'a> {
-    centers: &'a CenterSet,
+    pub(super) centers: &'a CenterSet,
     avx2: Option<Avx2Centres>,
 }
 
@@ -607,7 +630,7 @@ impl<'a> Nearest<'a> {
 
     /// Columns of the chunk buffer: `dim` for the portable loop; rounded up to a multiple of
     /// four (zero columns) for the AVX2 loop.
-    fn columns(&self) -> usize {
+    pub(super) fn columns(&self) -> usize {
         match self.avx2 {
             Some(_) => self.quads() * 4,
             None => self.centers.dim,
@@ -644,7 +667,7 @@ impl<'a> Nearest<'a> {
     /// smallest (over the other centres, `+∞` with one centre). The values are exact squared
     /// distances on the portable path and `‖c‖² − 2 x·c` on the AVX2 path.
     #[inline(always)]
-    fn search(&self, chunk: &Chunk) -> ([u64; LANES], [f64; LANES], [f64; LANES]) {
+    pub(super) fn search(&self, chunk: &Chunk) -> ([u64; LANES], [f64; LANES], [f64; LANES]) {
         match &self.avx2 {
             Some((token, table)) => {
                 let mut nearest = [0u64; LANES];
@@ -690,11 +713,11 @@ impl<'a> Nearest<'a> {
     }
 
     /// The exact squared distance of each lane to the centre `nearest` names, and the first
-    /// `valid` lanes added to their centre's sum (lane `l` to copy `l mod SUM_COPIES`) when
-    /// `sums` is given. `searched` is what [`Nearest::search`] found for these centres, if it
+    /// `valid` lanes' differences from it (`x − c`) added to that centre's sum (lane `l` to
+    /// copy `l mod SUM_COPIES`) when `sums` is given. `searched` is what [`Nearest::search`] found for these centres, if it
     /// ran: the portable path's values are the distances already.
     #[inline(always)]
-    fn settle(
+    pub(super) fn settle(
         &self,
         chunk: &Chunk,
         valid: usize,
@@ -718,15 +741,28 @@ impl<'a> Nearest<'a> {
                     let stride = 4 * self.quads();
                     let copy = self.centers.k * stride;
                     let sums = Quad::flatten_mut(&mut sums.0);
+                    let dim = self.centers.dim;
                     for (l, &c) in nearest.iter().enumerate().take(valid) {
                         let at = (l % SUM_COPIES) * copy + c as usize * stride;
-                        for (s, col) in sums[at..at + stride].iter_mut().zip(chunk) {
-                            *s += col[l];
+                        let centre = self.centers.row(c as usize);
+                        for ((s, col), cj) in sums[at..at + dim].iter_mut().zip(chunk).zip(centre) {
+                            *s += col[l] - cj;
                         }
                     }
                 }
                 dist
             }
+        }
+    }
+}
+
+impl Nearest<'_> {
+    /// Runs `body` on these centres' code path (compiled with AVX2 enabled on the AVX2 path).
+    #[inline]
+    pub(super) fn vectorize<B: Vectorize>(&self, body: B) -> B::Output {
+        match &self.avx2 {
+            Some((token, _)) => token.vectorize(body),
+            None => body.run::<Unfused>(None),
         }
     }
 }
@@ -795,23 +831,22 @@ where
     /// Runs the loop on the centres' code path.
     #[inline]
     fn dispatch(self) {
-        match &self.near.avx2 {
-            Some((token, _)) => token.vectorize(self),
-            None => self.run::<Unfused>(None),
-        }
+        let near = self.near;
+        near.vectorize(self);
     }
 }
 
 /// The bounds of one block's rows during a pass, indexed from the block's first row.
 pub(crate) struct BlockBounds<'a> {
-    test: &'a BoundsTest<'a>,
-    /// Whether the stored bounds are from the previous pass (else every row is searched).
-    usable: bool,
-    assign: &'a mut [u32],
-    upper: &'a mut [f32],
-    lower: &'a mut [f32],
+    pub(super) test: &'a BoundsTest<'a>,
+    /// Whether the stored bounds are from an earlier pass of the fit (else every row is
+    /// searched).
+    pub(super) usable: bool,
+    pub(super) assign: &'a mut [u32],
+    pub(super) upper: &'a mut [f32],
+    pub(super) lower: &'a mut [f32],
     /// Rows of the block searched so far.
-    searched: usize,
+    pub(super) searched: usize,
 }
 
 impl Drop for BlockBounds<'_> {
@@ -823,7 +858,7 @@ impl Drop for BlockBounds<'_> {
 impl BlockBounds<'_> {
     /// Asks for the bounds of row `at` of the block (and the lines after it) to be loaded.
     #[inline(always)]
-    fn prefetch(&self, at: usize) {
+    pub(super) fn prefetch(&self, at: usize) {
         if let Some(v) = self.assign.get(at) {
             prefetch(v);
         }
@@ -838,7 +873,7 @@ impl BlockBounds<'_> {
     /// The centres of the rows `at .. at + valid` of the block when every one of them keeps
     /// its centre on the bounds alone (then the search is not needed).
     #[inline(always)]
-    fn kept<const N: usize>(&self, at: usize, valid: usize) -> Option<[u64; N]> {
+    pub(super) fn kept<const N: usize>(&self, at: usize, valid: usize) -> Option<[u64; N]> {
         if !self.usable {
             return None;
         }
@@ -872,7 +907,7 @@ impl BlockBounds<'_> {
     /// the centre found, the search's smallest and second smallest values and the exact
     /// squared distance.
     #[inline(always)]
-    fn record(
+    pub(super) fn record(
         &mut self,
         at: usize,
         valid: usize,
@@ -1035,7 +1070,7 @@ type Avx2Centres = (Avx2Fma, CentreTable);
 static ZERO_LANES: [f64; LANES] = [0.0; LANES];
 
 /// Rows of a run that a pass with bounds settles in one call when all keep their centre.
-const RUN: usize = 4 * LANES;
+pub(super) const RUN: usize = 4 * LANES;
 
 /// Asks for row `row` of every column (and the line after it, for `f64`) to be loaded.
 #[inline(always)]
@@ -1058,7 +1093,7 @@ static ZERO_RUN: [f64; RUN] = [0.0; RUN];
 
 /// Copies rows `at .. at + valid` of `cols` into `chunk` as `f64`, zero padded to [`LANES`].
 #[inline(always)]
-fn copy_chunk<T: Element>(chunk: &mut Chunk, cols: &[&[T]], at: usize, valid: usize) {
+pub(super) fn copy_chunk<T: Element>(chunk: &mut Chunk, cols: &[&[T]], at: usize, valid: usize) {
     for (buf, col) in chunk.iter_mut().zip(cols) {
         match <&[T; LANES]>::try_from(&col[at..at + valid]) {
             Ok(full) => *buf = full.map(T::to_f64),
@@ -1163,23 +1198,52 @@ fn assign<T: Element>(
     let blocks: Vec<Range<usize>> = block_ranges(m.rows()).collect();
     let partials: Vec<AssignPartial> = blocks
         .into_par_iter()
-        .map(|rows| assign_block(m, rows, &near, with_sums, None))
+        .map(|rows| assign_block(m, rows, &near, with_sums, None).0)
         .collect();
-    partials.into_iter().try_fold(
+    let mut out = partials.into_iter().try_fold(
         AssignPartial::zeros(centers.k, centers.dim, with_sums),
         AssignPartial::merge,
-    )
+    )?;
+    unshift(&mut out.sums, &out.counts, centers);
+    Ok(out)
+}
+
+/// Turns per-centre sums of `x − c` into sums of `x`: `n_c c + Σ (x − c)` for each centre `c`
+/// of `n_c` rows (`sums` may be empty: a pass without sums).
+pub(super) fn unshift(sums: &mut [f64], counts: &[u64], centers: &CenterSet) {
+    let dim = centers.dim.max(1);
+    for ((sums, &n), centre) in sums
+        .chunks_exact_mut(dim)
+        .zip(counts)
+        .zip(centers.values.chunks_exact(dim))
+    {
+        let n = n as f64;
+        for (s, c) in sums.iter_mut().zip(centre) {
+            *s += n * c;
+        }
+    }
 }
 
 /// [`assign`] with sums, keeping per-row bounds in `slot` between the passes of a fit (see
 /// [`super::bounds`]): the same partial, bit for bit, usually without most of the search.
+#[cfg(test)]
 fn assign_bounded<T: Element>(
     m: &DenseMatrix<T>,
     centers: &CenterSet,
     hint: &BoundsHint,
-    slot: &BoundsSlot,
+    slot: &super::BoundsSlot,
     path: CodePath,
 ) -> Result<AssignPartial> {
+    check_hint(centers, hint)?;
+    slot.with(|bounds| match bounds {
+        Some(bounds) => base_pass(m, centers, hint, bounds, path).map(|pass| pass.partial),
+        // Another pass holds the bounds: search every row.
+        None => assign(m, centers, true, path),
+    })
+}
+
+/// Checks that `hint` has a move for every centre.
+pub(super) fn check_hint(centers: &CenterSet, hint: &BoundsHint) -> Result<()> {
     if hint.moved.len() != centers.k {
         return Err(MlError::Internal(format!(
             "{} centre moves for {} centres",
@@ -1187,62 +1251,98 @@ fn assign_bounded<T: Element>(
             centers.k
         )));
     }
-    slot.with(|bounds| {
-        let Some(bounds) = bounds else {
-            // Another pass holds the bounds: search every row.
-            return assign(m, centers, true, path);
-        };
-        let rows = m.rows();
-        let usable = bounds.usable_for(hint, rows);
-        if !usable {
-            bounds.reset(rows);
-        }
-        let max_norm = centers
-            .values
-            .chunks_exact(centers.dim.max(1))
-            .map(|c| c.iter().map(|v| v * v).sum::<f64>().sqrt())
-            .fold(0.0, f64::max);
-        let test = BoundsTest::new(hint, centers.dim, max_norm);
-        let near = Nearest::new(centers, path);
-        let blocks: Vec<Range<usize>> = block_ranges(rows).collect();
-        let partials: Vec<AssignPartial> = blocks
-            .into_par_iter()
-            .zip(bounds.assign.par_chunks_mut(BLOCK_ROWS))
-            .zip(bounds.upper.par_chunks_mut(BLOCK_ROWS))
-            .zip(bounds.lower.par_chunks_mut(BLOCK_ROWS))
-            .map(|(((rows, assign), upper), lower)| {
-                let block = BlockBounds {
-                    test: &test,
-                    usable,
-                    assign,
-                    upper,
-                    lower,
-                    searched: 0,
-                };
-                assign_block(m, rows, &near, true, Some(block))
-            })
-            .collect();
-        bounds.advance(hint, test.searched_rows());
-        partials.into_iter().try_fold(
-            AssignPartial::zeros(centers.k, centers.dim, true),
-            AssignPartial::merge,
-        )
+    Ok(())
+}
+
+/// The largest norm of a centre.
+pub(super) fn max_norm(centers: &CenterSet) -> f64 {
+    centers
+        .values
+        .chunks_exact(centers.dim.max(1))
+        .map(|c| c.iter().map(|v| v * v).sum::<f64>().sqrt())
+        .fold(0.0, f64::max)
+}
+
+/// What a pass over every row with bounds finds.
+pub(super) struct BasePass {
+    /// Bit for bit what [`assign`] answers.
+    pub(super) partial: AssignPartial,
+    /// Per centre, the sum of its rows' `x − c` (`k × dim`).
+    pub(super) shifted: Vec<f64>,
+    /// Per centre, the sum of its rows' squared distances to it.
+    pub(super) spread: Vec<f64>,
+}
+
+/// A pass of [`KMeansKernel::Lloyd`] over every row, keeping `bounds`.
+pub(super) fn base_pass<T: Element>(
+    m: &DenseMatrix<T>,
+    centers: &CenterSet,
+    hint: &BoundsHint,
+    bounds: &mut RowBounds,
+    path: CodePath,
+) -> Result<BasePass> {
+    let rows = m.rows();
+    let usable = bounds.usable_for(hint, rows);
+    if !usable {
+        bounds.reset(rows);
+    }
+    let test = BoundsTest::new(hint, centers.dim, max_norm(centers));
+    let near = Nearest::new(centers, path);
+    let blocks: Vec<Range<usize>> = block_ranges(rows).collect();
+    let partials: Vec<(AssignPartial, Vec<f64>)> = blocks
+        .into_par_iter()
+        .zip(bounds.assign.par_chunks_mut(BLOCK_ROWS))
+        .zip(bounds.upper.par_chunks_mut(BLOCK_ROWS))
+        .zip(bounds.lower.par_chunks_mut(BLOCK_ROWS))
+        .map(|(((rows, assign), upper), lower)| {
+            let block = BlockBounds {
+                test: &test,
+                usable,
+                assign,
+                upper,
+                lower,
+                searched: 0,
+            };
+            assign_block(m, rows, &near, true, Some(block))
+        })
+        .collect();
+    bounds.advance(hint, test.searched_rows());
+    let mut spread = vec![0.0; centers.k];
+    let mut partial = AssignPartial::zeros(centers.k, centers.dim, true);
+    for (block, block_spread) in partials {
+        partial = partial.merge(block)?;
+        spread
+            .iter_mut()
+            .zip(&block_spread)
+            .for_each(|(s, b)| *s += b);
+    }
+    let shifted = partial.sums.clone();
+    unshift(&mut partial.sums, &partial.counts, centers);
+    Ok(BasePass {
+        partial,
+        shifted,
+        spread,
     })
 }
 
+/// The partial of one block, with sums of `x − c` rather than of `x` (see [`unshift`]), and,
+/// when it keeps bounds, the sum per centre of its rows' squared distances to it (else empty).
 fn assign_block<T: Element>(
     m: &DenseMatrix<T>,
     rows: Range<usize>,
     near: &Nearest<'_>,
     with_sums: bool,
     bounds: Option<BlockBounds<'_>>,
-) -> AssignPartial {
-    let mut out = AssignPartial::zeros(near.centers.k, near.centers.dim, with_sums);
+) -> (AssignPartial, Vec<f64>) {
+    let k = near.centers.k;
+    let mut out = AssignPartial::zeros(k, near.centers.dim, with_sums);
     let mut sums = with_sums.then(|| near.sums());
     let mut cost = [0.0f64; LANES];
     // Counts per centre in four copies too (lane `l` to copy `l mod 4`): a run of rows of
-    // one centre would otherwise wait on each other's increment.
-    let mut counts = vec![[0u64; 4]; near.centers.k];
+    // one centre would otherwise wait on each other's increment. The same for the spread.
+    let mut counts = vec![[0u64; 4]; k];
+    let with_spread = bounds.is_some();
+    let mut spread = vec![[0.0f64; 4]; if with_spread { k } else { 0 }];
     NearestLoop {
         m,
         rows,
@@ -1262,6 +1362,11 @@ fn assign_block<T: Element>(
             for (l, &c) in nearest[..valid].iter().enumerate() {
                 counts[c as usize][l % 4] += 1;
             }
+            if with_spread {
+                for (l, (&c, &d)) in nearest[..valid].iter().zip(dist).enumerate() {
+                    spread[c as usize][l % 4] += d;
+                }
+            }
         },
     }
     .dispatch();
@@ -1272,7 +1377,11 @@ fn assign_block<T: Element>(
         *o = c.iter().sum();
     }
     out.cost = cost.iter().sum();
-    out
+    let spread = spread
+        .iter()
+        .map(|s| (s[0] + s[1]) + (s[2] + s[3]))
+        .collect();
+    (out, spread)
 }
 
 /// k-means|| sampling: the rows with `unit(hash) < ratio · d²`, keyed by their hash.
@@ -1351,7 +1460,7 @@ fn pick<T: Element>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
     use rand::rngs::StdRng;
@@ -1367,14 +1476,17 @@ mod tests {
             .collect()
     }
 
-    fn partition(index: u32, rows: &[Vec<f64>]) -> CachedPartition {
+    pub(in crate::cluster::kmeans) fn partition(index: u32, rows: &[Vec<f64>]) -> CachedPartition {
         let d = rows[0].len();
         let flat: Vec<f64> = rows.iter().flatten().copied().collect();
         let m = DenseMatrix::from_row_major(rows.len(), d, &flat).unwrap();
         CachedPartition::new(index, Features::F64(m), None).unwrap()
     }
 
-    fn partition_f32(index: u32, rows: &[Vec<f64>]) -> CachedPartition {
+    pub(in crate::cluster::kmeans) fn partition_f32(
+        index: u32,
+        rows: &[Vec<f64>],
+    ) -> CachedPartition {
         let d = rows[0].len();
         let flat: Vec<f32> = rows.iter().flatten().map(|v| *v as f32).collect();
         let m = DenseMatrix::from_row_major(rows.len(), d, &flat).unwrap();
@@ -1811,7 +1923,7 @@ mod tests {
 
     /// `n` rows around `k` random centres (`±spread` per coordinate), and starting centres
     /// near the true ones (`±0.3` per coordinate), as a good initialisation gives.
-    fn blob_rows(
+    pub(in crate::cluster::kmeans) fn blob_rows(
         n: usize,
         d: usize,
         k: usize,
@@ -1842,7 +1954,7 @@ mod tests {
         (rows, start)
     }
 
-    fn paths() -> Vec<CodePath> {
+    pub(in crate::cluster::kmeans) fn paths() -> Vec<CodePath> {
         let mut paths = vec![CodePath::Portable];
         if Avx2Fma::detect().is_some() {
             paths.push(CodePath::Avx2Fma);
@@ -1991,6 +2103,7 @@ mod tests {
                 moved: vec![0.0; 4],
                 total_shift: 0.0,
             },
+            history: Vec::new(),
         };
         let kernel = crate::Kernel::KMeans(lloyd.clone());
         assert_eq!(

@@ -18,13 +18,21 @@
 //! `max_iter` iterations. The model's [`cost`](KMeansModel::cost) is the SSE of the *final*
 //! centres (one more pass, like scikit-learn's `inertia_`).
 //!
-//! The trainer sends its Lloyd passes as [`KMeansKernel::Lloyd`]: the same pass, plus how far
-//! each centre has moved since the fit began. Each cached partition then keeps per-row distance
+//! Once the centres move little (less than 1/20 of their smallest separation in a pass), the
+//! trainer sends its Lloyd passes as [`KMeansKernel::Lloyd`]: the same pass, plus how far each
+//! centre has moved since the fit began. Each cached partition then keeps per-row distance
 //! bounds (12 bytes a row, see [`BoundsSlot`]) and, in later passes, skips the nearest-centre
 //! search for runs of rows whose centre cannot have changed (Hamerly's bounds, with a margin for
-//! the search's rounding). The partials are bit-identical to [`KMeansKernel::Assign`]'s; a
-//! partition without bounds (the first pass, one reloaded after a lost executor) searches every
-//! row.
+//! the search's rounding). The first such pass reads every row and answers bit for bit what
+//! [`KMeansKernel::Assign`] answers. The passes after it are steady-state steps: the partition
+//! keeps per-centre sums about that pass's centres, reads only the rows its bounds cannot
+//! settle, and moves the rows that changed centre between the sums; in the steady state of a fit
+//! a step reads the 12 bytes of bounds a row and a few percent of the rows. Every row still gets
+//! the centre a plain pass gives it; the sums and the SSE differ from a plain pass's by rounding
+//! only. Each step carries the passes since the one that read every row ([`LloydRound`]), so a
+//! partition without the sums (reloaded after a lost executor, or busy) replays them and answers
+//! with the same bits; the trainer starts over with a full pass every 32 passes, or sooner for
+//! large centre sets, to keep that history small.
 //!
 //! Initialisation (Spark's default) is k-means|| (Bahmani, Moseley, Vattani, Kumar,
 //! Vassilvitskii, *Scalable K-Means++*, VLDB 2012): start from one random point `C`; for
@@ -47,8 +55,10 @@
 //!
 //! - `k` larger than the number of distinct points is an error
 //!   (`k = 8 but the data has only 3 distinct points`); Spark returns fewer centres.
-//!   Every initialisation makes one pass that picks `k` distinct random points, which both
-//!   checks this and validates that every value is finite.
+//!   The random and k-means|| initialisations make one pass that picks `k` distinct random
+//!   points, which checks this; given centres skip it (scikit-learn does not check either).
+//!   Values that are not finite are refused when the data is cached, and again by the first
+//!   Lloyd pass if a partition built by hand holds one.
 //! - An empty cluster keeps its previous centre (Spark); scikit-learn moves it to a far point.
 //!
 //! # Example
@@ -78,6 +88,7 @@ mod bounds;
 mod hyperparams;
 mod kernel;
 mod model;
+mod steady;
 
 pub use algorithm::KMeansTrainer;
 pub use bounds::{BoundsHint, BoundsSlot};
@@ -87,5 +98,6 @@ pub use hyperparams::{
 };
 pub use kernel::{AssignPartial, CenterSet, KMeansKernel, KMeansPartial, PointSet};
 pub use model::KMeansModel;
+pub use steady::LloydRound;
 
 pub(crate) use kernel::{mix64, SplitMix64, SALT_SILHOUETTE};
