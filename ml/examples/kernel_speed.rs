@@ -98,7 +98,7 @@ fn cpu_ms() -> Option<f64> {
 /// the passes since the first (a steady-state step, which reads only the rows its bounds
 /// cannot settle); without, every pass reads every row.
 struct LloydFit {
-    centers: Vec<Vec<f64>>,
+    centers: CenterSet,
     hint: BoundsHint,
     steady: bool,
     history: Vec<LloydRound>,
@@ -107,7 +107,7 @@ struct LloydFit {
 impl LloydFit {
     fn new(centers: &[Vec<f64>], steady: bool) -> Self {
         Self {
-            centers: centers.to_vec(),
+            centers: CenterSet::from_rows(centers).unwrap(),
             hint: BoundsHint {
                 fit: 1,
                 round: 0,
@@ -121,9 +121,10 @@ impl LloydFit {
 
     fn pass(&mut self, parts: &[&CachedPartition]) {
         let round = LloydRound {
-            centers: CenterSet::from_rows(&self.centers).unwrap(),
+            centers: self.centers.clone(),
             hint: self.hint.clone(),
         };
+        // As the trainer: at most 32 rounds in a pass, its own included.
         if !self.steady || self.history.len() >= 31 {
             self.history.clear();
         }
@@ -138,27 +139,12 @@ impl LloydFit {
         else {
             panic!("not an assign partial");
         };
-        let mut moves = vec![0.0f64; self.centers.len()];
-        for (c, (center, m)) in self.centers.iter_mut().zip(&mut moves).enumerate() {
-            let n = p.counts[c] as f64;
-            if n == 0.0 {
-                continue;
-            }
-            let mut shift2 = 0.0;
-            for (j, v) in center.iter_mut().enumerate() {
-                let new = p.sums[c * DIM + j] / n;
-                shift2 += (new - *v) * (new - *v);
-                *v = new;
-            }
-            *m = shift2.sqrt();
-        }
-        let up = |v: f64| v * (1.0 + 1e-9);
-        self.hint.round += 1;
-        for (total, m) in self.hint.moved.iter_mut().zip(&moves) {
-            *total = up(*total + up(*m));
-        }
-        self.hint.total_shift =
-            up(self.hint.total_shift + up(moves.iter().copied().fold(0.0, f64::max)));
+        let moves: Vec<f64> = p
+            .move_centres(&mut self.centers.values)
+            .iter()
+            .map(|s| s.sqrt())
+            .collect();
+        self.hint.advance(&moves);
     }
 }
 

@@ -122,14 +122,8 @@ impl KMeansTrainer {
             hint.moved = vec![0.0; self.params.k()];
             hint.total_shift = 0.0;
         } else {
-            // Rounded up: the partitions' bounds must never be too tight.
-            let up = |v: f64| v * (1.0 + 1e-9);
-            hint.round += 1;
-            for (total, m) in hint.moved.iter_mut().zip(moves) {
-                *total = up(*total + up(*m));
-            }
+            hint.advance(moves);
             let largest = moves.iter().copied().fold(0.0, f64::max);
-            hint.total_shift = up(hint.total_shift + up(largest));
             // Bounds pay once most rows keep their centre, which they do when the centres
             // move little against their distances to each other; before that, keeping them
             // would only cost the first passes a write of every row's bounds.
@@ -329,31 +323,10 @@ impl KMeansTrainer {
         self.cost_history.push(p.cost);
         self.last_cost = Some(p.cost);
         let tol2 = self.params.tol() * self.params.tol();
-        let mut converged = true;
-        let mut moved = false;
-        let mut moves = vec![0.0; k];
-        for (((center, sum), &count), m) in self
-            .centers
-            .chunks_exact_mut(dim)
-            .zip(p.sums.chunks_exact(dim))
-            .zip(&p.counts)
-            .zip(moves.iter_mut())
-        {
-            if count == 0 {
-                continue;
-            }
-            let n = count as f64;
-            let mut shift2 = 0.0;
-            for (c, s) in center.iter_mut().zip(sum) {
-                let new = s / n;
-                let t = new - *c;
-                shift2 += t * t;
-                *c = new;
-            }
-            moved |= shift2 > 0.0;
-            converged &= shift2 <= tol2;
-            *m = shift2.sqrt();
-        }
+        let shifts = p.move_centres(&mut self.centers);
+        let converged = shifts.iter().all(|&s| s <= tol2);
+        let moved = shifts.iter().any(|&s| s > 0.0);
+        let moves: Vec<f64> = shifts.iter().map(|s| s.sqrt()).collect();
         if !(converged || self.iteration >= self.params.max_iter()) {
             return self.lloyd(Phase::Lloyd, &moves);
         }

@@ -54,6 +54,20 @@ pub struct BoundsHint {
     pub total_shift: f64,
 }
 
+impl BoundsHint {
+    /// Adds one pass's centre moves (Euclidean, one per centre) to the totals, each rounded
+    /// up: the partitions' bounds must never be too tight.
+    pub fn advance(&mut self, moves: &[f64]) {
+        let up = |v: f64| v * (1.0 + 1e-9);
+        self.round += 1;
+        for (total, m) in self.moved.iter_mut().zip(moves) {
+            *total = up(*total + up(*m));
+        }
+        let largest = moves.iter().copied().fold(0.0, f64::max);
+        self.total_shift = up(self.total_shift + up(largest));
+    }
+}
+
 /// The bounds of one partition's rows, last written by pass `round` of fit `fit`.
 #[derive(Debug, Default)]
 pub(crate) struct RowBounds {

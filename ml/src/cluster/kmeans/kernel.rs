@@ -372,6 +372,32 @@ fn shape_mismatch(what: &str) -> MlError {
 }
 
 impl AssignPartial {
+    /// The Lloyd update: moves each of the centres `centers` (`k × dim` row-major, as in
+    /// [`CenterSet::values`]) to the mean of its rows, a centre without rows staying where it
+    /// is, and returns how far each moved, squared.
+    pub fn move_centres(&self, centers: &mut [f64]) -> Vec<f64> {
+        let dim = self.dim.max(1);
+        centers
+            .chunks_exact_mut(dim)
+            .zip(self.sums.chunks_exact(dim))
+            .zip(&self.counts)
+            .map(|((center, sum), &count)| {
+                if count == 0 {
+                    return 0.0;
+                }
+                let n = count as f64;
+                let mut shift2 = 0.0;
+                for (c, s) in center.iter_mut().zip(sum) {
+                    let new = s / n;
+                    let t = new - *c;
+                    shift2 += t * t;
+                    *c = new;
+                }
+                shift2
+            })
+            .collect()
+    }
+
     fn zeros(k: usize, dim: usize, with_sums: bool) -> Self {
         Self {
             k,
@@ -1876,7 +1902,7 @@ pub(super) mod tests {
         path: CodePath,
     ) -> Vec<usize> {
         let mut set = CenterSet::from_rows(start).unwrap();
-        let (k, dim) = (set.k, set.dim);
+        let k = set.k;
         let mut hint = BoundsHint {
             fit: 7,
             round: 0,
@@ -1896,27 +1922,12 @@ pub(super) mod tests {
                 "pass {round} on {path:?}"
             );
             searched.push(p.bounds().last_pass_searched().unwrap().0);
-            let mut moves = vec![0.0f64; k];
-            for (c, m) in moves.iter_mut().enumerate() {
-                let n = plain.counts[c];
-                if n == 0 {
-                    continue;
-                }
-                let mut shift2 = 0.0;
-                for j in 0..dim {
-                    let new = plain.sums[c * dim + j] / n as f64;
-                    let t = new - set.values[c * dim + j];
-                    shift2 += t * t;
-                    set.values[c * dim + j] = new;
-                }
-                *m = shift2.sqrt();
-            }
-            let up = |v: f64| v * (1.0 + 1e-9);
-            hint.round += 1;
-            for (total, m) in hint.moved.iter_mut().zip(&moves) {
-                *total = up(*total + up(*m));
-            }
-            hint.total_shift = up(hint.total_shift + up(moves.iter().copied().fold(0.0, f64::max)));
+            let moves: Vec<f64> = plain
+                .move_centres(&mut set.values)
+                .iter()
+                .map(|s| s.sqrt())
+                .collect();
+            hint.advance(&moves);
         }
         searched
     }

@@ -69,7 +69,6 @@ pub(crate) struct ClusterStats {
     base: u64,
     /// The last round applied.
     round: u64,
-    dim: usize,
     /// `r`: the base pass's centres, `k × dim`.
     origin: Vec<f64>,
     /// `n`.
@@ -87,12 +86,16 @@ impl ClusterStats {
             fit: hint.fit,
             base: hint.round,
             round: hint.round,
-            dim: centers.dim,
             origin: centers.values.clone(),
             counts: pass.partial.counts,
             shifted: pass.shifted,
             spread: pass.spread,
         }
+    }
+
+    /// Coordinates per centre.
+    fn dim(&self) -> usize {
+        self.origin.len() / self.counts.len().max(1)
     }
 
     /// Whether these statistics are an earlier step of the same fit from the same base, so
@@ -106,7 +109,7 @@ impl ClusterStats {
         if delta.changed == 0 {
             return Ok(());
         }
-        let dim = self.dim;
+        let dim = self.dim();
         for (c, &d) in delta.counts.iter().enumerate() {
             self.counts[c] = self.counts[c].checked_add_signed(d).ok_or_else(|| {
                 MlError::Internal(format!(
@@ -130,7 +133,7 @@ impl ClusterStats {
 
     /// What a pass over `centers` answers for the rows as assigned now.
     fn partial(&self, centers: &CenterSet) -> AssignPartial {
-        let (k, dim) = (centers.k, self.dim);
+        let (k, dim) = (centers.k, self.dim());
         let mut sums = vec![0.0; k * dim];
         let mut cost = 0.0;
         for c in 0..k {
@@ -460,7 +463,7 @@ mod tests {
         mut answer: impl FnMut(usize, &KMeansKernel) -> AssignPartial,
     ) -> Vec<KMeansKernel> {
         let mut set = CenterSet::from_rows(start).unwrap();
-        let (k, dim) = (set.k, set.dim);
+        let k = set.k;
         let mut hint = BoundsHint {
             fit: 3,
             round: 0,
@@ -484,26 +487,12 @@ mod tests {
             });
             let p = answer(pass, &kernel);
             kernels.push(kernel);
-            let mut moves = vec![0.0f64; k];
-            for (c, m) in moves.iter_mut().enumerate() {
-                if p.counts[c] == 0 {
-                    continue;
-                }
-                let mut shift2 = 0.0;
-                for j in 0..dim {
-                    let new = p.sums[c * dim + j] / p.counts[c] as f64;
-                    let t = new - set.values[c * dim + j];
-                    shift2 += t * t;
-                    set.values[c * dim + j] = new;
-                }
-                *m = shift2.sqrt();
-            }
-            let up = |v: f64| v * (1.0 + 1e-9);
-            hint.round += 1;
-            for (total, m) in hint.moved.iter_mut().zip(&moves) {
-                *total = up(*total + up(*m));
-            }
-            hint.total_shift = up(hint.total_shift + up(moves.iter().copied().fold(0.0, f64::max)));
+            let moves: Vec<f64> = p
+                .move_centres(&mut set.values)
+                .iter()
+                .map(|s| s.sqrt())
+                .collect();
+            hint.advance(&moves);
         }
         kernels
     }
