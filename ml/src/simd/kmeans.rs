@@ -4,7 +4,7 @@
 //!
 //! 1. The nearest centre of each row by `argmin_c ‖c‖² − 2 x·c` (the expansion of
 //!    `‖x − c‖²` without the row's own `‖x‖²`, as scikit-learn's Lloyd computes it): one FMA
-//!    per (row, feature, centre), eight rows (two vectors) × four centres of accumulators held
+//!    per (row, feature, centre), four rows (a vector) × eight centres of accumulators held
 //!    in registers across the columns. Whenever two candidates meet, the one of higher index
 //!    wins only if strictly smaller, so ties go to the lowest index.
 //! 2. For the chosen centre only, the exact `Σⱼ (xⱼ − cⱼ)²` (the expansion cancels badly when
@@ -101,7 +101,7 @@ impl CentreTable {
 }
 
 impl Avx2Fma {
-    /// Step 1 for the `L` rows of `chunk` (`L` a multiple of eight; at least `dim` columns):
+    /// Step 1 for the `L` rows of `chunk` (`L` a multiple of four; at least `dim` columns):
     /// the nearest centre of each row, the smallest `‖c‖² − 2 x·c` (the chosen centre's) and
     /// the second smallest (over the other centres; `+∞` when `k = 1`).
     ///
@@ -189,8 +189,9 @@ mod x86 {
         unsafe { _mm256_store_pd(q.0.as_mut_ptr(), v) }
     }
 
-    /// Step 1: the nearest centre of each row by `‖c‖² − 2 x·c`, eight rows × four centres
-    /// of accumulators per pass over the columns; also the smallest and second smallest value.
+    /// Step 1: the nearest centre of each row by `‖c‖² − 2 x·c`, four rows × eight centres
+    /// (two groups) of accumulators per sweep over the columns; also the smallest and second
+    /// smallest value.
     ///
     /// # Safety
     /// The CPU must support AVX2 and FMA.
@@ -202,83 +203,118 @@ mod x86 {
         best_out: &mut [f64; L],
         second_out: &mut [f64; L],
     ) {
-        const { assert!(L / 8 * 8 == L) };
+        const { assert!(L / 4 * 4 == L) };
         assert!(chunk.width() >= t.dim, "a chunk narrower than the centres");
-        // SAFETY: the intrinsics need AVX2 and FMA, which the caller guarantees; every load
-        // and store goes through a slice index or a reference.
+        let groups = t.norms.len();
+        // SAFETY: AVX2 and FMA are the caller's promise.
         unsafe {
-            for base in (0..L).step_by(8) {
-                let mut best = [_mm256_set1_pd(f64::INFINITY); 2];
-                let mut second = [_mm256_set1_pd(f64::INFINITY); 2];
-                let mut index = [_mm256_setzero_pd(); 2];
-                for (g, (weights, norms)) in
-                    t.weights.chunks_exact(4 * t.dim).zip(&t.norms).enumerate()
-                {
-                    let mut acc = [[_mm256_setzero_pd(); 4]; 2];
-                    for a in acc.iter_mut() {
-                        for (v, n) in a.iter_mut().zip(norms) {
-                            *v = _mm256_set1_pd(*n);
-                        }
-                    }
-                    for (j, w) in weights.chunks_exact(4).enumerate() {
-                        let col = chunk.lanes(j);
-                        let x = [load(&col[base..]), load(&col[base + 4..])];
-                        for (a, x) in acc.iter_mut().zip(x) {
-                            for (v, w) in a.iter_mut().zip(w) {
-                                *v = _mm256_fmadd_pd(x, load_quad(w), *v);
-                            }
-                        }
-                    }
-                    // A knock-out among the four centres, then against the best so far; the
-                    // later centre wins only when strictly smaller, so ties keep the lowest
-                    // index. The second smallest is the smallest of the losers' values.
-                    let first = (4 * g) as f64;
-                    let id = [
-                        _mm256_set1_pd(first),
-                        _mm256_set1_pd(first + 1.0),
-                        _mm256_set1_pd(first + 2.0),
-                        _mm256_set1_pd(first + 3.0),
-                    ];
-                    for (((b, s), i), a) in best
-                        .iter_mut()
-                        .zip(second.iter_mut())
-                        .zip(index.iter_mut())
-                        .zip(&acc)
-                    {
-                        let c01 = _mm256_cmp_pd::<_CMP_LT_OQ>(a[1], a[0]);
-                        let c23 = _mm256_cmp_pd::<_CMP_LT_OQ>(a[3], a[2]);
-                        let v01 = _mm256_blendv_pd(a[0], a[1], c01);
-                        let v23 = _mm256_blendv_pd(a[2], a[3], c23);
-                        let lost =
-                            _mm256_min_pd(_mm256_max_pd(a[0], a[1]), _mm256_max_pd(a[2], a[3]));
-                        let i01 = _mm256_blendv_pd(id[0], id[1], c01);
-                        let i23 = _mm256_blendv_pd(id[2], id[3], c23);
-                        let c = _mm256_cmp_pd::<_CMP_LT_OQ>(v23, v01);
-                        let v = _mm256_blendv_pd(v01, v23, c);
-                        let lost = _mm256_min_pd(lost, _mm256_max_pd(v01, v23));
-                        let ig = _mm256_blendv_pd(i01, i23, c);
-                        let closer = _mm256_cmp_pd::<_CMP_LT_OQ>(v, *b);
-                        *s = _mm256_min_pd(_mm256_min_pd(*s, lost), _mm256_max_pd(*b, v));
-                        *b = _mm256_blendv_pd(*b, v, closer);
-                        *i = _mm256_blendv_pd(*i, ig, closer);
-                    }
+            for base in (0..L).step_by(4) {
+                let mut state = Best {
+                    best: _mm256_set1_pd(f64::INFINITY),
+                    second: _mm256_set1_pd(f64::INFINITY),
+                    index: _mm256_setzero_pd(),
+                };
+                let mut g = 0;
+                while g + 2 <= groups {
+                    sweep::<L, C, 2>(t, chunk, base, g, &mut state);
+                    g += 2;
                 }
-                for h in 0..2 {
-                    let at = base + 4 * h;
-                    store(&mut best_out[at..], best[h]);
-                    store(&mut second_out[at..], second[h]);
+                if g < groups {
+                    sweep::<L, C, 1>(t, chunk, base, g, &mut state);
                 }
-                for (h, i) in index.iter().enumerate() {
-                    let mut ids = [0i32; 4];
-                    // SAFETY: `ids` holds the four 32-bit integers written.
-                    _mm_storeu_si128(ids.as_mut_ptr().cast(), _mm256_cvttpd_epi32(*i));
-                    let at = base + 4 * h;
-                    for (n, id) in nearest[at..at + 4].iter_mut().zip(ids) {
-                        // A small exact integer; the clamp only guards later indexing.
-                        *n = (id.max(0) as u64).min(t.k as u64 - 1);
+                store(&mut best_out[base..], state.best);
+                store(&mut second_out[base..], state.second);
+                let mut ids = [0i32; 4];
+                // SAFETY: `ids` holds the four 32-bit integers written.
+                _mm_storeu_si128(ids.as_mut_ptr().cast(), _mm256_cvttpd_epi32(state.index));
+                for (n, id) in nearest[base..base + 4].iter_mut().zip(ids) {
+                    // A small exact integer; the clamp only guards later indexing.
+                    *n = (id.max(0) as u64).min(t.k as u64 - 1);
+                }
+            }
+        }
+    }
+
+    /// The smallest value so far of four rows, the centre it belongs to (as `f64`) and the
+    /// second smallest.
+    struct Best {
+        best: __m256d,
+        second: __m256d,
+        index: __m256d,
+    }
+
+    /// The values of the four rows at `base` for the `G` groups of centres from group `g`,
+    /// folded into `state` group by group (lower centres first).
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[inline(always)]
+    unsafe fn sweep<const L: usize, C: Lanes<L> + ?Sized, const G: usize>(
+        t: &CentreTable,
+        chunk: &C,
+        base: usize,
+        g: usize,
+        state: &mut Best,
+    ) {
+        let dim = t.dim;
+        // SAFETY: AVX2 and FMA are the caller's promise; loads go through slice indexing.
+        unsafe {
+            let mut acc = [[_mm256_setzero_pd(); 4]; G];
+            let mut weights: [&[Quad]; G] = [&[]; G];
+            for (h, (a, w)) in acc.iter_mut().zip(weights.iter_mut()).enumerate() {
+                for (v, n) in a.iter_mut().zip(&t.norms[g + h]) {
+                    *v = _mm256_set1_pd(*n);
+                }
+                *w = &t.weights[(g + h) * 4 * dim..(g + h + 1) * 4 * dim];
+            }
+            for j in 0..dim {
+                let x = load(&chunk.lanes(j)[base..]);
+                for (a, w) in acc.iter_mut().zip(&weights) {
+                    let w = &w[4 * j..4 * j + 4];
+                    for (v, w) in a.iter_mut().zip(w) {
+                        *v = _mm256_fmadd_pd(x, load_quad(w), *v);
                     }
                 }
             }
+            for (h, a) in acc.iter().enumerate() {
+                fold_group(state, a, (4 * (g + h)) as f64);
+            }
+        }
+    }
+
+    /// Folds the values `a` of four centres, `first` the index of the first, into `state`:
+    /// a knock-out among the four, then against the best so far. The later centre wins only
+    /// when strictly smaller, so ties keep the lowest index; the second smallest is the
+    /// smallest of the losers' values.
+    ///
+    /// # Safety
+    /// The CPU must support AVX.
+    #[inline(always)]
+    unsafe fn fold_group(state: &mut Best, a: &[__m256d; 4], first: f64) {
+        // SAFETY: AVX is the caller's promise.
+        unsafe {
+            let c01 = _mm256_cmp_pd::<_CMP_LT_OQ>(a[1], a[0]);
+            let c23 = _mm256_cmp_pd::<_CMP_LT_OQ>(a[3], a[2]);
+            let v01 = _mm256_blendv_pd(a[0], a[1], c01);
+            let v23 = _mm256_blendv_pd(a[2], a[3], c23);
+            let lost = _mm256_min_pd(_mm256_max_pd(a[0], a[1]), _mm256_max_pd(a[2], a[3]));
+            let i01 = _mm256_blendv_pd(_mm256_set1_pd(first), _mm256_set1_pd(first + 1.0), c01);
+            let i23 = _mm256_blendv_pd(
+                _mm256_set1_pd(first + 2.0),
+                _mm256_set1_pd(first + 3.0),
+                c23,
+            );
+            let c = _mm256_cmp_pd::<_CMP_LT_OQ>(v23, v01);
+            let v = _mm256_blendv_pd(v01, v23, c);
+            let lost = _mm256_min_pd(lost, _mm256_max_pd(v01, v23));
+            let ig = _mm256_blendv_pd(i01, i23, c);
+            let closer = _mm256_cmp_pd::<_CMP_LT_OQ>(v, state.best);
+            state.second = _mm256_min_pd(
+                _mm256_min_pd(state.second, lost),
+                _mm256_max_pd(state.best, v),
+            );
+            state.best = _mm256_blendv_pd(state.best, v, closer);
+            state.index = _mm256_blendv_pd(state.index, ig, closer);
         }
     }
 
