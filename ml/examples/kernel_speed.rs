@@ -7,16 +7,16 @@
 //! ```
 //!
 //! Prints the median (and fastest) of ten passes, after one warm-up pass, for the k-means
-//! Lloyd assignment (k = 8) on its own, two kinds of k-means pass in the steady state of a fit
-//! (each from the centres the previous one computed, with the per-row bounds that let it skip
-//! most of the nearest-centre search): one that still reads every row, and the steady-state
-//! step a fit runs, which reads only the bounds and the rows they cannot settle; and the binary
-//! logistic loss-and-gradient, next to the
-//! memory-bandwidth floor (a plain sum over the same bytes), on this process's code path
+//! Lloyd assignment (k = 8) on its own; the first pass of a fit with per-row bounds, which
+//! searches every row and writes its bounds; two kinds of k-means pass in the steady state of
+//! a fit (each from the centres the previous one computed, with the per-row bounds that let it
+//! skip most of the nearest-centre search): one that still reads every row, and the
+//! steady-state step a fit runs, which reads only the bounds and the rows they cannot settle;
+//! and the binary logistic loss-and-gradient, next to the memory-bandwidth floor (a plain sum over the same bytes), on this process's code path
 //! ([`kiln_ml::simd::code_path`]). The example then runs itself again with `KILN_SIMD=off`
 //! for the portable path's figures (unless `KILN_SIMD` is already set).
 //!
-//! The three are timed in turn, round after round, and each pass is also given as a multiple
+//! They are timed in turn, round after round, and each pass is also given as a multiple
 //! of the floor timed in the same round, so that a shared machine's changing load affects all
 //! alike. On Linux the CPU time of the process's threads is printed as well: it does not grow
 //! while other processes use the cores (it still does when they compete for memory).
@@ -221,9 +221,22 @@ fn main() {
         full.pass(&refs);
         steady.pass(&copy_refs);
     }
+    // The first pass of a fit with bounds: it searches every row and writes every row's
+    // bounds (on copies of the partitions, into the storage the previous fit left, so
+    // without first-touch page faults).
+    let first_copies: Vec<CachedPartition> = parts.clone();
+    let first_refs: Vec<&CachedPartition> = first_copies.iter().collect();
+    let mut fits = 100;
+    let mut first = || {
+        fits += 1;
+        let mut fit = LloydFit::new(&centers, false);
+        fit.hint.fit = fits;
+        fit.pass(&first_refs);
+    };
     let (times, cpu) = time_ms(&mut [
         &mut floor,
         &mut || run(&assign),
+        &mut first,
         &mut || full.pass(&refs),
         &mut || steady.pass(&copy_refs),
         &mut || run(&logistic),
@@ -242,6 +255,7 @@ fn main() {
     let names = [
         "memory floor (sum)".to_string(),
         format!("k-means assign (k = {K})"),
+        "k-means fit, first bounds".to_string(),
         "k-means fit, full pass".to_string(),
         "k-means fit, steady step".to_string(),
         "logistic loss+gradient".to_string(),

@@ -998,14 +998,19 @@ where
         let mut refs: Vec<&[f64; LANES]> = vec![&ZERO_LANES; near.columns()];
         let mut run_refs: Vec<&[f64; RUN]> = vec![&ZERO_RUN; near.columns()];
         let mut at = 0;
+        // The first row not yet asked for (a run that fails its bounds goes chunk by chunk
+        // over rows the run's requests already cover).
+        let mut asked = 0;
         while at < rows.len() {
             // A run of RUN rows that all keep their centre, read in place, takes one call.
             if let (Some(b), Some((avx2, f64s))) = (&bounds, &in_place) {
-                if at % RUN == 0 && at + RUN <= rows.len() {
+                // (Bounds from no earlier pass settle no row: every chunk is searched.)
+                if b.usable && at % RUN == 0 && at + RUN <= rows.len() {
                     for sub in (at..at + RUN).step_by(LANES) {
                         prefetch_rows(&cols, sub + PREFETCH_ROWS);
                         b.prefetch(sub + PREFETCH_ROWS);
                     }
+                    asked = at + RUN + PREFETCH_ROWS;
                     let placed = b.kept::<RUN>(at, RUN).and_then(|nearest| {
                         for (r, c) in run_refs.iter_mut().zip(f64s) {
                             *r = <&[f64; RUN]>::try_from(c.get(at..at + RUN)?).ok()?;
@@ -1034,9 +1039,11 @@ where
             let valid = (rows.len() - at).min(LANES);
             // Sixteen or so columns read LANES rows at a time are more streams than the
             // hardware prefetchers follow well: ask for the rows PREFETCH_ROWS ahead.
-            prefetch_rows(&cols, at + PREFETCH_ROWS);
-            if let Some(b) = &bounds {
-                b.prefetch(at + PREFETCH_ROWS);
+            if at + PREFETCH_ROWS >= asked {
+                prefetch_rows(&cols, at + PREFETCH_ROWS);
+                if let Some(b) = &bounds {
+                    b.prefetch(at + PREFETCH_ROWS);
+                }
             }
             let kept = bounds.as_ref().and_then(|b| b.kept::<LANES>(at, valid));
             // The chunk's columns in place, if it may be read so.
