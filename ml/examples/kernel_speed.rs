@@ -108,12 +108,7 @@ impl LloydFit {
     fn new(centers: &[Vec<f64>], steady: bool) -> Self {
         Self {
             centers: CenterSet::from_rows(centers).unwrap(),
-            hint: BoundsHint {
-                fit: 1,
-                round: 0,
-                moved: vec![0.0; centers.len()],
-                total_shift: 0.0,
-            },
+            hint: BoundsHint::new(1, centers.len()),
             steady,
             history: Vec::new(),
         }

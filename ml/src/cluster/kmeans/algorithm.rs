@@ -102,12 +102,7 @@ impl KMeansTrainer {
             iteration: 0,
             cost_history: Vec::new(),
             last_cost: None,
-            hint: BoundsHint {
-                fit: fit_id(),
-                round: 0,
-                moved: Vec::new(),
-                total_shift: 0.0,
-            },
+            hint: BoundsHint::new(fit_id(), 0),
             bounds_on: false,
             history: Vec::new(),
         }
@@ -118,9 +113,7 @@ impl KMeansTrainer {
     fn lloyd(&mut self, phase: Phase, moves: &[f64]) -> Result<Step<KMeansModel>> {
         let hint = &mut self.hint;
         if moves.is_empty() {
-            hint.round = 0;
-            hint.moved = vec![0.0; self.params.k()];
-            hint.total_shift = 0.0;
+            *hint = BoundsHint::new(hint.fit, self.params.k());
         } else {
             hint.advance(moves);
             let largest = moves.iter().copied().fold(0.0, f64::max);

@@ -55,6 +55,16 @@ pub struct BoundsHint {
 }
 
 impl BoundsHint {
+    /// The hint of the first pass of fit `fit` over `k` centres: no moves yet.
+    pub fn new(fit: u64, k: usize) -> Self {
+        Self {
+            fit,
+            round: 0,
+            moved: vec![0.0; k],
+            total_shift: 0.0,
+        }
+    }
+
     /// Adds one pass's centre moves (Euclidean, one per centre) to the totals, each rounded
     /// up: the partitions' bounds must never be too tight.
     pub fn advance(&mut self, moves: &[f64]) {

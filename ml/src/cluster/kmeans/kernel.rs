@@ -1909,13 +1909,7 @@ pub(super) mod tests {
         path: CodePath,
     ) -> Vec<usize> {
         let mut set = CenterSet::from_rows(start).unwrap();
-        let k = set.k;
-        let mut hint = BoundsHint {
-            fit: 7,
-            round: 0,
-            moved: vec![0.0; k],
-            total_shift: 0.0,
-        };
+        let mut hint = BoundsHint::new(7, set.k);
         let mut searched = Vec::new();
         for round in 0..rounds {
             let plain = with_features!(p.features(), m => assign(m, &set, true, path)).unwrap();
@@ -2115,12 +2109,7 @@ pub(super) mod tests {
         let set = CenterSet::from_rows(&rows[..4]).unwrap();
         let lloyd = KMeansKernel::Lloyd {
             centers: set.clone(),
-            hint: BoundsHint {
-                fit: 9,
-                round: 0,
-                moved: vec![0.0; 4],
-                total_shift: 0.0,
-            },
+            hint: BoundsHint::new(9, 4),
             history: Vec::new(),
         };
         let kernel = crate::Kernel::KMeans(lloyd.clone());

@@ -463,13 +463,7 @@ mod tests {
         mut answer: impl FnMut(usize, &KMeansKernel) -> AssignPartial,
     ) -> Vec<KMeansKernel> {
         let mut set = CenterSet::from_rows(start).unwrap();
-        let k = set.k;
-        let mut hint = BoundsHint {
-            fit: 3,
-            round: 0,
-            moved: vec![0.0; k],
-            total_shift: 0.0,
-        };
+        let mut hint = BoundsHint::new(3, set.k);
         let mut history: Vec<LloydRound> = Vec::new();
         let mut kernels = Vec::new();
         for pass in 0..passes {
