@@ -12,7 +12,7 @@
 //! bandwidth measured in the same run (a parallel sum over as many bytes as the cached
 //! features, median of five); `--bandwidth-gbs` (default 29, what `../shared/bench/membw.py`
 //! measured on the development machine) gives a second, fixed floor for comparison. The k-means
-//! floor is that of a pass that reads the features and 12 bytes a row of distance bounds (the
+//! floor is that of a pass that reads the features and 2.5 bytes a row of distance bounds (the
 //! steady-state steps of a fit read the bounds and only the rows they cannot settle, so they
 //! take less; each round's time is printed); a logistic-regression round reads the features
 //! and the label.
@@ -236,7 +236,8 @@ async fn main() -> Result<(), BoxError> {
     let measured_gbs = read_bandwidth_gbs(args.rows * args.dims);
     let features = (args.rows * args.dims * 8) as f64;
     let floor = |bytes: f64, gbs: f64| bytes / (gbs * 1e9) * 1e3;
-    let km_bytes = features + (args.rows * 12) as f64;
+    // The bounds: a `u16` centre a row and two `f32` a chunk of 16 rows.
+    let km_bytes = features + (args.rows * 2 + args.rows.div_ceil(16) * 8) as f64;
     let lr_bytes = features + (args.rows * 8) as f64;
     let (km_floor, lr_floor) = (floor(km_bytes, measured_gbs), floor(lr_bytes, measured_gbs));
     // Per kernel round: the Lloyd iterations plus the final cost pass (scikit-learn's inertia).

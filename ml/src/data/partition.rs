@@ -190,8 +190,8 @@ impl CachedPartition {
         self.features.size_bytes() + self.label.as_ref().map_or(0, |l| l.len() * 8)
     }
 
-    /// Where k-means keeps per-row bounds between the passes of a fit (12 bytes a row while a
-    /// fit runs; see [`crate::cluster::kmeans::KMeansKernel::Lloyd`]). Not part of the
+    /// Where k-means keeps distance bounds between the passes of a fit (2.5 bytes a row while
+    /// a fit runs; see [`crate::cluster::kmeans::KMeansKernel::Lloyd`]). Not part of the
     /// partition's value: clones start without bounds.
     pub fn bounds(&self) -> &BoundsSlot {
         &self.bounds

@@ -16,7 +16,7 @@
 use crate::linalg::squared_distance;
 use std::collections::HashSet;
 
-use super::bounds::BoundsHint;
+use super::bounds::{BoundsHint, MAX_BOUNDED_K};
 use super::hyperparams::{KMeansInit, KMeansValidParams};
 use super::kernel::{
     stream, AssignPartial, CenterSet, KMeansKernel, KMeansPartial, PointSet, SplitMix64, SALT_LOCAL,
@@ -62,7 +62,7 @@ pub struct KMeansTrainer {
     last_cost: Option<f64>,
     /// What the Lloyd passes tell the partitions about the centres' moves.
     hint: BoundsHint,
-    /// Whether the Lloyd passes keep per-row bounds (from the first pass after the centres
+    /// Whether the Lloyd passes keep distance bounds (from the first pass after the centres
     /// moved less than `1 / BOUNDS_AFTER` of their smallest distance apart, then to the end).
     bounds_on: bool,
     /// The Lloyd passes since the last one that read every row, that one first (see
@@ -70,7 +70,7 @@ pub struct KMeansTrainer {
     history: Vec<LloydRound>,
 }
 
-/// The Lloyd passes keep per-row bounds once no centre moved more than this fraction of the
+/// The Lloyd passes keep distance bounds once no centre moved more than this fraction of the
 /// smallest distance between two centres in the last pass.
 const BOUNDS_AFTER: f64 = 20.0;
 
@@ -102,7 +102,7 @@ impl KMeansTrainer {
             iteration: 0,
             cost_history: Vec::new(),
             last_cost: None,
-            hint: BoundsHint::new(fit_id(), 0),
+            hint: BoundsHint::new(fit_id()),
             bounds_on: false,
             history: Vec::new(),
         }
@@ -113,14 +113,16 @@ impl KMeansTrainer {
     fn lloyd(&mut self, phase: Phase, moves: &[f64]) -> Result<Step<KMeansModel>> {
         let hint = &mut self.hint;
         if moves.is_empty() {
-            *hint = BoundsHint::new(hint.fit, self.params.k());
+            *hint = BoundsHint::new(hint.fit);
         } else {
             hint.advance(moves);
             let largest = moves.iter().copied().fold(0.0, f64::max);
             // Bounds pay once most rows keep their centre, which they do when the centres
             // move little against their distances to each other; before that, keeping them
             // would only cost the first passes a write of every row's bounds.
-            self.bounds_on |= largest * BOUNDS_AFTER < min_separation(&self.centers, self.dim);
+            // (A fit of more centres than a bound can name keeps none.)
+            self.bounds_on |= largest * BOUNDS_AFTER < min_separation(&self.centers, self.dim)
+                && self.k() <= MAX_BOUNDED_K;
         }
         let kernel = if self.bounds_on {
             let round = LloydRound {

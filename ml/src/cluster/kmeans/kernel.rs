@@ -23,8 +23,8 @@
 //! partial reports `n_c c + Σ (x − c)`, which keeps its digits when the rows lie far from the
 //! origin and is what the steady-state steps keep (see [`super::steady`]).
 //!
-//! A [`KMeansKernel::Lloyd`] pass also keeps per-row bounds (see [`super::bounds`]): a chunk
-//! whose rows all keep their centre skips the search, and on the AVX2 path runs of
+//! A [`KMeansKernel::Lloyd`] pass also keeps distance bounds per chunk of rows (see
+//! [`super::bounds`]): a chunk whose rows all keep their centre skips the search, and on the AVX2 path runs of
 //! `4 × LANES` such rows of `f64` columns are read in place, without the chunk copy. Its
 //! steady-state steps ([`super::steady`]) read only the chunks the bounds cannot settle.
 //!
@@ -43,7 +43,7 @@ use std::ops::Range;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::bounds::{BoundsHint, BoundsTest, RowBounds};
+use super::bounds::{self, BoundsHint, BoundsTest, RowBounds, MAX_BOUNDED_K};
 use super::steady::{self, LloydRound};
 use crate::data::{block_ranges, CachedPartition, DenseMatrix, Element, BLOCK_ROWS};
 use crate::error::{MlError, Result};
@@ -178,8 +178,8 @@ pub enum KMeansKernel {
     /// squared distances (SSE). Answers [`KMeansPartial::Assign`].
     Assign(CenterSet),
     /// [`KMeansKernel::Assign`] as one pass of a fit, with how the centres moved since the
-    /// fit's first Lloyd pass: a partition keeps per-row bounds between passes and skips the
-    /// nearest-centre search for rows whose centre cannot have changed (see
+    /// fit's first Lloyd pass: a partition keeps distance bounds between passes and skips the
+    /// nearest-centre search for chunks of rows whose centres cannot have changed (see
     /// [`BoundsSlot`](super::BoundsSlot)).
     ///
     /// Without `history` the pass reads every row and answers exactly what `Assign` answers,
@@ -190,7 +190,7 @@ pub enum KMeansKernel {
     Lloyd {
         /// The centres of this pass.
         centers: CenterSet,
-        /// How they moved since the previous pass of the fit.
+        /// How far they moved since the fit's first Lloyd pass.
         hint: BoundsHint,
         /// The fit's passes since the last pass that read every row, that one first, up to
         /// but not including this pass (empty: this pass reads every row).
@@ -862,15 +862,18 @@ where
     }
 }
 
-/// The bounds of one block's rows during a pass, indexed from the block's first row.
+/// The bounds of one block's rows during a pass, indexed from the block's first row (its
+/// chunks from the block's first chunk).
 pub(crate) struct BlockBounds<'a> {
-    pub(super) test: &'a BoundsTest<'a>,
+    pub(super) test: &'a BoundsTest,
     /// Whether the stored bounds are from an earlier pass of the fit (else every row is
     /// searched).
     pub(super) usable: bool,
-    pub(super) assign: &'a mut [u32],
-    pub(super) upper: &'a mut [f32],
-    pub(super) lower: &'a mut [f32],
+    pub(super) assign: &'a mut [u16],
+    /// Per chunk of [`LANES`] rows.
+    pub(super) gap: &'a mut [f32],
+    /// Per chunk of [`LANES`] rows.
+    pub(super) reach: &'a mut [f32],
     /// Rows of the block searched so far.
     pub(super) searched: usize,
 }
@@ -888,38 +891,31 @@ impl BlockBounds<'_> {
         if let Some(v) = self.assign.get(at) {
             prefetch(v);
         }
-        if let Some(v) = self.upper.get(at) {
+        if let Some(v) = self.gap.get(at / LANES) {
             prefetch(v);
         }
-        if let Some(v) = self.lower.get(at) {
+        if let Some(v) = self.reach.get(at / LANES) {
             prefetch(v);
         }
     }
 
-    /// The centres of the rows `at .. at + valid` of the block when every one of them keeps
-    /// its centre on the bounds alone (then the search is not needed).
+    /// The centres of the rows `at .. at + valid` of the block (`at` the first row of a chunk,
+    /// `valid ≤ N`, `N` a multiple of [`LANES`] or `valid` the rest of the block) when every
+    /// one of them keeps its centre on the bounds alone (then the search is not needed).
     #[inline(always)]
     pub(super) fn kept<const N: usize>(&self, at: usize, valid: usize) -> Option<[u64; N]> {
         if !self.usable {
             return None;
         }
-        let rows = at..at + valid;
-        let (assign, upper, lower) = (
-            &self.assign[rows.clone()],
-            &self.upper[rows.clone()],
-            &self.lower[rows],
-        );
+        let assign = &self.assign[at..at + valid];
+        let first = at / LANES;
+        let chunks = first..first + valid.div_ceil(LANES);
+        let (gap, reach) = (&self.gap[chunks.clone()], &self.reach[chunks]);
         let test = self.test;
-        // Gathered first, so that the arithmetic below runs on whole vectors.
-        let mut moved = [0.0f64; N];
-        for (m, &a) in moved.iter_mut().zip(assign) {
-            *m = test.moved(u64::from(a));
-        }
-        let keeps = moved
+        let keeps = gap
             .iter()
-            .zip(upper)
-            .zip(lower)
-            .fold(true, |all, ((&m, &u), &l)| all & test.keeps(m, u, l));
+            .zip(reach)
+            .fold(true, |all, (&g, &r)| all & test.keeps(g, r));
         keeps.then(|| {
             let mut nearest = [0u64; N];
             for (n, &a) in nearest.iter_mut().zip(assign) {
@@ -929,9 +925,9 @@ impl BlockBounds<'_> {
         })
     }
 
-    /// Brings the bounds of rows `at .. at + valid` of the block up to date from their search:
-    /// the centre found, the search's smallest and second smallest values and the exact
-    /// squared distance.
+    /// Brings the bounds of the chunk of rows `at .. at + valid` of the block up to date from
+    /// its search: the centre found, the search's smallest and second smallest values and the
+    /// exact squared distance.
     #[inline(always)]
     pub(super) fn record(
         &mut self,
@@ -944,22 +940,27 @@ impl BlockBounds<'_> {
     ) {
         self.searched += valid;
         let test = self.test;
-        let mut moved = [0.0f64; LANES];
-        for (m, &n) in moved.iter_mut().zip(nearest) {
-            *m = test.moved(n);
-        }
-        let mut upper = [0.0f32; LANES];
-        let mut lower = [0.0f32; LANES];
+        let mut gap = [0.0f64; LANES];
+        let mut reach = [0.0f64; LANES];
         for l in 0..LANES {
-            (upper[l], lower[l]) = test.searched(moved[l], dist[l], second[l] - best[l]);
+            let (g, r) = test.searched(dist[l], second[l] - best[l]);
+            // Rows past `valid` are padding: they leave the chunk's bounds alone.
+            (gap[l], reach[l]) = if l < valid {
+                (g, r)
+            } else {
+                (f64::INFINITY, f64::NEG_INFINITY)
+            };
         }
-        let rows = at..at + valid;
-        for (a, &n) in self.assign[rows.clone()].iter_mut().zip(nearest) {
-            // `n < k`, so it fits (the search never names a centre past `k`).
-            *a = u32::try_from(n).unwrap_or(u32::MAX);
+        let (gap, reach) = bounds::store_chunk(
+            gap.iter().copied().fold(f64::INFINITY, f64::min),
+            reach.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        );
+        for (a, &n) in self.assign[at..at + valid].iter_mut().zip(nearest) {
+            // `n < k ≤ MAX_BOUNDED_K`, so it fits (the search never names a centre past `k`).
+            *a = u16::try_from(n).unwrap_or(u16::MAX);
         }
-        self.upper[rows.clone()].copy_from_slice(&upper[..valid]);
-        self.lower[rows].copy_from_slice(&lower[..valid]);
+        self.gap[at / LANES] = gap;
+        self.reach[at / LANES] = reach;
     }
 }
 
@@ -1257,7 +1258,7 @@ pub(super) fn unshift(sums: &mut [f64], counts: &[u64], centers: &CenterSet) {
     }
 }
 
-/// [`assign`] with sums, keeping per-row bounds in `slot` between the passes of a fit (see
+/// [`assign`] with sums, keeping distance bounds in `slot` between the passes of a fit (see
 /// [`super::bounds`]): the same partial, bit for bit, usually without most of the search.
 #[cfg(test)]
 fn assign_bounded<T: Element>(
@@ -1275,13 +1276,20 @@ fn assign_bounded<T: Element>(
     })
 }
 
-/// Checks that `hint` has a move for every centre.
+/// Checks that a pass of `hint` over `centers` can keep bounds: no more centres than a bound
+/// can name, and a total shift that is a (non-negative) distance (a negative one would make
+/// stored bounds look tighter than they are).
 pub(super) fn check_hint(centers: &CenterSet, hint: &BoundsHint) -> Result<()> {
-    if hint.moved.len() != centers.k {
+    if centers.k > MAX_BOUNDED_K {
         return Err(MlError::Internal(format!(
-            "{} centre moves for {} centres",
-            hint.moved.len(),
-            centers.k
+            "k-means pass {} keeps bounds for {} centres, more than {MAX_BOUNDED_K}",
+            hint.round, centers.k
+        )));
+    }
+    if hint.total_shift.is_nan() || hint.total_shift < 0.0 {
+        return Err(MlError::Internal(format!(
+            "k-means pass {}: a total centre shift of {}",
+            hint.round, hint.total_shift
         )));
     }
     Ok(())
@@ -1325,15 +1333,15 @@ pub(super) fn base_pass<T: Element>(
     let partials: Vec<(AssignPartial, Vec<f64>)> = blocks
         .into_par_iter()
         .zip(bounds.assign.par_chunks_mut(BLOCK_ROWS))
-        .zip(bounds.upper.par_chunks_mut(BLOCK_ROWS))
-        .zip(bounds.lower.par_chunks_mut(BLOCK_ROWS))
-        .map(|(((rows, assign), upper), lower)| {
+        .zip(bounds.gap.par_chunks_mut(BLOCK_ROWS / LANES))
+        .zip(bounds.reach.par_chunks_mut(BLOCK_ROWS / LANES))
+        .map(|(((rows, assign), gap), reach)| {
             let block = BlockBounds {
                 test: &test,
                 usable,
                 assign,
-                upper,
-                lower,
+                gap,
+                reach,
                 searched: 0,
             };
             assign_block(m, rows, &near, true, Some(block))
@@ -1909,7 +1917,7 @@ pub(super) mod tests {
         path: CodePath,
     ) -> Vec<usize> {
         let mut set = CenterSet::from_rows(start).unwrap();
-        let mut hint = BoundsHint::new(7, set.k);
+        let mut hint = BoundsHint::new(7);
         let mut searched = Vec::new();
         for round in 0..rounds {
             let plain = with_features!(p.features(), m => assign(m, &set, true, path)).unwrap();
@@ -2024,7 +2032,6 @@ pub(super) mod tests {
             let still = |fit, round| BoundsHint {
                 fit,
                 round,
-                moved: vec![0.0; 2],
                 total_shift: 0.0,
             };
             assign_bounded(m, &set, &still(5, 0), p.bounds(), path).unwrap();
@@ -2052,7 +2059,6 @@ pub(super) mod tests {
         let hint = |fit, round| BoundsHint {
             fit,
             round,
-            moved: vec![0.0; 3],
             total_shift: 0.0,
         };
         let run = |h: &BoundsHint| {
@@ -2081,7 +2087,7 @@ pub(super) mod tests {
             assert_eq!(partial_bits(&first), partial_bits(&out));
             assert_eq!(s, 5000, "{h:?}");
         }
-        // A clone starts without bounds; the wrong number of shifts is a caller bug.
+        // A clone starts without bounds; a negative shift is a caller bug.
         assert!(p.clone().bounds().last_pass_searched().is_none());
         let m = match p.features() {
             Features::F64(m) => m,
@@ -2091,7 +2097,7 @@ pub(super) mod tests {
             m,
             &set,
             &BoundsHint {
-                moved: vec![0.0],
+                total_shift: -1.0,
                 ..hint(3, 0)
             },
             p.bounds(),
@@ -2099,7 +2105,7 @@ pub(super) mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(err.contains("1 centre moves for 3 centres"), "{err}");
+        assert!(err.contains("a total centre shift of -1"), "{err}");
     }
 
     #[test]
@@ -2109,7 +2115,7 @@ pub(super) mod tests {
         let set = CenterSet::from_rows(&rows[..4]).unwrap();
         let lloyd = KMeansKernel::Lloyd {
             centers: set.clone(),
-            hint: BoundsHint::new(9, 4),
+            hint: BoundsHint::new(9),
             history: Vec::new(),
         };
         let kernel = crate::Kernel::KMeans(lloyd.clone());
@@ -2126,5 +2132,19 @@ pub(super) mod tests {
             }
             other => panic!("unexpected partials {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_lloyd_pass_over_more_centres_than_a_bound_can_name_is_refused() {
+        let k = MAX_BOUNDED_K + 1;
+        let values: Vec<Vec<f64>> = (0..k).map(|c| vec![c as f64]).collect();
+        let p = partition(0, &values[..100]);
+        let lloyd = KMeansKernel::Lloyd {
+            centers: CenterSet::from_rows(&values).unwrap(),
+            hint: BoundsHint::new(9),
+            history: Vec::new(),
+        };
+        let err = lloyd.run(&p).unwrap_err().to_string();
+        assert!(err.contains("65537 centres, more than 65536"), "{err}");
     }
 }

@@ -19,20 +19,21 @@
 //! centres (one more pass, like scikit-learn's `inertia_`).
 //!
 //! Once the centres move little (less than 1/20 of their smallest separation in a pass), the
-//! trainer sends its Lloyd passes as [`KMeansKernel::Lloyd`]: the same pass, plus how far each
-//! centre has moved since the fit began. Each cached partition then keeps per-row distance
-//! bounds (12 bytes a row, see [`BoundsSlot`]) and, in later passes, skips the nearest-centre
-//! search for runs of rows whose centre cannot have changed (Hamerly's bounds, with a margin for
-//! the search's rounding). The first such pass reads every row and answers bit for bit what
-//! [`KMeansKernel::Assign`] answers. The passes after it are steady-state steps: the partition
-//! keeps per-centre sums about that pass's centres, reads only the rows its bounds cannot
-//! settle, and moves the rows that changed centre between the sums; in the steady state of a fit
-//! a step reads the 12 bytes of bounds a row and a few percent of the rows. Every row still gets
-//! the centre a plain pass gives it; the sums and the SSE differ from a plain pass's by rounding
-//! only. Each step carries the passes since the one that read every row ([`LloydRound`]), so a
-//! partition without the sums (reloaded after a lost executor, or busy) replays them and answers
-//! with the same bits; the trainer starts over with a full pass every 32 passes, or sooner for
-//! large centre sets, to keep that history small.
+//! trainer sends its Lloyd passes as [`KMeansKernel::Lloyd`]: the same pass, plus how far the
+//! centres have moved since the fit began. Each cached partition then keeps distance bounds (a
+//! row's centre and two numbers a chunk of 16 rows, 2.5 bytes a row, see [`BoundsSlot`]) and, in
+//! later passes, skips the nearest-centre search for chunks of rows whose centres cannot have
+//! changed (Hamerly's bounds, with a margin for the search's rounding). The first such pass reads
+//! every row and answers bit for bit what [`KMeansKernel::Assign`] answers. The passes after it are
+//! steady-state steps: the partition keeps per-centre sums about that pass's centres, reads only
+//! the rows its bounds cannot settle, and moves the rows that changed centre between the sums; in
+//! the steady state of a fit a step reads the chunks' bounds (0.5 bytes a row), and the centres and
+//! values of the few percent of the rows whose chunks fail the test. Every row still gets the
+//! centre a plain pass gives it; the sums and the SSE differ from a plain pass's by rounding only.
+//! Each step carries the passes since the one that read every row ([`LloydRound`]), so a partition
+//! without the sums (reloaded after a lost executor, or busy) replays them and answers with the
+//! same bits; the trainer starts over with a full pass every 32 passes, or sooner for large centre
+//! sets, to keep that history small.
 //!
 //! Initialisation (Spark's default) is k-means|| (Bahmani, Moseley, Vattani, Kumar,
 //! Vassilvitskii, *Scalable K-Means++*, VLDB 2012): start from one random point `C`; for

@@ -9,7 +9,7 @@
 //!   n_c = |S_c|,   s_c = Σ_{x ∈ S_c} (x − r_c),   q_c = Σ_{x ∈ S_c} ‖x − r_c‖²
 //! ```
 //!
-//! A step tests every row's bounds (12 bytes a row), reads and searches only the chunks of
+//! A step tests every chunk's bounds (0.5 bytes a row), reads and searches only the chunks of
 //! [`LANES`] rows where a test fails, and moves each row whose centre changed from the old
 //! centre's statistics to the new one's. It then answers, for the pass's centres `C`:
 //!
@@ -308,9 +308,9 @@ fn step<T: Element>(
     let deltas: Vec<BlockDelta> = blocks
         .into_par_iter()
         .zip(bounds.assign.par_chunks_mut(BLOCK_ROWS))
-        .zip(bounds.upper.par_chunks_mut(BLOCK_ROWS))
-        .zip(bounds.lower.par_chunks_mut(BLOCK_ROWS))
-        .map(|(((rows, assign), upper), lower)| {
+        .zip(bounds.gap.par_chunks_mut(BLOCK_ROWS / LANES))
+        .zip(bounds.reach.par_chunks_mut(BLOCK_ROWS / LANES))
+        .map(|(((rows, assign), gap), reach)| {
             near.vectorize(StepBlock {
                 m,
                 rows,
@@ -319,8 +319,8 @@ fn step<T: Element>(
                     test: &test,
                     usable: true,
                     assign,
-                    upper,
-                    lower,
+                    gap,
+                    reach,
                     searched: 0,
                 },
                 origin,
@@ -383,7 +383,7 @@ impl<T: Element> Vectorize for StepBlock<'_, '_, T> {
             copy_chunk(&mut chunk, &cols, at, valid);
             let (nearest, best, second) = near.search(&chunk);
             let dist = near.settle(&chunk, valid, None, &nearest, Some(&best));
-            let mut old = [0u32; LANES];
+            let mut old = [0u16; LANES];
             old[..valid].copy_from_slice(&bounds.assign[at..at + valid]);
             bounds.record(at, valid, &nearest, &best, &second, &dist);
             for (l, (&from, &to)) in old.iter().zip(&nearest).enumerate().take(valid) {
@@ -463,7 +463,7 @@ mod tests {
         mut answer: impl FnMut(usize, &KMeansKernel) -> AssignPartial,
     ) -> Vec<KMeansKernel> {
         let mut set = CenterSet::from_rows(start).unwrap();
-        let mut hint = BoundsHint::new(3, set.k);
+        let mut hint = BoundsHint::new(3);
         let mut history: Vec<LloydRound> = Vec::new();
         let mut kernels = Vec::new();
         for pass in 0..passes {
