@@ -24,8 +24,9 @@
 //! origin and is what the steady-state steps keep (see [`super::steady`]).
 //!
 //! A [`KMeansKernel::Lloyd`] pass also keeps distance bounds per chunk of rows (see
-//! [`super::bounds`]): a chunk whose rows all keep their centre skips the search, and on the AVX2 path runs of
-//! `4 × LANES` such rows of `f64` columns are read in place, without the chunk copy. Its
+//! [`super::bounds`]): a chunk whose rows all keep their centre skips the search, and on the
+//! AVX2 path runs of `4 × LANES` such rows of `f64` columns are read in place, without the
+//! chunk copy. Its
 //! steady-state steps ([`super::steady`]) read only the chunks the bounds cannot settle.
 //!
 //! Cost, measured with `examples/kernel_speed.rs` (2 × 1M rows × 16 features, k = 8, two
@@ -891,6 +892,13 @@ impl BlockBounds<'_> {
         if let Some(v) = self.assign.get(at) {
             prefetch(v);
         }
+        self.prefetch_tests(at);
+    }
+
+    /// Asks for the chunk bounds of row `at` of the block (and the lines after them) to be
+    /// loaded: what [`BlockBounds::keeps`] reads.
+    #[inline(always)]
+    pub(super) fn prefetch_tests(&self, at: usize) {
         if let Some(v) = self.gap.get(at / LANES) {
             prefetch(v);
         }
@@ -899,26 +907,30 @@ impl BlockBounds<'_> {
         }
     }
 
-    /// The centres of the rows `at .. at + valid` of the block (`at` the first row of a chunk,
-    /// `valid ≤ N`, `N` a multiple of [`LANES`] or `valid` the rest of the block) when every
-    /// one of them keeps its centre on the bounds alone (then the search is not needed).
+    /// Whether every row `at .. at + valid` of the block (`at` the first row of a chunk, `valid`
+    /// whole chunks or the rest of the block) keeps its centre on the bounds alone (then the
+    /// search is not needed). Reads only the chunks' bounds, not the rows' centres.
     #[inline(always)]
-    pub(super) fn kept<const N: usize>(&self, at: usize, valid: usize) -> Option<[u64; N]> {
+    pub(super) fn keeps(&self, at: usize, valid: usize) -> bool {
         if !self.usable {
-            return None;
+            return false;
         }
-        let assign = &self.assign[at..at + valid];
         let first = at / LANES;
         let chunks = first..first + valid.div_ceil(LANES);
-        let (gap, reach) = (&self.gap[chunks.clone()], &self.reach[chunks]);
         let test = self.test;
-        let keeps = gap
+        self.gap[chunks.clone()]
             .iter()
-            .zip(reach)
-            .fold(true, |all, (&g, &r)| all & test.keeps(g, r));
-        keeps.then(|| {
+            .zip(&self.reach[chunks])
+            .fold(true, |all, (&g, &r)| all & test.keeps(g, r))
+    }
+
+    /// The centres of the rows `at .. at + valid` of the block (`valid ≤ N`) when every one
+    /// of them keeps its centre on the bounds alone (see [`BlockBounds::keeps`]).
+    #[inline(always)]
+    pub(super) fn kept<const N: usize>(&self, at: usize, valid: usize) -> Option<[u64; N]> {
+        self.keeps(at, valid).then(|| {
             let mut nearest = [0u64; N];
-            for (n, &a) in nearest.iter_mut().zip(assign) {
+            for (n, &a) in nearest.iter_mut().zip(&self.assign[at..at + valid]) {
                 *n = u64::from(a);
             }
             nearest

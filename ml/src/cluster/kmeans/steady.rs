@@ -365,18 +365,17 @@ impl<T: Element> Vectorize for StepBlock<'_, '_, T> {
         let len = rows.len();
         let mut at = 0;
         while at < len {
-            // Only the bounds are read for a run of rows that all keep their centre.
+            // Only the chunks' bounds are read for a run of rows that all keep their centre
+            // (a run's bounds lie in one line).
             if at % RUN == 0 && at + RUN <= len {
-                for sub in (at..at + RUN).step_by(LANES) {
-                    bounds.prefetch(sub + PREFETCH_ROWS);
-                }
-                if bounds.kept::<RUN>(at, RUN).is_some() {
+                bounds.prefetch_tests(at + RUN + PREFETCH_ROWS);
+                if bounds.keeps(at, RUN) {
                     at += RUN;
                     continue;
                 }
             }
             let valid = (len - at).min(LANES);
-            if bounds.kept::<LANES>(at, valid).is_some() {
+            if bounds.keeps(at, valid) {
                 at += LANES;
                 continue;
             }
