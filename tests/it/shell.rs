@@ -42,6 +42,9 @@ fn the_shell_reads_multi_line_input_shows_training_progress_and_survives_ctrl_c(
          CAST((value * 7) % 89 AS DOUBLE) AS b FROM range(400000);",
     )
     .unwrap();
+    // The prompt is redrawn while a line is echoed, so each statement's own result line is awaited
+    // before the next prompt.
+    p.exp_regex("0 rows in [0-9.]+ s").unwrap();
     p.exp_string("kiln> ").unwrap();
     p.send_line(
         "TRAIN MODEL km USING kmeans (k = 6, max_iter = 300, tol = 0, seed = 3) \
@@ -51,6 +54,14 @@ fn the_shell_reads_multi_line_input_shows_training_progress_and_survives_ctrl_c(
     p.exp_regex("training iteration [0-9]+/300 loss [0-9.e+]+")
         .unwrap();
     p.exp_regex("rows? in [0-9.]+ s").unwrap();
+    p.exp_string("kiln> ").unwrap();
+
+    // Two statements arriving in one write (a paste, or typed ahead) both run, in order.
+    p.send("SELECT 'first' || '!' AS a;\nSELECT 'second' || '!' AS b;\n")
+        .unwrap();
+    p.exp_string("first!").unwrap();
+    p.exp_string("second!").unwrap();
+    p.exp_regex("1 row in [0-9.]+ s").unwrap();
     p.exp_string("kiln> ").unwrap();
 
     // The dot commands see the new table and model.
@@ -81,7 +92,7 @@ fn the_shell_reads_multi_line_input_shows_training_progress_and_survives_ctrl_c(
 
     // An error is reported and the shell goes on; .quit leaves.
     p.send_line("SELECT * FROM no_such_table;").unwrap();
-    p.exp_string("no_such_table").unwrap();
+    p.exp_regex("error: [^\\r\\n]*no_such_table").unwrap();
     p.exp_string("kiln> ").unwrap();
     p.send_line(".quit").unwrap();
     p.exp_eof().unwrap();
