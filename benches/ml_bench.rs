@@ -9,9 +9,12 @@
 //! `data/ml/` as Parquet for Kiln and as raw little-endian f64 for scikit-learn. Kiln's time per
 //! iteration excludes the one-off cache stage (reported on its own line); scikit-learn's
 //! excludes loading. The memory-bandwidth floor is the bytes an iteration reads over the read
-//! bandwidth measured in the same run (a parallel sum over as many bytes as the cached
-//! features, median of five); `--bandwidth-gbs` (default 29, what `../shared/bench/membw.py`
-//! measured on the development machine) gives a second, fixed floor for comparison. The k-means
+//! bandwidth measured beside the fit: a parallel sum over as many bytes as the cached features
+//! (median of five), run in a child process just before and just after each fit, so that the
+//! floor sees the machine as the fit saw it and the child's buffer stays out of the reported
+//! peak memory; the floor uses the mean of the two. `--bandwidth-gbs` (default 29, what
+//! `../shared/bench/membw.py` measured on the development machine) gives a second, fixed floor
+//! for comparison. The k-means
 //! floor is that of a pass that reads the features and 2.5 bytes a row of distance bounds (the
 //! steady-state steps of a fit read the bounds and only the rows they cannot settle, so they
 //! take less; each round's time is printed); a logistic-regression round reads the features
@@ -32,6 +35,9 @@ struct Args {
     iters: usize,
     bandwidth_gbs: f64,
     python: PathBuf,
+    /// Only measure the read bandwidth over this many f64s and print it (the child process of
+    /// [`bandwidth_now`]).
+    measure_only: Option<usize>,
 }
 
 fn parse_args() -> Result<Args, BoxError> {
@@ -42,6 +48,7 @@ fn parse_args() -> Result<Args, BoxError> {
         iters: 20,
         bandwidth_gbs: 29.0,
         python: PathBuf::from(".venv/bin/python"),
+        measure_only: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -53,6 +60,7 @@ fn parse_args() -> Result<Args, BoxError> {
             "--iters" => args.iters = value()?.parse()?,
             "--bandwidth-gbs" => args.bandwidth_gbs = value()?.parse()?,
             "--python" => args.python = PathBuf::from(value()?),
+            "--measure-bandwidth" => args.measure_only = Some(value()?.parse()?),
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
@@ -90,6 +98,22 @@ fn read_bandwidth_gbs(values: usize) -> f64 {
         .collect();
     seconds.sort_by(f64::total_cmp);
     (values * 8) as f64 / seconds[seconds.len() / 2] / 1e9
+}
+
+/// The read bandwidth in GB/s over `values` f64s, measured now in a child process (this
+/// program with `--measure-bandwidth`).
+fn bandwidth_now(values: usize) -> Result<f64, BoxError> {
+    let out = Command::new(std::env::current_exe()?)
+        .args(["--measure-bandwidth", &values.to_string()])
+        .output()?;
+    if !out.status.success() {
+        return Err(format!(
+            "the bandwidth measurement failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
 }
 
 const SKLEARN: &str = r#"
@@ -137,6 +161,11 @@ async fn tiny_round_trip(kiln: &Session) -> Result<f64, BoxError> {
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let args = parse_args()?;
+    if let Some(values) = args.measure_only {
+        println!("{}", read_bandwidth_gbs(values));
+        return Ok(());
+    }
+    let values = args.rows * args.dims;
     let blobs = Blobs {
         rows: args.rows,
         dims: args.dims,
@@ -166,6 +195,7 @@ async fn main() -> Result<(), BoxError> {
     // Initial centres: the first k rows, as scikit-learn gets them.
     let init = first_rows(&df, args.k, args.dims).await?;
 
+    let gbs_before_km = bandwidth_now(values)?;
     let rounds = kiln.metrics().kernel_rounds;
     let t = Instant::now();
     // Each round's end, for the per-round times.
@@ -190,6 +220,7 @@ async fn main() -> Result<(), BoxError> {
         })
         .collect();
     let km_rounds = kiln.metrics().kernel_rounds - rounds;
+    let gbs_after_km = bandwidth_now(values)?;
 
     let rounds = kiln.metrics().kernel_rounds;
     let t = Instant::now();
@@ -203,6 +234,7 @@ async fn main() -> Result<(), BoxError> {
     let lr_s = t.elapsed().as_secs_f64();
     let lr_rounds = kiln.metrics().kernel_rounds - rounds;
     let kiln_peak = kiln_tests::peak_rss_mib();
+    let gbs_after_lr = bandwidth_now(values)?;
     data.unpersist().await?;
 
     // Round trip on tiny data: what one iteration costs beyond the kernel, embedded and with
@@ -233,18 +265,23 @@ async fn main() -> Result<(), BoxError> {
     let sk: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     let f = |k: &str| sk[k].as_f64().unwrap_or(f64::NAN);
 
-    let measured_gbs = read_bandwidth_gbs(args.rows * args.dims);
+    let (km_gbs, lr_gbs) = (
+        (gbs_before_km + gbs_after_km) / 2.0,
+        (gbs_after_km + gbs_after_lr) / 2.0,
+    );
     let features = (args.rows * args.dims * 8) as f64;
     let floor = |bytes: f64, gbs: f64| bytes / (gbs * 1e9) * 1e3;
     // The bounds: a `u16` centre a row and two `f32` a chunk of 16 rows.
     let km_bytes = features + (args.rows * 2 + args.rows.div_ceil(16) * 8) as f64;
     let lr_bytes = features + (args.rows * 8) as f64;
-    let (km_floor, lr_floor) = (floor(km_bytes, measured_gbs), floor(lr_bytes, measured_gbs));
+    let (km_floor, lr_floor) = (floor(km_bytes, km_gbs), floor(lr_bytes, lr_gbs));
     // Per kernel round: the Lloyd iterations plus the final cost pass (scikit-learn's inertia).
     let km_ms = km_s * 1e3 / km_rounds.max(1) as f64;
     let sk_km_ms = f("kmeans_s") * 1e3 / f("kmeans_iters").max(1.0);
     println!(
-        "data: {} x {} f64 ({:.0} MB cached), k = {}; read bandwidth measured now {measured_gbs:.1} GB/s",
+        "data: {} x {} f64 ({:.0} MB cached), k = {}; read bandwidth {gbs_before_km:.1} GB/s before \
+         the k-means fit, {gbs_after_km:.1} after it (before the logistic fit), {gbs_after_lr:.1} \
+         after that",
         args.rows,
         args.dims,
         features / 1e6,
