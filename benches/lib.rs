@@ -1,7 +1,9 @@
-//! What Kiln's benchmarks share: the seeded k-means / logistic-regression dataset.
+//! What Kiln's benchmarks share: the seeded k-means / logistic-regression dataset, and running
+//! a measuring child process.
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::process::Command;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, Float64Array};
@@ -10,6 +12,16 @@ use datafusion::arrow::record_batch::RecordBatch;
 
 /// Errors of the benchmark programs.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Runs `command` to its end and answers what it printed on standard output; a failed run is
+/// an error naming `what` and carrying the child's standard error.
+pub fn child_stdout(command: &mut Command, what: &str) -> Result<String, BoxError> {
+    let out = command.output()?;
+    if !out.status.success() {
+        return Err(format!("{what} failed: {}", String::from_utf8_lossy(&out.stderr)).into());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
 
 /// `rows` × `dims` f64 features in `k` overlapping seeded Gaussian blobs, plus a 0/1 label.
 #[derive(Debug, Clone, Copy)]

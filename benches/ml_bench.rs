@@ -26,7 +26,7 @@ use std::time::Instant;
 
 use kiln::ml::{Columns, KMeans, KMeansInit, LogisticRegression, Precision};
 use kiln::Session;
-use kiln_benches::{first_rows, Blobs, BoxError};
+use kiln_benches::{child_stdout, first_rows, Blobs, BoxError};
 
 struct Args {
     rows: usize,
@@ -103,17 +103,11 @@ fn read_bandwidth_gbs(values: usize) -> f64 {
 /// The read bandwidth in GB/s over `values` f64s, measured now in a child process (this
 /// program with `--measure-bandwidth`).
 fn bandwidth_now(values: usize) -> Result<f64, BoxError> {
-    let out = Command::new(std::env::current_exe()?)
-        .args(["--measure-bandwidth", &values.to_string()])
-        .output()?;
-    if !out.status.success() {
-        return Err(format!(
-            "the bandwidth measurement failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-        .into());
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
+    let out = child_stdout(
+        Command::new(std::env::current_exe()?).args(["--measure-bandwidth", &values.to_string()]),
+        "the bandwidth measurement",
+    )?;
+    Ok(out.trim().parse()?)
 }
 
 const SKLEARN: &str = r#"
@@ -244,25 +238,20 @@ async fn main() -> Result<(), BoxError> {
     let cluster_per_round = tiny_round_trip(&cluster).await?;
     drop(cluster);
 
-    let out = Command::new(&args.python)
-        .arg("-c")
-        .arg(SKLEARN)
-        .arg(dir.join("points.f64"))
-        .args([
-            args.rows.to_string(),
-            args.dims.to_string(),
-            args.k.to_string(),
-            args.iters.to_string(),
-        ])
-        .output()?;
-    if !out.status.success() {
-        return Err(format!(
-            "scikit-learn failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-        .into());
-    }
-    let sk: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let out = child_stdout(
+        Command::new(&args.python)
+            .arg("-c")
+            .arg(SKLEARN)
+            .arg(dir.join("points.f64"))
+            .args([
+                args.rows.to_string(),
+                args.dims.to_string(),
+                args.k.to_string(),
+                args.iters.to_string(),
+            ]),
+        "scikit-learn",
+    )?;
+    let sk: serde_json::Value = serde_json::from_str(&out)?;
     let f = |k: &str| sk[k].as_f64().unwrap_or(f64::NAN);
 
     let (km_gbs, lr_gbs) = (

@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use kiln::ml::{Columns, Fit, KMeans, KMeansInit};
 use kiln::Session;
-use kiln_benches::{first_rows, Blobs, BoxError};
+use kiln_benches::{child_stdout, first_rows, Blobs, BoxError};
 
 struct Args {
     blobs: Blobs,
@@ -139,16 +139,8 @@ struct Run {
 }
 
 fn measure(command: &mut Command, what: &str) -> Result<Run, BoxError> {
-    let out = command.output()?;
-    if !out.status.success() {
-        return Err(format!(
-            "the {what} run failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-        .into());
-    }
-    let line = String::from_utf8_lossy(&out.stdout);
-    let line = line
+    let out = child_stdout(command, &format!("the {what} run"))?;
+    let line = out
         .lines()
         .last()
         .ok_or_else(|| format!("the {what} run printed nothing"))?;

@@ -18,9 +18,8 @@ use std::time::Instant;
 use datafusion::arrow::util::display::array_value_to_string;
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 use kiln::{Session, ShuffleCompression};
+use kiln_benches::{child_stdout, BoxError};
 use kiln_tests::tpch;
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 const QUERIES: [usize; 3] = [1, 3, 6];
 
@@ -189,24 +188,19 @@ fn main() -> Result<(), BoxError> {
     for q in QUERIES {
         let mut results = Vec::new();
         for engine in ["datafusion", "kiln", "kiln-cluster"] {
-            let out = Command::new(&exe)
-                .args(["--child", &format!("{engine}:{q}")])
-                .args(["--dir", &args.dir.display().to_string()])
-                .args(["--reps", &args.reps.to_string()])
-                .args(
-                    args.compression
-                        .iter()
-                        .flat_map(|c| ["--shuffle-compression".to_string(), c.clone()]),
-                )
-                .output()?;
-            if !out.status.success() {
-                return Err(format!(
-                    "{engine} q{q} failed: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                )
-                .into());
-            }
-            let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            let out = child_stdout(
+                Command::new(&exe)
+                    .args(["--child", &format!("{engine}:{q}")])
+                    .args(["--dir", &args.dir.display().to_string()])
+                    .args(["--reps", &args.reps.to_string()])
+                    .args(
+                        args.compression
+                            .iter()
+                            .flat_map(|c| ["--shuffle-compression".to_string(), c.clone()]),
+                    ),
+                &format!("{engine} q{q}"),
+            )?;
+            let line = out.trim().to_string();
             eprintln!("{line}");
             results.push(line);
         }
