@@ -4,8 +4,10 @@
 //!
 //! 1. The nearest centre of each row by `argmin_c ‖c‖² − 2 x·c` (the expansion of
 //!    `‖x − c‖²` without the row's own `‖x‖²`, as scikit-learn's Lloyd computes it): one FMA
-//!    per (row, feature, centre), four rows (a vector) × eight centres of accumulators held
-//!    in registers across the columns. Whenever two candidates meet, the one of higher index
+//!    per (row, feature, centre), eight rows (two vectors) × four centres of accumulators held
+//!    in registers across the columns, so that each load of a centre's weights feeds two
+//!    multiply-adds (with one vector of rows, the loads rather than the multiply-adds set the
+//!    pace). Whenever two candidates meet, the one of higher index
 //!    wins only if strictly smaller, so ties go to the lowest index.
 //! 2. For the chosen centre only, the exact `Σⱼ (xⱼ − cⱼ)²` (the expansion cancels badly when
 //!    a row is far from the origin but near its centre, so it never reaches the cost): four
@@ -16,6 +18,8 @@
 //! The exact distance is summed in four interleaved partial sums (`j mod 4`) rather than left
 //! to right, so it can differ from the portable path's in the last bit; the sums add the
 //! differences in the same order as the portable path.
+
+use std::marker::PhantomData;
 
 use super::{Avx2Fma, Quad};
 
@@ -50,6 +54,66 @@ impl<const L: usize> Lanes<L> for [&[f64; L]] {
     #[inline(always)]
     fn lanes(&self, j: usize) -> &[f64; L] {
         self[j]
+    }
+}
+
+/// The columns of a range of rows, all of the same length, read in place a chunk at a time:
+/// the lengths are checked once, here, instead of once per column and chunk (sixteen checks a
+/// chunk of the hot loop otherwise). Columns past the given ones, up to `width`, read as zeros.
+pub(crate) struct InPlace<'a> {
+    starts: Vec<*const f64>,
+    rows: usize,
+    width: usize,
+    _columns: PhantomData<&'a [f64]>,
+}
+
+/// Zeros for the columns of an [`InPlace`] chunk past the given ones.
+static ZEROS: [f64; MAX_IN_PLACE_ROWS] = [0.0; MAX_IN_PLACE_ROWS];
+
+/// The most rows an [`InPlace`] chunk may have.
+const MAX_IN_PLACE_ROWS: usize = 64;
+
+impl<'a> InPlace<'a> {
+    /// The columns `cols`, read as `width` columns (`None` unless every column is as long as
+    /// the first and `width` is at least their number).
+    pub(crate) fn new(cols: &[&'a [f64]], width: usize) -> Option<Self> {
+        let rows = cols.first().map_or(0, |c| c.len());
+        (cols.iter().all(|c| c.len() == rows) && width >= cols.len()).then(|| Self {
+            starts: cols.iter().map(|c| c.as_ptr()).collect(),
+            rows,
+            width,
+            _columns: PhantomData,
+        })
+    }
+
+    /// Rows `at .. at + L`, if they are all rows of the columns.
+    #[inline(always)]
+    pub(crate) fn at<const L: usize>(&self, at: usize) -> Option<InPlaceAt<'_, 'a, L>> {
+        const { assert!(L <= MAX_IN_PLACE_ROWS) };
+        (at.checked_add(L)? <= self.rows).then_some(InPlaceAt { cols: self, at })
+    }
+}
+
+/// `L` rows of an [`InPlace`], from row `at` (`at + L` no more than its rows).
+pub(crate) struct InPlaceAt<'c, 'a, const L: usize> {
+    cols: &'c InPlace<'a>,
+    at: usize,
+}
+
+impl<const L: usize> Lanes<L> for InPlaceAt<'_, '_, L> {
+    #[inline(always)]
+    fn width(&self) -> usize {
+        self.cols.width
+    }
+    #[inline(always)]
+    fn lanes(&self, j: usize) -> &[f64; L] {
+        match self.cols.starts.get(j) {
+            // SAFETY: column `j` has `rows` values from `start`, borrowed for `'a` (which
+            // outlives `self`), and `at + L ≤ rows` (checked by `InPlace::at`).
+            Some(start) => unsafe { &*start.add(self.at).cast::<[f64; L]>() },
+            // SAFETY: `L ≤ MAX_IN_PLACE_ROWS` (checked by `InPlace::at`) zeros.
+            None => unsafe { &*ZEROS.as_ptr().cast::<[f64; L]>() },
+        }
     }
 }
 
@@ -150,8 +214,16 @@ impl Avx2Fma {
         // SAFETY: `self` exists only if the CPU supports AVX2 and FMA.
         unsafe {
             match sums {
-                Some(sums) => x86::exact::<L, true, C>(table, chunk, valid, sums, nearest, dist),
-                None => x86::exact::<L, false, C>(table, chunk, valid, &mut [], nearest, dist),
+                // Every row valid (nearly every chunk): no per-row test in the loop.
+                Some(sums) if valid >= L => {
+                    x86::exact::<L, true, true, C>(table, chunk, valid, sums, nearest, dist)
+                }
+                Some(sums) => {
+                    x86::exact::<L, true, false, C>(table, chunk, valid, sums, nearest, dist)
+                }
+                None => {
+                    x86::exact::<L, false, false, C>(table, chunk, valid, &mut [], nearest, dist)
+                }
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -167,7 +239,7 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::{CentreTable, Lanes, Quad};
-    use crate::simd::x86::{load, store};
+    use crate::simd::x86::store;
 
     /// The four values of `q`.
     ///
@@ -189,9 +261,9 @@ mod x86 {
         unsafe { _mm256_store_pd(q.0.as_mut_ptr(), v) }
     }
 
-    /// Step 1: the nearest centre of each row by `‖c‖² − 2 x·c`, four rows × eight centres
-    /// (two groups) of accumulators per sweep over the columns; also the smallest and second
-    /// smallest value.
+    /// Step 1: the nearest centre of each row by `‖c‖² − 2 x·c`, eight rows (two vectors) ×
+    /// four centres (a group) of accumulators per sweep over the columns, each group's weights
+    /// loaded once for both vectors; also the smallest and second smallest value.
     ///
     /// # Safety
     /// The CPU must support AVX2 and FMA.
@@ -203,33 +275,32 @@ mod x86 {
         best_out: &mut [f64; L],
         second_out: &mut [f64; L],
     ) {
-        const { assert!(L / 4 * 4 == L) };
+        const { assert!(L / 8 * 8 == L) };
         assert!(chunk.width() >= t.dim, "a chunk narrower than the centres");
         let groups = t.norms.len();
         // SAFETY: AVX2 and FMA are the caller's promise.
         unsafe {
-            for base in (0..L).step_by(4) {
-                let mut state = Best {
+            for base in (0..L).step_by(8) {
+                let start = || Best {
                     best: _mm256_set1_pd(f64::INFINITY),
                     second: _mm256_set1_pd(f64::INFINITY),
                     index: _mm256_setzero_pd(),
                 };
-                let mut g = 0;
-                while g + 2 <= groups {
-                    sweep::<L, C, 2>(t, chunk, base, g, &mut state);
-                    g += 2;
+                let mut states = [start(), start()];
+                for g in 0..groups {
+                    sweep(t, chunk, base, g, &mut states);
                 }
-                if g < groups {
-                    sweep::<L, C, 1>(t, chunk, base, g, &mut state);
-                }
-                store(&mut best_out[base..], state.best);
-                store(&mut second_out[base..], state.second);
-                let mut ids = [0i32; 4];
-                // SAFETY: `ids` holds the four 32-bit integers written.
-                _mm_storeu_si128(ids.as_mut_ptr().cast(), _mm256_cvttpd_epi32(state.index));
-                for (n, id) in nearest[base..base + 4].iter_mut().zip(ids) {
-                    // A small exact integer; the clamp only guards later indexing.
-                    *n = (id.max(0) as u64).min(t.k as u64 - 1);
+                for (h, state) in states.iter().enumerate() {
+                    let at = base + 4 * h;
+                    store(&mut best_out[at..], state.best);
+                    store(&mut second_out[at..], state.second);
+                    let mut ids = [0i32; 4];
+                    // SAFETY: `ids` holds the four 32-bit integers written.
+                    _mm_storeu_si128(ids.as_mut_ptr().cast(), _mm256_cvttpd_epi32(state.index));
+                    for (n, id) in nearest[at..at + 4].iter_mut().zip(ids) {
+                        // A small exact integer; the clamp only guards later indexing.
+                        *n = (id.max(0) as u64).min(t.k as u64 - 1);
+                    }
                 }
             }
         }
@@ -243,42 +314,42 @@ mod x86 {
         index: __m256d,
     }
 
-    /// The values of the four rows at `base` for the `G` groups of centres from group `g`,
-    /// folded into `state` group by group (lower centres first).
+    /// The values of the eight rows at `base` (`base + 8 ≤ L`) for the four centres of group
+    /// `g`, folded into `states` (rows `base .. base + 4` into the first, the next four into
+    /// the second). Each value is the same chain of multiply-adds, column by column from
+    /// `‖c‖²`, whatever the blocking, so the results do not depend on it.
     ///
     /// # Safety
     /// The CPU must support AVX2 and FMA.
     #[inline(always)]
-    unsafe fn sweep<const L: usize, C: Lanes<L> + ?Sized, const G: usize>(
+    unsafe fn sweep<const L: usize, C: Lanes<L> + ?Sized>(
         t: &CentreTable,
         chunk: &C,
         base: usize,
         g: usize,
-        state: &mut Best,
+        states: &mut [Best; 2],
     ) {
         let dim = t.dim;
-        // SAFETY: AVX2 and FMA are the caller's promise; loads go through slice indexing.
+        let weights = &t.weights[g * 4 * dim..(g + 1) * 4 * dim];
+        // SAFETY: AVX2 and FMA are the caller's promise. The row loads are at lanes
+        // `base .. base + 8 ≤ L` of an `L`-lane column; the weight loads at quads `4j + c <
+        // 4 dim` of `weights` (`4 dim` long).
         unsafe {
-            let mut acc = [[_mm256_setzero_pd(); 4]; G];
-            let mut weights: [&[Quad]; G] = [&[]; G];
-            for (h, (a, w)) in acc.iter_mut().zip(weights.iter_mut()).enumerate() {
-                for (v, n) in a.iter_mut().zip(&t.norms[g + h]) {
-                    *v = _mm256_set1_pd(*n);
-                }
-                *w = &t.weights[(g + h) * 4 * dim..(g + h + 1) * 4 * dim];
-            }
+            let norms = t.norms[g].map(|n| _mm256_set1_pd(n));
+            let (mut a0, mut a1) = (norms, norms);
+            let w = weights.as_ptr();
             for j in 0..dim {
-                let x = load(&chunk.lanes(j)[base..]);
-                for (a, w) in acc.iter_mut().zip(&weights) {
-                    let w = &w[4 * j..4 * j + 4];
-                    for (v, w) in a.iter_mut().zip(w) {
-                        *v = _mm256_fmadd_pd(x, load_quad(w), *v);
-                    }
+                let x = chunk.lanes(j).as_ptr().add(base);
+                let (x0, x1) = (_mm256_loadu_pd(x), _mm256_loadu_pd(x.add(4)));
+                for c in 0..4 {
+                    let wc = load_quad(&*w.add(4 * j + c));
+                    a0[c] = _mm256_fmadd_pd(x0, wc, a0[c]);
+                    a1[c] = _mm256_fmadd_pd(x1, wc, a1[c]);
                 }
             }
-            for (h, a) in acc.iter().enumerate() {
-                fold_group(state, a, (4 * (g + h)) as f64);
-            }
+            let first = (4 * g) as f64;
+            fold_group(&mut states[0], &a0, first);
+            fold_group(&mut states[1], &a1, first);
         }
     }
 
@@ -320,12 +391,18 @@ mod x86 {
 
     /// Step 2: the exact `Σⱼ (xⱼ − cⱼ)²` to the chosen centre and, with `SUMS`, each row's
     /// `x − c` added to `sums` (four copies, row `l` to copy `l mod 4`): four rows at a time,
-    /// each 4 × 4 block of the chunk transposed into rows.
+    /// each 4 × 4 block of the chunk transposed into rows. `ALL`: every row is valid
+    /// (`valid ≥ L`), known at compile time.
     ///
     /// # Safety
     /// The CPU must support AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn exact<const L: usize, const SUMS: bool, C: Lanes<L> + ?Sized>(
+    pub(super) unsafe fn exact<
+        const L: usize,
+        const SUMS: bool,
+        const ALL: bool,
+        C: Lanes<L> + ?Sized,
+    >(
         t: &CentreTable,
         chunk: &C,
         valid: usize,
@@ -355,7 +432,11 @@ mod x86 {
                     *a = (*n as usize).min(k - 1) * q;
                 }
                 // Rows past `valid` are padding: they stay out of the sums.
-                let add = valid.saturating_sub(base).min(4);
+                let add = if ALL {
+                    4
+                } else {
+                    valid.saturating_sub(base).min(4)
+                };
                 let mut acc = [_mm256_setzero_pd(); 4];
                 for jq in 0..q {
                     let cols = [

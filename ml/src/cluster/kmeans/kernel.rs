@@ -48,8 +48,10 @@ use super::bounds::{self, BoundsHint, BoundsTest, RowBounds, MAX_BOUNDED_K};
 use super::steady::{self, LloydRound};
 use crate::data::{block_ranges, CachedPartition, DenseMatrix, Element, BLOCK_ROWS};
 use crate::error::{MlError, Result};
-use crate::simd::kmeans::CentreTable;
-use crate::simd::{code_path, prefetch, Avx2Fma, CodePath, MulAdd, Quad, Unfused, Vectorize};
+use crate::simd::kmeans::{CentreTable, InPlace, Lanes};
+use crate::simd::{
+    code_path, prefetch, prefetch_at, Avx2Fma, CodePath, MulAdd, Quad, Unfused, Vectorize,
+};
 use crate::with_features;
 
 /// Rows handled together by the fused distance loop: enough independent accumulators to keep
@@ -710,9 +712,9 @@ impl<'a> Nearest<'a> {
     /// [`Nearest::search`] on the AVX2 path (`avx2`, this `Nearest`'s) for rows read in
     /// place (`cols`, at least [`Nearest::columns`] of them, zeros past the dimension).
     #[inline(always)]
-    fn search_in_place(
+    fn search_in_place<C: Lanes<LANES>>(
         avx2: &Avx2Centres,
-        cols: &[&[f64; LANES]],
+        cols: &C,
     ) -> ([u64; LANES], [f64; LANES], [f64; LANES]) {
         let (token, table) = avx2;
         let mut nearest = [0u64; LANES];
@@ -725,9 +727,9 @@ impl<'a> Nearest<'a> {
     /// [`Nearest::settle`] on the AVX2 path (`avx2`, this `Nearest`'s) for `L` rows read in
     /// place (`cols`, at least [`Nearest::columns`] of them, zeros past the dimension).
     #[inline(always)]
-    fn settle_in_place<const L: usize>(
+    fn settle_in_place<const L: usize, C: Lanes<L>>(
         avx2: &Avx2Centres,
-        cols: &[&[f64; L]],
+        cols: &C,
         valid: usize,
         sums: Option<&mut CentreSums>,
         nearest: &[u64; L],
@@ -998,25 +1000,26 @@ where
         // Columns past `dim` (for the AVX2 loop) stay zero.
         let mut chunk = vec![[0.0f64; LANES]; near.columns()];
         // Chunks are read in place (no copy) when the visitor needs no chunk, the columns are
-        // `f64`, the AVX2 loop runs, and the columns do not crowd the same cache sets; `refs`
-        // (`run_refs`) then hold the chunk's (run's) columns.
-        let in_place: Option<(&Avx2Centres, Vec<&[f64]>)> = near
+        // `f64`, the AVX2 loop runs, and the columns do not crowd the same cache sets, through
+        // an `InPlace` view (their lengths checked once, not per column and chunk).
+        let in_place: Option<(&Avx2Centres, InPlace<'_>)> = near
             .avx2
             .as_ref()
             .filter(|_| !needs_chunk && spread_in_cache(m.rows(), dim))
             .and_then(|avx2| {
-                let f64s = cols.iter().map(|c| T::as_f64(c)).collect::<Option<_>>()?;
-                Some((avx2, f64s))
+                let f64s = cols
+                    .iter()
+                    .map(|c| T::as_f64(c))
+                    .collect::<Option<Vec<_>>>()?;
+                Some((avx2, InPlace::new(&f64s, near.columns())?))
             });
-        let mut refs: Vec<&[f64; LANES]> = vec![&ZERO_LANES; near.columns()];
-        let mut run_refs: Vec<&[f64; RUN]> = vec![&ZERO_RUN; near.columns()];
         let mut at = 0;
         // The first row not yet asked for (a run that fails its bounds goes chunk by chunk
         // over rows the run's requests already cover).
         let mut asked = 0;
         while at < rows.len() {
             // A run of RUN rows that all keep their centre, read in place, takes one call.
-            if let (Some(b), Some((avx2, f64s))) = (&bounds, &in_place) {
+            if let (Some(b), Some((avx2, columns))) = (&bounds, &in_place) {
                 // (Bounds from no earlier pass settle no row: every chunk is searched.)
                 if b.usable && at % RUN == 0 && at + RUN <= rows.len() {
                     for sub in (at..at + RUN).step_by(LANES) {
@@ -1025,11 +1028,9 @@ where
                     }
                     asked = at + RUN + PREFETCH_ROWS;
                     let placed = b.kept::<RUN>(at, RUN).and_then(|nearest| {
-                        for (r, c) in run_refs.iter_mut().zip(f64s) {
-                            *r = <&[f64; RUN]>::try_from(c.get(at..at + RUN)?).ok()?;
-                        }
+                        let run = columns.at::<RUN>(at)?;
                         let sums = sums.as_deref_mut();
-                        let dist = Nearest::settle_in_place(avx2, &run_refs, RUN, sums, &nearest);
+                        let dist = Nearest::settle_in_place(avx2, &run, RUN, sums, &nearest);
                         Some((nearest, dist))
                     });
                     if let Some((nearest, dist)) = placed {
@@ -1062,13 +1063,7 @@ where
             // The chunk's columns in place, if it may be read so.
             let placed = in_place
                 .as_ref()
-                .filter(|_| valid == LANES)
-                .and_then(|(avx2, f64s)| {
-                    for (r, c) in refs.iter_mut().zip(f64s) {
-                        *r = <&[f64; LANES]>::try_from(c.get(at..at + LANES)?).ok()?;
-                    }
-                    Some((*avx2, &refs[..]))
-                });
+                .and_then(|(avx2, columns)| Some((*avx2, columns.at::<LANES>(at)?)));
             let copied = placed.is_none();
             if copied {
                 copy_chunk(&mut chunk, &cols, at, valid);
@@ -1076,7 +1071,7 @@ where
             let sums = sums.as_deref_mut();
             let (nearest, dist) = match (kept, placed) {
                 (Some(nearest), Some((avx2, cols))) => {
-                    let dist = Nearest::settle_in_place(avx2, cols, valid, sums, &nearest);
+                    let dist = Nearest::settle_in_place(avx2, &cols, valid, sums, &nearest);
                     (nearest, dist)
                 }
                 (Some(nearest), None) => {
@@ -1086,8 +1081,8 @@ where
                 (None, placed) => {
                     let (nearest, best, second, dist) = match placed {
                         Some((avx2, cols)) => {
-                            let (nearest, best, second) = Nearest::search_in_place(avx2, cols);
-                            let dist = Nearest::settle_in_place(avx2, cols, valid, sums, &nearest);
+                            let (nearest, best, second) = Nearest::search_in_place(avx2, &cols);
+                            let dist = Nearest::settle_in_place(avx2, &cols, valid, sums, &nearest);
                             (nearest, best, second, dist)
                         }
                         None => {
@@ -1112,30 +1107,23 @@ where
 /// The AVX2 token with the centres laid out for it.
 type Avx2Centres = (Avx2Fma, CentreTable);
 
-/// Zeros for the columns of a chunk past the centres' dimension.
-static ZERO_LANES: [f64; LANES] = [0.0; LANES];
-
 /// Rows of a run that a pass with bounds settles in one call when all keep their centre.
 pub(super) const RUN: usize = 4 * LANES;
 
-/// Asks for row `row` of every column (and the line after it, for `f64`) to be loaded.
+/// Asks for row `row` of every column (and the line after it, for `f64`) to be loaded. The
+/// columns are all as long as the first, so one check covers every request.
 #[inline(always)]
 fn prefetch_rows<T: Element>(cols: &[&[T]], row: usize) {
-    for col in cols {
-        // LANES values span one (f32) or two (f64) 64-byte lines.
-        if let Some(v) = col.get(row) {
-            prefetch(v);
-        }
-        if T::BYTES * LANES > 64 {
-            if let Some(v) = col.get(row + 64 / T::BYTES) {
-                prefetch(v);
+    if cols.first().is_some_and(|c| row < c.len()) {
+        for col in cols {
+            // LANES values span one (f32) or two (f64) 64-byte lines.
+            prefetch_at(col, row);
+            if T::BYTES * LANES > 64 {
+                prefetch_at(col, row + 64 / T::BYTES);
             }
         }
     }
 }
-
-/// Zeros for the columns of a run past the centres' dimension.
-static ZERO_RUN: [f64; RUN] = [0.0; RUN];
 
 /// Copies rows `at .. at + valid` of `cols` into `chunk` as `f64`, zero padded to [`LANES`].
 #[inline(always)]
