@@ -225,15 +225,7 @@ pub(crate) fn run<B: Vectorize>(path: CodePath, body: B) -> B::Output {
 /// Only a hint: no effect on results, none at all off x86-64.
 #[inline(always)]
 pub(crate) fn prefetch<T>(value: &T) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        // SAFETY: SSE is part of x86-64, and the pointer comes from a reference (a prefetch
-        // never faults anyway).
-        unsafe { _mm_prefetch::<_MM_HINT_T0>((value as *const T).cast()) }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = value;
+    prefetch_at(std::slice::from_ref(value), 0);
 }
 
 /// [`prefetch`] for `slice[index]` without a bounds check: a prefetch never faults, so an

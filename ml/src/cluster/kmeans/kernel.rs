@@ -698,21 +698,16 @@ impl<'a> Nearest<'a> {
     #[inline(always)]
     pub(super) fn search(&self, chunk: &Chunk) -> ([u64; LANES], [f64; LANES], [f64; LANES]) {
         match &self.avx2 {
-            Some((token, table)) => {
-                let mut nearest = [0u64; LANES];
-                let mut best = [0.0f64; LANES];
-                let mut second = [0.0f64; LANES];
-                token.nearest_in_chunk(table, chunk, &mut nearest, &mut best, &mut second);
-                (nearest, best, second)
-            }
+            Some(avx2) => Self::search_avx2(avx2, chunk),
             None => nearest_in_chunk(chunk, self.centers),
         }
     }
 
-    /// [`Nearest::search`] on the AVX2 path (`avx2`, this `Nearest`'s) for rows read in
-    /// place (`cols`, at least [`Nearest::columns`] of them, zeros past the dimension).
+    /// [`Nearest::search`] on the AVX2 path (`avx2`, this `Nearest`'s) for a copied chunk or
+    /// rows read in place (`cols`, at least [`Nearest::columns`] of them, zeros past the
+    /// dimension).
     #[inline(always)]
-    fn search_in_place<C: Lanes<LANES>>(
+    fn search_avx2<C: Lanes<LANES> + ?Sized>(
         avx2: &Avx2Centres,
         cols: &C,
     ) -> ([u64; LANES], [f64; LANES], [f64; LANES]) {
@@ -724,10 +719,11 @@ impl<'a> Nearest<'a> {
         (nearest, best, second)
     }
 
-    /// [`Nearest::settle`] on the AVX2 path (`avx2`, this `Nearest`'s) for `L` rows read in
-    /// place (`cols`, at least [`Nearest::columns`] of them, zeros past the dimension).
+    /// [`Nearest::settle`] on the AVX2 path (`avx2`, this `Nearest`'s) for `L` rows, copied or
+    /// read in place (`cols`, at least [`Nearest::columns`] of them, zeros past the
+    /// dimension).
     #[inline(always)]
-    fn settle_in_place<const L: usize, C: Lanes<L>>(
+    fn settle_avx2<const L: usize, C: Lanes<L> + ?Sized>(
         avx2: &Avx2Centres,
         cols: &C,
         valid: usize,
@@ -755,12 +751,7 @@ impl<'a> Nearest<'a> {
         searched: Option<&[f64; LANES]>,
     ) -> [f64; LANES] {
         match &self.avx2 {
-            Some((token, table)) => {
-                let mut dist = [0.0f64; LANES];
-                let sums = sums.map(|s| &mut s.0[..]);
-                token.exact_in_chunk(table, chunk, valid, sums, nearest, &mut dist);
-                dist
-            }
+            Some(avx2) => Self::settle_avx2(avx2, chunk, valid, sums, nearest),
             None => {
                 let dist = match searched {
                     Some(best) => *best,
@@ -1030,7 +1021,7 @@ where
                     let placed = b.kept::<RUN>(at, RUN).and_then(|nearest| {
                         let run = columns.at::<RUN>(at)?;
                         let sums = sums.as_deref_mut();
-                        let dist = Nearest::settle_in_place(avx2, &run, RUN, sums, &nearest);
+                        let dist = Nearest::settle_avx2(avx2, &run, RUN, sums, &nearest);
                         Some((nearest, dist))
                     });
                     if let Some((nearest, dist)) = placed {
@@ -1071,7 +1062,7 @@ where
             let sums = sums.as_deref_mut();
             let (nearest, dist) = match (kept, placed) {
                 (Some(nearest), Some((avx2, cols))) => {
-                    let dist = Nearest::settle_in_place(avx2, &cols, valid, sums, &nearest);
+                    let dist = Nearest::settle_avx2(avx2, &cols, valid, sums, &nearest);
                     (nearest, dist)
                 }
                 (Some(nearest), None) => {
@@ -1081,8 +1072,8 @@ where
                 (None, placed) => {
                     let (nearest, best, second, dist) = match placed {
                         Some((avx2, cols)) => {
-                            let (nearest, best, second) = Nearest::search_in_place(avx2, &cols);
-                            let dist = Nearest::settle_in_place(avx2, &cols, valid, sums, &nearest);
+                            let (nearest, best, second) = Nearest::search_avx2(avx2, &cols);
+                            let dist = Nearest::settle_avx2(avx2, &cols, valid, sums, &nearest);
                             (nearest, best, second, dist)
                         }
                         None => {
