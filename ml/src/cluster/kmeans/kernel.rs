@@ -776,6 +776,52 @@ impl<'a> Nearest<'a> {
     }
 }
 
+impl<'a> Nearest<'a> {
+    /// The columns `cols` (all of `rows` rows, of a block) read in place a chunk at a time, when
+    /// they may be: on the AVX2 path, for `f64` columns that do not crowd the same cache sets
+    /// (see [`spread_in_cache`]). Else chunks are copied.
+    pub(super) fn in_place<'n, 'c, T: Element>(
+        &'n self,
+        rows: usize,
+        cols: &[&'c [T]],
+    ) -> Option<Placed<'n, 'c>> {
+        let avx2 = self.avx2.as_ref()?;
+        if !spread_in_cache(rows, self.centers.dim) {
+            return None;
+        }
+        let f64s = cols
+            .iter()
+            .map(|c| T::as_f64(c))
+            .collect::<Option<Vec<_>>>()?;
+        Some(Placed {
+            avx2,
+            columns: InPlace::new(&f64s, self.columns())?,
+        })
+    }
+}
+
+/// A chunk searched and settled: per lane, the nearest centre, the search's smallest and
+/// second smallest values, and the exact squared distance to the nearest centre.
+pub(super) type Searched = ([u64; LANES], [f64; LANES], [f64; LANES], [f64; LANES]);
+
+/// Columns read in place on the AVX2 path (see [`Nearest::in_place`]).
+pub(super) struct Placed<'n, 'c> {
+    avx2: &'n Avx2Centres,
+    columns: InPlace<'c>,
+}
+
+impl Placed<'_, '_> {
+    /// [`Nearest::search`] then [`Nearest::settle`] without sums, for the chunk of rows `at ..
+    /// at + LANES` read in place (`None` when the chunk runs past the rows: copy it instead).
+    #[inline(always)]
+    pub(super) fn search_settle(&self, at: usize, valid: usize) -> Option<Searched> {
+        let cols = self.columns.at::<LANES>(at)?;
+        let (nearest, best, second) = Nearest::search_avx2(self.avx2, &cols);
+        let dist = Nearest::settle_avx2(self.avx2, &cols, valid, None, &nearest);
+        Some((nearest, best, second, dist))
+    }
+}
+
 impl Nearest<'_> {
     /// Runs `body` on these centres' code path (compiled with AVX2 enabled on the AVX2 path).
     #[inline]
@@ -993,17 +1039,10 @@ where
         // Chunks are read in place (no copy) when the visitor needs no chunk, the columns are
         // `f64`, the AVX2 loop runs, and the columns do not crowd the same cache sets, through
         // an `InPlace` view (their lengths checked once, not per column and chunk).
-        let in_place: Option<(&Avx2Centres, InPlace<'_>)> = near
-            .avx2
-            .as_ref()
-            .filter(|_| !needs_chunk && spread_in_cache(m.rows(), dim))
-            .and_then(|avx2| {
-                let f64s = cols
-                    .iter()
-                    .map(|c| T::as_f64(c))
-                    .collect::<Option<Vec<_>>>()?;
-                Some((avx2, InPlace::new(&f64s, near.columns())?))
-            });
+        let in_place = near
+            .in_place(m.rows(), &cols)
+            .filter(|_| !needs_chunk)
+            .map(|p| (p.avx2, p.columns));
         let mut at = 0;
         // The first row not yet asked for (a run that fails its bounds goes chunk by chunk
         // over rows the run's requests already cover).
@@ -1104,7 +1143,7 @@ pub(super) const RUN: usize = 4 * LANES;
 /// Asks for row `row` of every column (and the line after it, for `f64`) to be loaded. The
 /// columns are all as long as the first, so one check covers every request.
 #[inline(always)]
-fn prefetch_rows<T: Element>(cols: &[&[T]], row: usize) {
+pub(super) fn prefetch_rows<T: Element>(cols: &[&[T]], row: usize) {
     if cols.first().is_some_and(|c| row < c.len()) {
         for col in cols {
             // LANES values span one (f32) or two (f64) 64-byte lines.

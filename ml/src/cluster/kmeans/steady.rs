@@ -36,8 +36,8 @@ use serde::{Deserialize, Serialize};
 
 use super::bounds::{BoundsHint, BoundsSlot, BoundsTest, RowBounds};
 use super::kernel::{
-    base_pass, check_hint, copy_chunk, lane, max_norm, AssignPartial, BasePass, BlockBounds,
-    CenterSet, Chunk, Nearest, LANES, PREFETCH_ROWS, RUN,
+    base_pass, check_hint, copy_chunk, lane, max_norm, prefetch_rows, AssignPartial, BasePass,
+    BlockBounds, CenterSet, Nearest, LANES, PREFETCH_ROWS, RUN,
 };
 use crate::data::{block_ranges, DenseMatrix, Element, BLOCK_ROWS};
 use crate::error::{MlError, Result};
@@ -185,10 +185,10 @@ impl BlockDelta {
         }
     }
 
-    /// Moves lane `l` of `chunk` from centre `from` to centre `to` (`origin` the statistics'
-    /// origins, `dim` wide).
-    fn move_row(&mut self, origin: &[f64], chunk: &Chunk, l: usize, from: usize, to: usize) {
-        let dim = chunk.len();
+    /// Moves `row` from centre `from` to centre `to` (`origin` the statistics' origins, as
+    /// wide as `row`).
+    fn move_row(&mut self, origin: &[f64], row: &[f64], from: usize, to: usize) {
+        let dim = row.len();
         self.changed += 1;
         for (c, sign) in [(from, -1.0), (to, 1.0)] {
             let at = c * dim..(c + 1) * dim;
@@ -196,7 +196,7 @@ impl BlockDelta {
             for ((s, r), x) in self.shifted[at.clone()]
                 .iter_mut()
                 .zip(&origin[at])
-                .zip(lane(chunk, l))
+                .zip(row)
             {
                 let t = x - r;
                 *s += sign * t;
@@ -362,8 +362,14 @@ impl<T: Element> Vectorize for StepBlock<'_, '_, T> {
         // Columns past `dim` (for the AVX2 loop) stay zero.
         let mut chunk = vec![[0.0f64; LANES]; near.columns()];
         let mut delta = BlockDelta::zeros(k, dim);
+        let placed = near.in_place(m.rows(), &cols);
+        // A row that changes centre, as `f64`.
+        let mut row = Vec::with_capacity(dim);
         let len = rows.len();
         let mut at = 0;
+        // The first row not yet asked for: once a chunk fails, the rows after it are asked
+        // for PREFETCH_ROWS ahead (a run of failing chunks streams like a plain pass).
+        let mut asked = 0;
         while at < len {
             // Only the chunks' bounds are read for a run of rows that all keep their centre
             // (a run's bounds lie in one line).
@@ -379,16 +385,38 @@ impl<T: Element> Vectorize for StepBlock<'_, '_, T> {
                 at += LANES;
                 continue;
             }
-            copy_chunk(&mut chunk, &cols, at, valid);
-            let (nearest, best, second) = near.search(&chunk);
-            let dist = near.settle(&chunk, valid, None, &nearest, Some(&best));
+            if at + PREFETCH_ROWS >= asked {
+                // This chunk (when it follows kept ones) and those up to PREFETCH_ROWS ahead.
+                for row in (at.max(asked)..=at + PREFETCH_ROWS).step_by(LANES) {
+                    prefetch_rows(&cols, row);
+                    bounds.prefetch(row);
+                }
+                asked = at + PREFETCH_ROWS + LANES;
+            }
+            // The chunk read in place if it may be, else copied.
+            let (nearest, best, second, dist, copied) =
+                match placed.as_ref().and_then(|p| p.search_settle(at, valid)) {
+                    Some((nearest, best, second, dist)) => (nearest, best, second, dist, false),
+                    None => {
+                        copy_chunk(&mut chunk, &cols, at, valid);
+                        let (nearest, best, second) = near.search(&chunk);
+                        let dist = near.settle(&chunk, valid, None, &nearest, Some(&best));
+                        (nearest, best, second, dist, true)
+                    }
+                };
             let mut old = [0u16; LANES];
             old[..valid].copy_from_slice(&bounds.assign[at..at + valid]);
             bounds.record(at, valid, &nearest, &best, &second, &dist);
             for (l, (&from, &to)) in old.iter().zip(&nearest).enumerate().take(valid) {
                 let (from, to) = (from as usize, to as usize);
                 if from != to && from < k && to < k {
-                    delta.move_row(origin, &chunk[..dim], l, from, to);
+                    row.clear();
+                    if copied {
+                        row.extend(lane(&chunk[..dim], l));
+                    } else {
+                        row.extend(cols.iter().map(|c| c[at + l].to_f64()));
+                    }
+                    delta.move_row(origin, &row, from, to);
                 }
             }
             at += LANES;
