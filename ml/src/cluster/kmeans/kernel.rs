@@ -776,30 +776,6 @@ impl<'a> Nearest<'a> {
     }
 }
 
-impl<'a> Nearest<'a> {
-    /// The columns `cols` (all of `rows` rows, of a block) read in place a chunk at a time, when
-    /// they may be: on the AVX2 path, for `f64` columns that do not crowd the same cache sets
-    /// (see [`spread_in_cache`]). Else chunks are copied.
-    pub(super) fn in_place<'n, 'c, T: Element>(
-        &'n self,
-        rows: usize,
-        cols: &[&'c [T]],
-    ) -> Option<Placed<'n, 'c>> {
-        let avx2 = self.avx2.as_ref()?;
-        if !spread_in_cache(rows, self.centers.dim) {
-            return None;
-        }
-        let f64s = cols
-            .iter()
-            .map(|c| T::as_f64(c))
-            .collect::<Option<Vec<_>>>()?;
-        Some(Placed {
-            avx2,
-            columns: InPlace::new(&f64s, self.columns())?,
-        })
-    }
-}
-
 /// A chunk searched and settled: per lane, the nearest centre, the search's smallest and
 /// second smallest values, and the exact squared distance to the nearest centre.
 pub(super) type Searched = ([u64; LANES], [f64; LANES], [f64; LANES], [f64; LANES]);
@@ -830,6 +806,28 @@ impl Nearest<'_> {
             Some((token, _)) => token.vectorize(body),
             None => body.run::<Unfused>(None),
         }
+    }
+
+    /// The columns `cols` (all of `rows` rows, of a block) read in place a chunk at a time, when
+    /// they may be: on the AVX2 path, for `f64` columns that do not crowd the same cache sets
+    /// (see [`spread_in_cache`]). Else chunks are copied.
+    pub(super) fn in_place<'n, 'c, T: Element>(
+        &'n self,
+        rows: usize,
+        cols: &[&'c [T]],
+    ) -> Option<Placed<'n, 'c>> {
+        let avx2 = self.avx2.as_ref()?;
+        if !spread_in_cache(rows, self.centers.dim) {
+            return None;
+        }
+        let f64s = cols
+            .iter()
+            .map(|c| T::as_f64(c))
+            .collect::<Option<Vec<_>>>()?;
+        Some(Placed {
+            avx2,
+            columns: InPlace::new(&f64s, self.columns())?,
+        })
     }
 }
 
@@ -1039,17 +1037,18 @@ where
         // Chunks are read in place (no copy) when the visitor needs no chunk, the columns are
         // `f64`, the AVX2 loop runs, and the columns do not crowd the same cache sets, through
         // an `InPlace` view (their lengths checked once, not per column and chunk).
-        let in_place = near
-            .in_place(m.rows(), &cols)
-            .filter(|_| !needs_chunk)
-            .map(|p| (p.avx2, p.columns));
+        let in_place = if needs_chunk {
+            None
+        } else {
+            near.in_place(m.rows(), &cols)
+        };
         let mut at = 0;
         // The first row not yet asked for (a run that fails its bounds goes chunk by chunk
         // over rows the run's requests already cover).
         let mut asked = 0;
         while at < rows.len() {
             // A run of RUN rows that all keep their centre, read in place, takes one call.
-            if let (Some(b), Some((avx2, columns))) = (&bounds, &in_place) {
+            if let (Some(b), Some(Placed { avx2, columns })) = (&bounds, &in_place) {
                 // (Bounds from no earlier pass settle no row: every chunk is searched.)
                 if b.usable && at % RUN == 0 && at + RUN <= rows.len() {
                     for sub in (at..at + RUN).step_by(LANES) {
@@ -1093,7 +1092,7 @@ where
             // The chunk's columns in place, if it may be read so.
             let placed = in_place
                 .as_ref()
-                .and_then(|(avx2, columns)| Some((*avx2, columns.at::<LANES>(at)?)));
+                .and_then(|p| Some((p.avx2, p.columns.at::<LANES>(at)?)));
             let copied = placed.is_none();
             if copied {
                 copy_chunk(&mut chunk, &cols, at, valid);

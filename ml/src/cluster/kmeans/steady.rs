@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use super::bounds::{BoundsHint, BoundsSlot, BoundsTest, RowBounds};
 use super::kernel::{
-    base_pass, check_hint, copy_chunk, lane, max_norm, prefetch_rows, AssignPartial, BasePass,
+    base_pass, check_hint, copy_chunk, max_norm, prefetch_rows, AssignPartial, BasePass,
     BlockBounds, CenterSet, Nearest, LANES, PREFETCH_ROWS, RUN,
 };
 use crate::data::{block_ranges, DenseMatrix, Element, BLOCK_ROWS};
@@ -387,21 +387,21 @@ impl<T: Element> Vectorize for StepBlock<'_, '_, T> {
             }
             if at + PREFETCH_ROWS >= asked {
                 // This chunk (when it follows kept ones) and those up to PREFETCH_ROWS ahead.
-                for row in (at.max(asked)..=at + PREFETCH_ROWS).step_by(LANES) {
-                    prefetch_rows(&cols, row);
-                    bounds.prefetch(row);
+                for ahead in (at.max(asked)..=at + PREFETCH_ROWS).step_by(LANES) {
+                    prefetch_rows(&cols, ahead);
+                    bounds.prefetch(ahead);
                 }
                 asked = at + PREFETCH_ROWS + LANES;
             }
             // The chunk read in place if it may be, else copied.
-            let (nearest, best, second, dist, copied) =
+            let (nearest, best, second, dist) =
                 match placed.as_ref().and_then(|p| p.search_settle(at, valid)) {
-                    Some((nearest, best, second, dist)) => (nearest, best, second, dist, false),
+                    Some(searched) => searched,
                     None => {
                         copy_chunk(&mut chunk, &cols, at, valid);
                         let (nearest, best, second) = near.search(&chunk);
                         let dist = near.settle(&chunk, valid, None, &nearest, Some(&best));
-                        (nearest, best, second, dist, true)
+                        (nearest, best, second, dist)
                     }
                 };
             let mut old = [0u16; LANES];
@@ -410,12 +410,9 @@ impl<T: Element> Vectorize for StepBlock<'_, '_, T> {
             for (l, (&from, &to)) in old.iter().zip(&nearest).enumerate().take(valid) {
                 let (from, to) = (from as usize, to as usize);
                 if from != to && from < k && to < k {
+                    // From the columns, whether the chunk was copied or read in place.
                     row.clear();
-                    if copied {
-                        row.extend(lane(&chunk[..dim], l));
-                    } else {
-                        row.extend(cols.iter().map(|c| c[at + l].to_f64()));
-                    }
+                    row.extend(cols.iter().map(|c| c[at + l].to_f64()));
                     delta.move_row(origin, &row, from, to);
                 }
             }
