@@ -54,6 +54,18 @@ pub(crate) const MAX_BOUNDED_K: usize = 1 << 16;
 // A block's rows are whole chunks, so a block's chunk bounds are a slice of the partition's.
 const _: () = assert!(BLOCK_ROWS.is_multiple_of(LANES));
 
+/// Makes `v` `len` long. New memory comes zeroed from the allocator, untouched: its pages are
+/// first written, faulted in, by the parallel pass that fills them, rather than all here on
+/// one thread.
+fn fit<T: Copy>(v: &mut Vec<T>, len: usize, zero: T) {
+    if v.capacity() < len {
+        *v = Vec::new();
+        *v = vec![zero; len];
+    } else {
+        v.resize(len, zero);
+    }
+}
+
 /// How far the centres have moved since a fit began, sent with each Lloyd pass of the fit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BoundsHint {
@@ -116,9 +128,10 @@ impl RowBounds {
     /// every row and writes every entry).
     pub(crate) fn reset(&mut self, rows: usize) {
         self.stats = None;
-        self.assign.resize(rows, 0);
-        self.gap.resize(rows.div_ceil(LANES), 0.0);
-        self.reach.resize(rows.div_ceil(LANES), 0.0);
+        let chunks = rows.div_ceil(LANES);
+        fit(&mut self.assign, rows, 0);
+        fit(&mut self.gap, chunks, 0.0);
+        fit(&mut self.reach, chunks, 0.0);
     }
 
     /// Records that `hint`'s pass brought every row up to date, searching `searched_rows`.
