@@ -18,6 +18,12 @@
 //! The exact distance is summed in four interleaved partial sums (`j mod 4`) rather than left
 //! to right, so it can differ from the portable path's in the last bit; the sums add the
 //! differences in the same order as the portable path.
+//!
+//! A pass that searches every row runs both steps for all its whole chunks in one loop
+//! ([`Avx2Fma::lloyd_in_place`]), where step 1 is first tried in `f32`: the chunk's columns
+//! rounded to `f32`, sixteen rows (two vectors of eight) × four centres of accumulators. Its
+//! answer stands only where it provably equals step 1's (see [`Coarse`]); a chunk with any
+//! close call is searched again in `f64`.
 
 use std::marker::PhantomData;
 
@@ -86,6 +92,25 @@ impl<'a> InPlace<'a> {
         })
     }
 
+    /// Number of rows of each column.
+    pub(crate) fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Asks for rows `row .. row + len` of every column to be loaded (nothing past the rows).
+    #[inline(always)]
+    pub(crate) fn prefetch(&self, row: usize, len: usize) {
+        if row < self.rows {
+            for &start in &self.starts {
+                // A line holds eight values.
+                for r in (row..(row + len).min(self.rows)).step_by(8) {
+                    // SAFETY: `r < rows`, within column `start`'s values.
+                    crate::simd::prefetch(unsafe { &*start.add(r) });
+                }
+            }
+        }
+    }
+
     /// Rows `at .. at + L`, if they are all rows of the columns.
     #[inline(always)]
     pub(crate) fn at<const L: usize>(&self, at: usize) -> Option<InPlaceAt<'_, 'a, L>> {
@@ -134,6 +159,66 @@ pub(crate) struct CentreTable {
     norms: Vec<[f64; 4]>,
     /// The centres, `quads` each (zero padded).
     centres: Vec<Quad>,
+    /// [`CentreTable::weights`] in `f32`, eight lanes each (see [`Coarse`]).
+    weights32: Vec<Octet>,
+    /// [`CentreTable::norms`] in `f32` (`+∞` for padding, or for a norm past `f32`'s range).
+    norms32: Vec<[f32; 4]>,
+    /// How far the `f32` search may be off, for [`Coarse`].
+    coarse: Coarse,
+}
+
+/// Eight `f32` lanes on a 32-byte boundary.
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(C, align(32))]
+struct Octet([f32; 8]);
+
+/// What makes the `f32` search of the nearest centre safe to use.
+///
+/// The `f32` search computes each row's `‖c‖² − 2 x·c` as the `f64` search does (the same
+/// chain of multiply-adds) but from `f32` roundings of the row, the weights and the norms.
+/// Each of its values is within `E = κ S + η (S + 3)` of the exact value, with `S = ‖x‖² +
+/// 2 max_c ‖c‖²`: the chain's roundings are at most `d u (‖c‖² + Σ|2 xⱼ cⱼ|)`, the inputs'
+/// at most `3u` times the same, and `Σ|2 xⱼ cⱼ| ≤ ‖x‖² + ‖c‖²`, with `u = 2⁻²⁴`; `κ` takes
+/// `(d + 8) u` with a tenth to spare (for the `f64` search's own error, far smaller, and the
+/// rounding of `S`, `E` and the gap), `η` the absolute errors of values that leave `f32`'s
+/// normal range. When a row's two smallest `f32` values are more than `2E` apart, the
+/// smallest is the exact nearest centre and also the `f64` search's, strictly: the answer
+/// is the same bits. A chunk with any other row (close calls, ties, values past `f32`'s
+/// range, where `S` is `+∞` or NaN) is searched again in `f64`.
+#[derive(Debug, Clone, Copy)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+struct Coarse {
+    /// `2 max_c ‖c‖²`, rounded up to `f32` (`+∞` past its range).
+    reach: f32,
+    /// `κ + η`.
+    kappa: f32,
+    /// `3 η`.
+    floor: f32,
+}
+
+/// `S` at or past this, the `f32` search is not used (its chain could overflow).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+const COARSE_MAX: f32 = 1.0e37;
+
+impl Coarse {
+    fn new(dim: usize, max_norm2: f64) -> Self {
+        let u = f64::from(f32::EPSILON) / 2.0;
+        let eta = dim as f64 * 2f64.powi(-120);
+        // Rounded up: an `f32` past the `f64` value (`+∞` past the range).
+        let up = |v: f64| {
+            let r = v as f32;
+            if f64::from(r) < v {
+                r.next_up()
+            } else {
+                r
+            }
+        };
+        Self {
+            reach: up(2.0 * max_norm2),
+            kappa: up((dim as f64 + 8.0) * u * 1.1 + eta),
+            floor: up(3.0 * eta),
+        }
+    }
 }
 
 impl CentreTable {
@@ -145,11 +230,19 @@ impl CentreTable {
         let mut weights = vec![Quad::default(); groups * dim * 4];
         let mut norms = vec![[f64::INFINITY; 4]; groups];
         let mut centres = vec![Quad::default(); k * quads];
+        let mut weights32 = vec![Octet::default(); groups * dim * 4];
+        let mut norms32 = vec![[f32::INFINITY; 4]; groups];
+        let mut max_norm2 = 0.0f64;
+        let mut finite = true;
         for (c, centre) in values.chunks_exact(dim).enumerate() {
             let (g, i) = (c / 4, c % 4);
             norms[g][i] = centre.iter().map(|v| v * v).sum();
+            max_norm2 = max_norm2.max(norms[g][i]);
+            finite &= norms[g][i].is_finite();
+            norms32[g][i] = norms[g][i] as f32;
             for (j, v) in centre.iter().enumerate() {
                 weights[(g * dim + j) * 4 + i] = Quad([-2.0 * v; 4]);
+                weights32[(g * dim + j) * 4 + i] = Octet([(-2.0 * v) as f32; 8]);
                 centres[c * quads + j / 4].0[j % 4] = *v;
             }
         }
@@ -160,6 +253,10 @@ impl CentreTable {
             weights,
             norms,
             centres,
+            weights32,
+            norms32,
+            // (Centres are finite; were one not, the `f32` search is never used.)
+            coarse: Coarse::new(dim, if finite { max_norm2 } else { f64::INFINITY }),
         }
     }
 }
@@ -234,11 +331,72 @@ impl Avx2Fma {
     }
 }
 
+/// What a Lloyd pass does with each chunk's search besides the sums, counts and cost (see
+/// [`Avx2Fma::lloyd_in_place`]): nothing, or keep the rows' distance bounds.
+pub(crate) trait OnChunk<const L: usize> {
+    /// The chunk of rows `at .. at + L` (counted from the columns' first row) was searched:
+    /// per row, the nearest centre; how far the second nearest is beyond it, as the `f64`
+    /// search's second smallest value minus its smallest, or less (never more than the exact
+    /// difference) when the `f32` search found it (see [`Coarse`]); and the exact squared
+    /// distance to the nearest centre.
+    fn searched(&mut self, at: usize, nearest: &[u64; L], gaps: &[f64; L], dist: &[f64; L]);
+}
+
+impl<const L: usize> OnChunk<L> for () {
+    #[inline(always)]
+    fn searched(&mut self, _: usize, _: &[u64; L], _: &[f64; L], _: &[f64; L]) {}
+}
+
+/// What a Lloyd pass adds up over the rows of a block (see [`Avx2Fma::lloyd_in_place`]).
+pub(crate) struct LloydAcc<'a, const L: usize> {
+    /// Four copies of the per-centre sums of `x − c` (row `l` of a chunk to copy `l mod 4`).
+    pub(crate) sums: &'a mut [Quad],
+    /// Per centre, four copies of its row count (row `l` of a chunk to copy `l mod 4`).
+    pub(crate) counts: &'a mut [[u64; 4]],
+    /// Per lane of a chunk, the sum of its rows' squared distances.
+    pub(crate) cost: &'a mut [f64; L],
+}
+
+impl Avx2Fma {
+    /// A Lloyd pass over the first `chunks` chunks of `L` rows of `cols` (read in place): per
+    /// row, the nearest centre, the exact squared distance to it, and the row added to
+    /// `acc`, exactly as [`Avx2Fma::nearest_in_chunk`] then [`Avx2Fma::exact_in_chunk`] with
+    /// sums do it, chunk after chunk, so the results are the same bits; then `on_chunk` is
+    /// told what the chunk's search found. Asks for the rows `ahead` rows past each chunk to
+    /// be loaded.
+    ///
+    /// # Panics
+    /// If `cols` has fewer than `chunks · L` rows or is narrower than the table, or `acc` is
+    /// shorter than the table's centres (caller bugs).
+    pub(crate) fn lloyd_in_place<const L: usize, O: OnChunk<L>>(
+        self,
+        table: &CentreTable,
+        cols: &InPlace<'_>,
+        chunks: usize,
+        ahead: usize,
+        acc: &mut LloydAcc<'_, L>,
+        on_chunk: O,
+    ) {
+        assert!(chunks * L <= cols.rows, "chunks past the rows");
+        assert!(acc.counts.len() >= table.k, "counts for fewer centres");
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `self` exists only if the CPU supports AVX2 and FMA.
+        unsafe {
+            x86::lloyd(table, cols, chunks, ahead, acc, on_chunk)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (table, cols, chunks, ahead, acc, on_chunk);
+            match self.0 {}
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{CentreTable, Lanes, Quad};
+    use super::{CentreTable, InPlace, Lanes, LloydAcc, OnChunk, Quad};
     use crate::simd::x86::store;
 
     /// The four values of `q`.
@@ -267,7 +425,7 @@ mod x86 {
     ///
     /// # Safety
     /// The CPU must support AVX2 and FMA.
-    #[target_feature(enable = "avx2,fma")]
+    #[inline(always)]
     pub(super) unsafe fn nearest<const L: usize, C: Lanes<L> + ?Sized>(
         t: &CentreTable,
         chunk: &C,
@@ -396,7 +554,7 @@ mod x86 {
     ///
     /// # Safety
     /// The CPU must support AVX2 and FMA.
-    #[target_feature(enable = "avx2,fma")]
+    #[inline(always)]
     pub(super) unsafe fn exact<
         const L: usize,
         const SUMS: bool,
@@ -491,5 +649,263 @@ mod x86 {
                 _mm256_storeu_pd(dist.as_mut_ptr().add(base), total);
             }
         }
+    }
+
+    /// The nearest centre of each of the `L` rows of `chunk` (`L` a multiple of 16) by the
+    /// `f32` search, into `nearest`, and a lower bound on how much further the second nearest
+    /// is (its value minus the nearest's, less twice the error bound) into `gaps`, when every
+    /// row's is certain (see [`super::Coarse`]); `false` (and both unspecified) when some
+    /// row's is not. `rounded` holds the chunk's columns in `f32` in between (at least `dim`
+    /// of them).
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[inline(always)]
+    pub(super) unsafe fn nearest32<const L: usize, C: Lanes<L> + ?Sized>(
+        t: &CentreTable,
+        chunk: &C,
+        rounded: &mut [[__m256; 2]],
+        nearest: &mut [u64; L],
+        gaps: &mut [f64; L],
+    ) -> bool {
+        const { assert!(L / 16 * 16 == L) };
+        let dim = t.dim;
+        let rounded = &mut rounded[..dim];
+        let groups = t.norms32.len();
+        let weights = &t.weights32[..groups * dim * 4];
+        let mut certain = true;
+        // SAFETY: AVX2 and FMA are the caller's promise. Row loads are at lanes `base .. base
+        // + 16 ≤ L` of an `L`-lane column; weight loads at `g·4·dim + 4j + c < groups·4·dim`.
+        unsafe {
+            for base in (0..L).step_by(16) {
+                let mut norm = [_mm256_setzero_ps(); 2];
+                for (j, r) in rounded.iter_mut().enumerate() {
+                    let x = chunk.lanes(j).as_ptr().add(base);
+                    let q = |i: usize| _mm256_cvtpd_ps(_mm256_loadu_pd(x.add(4 * i)));
+                    *r = [_mm256_set_m128(q(1), q(0)), _mm256_set_m128(q(3), q(2))];
+                    for (n, v) in norm.iter_mut().zip(*r) {
+                        *n = _mm256_fmadd_ps(v, v, *n);
+                    }
+                }
+                let inf = _mm256_set1_ps(f32::INFINITY);
+                let mut states = [(inf, inf, _mm256_setzero_ps()); 2];
+                for g in 0..groups {
+                    let norms = t.norms32[g].map(|n| _mm256_set1_ps(n));
+                    let (mut a0, mut a1) = (norms, norms);
+                    let w = weights.as_ptr().add(g * 4 * dim);
+                    for (j, [x0, x1]) in rounded.iter().enumerate() {
+                        for c in 0..4 {
+                            let wc = _mm256_load_ps((*w.add(4 * j + c)).0.as_ptr());
+                            a0[c] = _mm256_fmadd_ps(*x0, wc, a0[c]);
+                            a1[c] = _mm256_fmadd_ps(*x1, wc, a1[c]);
+                        }
+                    }
+                    let first = (4 * g) as f32;
+                    fold32(&mut states[0], &a0, first);
+                    fold32(&mut states[1], &a1, first);
+                }
+                let coarse = t.coarse;
+                for (h, ((best, second, index), norm)) in states.into_iter().zip(norm).enumerate() {
+                    let s = _mm256_add_ps(norm, _mm256_set1_ps(coarse.reach));
+                    let e = _mm256_fmadd_ps(
+                        s,
+                        _mm256_set1_ps(coarse.kappa),
+                        _mm256_set1_ps(coarse.floor),
+                    );
+                    let apart = _mm256_cmp_ps::<_CMP_GT_OQ>(
+                        _mm256_sub_ps(second, best),
+                        _mm256_add_ps(e, e),
+                    );
+                    let in_range =
+                        _mm256_cmp_ps::<_CMP_LT_OQ>(s, _mm256_set1_ps(super::COARSE_MAX));
+                    certain &= _mm256_movemask_ps(_mm256_and_ps(apart, in_range)) == 0xff;
+                    let at = base + 8 * h;
+                    // The gap less twice the bound, in `f64` (where it rounds by far less
+                    // than the bound's slack).
+                    let wide = |v: __m256| {
+                        [
+                            _mm256_cvtps_pd(_mm256_castps256_ps128(v)),
+                            _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(v)),
+                        ]
+                    };
+                    let (b, s, e) = (wide(best), wide(second), wide(e));
+                    for i in 0..2 {
+                        let slack = _mm256_add_pd(e[i], e[i]);
+                        let g = _mm256_sub_pd(_mm256_sub_pd(s[i], b[i]), slack);
+                        store(&mut gaps[at + 4 * i..], g);
+                    }
+                    let mut ids = [0i32; 8];
+                    _mm256_storeu_si256(ids.as_mut_ptr().cast(), _mm256_cvttps_epi32(index));
+                    for (n, id) in nearest[at..at + 8].iter_mut().zip(ids) {
+                        // A small exact integer; the clamp only guards later indexing.
+                        *n = (id.max(0) as u64).min(t.k as u64 - 1);
+                    }
+                }
+            }
+        }
+        certain
+    }
+
+    /// [`fold_group`] in `f32`, eight rows at a time: `state` is the smallest value so far,
+    /// the second smallest and the index of the smallest's centre (as `f32`).
+    ///
+    /// # Safety
+    /// The CPU must support AVX.
+    #[inline(always)]
+    unsafe fn fold32(state: &mut (__m256, __m256, __m256), a: &[__m256; 4], first: f32) {
+        // SAFETY: AVX is the caller's promise.
+        unsafe {
+            let (best, second, index) = state;
+            let c01 = _mm256_cmp_ps::<_CMP_LT_OQ>(a[1], a[0]);
+            let c23 = _mm256_cmp_ps::<_CMP_LT_OQ>(a[3], a[2]);
+            let v01 = _mm256_blendv_ps(a[0], a[1], c01);
+            let v23 = _mm256_blendv_ps(a[2], a[3], c23);
+            let lost = _mm256_min_ps(_mm256_max_ps(a[0], a[1]), _mm256_max_ps(a[2], a[3]));
+            let i01 = _mm256_blendv_ps(_mm256_set1_ps(first), _mm256_set1_ps(first + 1.0), c01);
+            let i23 = _mm256_blendv_ps(
+                _mm256_set1_ps(first + 2.0),
+                _mm256_set1_ps(first + 3.0),
+                c23,
+            );
+            let c = _mm256_cmp_ps::<_CMP_LT_OQ>(v23, v01);
+            let v = _mm256_blendv_ps(v01, v23, c);
+            let lost = _mm256_min_ps(lost, _mm256_max_ps(v01, v23));
+            let ig = _mm256_blendv_ps(i01, i23, c);
+            let closer = _mm256_cmp_ps::<_CMP_LT_OQ>(v, *best);
+            *second = _mm256_min_ps(_mm256_min_ps(*second, lost), _mm256_max_ps(*best, v));
+            *best = _mm256_blendv_ps(*best, v, closer);
+            *index = _mm256_blendv_ps(*index, ig, closer);
+        }
+    }
+
+    /// [`super::Avx2Fma::lloyd_in_place`].
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn lloyd<const L: usize, O: OnChunk<L>>(
+        t: &CentreTable,
+        cols: &InPlace<'_>,
+        chunks: usize,
+        ahead: usize,
+        acc: &mut LloydAcc<'_, L>,
+        mut on_chunk: O,
+    ) {
+        let mut near = [0u64; L];
+        let (mut best, mut second) = ([0.0f64; L], [0.0f64; L]);
+        let (mut gaps, mut dist) = ([0.0f64; L], [0.0f64; L]);
+        // The chunk's columns in `f32`, for the `f32` search.
+        let mut rounded = vec![[_mm256_setzero_ps(); 2]; t.dim];
+        for c in 0..chunks {
+            let at = c * L;
+            cols.prefetch(at + ahead, L);
+            let Some(chunk) = cols.at::<L>(at) else {
+                return;
+            };
+            // SAFETY: AVX2 and FMA are the caller's promise.
+            unsafe {
+                if !nearest32(t, &chunk, &mut rounded, &mut near, &mut gaps) {
+                    nearest(t, &chunk, &mut near, &mut best, &mut second);
+                    for ((g, b), s) in gaps.iter_mut().zip(&best).zip(&second) {
+                        *g = s - b;
+                    }
+                }
+                exact::<L, true, true, _>(t, &chunk, L, acc.sums, &near, &mut dist);
+            }
+            for (c, d) in acc.cost.iter_mut().zip(&dist) {
+                *c += d;
+            }
+            for (l, &n) in near.iter().enumerate() {
+                if let Some(count) = acc.counts.get_mut(n as usize) {
+                    count[l % 4] += 1;
+                }
+            }
+            on_chunk.searched(at, &near, &gaps, &dist);
+        }
+    }
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use std::arch::x86_64::{__m256, _mm256_setzero_ps};
+
+    use super::*;
+
+    /// How many of the chunks of 16 rows of `cols` the `f32` search settles, checking that
+    /// each answer it gives is the `f64` search's.
+    fn certain_chunks(cols: &[Vec<f64>], centres: &[f64]) -> usize {
+        let dim = cols.len();
+        let table = CentreTable::new(centres.len() / dim, dim, centres);
+        let refs: Vec<&[f64]> = cols.iter().map(|c| &c[..]).collect();
+        let view = InPlace::new(&refs, dim.div_ceil(4) * 4).unwrap();
+        let mut rounded: Vec<[__m256; 2]> = vec![[unsafe { _mm256_setzero_ps() }; 2]; dim];
+        let mut certain = 0;
+        for at in (0..view.rows() / 16).map(|c| c * 16) {
+            let chunk = view.at::<16>(at).unwrap();
+            let (mut coarse, mut exact) = ([0u64; 16], [0u64; 16]);
+            let (mut best, mut second, mut gaps) = ([0.0; 16], [0.0; 16], [0.0; 16]);
+            // SAFETY: the test runs only where the CPU has AVX2 and FMA.
+            unsafe {
+                if x86::nearest32(&table, &chunk, &mut rounded, &mut coarse, &mut gaps) {
+                    certain += 1;
+                    x86::nearest(&table, &chunk, &mut exact, &mut best, &mut second);
+                    assert_eq!(coarse, exact, "rows {at}..");
+                    for l in 0..16 {
+                        let gap = second[l] - best[l];
+                        assert!(gaps[l] > 0.0 && gaps[l] <= gap, "row {}: {gaps:?}", at + l);
+                    }
+                }
+            }
+        }
+        certain
+    }
+
+    #[test]
+    fn the_f32_search_settles_separated_rows_and_leaves_close_calls() {
+        if Avx2Fma::detect().is_none() {
+            return;
+        }
+        // Rows near one of four centres, each coordinate within ±1 of it.
+        let (dim, n) = (6, 4096);
+        let centres: Vec<f64> = (0..4 * dim)
+            .map(|i| ((i * 7919) % 23) as f64 - 11.0)
+            .collect();
+        let mut state = 12345u64;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let mut cols = vec![vec![0.0; n]; dim];
+        for i in 0..n {
+            let c = (next() * 4.0) as usize % 4;
+            for (j, col) in cols.iter_mut().enumerate() {
+                col[i] = centres[c * dim + j] + 2.0 * next() - 1.0;
+            }
+        }
+        let separated = certain_chunks(&cols, &centres);
+        assert!(
+            separated * 10 >= 9 * n / 16,
+            "{separated} of {} chunks",
+            n / 16
+        );
+        // The same rows past `f32`'s range, and vanishing in it.
+        for scale in [1e30, 1e-30] {
+            let scaled = |v: &[f64]| -> Vec<f64> { v.iter().map(|x| x * scale).collect() };
+            let cols: Vec<Vec<f64>> = cols.iter().map(|c| scaled(c)).collect();
+            assert_eq!(
+                certain_chunks(&cols, &scaled(&centres)),
+                0,
+                "scale {scale:e}"
+            );
+        }
+        // Every row on the midpoint of the first two centres: a tie in every row.
+        for (j, col) in cols.iter_mut().enumerate() {
+            col.fill((centres[j] + centres[dim + j]) / 2.0);
+        }
+        assert_eq!(certain_chunks(&cols, &centres), 0);
     }
 }

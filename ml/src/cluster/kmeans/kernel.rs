@@ -23,6 +23,15 @@
 //! partial reports `n_c c + Σ (x − c)`, which keeps its digits when the rows lie far from the
 //! origin and is what the steady-state steps keep (see [`super::steady`]).
 //!
+//! A pass that searches every row of `f64` columns it may read in place (a plain pass, or the
+//! first pass of a fit that keeps bounds) takes all its block's whole chunks in one call
+//! ([`Avx2Fma::lloyd_in_place`], the AVX2 path only). That loop first looks for each chunk's
+//! nearest centres in `f32` (eight rows a vector, half the multiply-adds of the `f64` search)
+//! and keeps the answer only when every row's two nearest centres are further apart than the
+//! `f32` rounding could reach (see `simd::kmeans::Coarse`); otherwise the chunk is searched
+//! again in `f64`. Either way each row gets the centre the `f64` search gives it, so the pass
+//! is the same bits as the chunk-by-chunk loop.
+//!
 //! A [`KMeansKernel::Lloyd`] pass also keeps distance bounds per chunk of rows (see
 //! [`super::bounds`]): a chunk whose rows all keep their centre skips the search, and on the
 //! AVX2 path runs of `4 × LANES` such rows of `f64` columns are read in place, without the
@@ -48,7 +57,7 @@ use super::bounds::{self, BoundsHint, BoundsTest, RowBounds, MAX_BOUNDED_K};
 use super::steady::{self, LloydRound};
 use crate::data::{block_ranges, CachedPartition, DenseMatrix, Element, BLOCK_ROWS};
 use crate::error::{MlError, Result};
-use crate::simd::kmeans::{CentreTable, InPlace, Lanes};
+use crate::simd::kmeans::{CentreTable, InPlace, Lanes, LloydAcc, OnChunk};
 use crate::simd::{
     code_path, prefetch, prefetch_at, Avx2Fma, CodePath, MulAdd, Quad, Unfused, Vectorize,
 };
@@ -787,6 +796,19 @@ pub(super) struct Placed<'n, 'c> {
 }
 
 impl Placed<'_, '_> {
+    /// A Lloyd pass over the whole chunks of these columns, added to `acc` (see
+    /// [`Avx2Fma::lloyd_in_place`]); returns the rows it covered.
+    pub(super) fn lloyd<O: OnChunk<LANES>>(
+        &self,
+        acc: &mut LloydAcc<'_, LANES>,
+        on_chunk: O,
+    ) -> usize {
+        let (token, table) = self.avx2;
+        let chunks = self.columns.rows() / LANES;
+        token.lloyd_in_place(table, &self.columns, chunks, PREFETCH_ROWS, acc, on_chunk);
+        chunks * LANES
+    }
+
     /// [`Nearest::search`] then [`Nearest::settle`] without sums, for the chunk of rows `at ..
     /// at + LANES` read in place (`None` when the chunk runs past the rows: copy it instead).
     #[inline(always)]
@@ -975,16 +997,15 @@ impl BlockBounds<'_> {
     }
 
     /// Brings the bounds of the chunk of rows `at .. at + valid` of the block up to date from
-    /// its search: the centre found, the search's smallest and second smallest values and the
-    /// exact squared distance.
+    /// its search: the centre found, the search's second smallest value minus its smallest (or
+    /// less: see [`gaps`]) and the exact squared distance.
     #[inline(always)]
     pub(super) fn record(
         &mut self,
         at: usize,
         valid: usize,
         nearest: &[u64; LANES],
-        best: &[f64; LANES],
-        second: &[f64; LANES],
+        gaps: &[f64; LANES],
         dist: &[f64; LANES],
     ) {
         self.searched += valid;
@@ -992,7 +1013,7 @@ impl BlockBounds<'_> {
         let mut gap = [0.0f64; LANES];
         let mut reach = [0.0f64; LANES];
         for l in 0..LANES {
-            let (g, r) = test.searched(dist[l], second[l] - best[l]);
+            let (g, r) = test.searched(dist[l], gaps[l]);
             // Rows past `valid` are padding: they leave the chunk's bounds alone.
             (gap[l], reach[l]) = if l < valid {
                 (g, r)
@@ -1121,7 +1142,7 @@ where
                         }
                     };
                     if let Some(b) = bounds.as_mut() {
-                        b.record(at, valid, &nearest, &best, &second, &dist);
+                        b.record(at, valid, &nearest, &gaps(&best, &second), &dist);
                     }
                     (nearest, dist)
                 }
@@ -1131,6 +1152,13 @@ where
             at += LANES;
         }
     }
+}
+
+/// Per lane, the search's second smallest value minus its smallest: what [`BlockBounds::record`]
+/// takes (a smaller gap, as the `f32` search gives, only makes the bounds looser).
+#[inline(always)]
+pub(super) fn gaps(best: &[f64; LANES], second: &[f64; LANES]) -> [f64; LANES] {
+    std::array::from_fn(|l| second[l] - best[l])
 }
 
 /// The AVX2 token with the centres laid out for it.
@@ -1261,7 +1289,7 @@ fn assign<T: Element>(
     let blocks: Vec<Range<usize>> = block_ranges(m.rows()).collect();
     let partials: Vec<AssignPartial> = blocks
         .into_par_iter()
-        .map(|rows| assign_block(m, rows, &near, with_sums, None).0)
+        .map(|rows| assign_block(m, rows, &near, with_sums, None, Whole::Fused).0)
         .collect();
     let mut out = partials.into_iter().try_fold(
         AssignPartial::zeros(centers.k, centers.dim, with_sums),
@@ -1373,7 +1401,7 @@ pub(super) fn base_pass<T: Element>(
                 reach,
                 searched: 0,
             };
-            assign_block(m, rows, &near, true, Some(block))
+            assign_block(m, rows, &near, true, Some(block), Whole::Fused)
         })
         .collect();
     bounds.advance(hint, test.searched_rows());
@@ -1395,6 +1423,43 @@ pub(super) fn base_pass<T: Element>(
     })
 }
 
+/// How [`assign_block`] takes the whole chunks of a pass that searches every row, when it
+/// reads them in place: the answer is the same bits either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Whole {
+    /// In one call ([`Placed::lloyd`]), which may find the nearest centres in `f32` first.
+    Fused,
+    /// Chunk by chunk, as every other pass (for tests to compare with).
+    #[cfg(test)]
+    Chunked,
+}
+
+/// What a pass that keeps bounds does with each chunk it searched in one call
+/// ([`Placed::lloyd`]): records the chunk's bounds and adds its rows' distances to their
+/// centres' spread, as the chunk-by-chunk loop's visitor does.
+struct KeepBounds<'b, 'a> {
+    bounds: &'b mut BlockBounds<'a>,
+    spread: &'b mut [[f64; 4]],
+}
+
+impl OnChunk<LANES> for KeepBounds<'_, '_> {
+    #[inline(always)]
+    fn searched(
+        &mut self,
+        at: usize,
+        nearest: &[u64; LANES],
+        gaps: &[f64; LANES],
+        dist: &[f64; LANES],
+    ) {
+        self.bounds.record(at, LANES, nearest, gaps, dist);
+        for (l, (&c, &d)) in nearest.iter().zip(dist).enumerate() {
+            if let Some(s) = self.spread.get_mut(c as usize) {
+                s[l % 4] += d;
+            }
+        }
+    }
+}
+
 /// The partial of one block, with sums of `x − c` rather than of `x` (see [`unshift`]), and,
 /// when it keeps bounds, the sum per centre of its rows' squared distances to it (else empty).
 fn assign_block<T: Element>(
@@ -1403,6 +1468,7 @@ fn assign_block<T: Element>(
     near: &Nearest<'_>,
     with_sums: bool,
     bounds: Option<BlockBounds<'_>>,
+    whole: Whole,
 ) -> (AssignPartial, Vec<f64>) {
     let k = near.centers.k;
     let mut out = AssignPartial::zeros(k, near.centers.dim, with_sums);
@@ -1413,12 +1479,50 @@ fn assign_block<T: Element>(
     let mut counts = vec![[0u64; 4]; k];
     let with_spread = bounds.is_some();
     let mut spread = vec![[0.0f64; 4]; if with_spread { k } else { 0 }];
+    // A pass that searches every row, over `f64` columns read in place, takes its whole
+    // chunks in one call (the loop below takes the rest).
+    let first = rows.start;
+    let mut rows = rows;
+    let mut bounds = bounds;
+    let searches_all = bounds.as_ref().is_none_or(|b| !b.usable);
+    if let (true, Whole::Fused, Some(sums)) = (searches_all, whole, sums.as_mut()) {
+        let cols: Vec<&[T]> = (0..near.centers.dim)
+            .map(|j| &m.col(j)[rows.clone()])
+            .collect();
+        if let Some(placed) = near.in_place(m.rows(), &cols) {
+            let mut acc = LloydAcc {
+                sums: &mut sums.0,
+                counts: &mut counts,
+                cost: &mut cost,
+            };
+            rows.start += match bounds.as_mut() {
+                Some(bounds) => placed.lloyd(
+                    &mut acc,
+                    KeepBounds {
+                        bounds,
+                        spread: &mut spread,
+                    },
+                ),
+                None => placed.lloyd(&mut acc, ()),
+            };
+        }
+    }
+    // The rest's bounds, indexed from its first row.
+    let done = rows.start - first;
+    let rest = bounds.as_mut().map(|b| BlockBounds {
+        test: b.test,
+        usable: b.usable,
+        assign: &mut b.assign[done..],
+        gap: &mut b.gap[done / LANES..],
+        reach: &mut b.reach[done / LANES..],
+        searched: 0,
+    });
     NearestLoop {
         m,
         rows,
         near,
         sums: sums.as_mut(),
-        bounds,
+        bounds: rest,
         needs_chunk: false,
         visit: |_: &Chunk, valid: usize, _: usize, nearest: &[u64; LANES], dist: &[f64; LANES]| {
             if valid == LANES {
@@ -2135,6 +2239,105 @@ pub(super) mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("a total centre shift of -1"), "{err}");
+    }
+
+    /// A named set of rows and the centres to assign them to.
+    type Case = (String, Vec<Vec<f64>>, Vec<Vec<f64>>);
+
+    /// Rows and centres where the `f32` search of the fused pass must give way to the `f64`
+    /// one: values past `f32`'s range either way, far from the origin, rows on and near the
+    /// midpoints of two centres, duplicated centres; and well separated blobs, where it
+    /// should not.
+    fn hard_cases(n: usize) -> Vec<Case> {
+        let mut cases = Vec::new();
+        for (d, k) in [(16, 8), (5, 13), (7, 2), (1, 3), (4, 1)] {
+            let (rows, start) = blob_rows(n, d, k, 1.5, 0.0, 40 + d as u64);
+            for scale in [1.0, 1e-20, 1e-160, 1e19, 1e150] {
+                let times = |v: &[Vec<f64>]| -> Vec<Vec<f64>> {
+                    v.iter()
+                        .map(|r| r.iter().map(|x| x * scale).collect())
+                        .collect()
+                };
+                cases.push((
+                    format!("d {d}, k {k}, x {scale:e}"),
+                    times(&rows),
+                    times(&start),
+                ));
+            }
+        }
+        let (far, start) = blob_rows(n, 6, 4, 0.01, 1e7, 5);
+        cases.push(("far from the origin".into(), far, start));
+        // Rows on the segment between two centres, at and around its midpoint.
+        let centres = vec![
+            vec![1.0, -2.0, 3.0, 0.5, 7.0],
+            vec![-4.0, 1.0, 2.5, 0.0, 6.0],
+        ];
+        let mut rng = StdRng::seed_from_u64(3);
+        let offsets = [0.0, 1e-12, -1e-12, 1e-9, -1e-9, 1e-6, -1e-6, 1e-3, 0.3];
+        let near_midpoint: Vec<Vec<f64>> = (0..n)
+            .map(|i| {
+                let t = 0.5 + offsets[rng.random_range(0..offsets.len())] * (i % 3) as f64;
+                centres[0]
+                    .iter()
+                    .zip(&centres[1])
+                    .map(|(a, b)| a + t * (b - a))
+                    .collect()
+            })
+            .collect();
+        cases.push(("near midpoints".into(), near_midpoint, centres.clone()));
+        // Rows scattered over the plane halfway between two centres, a little off it.
+        let (rows, centres) = blob_rows(n, 16, 2, 3.0, 0.0, 9);
+        let axis: Vec<f64> = centres[1]
+            .iter()
+            .zip(&centres[0])
+            .map(|(b, a)| b - a)
+            .collect();
+        let length2: f64 = axis.iter().map(|v| v * v).sum();
+        let mid: Vec<f64> = centres[0]
+            .iter()
+            .zip(&centres[1])
+            .map(|(a, b)| (a + b) / 2.0)
+            .collect();
+        let off_plane = rows
+            .iter()
+            .map(|r| {
+                let along: f64 = r
+                    .iter()
+                    .zip(&mid)
+                    .zip(&axis)
+                    .map(|((x, m), a)| (x - m) * a)
+                    .sum();
+                let t = -along / length2 + rng.random_range(-1e-6..1e-6);
+                r.iter().zip(&axis).map(|(x, a)| x + t * a).collect()
+            })
+            .collect();
+        cases.push(("near the bisecting plane".into(), off_plane, centres));
+        let (rows, start) = blob_rows(n, 3, 2, 1.0, 0.0, 8);
+        let duplicated = vec![start[0].clone(), start[1].clone(), start[0].clone()];
+        cases.push(("duplicated centres".into(), rows, duplicated));
+        cases
+    }
+
+    #[test]
+    fn the_fused_pass_gives_the_chunk_loop_s_bits() {
+        for path in paths() {
+            for (name, rows, centres) in hard_cases(BLOCK_ROWS + 53) {
+                let p = partition(0, &rows);
+                let set = CenterSet::from_rows(&centres).unwrap();
+                let near = Nearest::new(&set, path);
+                let Features::F64(m) = p.features() else {
+                    panic!("f64 storage expected");
+                };
+                for block in block_ranges(m.rows()) {
+                    let pass = |whole| assign_block(m, block.clone(), &near, true, None, whole).0;
+                    assert_eq!(
+                        partial_bits(&pass(Whole::Fused)),
+                        partial_bits(&pass(Whole::Chunked)),
+                        "{name}, rows {block:?} on {path:?}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use super::bounds::{BoundsHint, BoundsSlot, BoundsTest, RowBounds};
 use super::kernel::{
-    base_pass, check_hint, copy_chunk, max_norm, prefetch_rows, AssignPartial, BasePass,
+    base_pass, check_hint, copy_chunk, gaps, max_norm, prefetch_rows, AssignPartial, BasePass,
     BlockBounds, CenterSet, Nearest, LANES, PREFETCH_ROWS, RUN,
 };
 use crate::data::{block_ranges, DenseMatrix, Element, BLOCK_ROWS};
@@ -406,7 +406,7 @@ impl<T: Element> Vectorize for StepBlock<'_, '_, T> {
                 };
             let mut old = [0u16; LANES];
             old[..valid].copy_from_slice(&bounds.assign[at..at + valid]);
-            bounds.record(at, valid, &nearest, &best, &second, &dist);
+            bounds.record(at, valid, &nearest, &gaps(&best, &second), &dist);
             for (l, (&from, &to)) in old.iter().zip(&nearest).enumerate().take(valid) {
                 let (from, to) = (from as usize, to as usize);
                 if from != to && from < k && to < k {
