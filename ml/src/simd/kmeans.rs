@@ -97,16 +97,16 @@ impl<'a> InPlace<'a> {
         self.rows
     }
 
-    /// Asks for rows `row .. row + len` of every column to be loaded (nothing past the rows).
+    /// Asks for row `row` of every column, and the line after it, to be loaded (sixteen rows
+    /// from there span two lines), as the chunk loop's `prefetch_rows` does: one check covers
+    /// every column, and nothing past the rows is asked for.
     #[inline(always)]
-    pub(crate) fn prefetch(&self, row: usize, len: usize) {
+    pub(crate) fn prefetch(&self, row: usize) {
         if row < self.rows {
             for &start in &self.starts {
                 // A line holds eight values.
-                for r in (row..(row + len).min(self.rows)).step_by(8) {
-                    // SAFETY: `r < rows`, within column `start`'s values.
-                    crate::simd::prefetch(unsafe { &*start.add(r) });
-                }
+                crate::simd::prefetch_ptr(start.wrapping_add(row));
+                crate::simd::prefetch_ptr(start.wrapping_add(row + 8));
             }
         }
     }
@@ -798,7 +798,7 @@ mod x86 {
         let mut rounded = vec![[_mm256_setzero_ps(); 2]; t.dim];
         for c in 0..chunks {
             let at = c * L;
-            cols.prefetch(at + ahead, L);
+            cols.prefetch(at + ahead);
             let Some(chunk) = cols.at::<L>(at) else {
                 return;
             };

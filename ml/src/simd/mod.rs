@@ -234,15 +234,21 @@ pub(crate) fn prefetch<T>(value: &T) {
 /// and would otherwise check each request.
 #[inline(always)]
 pub(crate) fn prefetch_at<T>(slice: &[T], index: usize) {
+    prefetch_ptr(slice.as_ptr().wrapping_add(index));
+}
+
+/// [`prefetch`] for whatever address `ptr` holds: it is never dereferenced.
+#[inline(always)]
+pub(crate) fn prefetch_ptr<T>(ptr: *const T) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
         // SAFETY: SSE is part of x86-64; a prefetch reads no memory the program can observe
         // and never faults, whatever the address.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(slice.as_ptr().wrapping_add(index).cast()) }
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(ptr.cast()) }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = (slice, index);
+    let _ = ptr;
 }
 
 #[cfg(test)]

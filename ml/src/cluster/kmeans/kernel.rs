@@ -1468,7 +1468,7 @@ fn assign_block<T: Element>(
     rows: Range<usize>,
     near: &Nearest<'_>,
     with_sums: bool,
-    bounds: Option<BlockBounds<'_>>,
+    mut bounds: Option<BlockBounds<'_>>,
     whole: Whole,
 ) -> (AssignPartial, Vec<f64>) {
     let k = near.centers.k;
@@ -1484,7 +1484,6 @@ fn assign_block<T: Element>(
     // chunks in one call (the loop below takes the rest).
     let first = rows.start;
     let mut rows = rows;
-    let mut bounds = bounds;
     let searches_all = bounds.as_ref().is_none_or(|b| !b.usable);
     if let (true, Whole::Fused, Some(sums)) = (searches_all, whole, sums.as_mut()) {
         let cols: Vec<&[T]> = (0..near.centers.dim)
