@@ -172,6 +172,17 @@ pub(crate) struct CentreTable {
 #[repr(C, align(32))]
 struct Octet([f32; 8]);
 
+/// Room for a chunk's columns rounded to `f32`, for [`Avx2Fma::nearest_coarse`]: made once
+/// per block, not per chunk.
+pub(crate) struct Rounded(Vec<[Octet; 2]>);
+
+impl Rounded {
+    /// Room for the columns of a chunk of up to sixteen rows of `dim` columns.
+    pub(crate) fn new(dim: usize) -> Self {
+        Self(vec![[Octet::default(); 2]; dim])
+    }
+}
+
 /// What makes the `f32` search of the nearest centre safe to use.
 ///
 /// The `f32` search computes each row's `‖c‖² − 2 x·c` as the `f64` search does (the same
@@ -331,6 +342,45 @@ impl Avx2Fma {
     }
 }
 
+impl Avx2Fma {
+    /// The `f32` search (see [`Coarse`]) for the `L` rows of `chunk` (`L` a multiple of 16;
+    /// at least `dim` columns), for a pass that keeps bounds without computing the exact
+    /// distances: `true` when it settles every row, with the nearest centre of each in
+    /// `nearest` (the `f64` search's), an upper bound on its squared distance to it in
+    /// `upper`, and in `gaps` a lower bound on how much further the second nearest is,
+    /// squared, *beyond `upper`* (so `upper + gaps` is at most the squared distance to the
+    /// second nearest). `false` (all three unspecified) when some row is a close call.
+    ///
+    /// # Panics
+    /// If `chunk` is narrower than the table or `rounded` was made for fewer columns (caller
+    /// bugs).
+    #[inline(always)]
+    pub(crate) fn nearest_coarse<const L: usize, C: Lanes<L> + ?Sized>(
+        self,
+        table: &CentreTable,
+        chunk: &C,
+        rounded: &mut Rounded,
+        nearest: &mut [u64; L],
+        gaps: &mut [f64; L],
+        upper: &mut [f64; L],
+    ) -> bool {
+        assert!(
+            chunk.width() >= table.dim && rounded.0.len() >= table.dim,
+            "a chunk narrower than the centres"
+        );
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `self` exists only if the CPU supports AVX2 and FMA.
+        unsafe {
+            x86::coarse::<L, C>(table, chunk, &mut rounded.0, nearest, gaps, upper)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (table, chunk, rounded, nearest, gaps, upper);
+            match self.0 {}
+        }
+    }
+}
+
 /// What a Lloyd pass does with each chunk's search besides the sums, counts and cost (see
 /// [`Avx2Fma::lloyd_in_place`]): nothing, or keep the rows' distance bounds.
 pub(crate) trait OnChunk<const L: usize> {
@@ -396,7 +446,7 @@ impl Avx2Fma {
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{CentreTable, InPlace, Lanes, LloydAcc, OnChunk, Quad};
+    use super::{CentreTable, InPlace, Lanes, LloydAcc, Octet, OnChunk, Quad};
     use crate::simd::x86::store;
 
     /// The four values of `q`.
@@ -661,12 +711,13 @@ mod x86 {
     /// # Safety
     /// The CPU must support AVX2 and FMA.
     #[inline(always)]
-    pub(super) unsafe fn nearest32<const L: usize, C: Lanes<L> + ?Sized>(
+    pub(super) unsafe fn nearest32<const L: usize, const UPPER: bool, C: Lanes<L> + ?Sized>(
         t: &CentreTable,
         chunk: &C,
         rounded: &mut [[__m256; 2]],
         nearest: &mut [u64; L],
         gaps: &mut [f64; L],
+        upper: &mut [f64; L],
     ) -> bool {
         const { assert!(L / 16 * 16 == L) };
         let dim = t.dim;
@@ -732,7 +783,17 @@ mod x86 {
                     for i in 0..2 {
                         let slack = _mm256_add_pd(e[i], e[i]);
                         let g = _mm256_sub_pd(_mm256_sub_pd(s[i], b[i]), slack);
-                        store(&mut gaps[at + 4 * i..], g);
+                        if UPPER {
+                            // `‖x‖²` in `f32` is within `E` too: the squared distance is at
+                            // most `norm + best + 2E`, and the second nearest's at least
+                            // `norm + second − 2E`, which is that plus the gap less `4E`.
+                            let n = wide(norm);
+                            store(&mut gaps[at + 4 * i..], _mm256_sub_pd(g, slack));
+                            let d = _mm256_add_pd(_mm256_add_pd(n[i], b[i]), slack);
+                            store(&mut upper[at + 4 * i..], d);
+                        } else {
+                            store(&mut gaps[at + 4 * i..], g);
+                        }
                     }
                     let mut ids = [0i32; 8];
                     _mm256_storeu_si256(ids.as_mut_ptr().cast(), _mm256_cvttps_epi32(index));
@@ -778,6 +839,30 @@ mod x86 {
         }
     }
 
+    /// [`super::Avx2Fma::nearest_coarse`].
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[inline(always)]
+    pub(super) unsafe fn coarse<const L: usize, C: Lanes<L> + ?Sized>(
+        t: &CentreTable,
+        chunk: &C,
+        rounded: &mut [[Octet; 2]],
+        nearest: &mut [u64; L],
+        gaps: &mut [f64; L],
+        upper: &mut [f64; L],
+    ) -> bool {
+        // SAFETY: AVX2 and FMA are the caller's promise. An `Octet` is eight `f32` on a
+        // 32-byte boundary, as an `__m256` is: the same memory, read as vectors.
+        unsafe {
+            let rounded = std::slice::from_raw_parts_mut(
+                rounded.as_mut_ptr().cast::<[__m256; 2]>(),
+                rounded.len(),
+            );
+            nearest32::<L, true, C>(t, chunk, rounded, nearest, gaps, upper)
+        }
+    }
+
     /// [`super::Avx2Fma::lloyd_in_place`].
     ///
     /// # Safety
@@ -804,7 +889,14 @@ mod x86 {
             };
             // SAFETY: AVX2 and FMA are the caller's promise.
             unsafe {
-                if !nearest32(t, &chunk, &mut rounded, &mut near, &mut gaps) {
+                if !nearest32::<L, false, _>(
+                    t,
+                    &chunk,
+                    &mut rounded,
+                    &mut near,
+                    &mut gaps,
+                    &mut dist,
+                ) {
                     nearest(t, &chunk, &mut near, &mut best, &mut second);
                     for ((g, b), s) in gaps.iter_mut().zip(&best).zip(&second) {
                         *g = s - b;
@@ -834,27 +926,68 @@ mod tests {
     use super::*;
 
     /// How many of the chunks of 16 rows of `cols` the `f32` search settles, checking that
-    /// each answer it gives is the `f64` search's.
+    /// each answer it gives is the `f64` search's, that its gaps are no wider than the `f64`
+    /// search's, and that its form with an upper bound on the distance
+    /// ([`Avx2Fma::nearest_coarse`]) settles the same chunks with bounds that hold: the
+    /// squared distance to the nearest centre at most `upper`, and to every other centre at
+    /// least `upper + gap`.
     fn certain_chunks(cols: &[Vec<f64>], centres: &[f64]) -> usize {
+        let token = Avx2Fma::detect().unwrap();
         let dim = cols.len();
         let table = CentreTable::new(centres.len() / dim, dim, centres);
         let refs: Vec<&[f64]> = cols.iter().map(|c| &c[..]).collect();
         let view = InPlace::new(&refs, dim.div_ceil(4) * 4).unwrap();
         let mut rounded: Vec<[__m256; 2]> = vec![[unsafe { _mm256_setzero_ps() }; 2]; dim];
+        let mut scratch = Rounded::new(dim);
         let mut certain = 0;
         for at in (0..view.rows() / 16).map(|c| c * 16) {
             let chunk = view.at::<16>(at).unwrap();
-            let (mut coarse, mut exact) = ([0u64; 16], [0u64; 16]);
+            let (mut coarse, mut exact, mut bounded) = ([0u64; 16], [0u64; 16], [0u64; 16]);
             let (mut best, mut second, mut gaps) = ([0.0; 16], [0.0; 16], [0.0; 16]);
+            let (mut wider, mut upper, mut unused) = ([0.0; 16], [0.0; 16], [0.0; 16]);
+            let settled = token.nearest_coarse(
+                &table,
+                &chunk,
+                &mut scratch,
+                &mut bounded,
+                &mut wider,
+                &mut upper,
+            );
             // SAFETY: the test runs only where the CPU has AVX2 and FMA.
             unsafe {
-                if x86::nearest32(&table, &chunk, &mut rounded, &mut coarse, &mut gaps) {
+                let found = x86::nearest32::<16, false, _>(
+                    &table,
+                    &chunk,
+                    &mut rounded,
+                    &mut coarse,
+                    &mut gaps,
+                    &mut unused,
+                );
+                assert_eq!(settled, found, "rows {at}..");
+                if found {
                     certain += 1;
                     x86::nearest(&table, &chunk, &mut exact, &mut best, &mut second);
                     assert_eq!(coarse, exact, "rows {at}..");
+                    assert_eq!(bounded, exact, "rows {at}..");
                     for l in 0..16 {
                         let gap = second[l] - best[l];
                         assert!(gaps[l] > 0.0 && gaps[l] <= gap, "row {}: {gaps:?}", at + l);
+                        let row: Vec<f64> = cols.iter().map(|c| c[at + l]).collect();
+                        for (c, centre) in centres.chunks_exact(dim).enumerate() {
+                            let d2: f64 =
+                                row.iter().zip(centre).map(|(x, c)| (x - c) * (x - c)).sum();
+                            if c as u64 == exact[l] {
+                                assert!(upper[l] >= d2, "row {}: {} < {d2}", at + l, upper[l]);
+                            } else {
+                                assert!(
+                                    upper[l] + wider[l] <= d2,
+                                    "row {} centre {c}: {} + {} > {d2}",
+                                    at + l,
+                                    upper[l],
+                                    wider[l]
+                                );
+                            }
+                        }
                     }
                 }
             }
@@ -892,6 +1025,17 @@ mod tests {
             "{separated} of {} chunks",
             n / 16
         );
+        // The same rows scaled within `f32`'s range, and far from the origin: the bounds
+        // still hold wherever a chunk is settled.
+        for (scale, offset) in [(1e-15, 0.0), (1e15, 0.0), (1.0, 1e3)] {
+            let moved = |v: &[f64]| -> Vec<f64> { v.iter().map(|x| x * scale + offset).collect() };
+            let cols: Vec<Vec<f64>> = cols.iter().map(|c| moved(c)).collect();
+            let settled = certain_chunks(&cols, &moved(&centres));
+            assert!(
+                settled * 10 >= 9 * n / 16,
+                "{scale:e}, {offset:e}: {settled}"
+            );
+        }
         // The same rows past `f32`'s range, and vanishing in it.
         for scale in [1e30, 1e-30] {
             let scaled = |v: &[f64]| -> Vec<f64> { v.iter().map(|x| x * scale).collect() };

@@ -242,7 +242,10 @@ impl BoundsTest {
 
     /// What a row just searched adds to its chunk's bounds: `dist2` is its exact squared
     /// distance to its centre, `gap` the search's second smallest value minus its smallest
-    /// (`+∞` with one centre). Returns the row's `(gap, reach)`, already widened outwards (the
+    /// (`+∞` with one centre). `dist2` may instead be an upper bound on the squared distance
+    /// when `dist2 + gap` is at most the second nearest's squared distance: `√dist2` is then
+    /// at least the distance to the centre and `√(dist2 + gap)` at most the distance to the
+    /// second nearest, so the bounds only loosen. Returns the row's `(gap, reach)`, already widened outwards (the
     /// chunk stores the smallest gap and the largest reach of its rows, see [`store_chunk`]).
     /// A row without room to spare gets a gap of at most 0, which fails every test.
     #[inline(always)]

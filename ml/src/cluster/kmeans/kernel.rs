@@ -58,7 +58,7 @@ use super::bounds::{self, BoundsHint, BoundsTest, RowBounds, MAX_BOUNDED_K};
 use super::steady::{self, LloydRound};
 use crate::data::{block_ranges, CachedPartition, DenseMatrix, Element, BLOCK_ROWS};
 use crate::error::{MlError, Result};
-use crate::simd::kmeans::{CentreTable, InPlace, Lanes, LloydAcc, OnChunk};
+use crate::simd::kmeans::{CentreTable, InPlace, Lanes, LloydAcc, OnChunk, Rounded};
 use crate::simd::{
     code_path, prefetch, prefetch_at, Avx2Fma, CodePath, MulAdd, Quad, Unfused, Vectorize,
 };
@@ -786,9 +786,9 @@ impl<'a> Nearest<'a> {
     }
 }
 
-/// A chunk searched and settled: per lane, the nearest centre, the search's smallest and
-/// second smallest values, and the exact squared distance to the nearest centre.
-pub(super) type Searched = ([u64; LANES], [f64; LANES], [f64; LANES], [f64; LANES]);
+/// A chunk searched for a pass that keeps bounds but no sums: per lane, the nearest centre,
+/// a gap and a squared distance as [`BlockBounds::record`] takes them.
+pub(super) type Bounded = ([u64; LANES], [f64; LANES], [f64; LANES]);
 
 /// Columns read in place on the AVX2 path (see [`Nearest::in_place`]).
 pub(super) struct Placed<'n, 'c> {
@@ -810,14 +810,60 @@ impl Placed<'_, '_> {
         chunks * LANES
     }
 
-    /// [`Nearest::search`] then [`Nearest::settle`] without sums, for the chunk of rows `at ..
-    /// at + LANES` read in place (`None` when the chunk runs past the rows: copy it instead).
+    /// [`Nearest::search_bounds`] for the chunk of rows `at .. at + LANES` read in place
+    /// (`None` when the chunk runs past the rows: copy it instead).
     #[inline(always)]
-    pub(super) fn search_settle(&self, at: usize, valid: usize) -> Option<Searched> {
+    pub(super) fn search_bounds(
+        &self,
+        at: usize,
+        valid: usize,
+        rounded: &mut Rounded,
+    ) -> Option<Bounded> {
         let cols = self.columns.at::<LANES>(at)?;
-        let (nearest, best, second) = Nearest::search_avx2(self.avx2, &cols);
-        let dist = Nearest::settle_avx2(self.avx2, &cols, valid, None, &nearest);
-        Some((nearest, best, second, dist))
+        Some(Nearest::bounds_avx2(self.avx2, &cols, valid, rounded))
+    }
+}
+
+impl Nearest<'_> {
+    /// The nearest centre of each lane of `chunk` (its first `valid` lanes rows), with what
+    /// a pass that keeps bounds records of it (see [`BlockBounds::record`]), and no sums.
+    /// On the AVX2 path the `f32` search is tried first: when it settles the chunk, the
+    /// distances are its upper bounds and no exact distance is computed (`rounded` is its
+    /// room, for at least the centres' dimension).
+    #[inline(always)]
+    pub(super) fn search_bounds(
+        &self,
+        chunk: &Chunk,
+        valid: usize,
+        rounded: &mut Rounded,
+    ) -> Bounded {
+        match &self.avx2 {
+            Some(avx2) => Self::bounds_avx2(avx2, chunk, valid, rounded),
+            None => {
+                let (nearest, best, second) = self.search(chunk);
+                let dist = self.settle(chunk, valid, None, &nearest, Some(&best));
+                (nearest, gaps(&best, &second), dist)
+            }
+        }
+    }
+
+    /// [`Nearest::search_bounds`] on the AVX2 path (`avx2`, this `Nearest`'s).
+    #[inline(always)]
+    fn bounds_avx2<C: Lanes<LANES> + ?Sized>(
+        avx2: &Avx2Centres,
+        cols: &C,
+        valid: usize,
+        rounded: &mut Rounded,
+    ) -> Bounded {
+        let (token, table) = avx2;
+        let mut nearest = [0u64; LANES];
+        let (mut gap, mut upper) = ([0.0f64; LANES], [0.0f64; LANES]);
+        if token.nearest_coarse(table, cols, rounded, &mut nearest, &mut gap, &mut upper) {
+            return (nearest, gap, upper);
+        }
+        let (nearest, best, second) = Self::search_avx2(avx2, cols);
+        let dist = Self::settle_avx2(avx2, cols, valid, None, &nearest);
+        (nearest, gaps(&best, &second), dist)
     }
 }
 
@@ -999,7 +1045,10 @@ impl BlockBounds<'_> {
 
     /// Brings the bounds of the chunk of rows `at .. at + valid` of the block up to date from
     /// its search: the centre found, the search's second smallest value minus its smallest (or
-    /// less: see [`gaps`]) and the exact squared distance.
+    /// less: see [`gaps`]) and the exact squared distance; or, from the `f32` search of a
+    /// step ([`Nearest::search_bounds`]), an upper bound on the squared distance and a gap
+    /// no wider than the second nearest's squared distance minus that bound (the bounds come
+    /// out looser, never wrong: see [`BoundsTest::searched`]).
     #[inline(always)]
     pub(super) fn record(
         &mut self,

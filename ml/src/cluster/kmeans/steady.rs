@@ -36,11 +36,12 @@ use serde::{Deserialize, Serialize};
 
 use super::bounds::{BoundsHint, BoundsSlot, BoundsTest, RowBounds};
 use super::kernel::{
-    base_pass, check_hint, copy_chunk, gaps, max_norm, prefetch_rows, AssignPartial, BasePass,
-    BlockBounds, CenterSet, Nearest, LANES, PREFETCH_ROWS, RUN,
+    base_pass, check_hint, copy_chunk, max_norm, prefetch_rows, AssignPartial, BasePass,
+    BlockBounds, CenterSet, Nearest, LANES, RUN,
 };
 use crate::data::{block_ranges, DenseMatrix, Element, BLOCK_ROWS};
 use crate::error::{MlError, Result};
+use crate::simd::kmeans::Rounded;
 use crate::simd::{Avx2Fma, CodePath, MulAdd, Vectorize};
 
 /// The most rounds a steady pass carries, its own included: the base and the steps after it
@@ -50,6 +51,9 @@ pub(crate) const MAX_REPLAY_ROUNDS: usize = 32;
 /// The most centre coordinates and moves the rounds a steady pass carries (its own included)
 /// may hold in all.
 pub(crate) const MAX_REPLAY_VALUES: usize = 1 << 14;
+
+/// How many failing chunks ahead of its search a step asks for a chunk's rows.
+const FAILING_AHEAD: usize = 2;
 
 /// One Lloyd pass of a fit: its centres and how they had moved since the fit's first pass.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -363,50 +367,54 @@ impl<T: Element> Vectorize for StepBlock<'_, '_, T> {
         let mut chunk = vec![[0.0f64; LANES]; near.columns()];
         let mut delta = BlockDelta::zeros(k, dim);
         let placed = near.in_place(m.rows(), &cols);
+        let mut rounded = Rounded::new(dim);
         // A row that changes centre, as `f64`.
         let mut row = Vec::with_capacity(dim);
         let len = rows.len();
+        // The chunks whose test fails, found first (the tests read only the chunks' bounds,
+        // 0.5 bytes a row), so that each one's rows are asked for a few failing chunks ahead
+        // of their search, wherever they lie. (A loop, not an iterator chain: closures are
+        // compiled without this function's AVX2.)
+        let mut failing = Vec::new();
         let mut at = 0;
-        // The first row not yet asked for: once a chunk fails, the rows after it are asked
-        // for PREFETCH_ROWS ahead (a run of failing chunks streams like a plain pass).
-        let mut asked = 0;
         while at < len {
-            // Only the chunks' bounds are read for a run of rows that all keep their centre
-            // (a run's bounds lie in one line).
-            if at % RUN == 0 && at + RUN <= len {
-                bounds.prefetch_tests(at + RUN + PREFETCH_ROWS);
-                if bounds.keeps(at, RUN) {
-                    at += RUN;
-                    continue;
-                }
-            }
-            let valid = (len - at).min(LANES);
-            if bounds.keeps(at, valid) {
-                at += LANES;
+            // A run's bounds lie in one line: one test covers a run that keeps its centres.
+            if at % RUN == 0 && at + RUN <= len && bounds.keeps(at, RUN) {
+                at += RUN;
                 continue;
             }
-            if at + PREFETCH_ROWS >= asked {
-                // This chunk (when it follows kept ones) and those up to PREFETCH_ROWS ahead.
-                for ahead in (at.max(asked)..=at + PREFETCH_ROWS).step_by(LANES) {
-                    prefetch_rows(&cols, ahead);
-                    bounds.prefetch(ahead);
-                }
-                asked = at + PREFETCH_ROWS + LANES;
+            if !bounds.keeps(at, (len - at).min(LANES)) {
+                failing.push(at);
             }
-            // The chunk read in place if it may be, else copied.
-            let (nearest, best, second, dist) =
-                match placed.as_ref().and_then(|p| p.search_settle(at, valid)) {
-                    Some(searched) => searched,
-                    None => {
-                        copy_chunk(&mut chunk, &cols, at, valid);
-                        let (nearest, best, second) = near.search(&chunk);
-                        let dist = near.settle(&chunk, valid, None, &nearest, Some(&best));
-                        (nearest, best, second, dist)
-                    }
-                };
+            at += LANES;
+        }
+        for &at in failing.iter().take(FAILING_AHEAD) {
+            prefetch_rows(&cols, at);
+            bounds.prefetch(at);
+        }
+        for (i, &at) in failing.iter().enumerate() {
+            if let Some(&ahead) = failing.get(i + FAILING_AHEAD) {
+                prefetch_rows(&cols, ahead);
+                bounds.prefetch(ahead);
+            }
+            let valid = (len - at).min(LANES);
+            // The chunk read in place if it may be, else copied. (No closure around the
+            // search: a closure is compiled without this function's AVX2, and the search's
+            // intrinsics would not inline into it.)
+            let in_place = match &placed {
+                Some(p) => p.search_bounds(at, valid, &mut rounded),
+                None => None,
+            };
+            let (nearest, gaps, dist) = match in_place {
+                Some(searched) => searched,
+                None => {
+                    copy_chunk(&mut chunk, &cols, at, valid);
+                    near.search_bounds(&chunk, valid, &mut rounded)
+                }
+            };
             let mut old = [0u16; LANES];
             old[..valid].copy_from_slice(&bounds.assign[at..at + valid]);
-            bounds.record(at, valid, &nearest, &gaps(&best, &second), &dist);
+            bounds.record(at, valid, &nearest, &gaps, &dist);
             for (l, (&from, &to)) in old.iter().zip(&nearest).enumerate().take(valid) {
                 let (from, to) = (from as usize, to as usize);
                 if from != to && from < k && to < k {
@@ -416,7 +424,6 @@ impl<T: Element> Vectorize for StepBlock<'_, '_, T> {
                     delta.move_row(origin, &row, from, to);
                 }
             }
-            at += LANES;
         }
         delta
     }
