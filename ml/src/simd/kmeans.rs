@@ -39,6 +39,19 @@ pub(crate) trait Lanes<const L: usize> {
     /// # Panics
     /// If `j >= width()` (a caller bug).
     fn lanes(&self, j: usize) -> &[f64; L];
+    /// Columns `4 jq .. 4 jq + 4`, with one check.
+    ///
+    /// # Panics
+    /// If `4 jq + 4 > width()` (a caller bug).
+    #[inline(always)]
+    fn quad(&self, jq: usize) -> [&[f64; L]; 4] {
+        [
+            self.lanes(4 * jq),
+            self.lanes(4 * jq + 1),
+            self.lanes(4 * jq + 2),
+            self.lanes(4 * jq + 3),
+        ]
+    }
 }
 
 impl<const L: usize> Lanes<L> for [[f64; L]] {
@@ -67,29 +80,42 @@ impl<const L: usize> Lanes<L> for [&[f64; L]] {
 /// the lengths are checked once, here, instead of once per column and chunk (sixteen checks a
 /// chunk of the hot loop otherwise). Columns past the given ones, up to `width`, read as zeros.
 pub(crate) struct InPlace<'a> {
+    /// Where each of the `width` columns starts: the given ones, then [`ZEROS`] for the rest,
+    /// so that reading a column takes no branch.
     starts: Vec<*const f64>,
+    /// How many of `starts` are given columns.
+    live: usize,
     rows: usize,
-    width: usize,
     _columns: PhantomData<&'a [f64]>,
 }
 
-/// Zeros for the columns of an [`InPlace`] chunk past the given ones.
-static ZEROS: [f64; MAX_IN_PLACE_ROWS] = [0.0; MAX_IN_PLACE_ROWS];
+/// The most rows an [`InPlace`] with columns past the given ones may have: those read from
+/// [`ZEROS`]. (A pass reads a block of at most 4096 rows at a time.)
+const PADDED_ROWS: usize = 4096;
 
-/// The most rows an [`InPlace`] chunk may have.
-const MAX_IN_PLACE_ROWS: usize = 64;
+/// Zeros for the columns of an [`InPlace`] past the given ones.
+static ZEROS: [f64; PADDED_ROWS] = [0.0; PADDED_ROWS];
 
 impl<'a> InPlace<'a> {
     /// The columns `cols`, read as `width` columns (`None` unless every column is as long as
-    /// the first and `width` is at least their number).
+    /// the first and `width` is at least their number, and, when it is more, the columns
+    /// have at most [`PADDED_ROWS`] rows).
     pub(crate) fn new(cols: &[&'a [f64]], width: usize) -> Option<Self> {
         let rows = cols.first().map_or(0, |c| c.len());
-        (cols.iter().all(|c| c.len() == rows) && width >= cols.len()).then(|| Self {
-            starts: cols.iter().map(|c| c.as_ptr()).collect(),
-            rows,
-            width,
-            _columns: PhantomData,
-        })
+        let padded = width > cols.len();
+        (cols.iter().all(|c| c.len() == rows)
+            && width >= cols.len()
+            && (!padded || rows <= PADDED_ROWS))
+            .then(|| Self {
+                starts: cols
+                    .iter()
+                    .map(|c| c.as_ptr())
+                    .chain(std::iter::repeat_n(ZEROS.as_ptr(), width - cols.len()))
+                    .collect(),
+                live: cols.len(),
+                rows,
+                _columns: PhantomData,
+            })
     }
 
     /// Number of rows of each column.
@@ -103,7 +129,7 @@ impl<'a> InPlace<'a> {
     #[inline(always)]
     pub(crate) fn prefetch(&self, row: usize) {
         if row < self.rows {
-            for &start in &self.starts {
+            for &start in &self.starts[..self.live] {
                 // A line holds eight values.
                 crate::simd::prefetch_ptr(start.wrapping_add(row));
                 crate::simd::prefetch_ptr(start.wrapping_add(row + 8));
@@ -114,7 +140,6 @@ impl<'a> InPlace<'a> {
     /// Rows `at .. at + L`, if they are all rows of the columns.
     #[inline(always)]
     pub(crate) fn at<const L: usize>(&self, at: usize) -> Option<InPlaceAt<'_, 'a, L>> {
-        const { assert!(L <= MAX_IN_PLACE_ROWS) };
         (at.checked_add(L)? <= self.rows).then_some(InPlaceAt { cols: self, at })
     }
 }
@@ -128,17 +153,22 @@ pub(crate) struct InPlaceAt<'c, 'a, const L: usize> {
 impl<const L: usize> Lanes<L> for InPlaceAt<'_, '_, L> {
     #[inline(always)]
     fn width(&self) -> usize {
-        self.cols.width
+        self.cols.starts.len()
     }
     #[inline(always)]
     fn lanes(&self, j: usize) -> &[f64; L] {
-        match self.cols.starts.get(j) {
-            // SAFETY: column `j` has `rows` values from `start`, borrowed for `'a` (which
-            // outlives `self`), and `at + L ≤ rows` (checked by `InPlace::at`).
-            Some(start) => unsafe { &*start.add(self.at).cast::<[f64; L]>() },
-            // SAFETY: `L ≤ MAX_IN_PLACE_ROWS` (checked by `InPlace::at`) zeros.
-            None => unsafe { &*ZEROS.as_ptr().cast::<[f64; L]>() },
-        }
+        let start = self.cols.starts[j];
+        // SAFETY: `start` has `rows` values: a given column, borrowed for `'a` (which
+        // outlives `self`), or `ZEROS` (`rows ≤ PADDED_ROWS` then, checked by `InPlace::new`);
+        // and `at + L ≤ rows` (checked by `InPlace::at`).
+        unsafe { &*start.add(self.at).cast::<[f64; L]>() }
+    }
+    #[inline(always)]
+    fn quad(&self, jq: usize) -> [&[f64; L]; 4] {
+        let starts = &self.cols.starts[4 * jq..4 * jq + 4];
+        let at = self.at;
+        // SAFETY: as for `lanes`, for each of the four columns.
+        [0, 1, 2, 3].map(|i| unsafe { &*starts[i].add(at).cast::<[f64; L]>() })
     }
 }
 
@@ -647,12 +677,7 @@ mod x86 {
                 };
                 let mut acc = [_mm256_setzero_pd(); 4];
                 for jq in 0..q {
-                    let cols = [
-                        chunk.lanes(4 * jq),
-                        chunk.lanes(4 * jq + 1),
-                        chunk.lanes(4 * jq + 2),
-                        chunk.lanes(4 * jq + 3),
-                    ];
+                    let cols = chunk.quad(jq);
                     let x = [
                         _mm256_loadu_pd(cols[0].as_ptr().add(base)),
                         _mm256_loadu_pd(cols[1].as_ptr().add(base)),
@@ -726,7 +751,8 @@ mod x86 {
         let weights = &t.weights32[..groups * dim * 4];
         let mut certain = true;
         // SAFETY: AVX2 and FMA are the caller's promise. Row loads are at lanes `base .. base
-        // + 16 ≤ L` of an `L`-lane column; weight loads at `g·4·dim + 4j + c < groups·4·dim`.
+        // + 16 ≤ L` of an `L`-lane column; weight loads at `g·4·dim + 4j + c < groups·4·dim`;
+        // the two 32-byte stores of centres fill `nearest[at .. at + 8]` (eight `u64`).
         unsafe {
             for base in (0..L).step_by(16) {
                 let mut norm = [_mm256_setzero_ps(); 2];
@@ -795,12 +821,18 @@ mod x86 {
                             store(&mut gaps[at + 4 * i..], g);
                         }
                     }
-                    let mut ids = [0i32; 8];
-                    _mm256_storeu_si256(ids.as_mut_ptr().cast(), _mm256_cvttps_epi32(index));
-                    for (n, id) in nearest[at..at + 8].iter_mut().zip(ids) {
-                        // A small exact integer; the clamp only guards later indexing.
-                        *n = (id.max(0) as u64).min(t.k as u64 - 1);
-                    }
+                    // Small exact integers; the clamp to `0 ..= k − 1` only guards later
+                    // indexing. Widened to `u64` four at a time.
+                    let ids = _mm256_min_epi32(
+                        _mm256_max_epi32(_mm256_cvttps_epi32(index), _mm256_setzero_si256()),
+                        _mm256_set1_epi32(i32::try_from(t.k - 1).unwrap_or(i32::MAX)),
+                    );
+                    let out = nearest[at..at + 8].as_mut_ptr().cast::<__m256i>();
+                    _mm256_storeu_si256(out, _mm256_cvtepi32_epi64(_mm256_castsi256_si128(ids)));
+                    _mm256_storeu_si256(
+                        out.add(1),
+                        _mm256_cvtepi32_epi64(_mm256_extracti128_si256::<1>(ids)),
+                    );
                 }
             }
         }
@@ -907,10 +939,10 @@ mod x86 {
             for (c, d) in acc.cost.iter_mut().zip(&dist) {
                 *c += d;
             }
+            // (Clamped, as the search's answers are, so the index needs no check.)
+            let counts = &mut acc.counts[..t.k];
             for (l, &n) in near.iter().enumerate() {
-                if let Some(count) = acc.counts.get_mut(n as usize) {
-                    count[l % 4] += 1;
-                }
+                counts[(n as usize).min(t.k - 1)][l % 4] += 1;
             }
             on_chunk.searched(at, &near, &gaps, &dist);
         }

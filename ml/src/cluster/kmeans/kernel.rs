@@ -1071,9 +1071,14 @@ impl BlockBounds<'_> {
                 (f64::INFINITY, f64::NEG_INFINITY)
             };
         }
+        // (No NaN is left to order: a plain comparison, which vectorizes, where `f64::min`
+        // would not.)
         let (gap, reach) = bounds::store_chunk(
-            gap.iter().copied().fold(f64::INFINITY, f64::min),
-            reach.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            gap.iter()
+                .fold(f64::INFINITY, |a, &b| if b < a { b } else { a }),
+            reach
+                .iter()
+                .fold(f64::NEG_INFINITY, |a, &b| if b > a { b } else { a }),
         );
         for (a, &n) in self.assign[at..at + valid].iter_mut().zip(nearest) {
             // `n < k ≤ MAX_BOUNDED_K`, so it fits (the search never names a centre past `k`).
