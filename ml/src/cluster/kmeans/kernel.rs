@@ -4,7 +4,7 @@
 //! into a small contiguous buffer (whatever the storage type), it finds the nearest centre of
 //! every row with the accumulators held in registers across the columns, and hands the chunk
 //! to the kernel's accumulation (the Lloyd sums are added inside the loop). No `n × k`
-//! distance matrix is ever built. Blocks ([`BLOCK_ROWS`](crate::data::BLOCK_ROWS) rows) run in
+//! distance matrix is ever built. Blocks ([`BLOCK_ROWS`] rows) run in
 //! parallel; their partials are folded in block order, so a partial does not depend on the
 //! number of threads.
 //!

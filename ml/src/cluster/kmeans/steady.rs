@@ -10,8 +10,12 @@
 //! ```
 //!
 //! A step tests every chunk's bounds (0.5 bytes a row), reads and searches only the chunks of
-//! [`LANES`] rows where a test fails, and moves each row whose centre changed from the old
-//! centre's statistics to the new one's. It then answers, for the pass's centres `C`:
+//! [`LANES`] rows where a test fails (asking for each one's rows a few failing chunks ahead),
+//! and moves each row whose centre changed from the old centre's statistics to the new one's.
+//! On the AVX2 path a failing chunk takes the `f32` search alone when it settles every row
+//! (see [`Nearest::search_bounds`]): no exact distance is needed, since the statistics move
+//! only changed rows, and the chunk's new bounds come from an upper bound on each row's
+//! distance. It then answers, for the pass's centres `C`:
 //!
 //! ```text
 //!   sums_c = n_c r_c + s_c,   cost = Σ_c q_c − 2 (C_c − r_c)·s_c + n_c ‖C_c − r_c‖²
