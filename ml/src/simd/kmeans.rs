@@ -401,7 +401,7 @@ impl Avx2Fma {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `self` exists only if the CPU supports AVX2 and FMA.
         unsafe {
-            x86::coarse::<L, C>(table, chunk, &mut rounded.0, nearest, gaps, upper)
+            x86::nearest32::<L, true, C>(table, chunk, rounded, nearest, gaps, upper)
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
@@ -476,7 +476,7 @@ impl Avx2Fma {
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{CentreTable, InPlace, Lanes, LloydAcc, Octet, OnChunk, Quad};
+    use super::{CentreTable, InPlace, Lanes, LloydAcc, OnChunk, Quad, Rounded};
     use crate::simd::x86::store;
 
     /// The four values of `q`.
@@ -731,7 +731,8 @@ mod x86 {
     /// is (its value minus the nearest's, less twice the error bound) into `gaps`, when every
     /// row's is certain (see [`super::Coarse`]); `false` (and both unspecified) when some
     /// row's is not. `rounded` holds the chunk's columns in `f32` in between (at least `dim`
-    /// of them).
+    /// of them). With `UPPER`, `upper` and `gaps` take the form of
+    /// [`super::Avx2Fma::nearest_coarse`] instead (else `upper` is left alone).
     ///
     /// # Safety
     /// The CPU must support AVX2 and FMA.
@@ -739,14 +740,19 @@ mod x86 {
     pub(super) unsafe fn nearest32<const L: usize, const UPPER: bool, C: Lanes<L> + ?Sized>(
         t: &CentreTable,
         chunk: &C,
-        rounded: &mut [[__m256; 2]],
+        rounded: &mut Rounded,
         nearest: &mut [u64; L],
         gaps: &mut [f64; L],
         upper: &mut [f64; L],
     ) -> bool {
         const { assert!(L / 16 * 16 == L) };
         let dim = t.dim;
-        let rounded = &mut rounded[..dim];
+        let rounded = &mut rounded.0[..dim];
+        // SAFETY: an `Octet` is eight `f32` on a 32-byte boundary, as an `__m256` is: the
+        // same memory, read as vectors.
+        let rounded = unsafe {
+            std::slice::from_raw_parts_mut(rounded.as_mut_ptr().cast::<[__m256; 2]>(), dim)
+        };
         let groups = t.norms32.len();
         let weights = &t.weights32[..groups * dim * 4];
         let mut certain = true;
@@ -871,30 +877,6 @@ mod x86 {
         }
     }
 
-    /// [`super::Avx2Fma::nearest_coarse`].
-    ///
-    /// # Safety
-    /// The CPU must support AVX2 and FMA.
-    #[inline(always)]
-    pub(super) unsafe fn coarse<const L: usize, C: Lanes<L> + ?Sized>(
-        t: &CentreTable,
-        chunk: &C,
-        rounded: &mut [[Octet; 2]],
-        nearest: &mut [u64; L],
-        gaps: &mut [f64; L],
-        upper: &mut [f64; L],
-    ) -> bool {
-        // SAFETY: AVX2 and FMA are the caller's promise. An `Octet` is eight `f32` on a
-        // 32-byte boundary, as an `__m256` is: the same memory, read as vectors.
-        unsafe {
-            let rounded = std::slice::from_raw_parts_mut(
-                rounded.as_mut_ptr().cast::<[__m256; 2]>(),
-                rounded.len(),
-            );
-            nearest32::<L, true, C>(t, chunk, rounded, nearest, gaps, upper)
-        }
-    }
-
     /// [`super::Avx2Fma::lloyd_in_place`].
     ///
     /// # Safety
@@ -912,7 +894,7 @@ mod x86 {
         let (mut best, mut second) = ([0.0f64; L], [0.0f64; L]);
         let (mut gaps, mut dist) = ([0.0f64; L], [0.0f64; L]);
         // The chunk's columns in `f32`, for the `f32` search.
-        let mut rounded = vec![[_mm256_setzero_ps(); 2]; t.dim];
+        let mut rounded = Rounded::new(t.dim);
         for c in 0..chunks {
             let at = c * L;
             cols.prefetch(at + ahead);
@@ -953,8 +935,6 @@ mod x86 {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-    use std::arch::x86_64::{__m256, _mm256_setzero_ps};
-
     use super::*;
 
     /// How many of the chunks of 16 rows of `cols` the `f32` search settles, checking that
@@ -969,7 +949,7 @@ mod tests {
         let table = CentreTable::new(centres.len() / dim, dim, centres);
         let refs: Vec<&[f64]> = cols.iter().map(|c| &c[..]).collect();
         let view = InPlace::new(&refs, dim.div_ceil(4) * 4).unwrap();
-        let mut rounded: Vec<[__m256; 2]> = vec![[unsafe { _mm256_setzero_ps() }; 2]; dim];
+        let mut rounded = Rounded::new(dim);
         let mut scratch = Rounded::new(dim);
         let mut certain = 0;
         for at in (0..view.rows() / 16).map(|c| c * 16) {
