@@ -311,11 +311,20 @@ impl DataFrame {
     /// # Errors
     /// Planning errors.
     pub async fn physical_plan(&self) -> Result<Arc<dyn ExecutionPlan>> {
-        let plan = crate::ml::lazy::resolve(&self.session, self.df.logical_plan().clone()).await?;
-        let state = self.session.inner.ctx.state();
-        let df = DfDataFrame::new(state.clone(), plan);
-        let plan = df.create_physical_plan().await?;
-        driver_scans_in_memory(&state, plan).await
+        crate::panic::guard(
+            || "planning the query".to_string(),
+            || crate::panic::plan_files(self.df.logical_plan()),
+            async {
+                let plan =
+                    crate::ml::lazy::resolve(&self.session, self.df.logical_plan().clone())
+                        .await?;
+                let state = self.session.inner.ctx.state();
+                let df = DfDataFrame::new(state.clone(), plan);
+                let plan = df.create_physical_plan().await?;
+                driver_scans_in_memory(&state, plan).await
+            },
+        )
+        .await
     }
 
     /// Runs the query and returns all rows.

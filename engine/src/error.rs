@@ -2,6 +2,8 @@
 
 use datafusion::common::SchemaError;
 use datafusion::error::DataFusionError;
+use kiln_executor::ExecError;
+use kiln_planner::task::{ErrorClass, ErrorDetail, TaskFailure};
 
 /// Errors returned by [`Session`](crate::Session) and [`DataFrame`](crate::DataFrame).
 #[derive(Debug, thiserror::Error)]
@@ -121,9 +123,93 @@ pub enum EngineError {
     /// A training algorithm rejected its parameters or data.
     #[error(transparent)]
     Ml(#[from] kiln_ml::MlError),
+    /// Code Kiln ran panicked: a bug in Kiln or in a library it uses, reached by this input
+    /// (often a corrupt file). The panic was caught where it happened (planning on the driver,
+    /// a task on an executor), so the process lives on.
+    #[error("{during} panicked{}: {message} (a bug in Kiln or a library it uses; the input may be corrupt)", files_text(.files))]
+    Panicked {
+        /// What was running: the statement being planned, the task.
+        during: String,
+        /// The files it was reading, when known.
+        files: Vec<String>,
+        /// The panic's message.
+        message: String,
+    },
     /// A bug in Kiln.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+fn files_text(files: &[String]) -> String {
+    match files {
+        [] => String::new(),
+        [one] => format!(" while reading '{one}'"),
+        many => format!(" while reading one of '{}'", many.join("', '")),
+    }
+}
+
+impl EngineError {
+    /// The error an executor reported, as the type it was raised as: an ML parameter error
+    /// stays [`EngineError::Ml`], a malformed record [`EngineError::Exec`], a planning error
+    /// [`EngineError::DataFusion`]; what has no class of its own is
+    /// [`EngineError::Execution`] with the executor's message.
+    pub(crate) fn from_failure(failure: TaskFailure) -> Self {
+        let Some(detail) = failure.error else {
+            return EngineError::Execution {
+                message: failure.message,
+            };
+        };
+        if let Some(ml) = detail.to_ml() {
+            return EngineError::Ml(ml);
+        }
+        let ErrorDetail {
+            subject,
+            reason,
+            format,
+            line,
+            files,
+            ..
+        } = detail.clone();
+        match detail.error_class() {
+            ErrorClass::MalformedRecord => EngineError::Exec(ExecError::MalformedRecord {
+                format: static_format(&format),
+                path: subject,
+                line,
+                reason,
+            }),
+            ErrorClass::Panic => EngineError::Panicked {
+                during: subject,
+                files,
+                message: reason,
+            },
+            ErrorClass::Plan => EngineError::DataFusion(DataFusionError::Plan(reason)),
+            ErrorClass::Configuration => {
+                EngineError::DataFusion(DataFusionError::Configuration(reason))
+            }
+            ErrorClass::ResourcesExhausted => {
+                EngineError::DataFusion(DataFusionError::ResourcesExhausted(reason))
+            }
+            ErrorClass::NotFound => EngineError::ObjectStore(object_store::Error::NotFound {
+                path: subject,
+                source: reason.into(),
+            }),
+            ErrorClass::Io => EngineError::Io(std::io::Error::other(reason)),
+            _ => EngineError::Execution {
+                message: failure.message,
+            },
+        }
+    }
+}
+
+/// The file formats Kiln's readers name in their errors.
+fn static_format(format: &str) -> &'static str {
+    match format {
+        "csv" => "csv",
+        "json" => "json",
+        "parquet" => "parquet",
+        "arrow" => "arrow",
+        _ => "file",
+    }
 }
 
 fn suggestion_text(s: &Option<String>) -> String {

@@ -653,7 +653,7 @@ impl<'a> Job<'a> {
                             });
                         }
                         FailureKind::UserError => {
-                            failure = Some(EngineError::Execution { message: f.message });
+                            failure = Some(EngineError::from_failure(f));
                         }
                     }
                 }

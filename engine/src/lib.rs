@@ -30,6 +30,7 @@ mod dataframe;
 mod error;
 mod job;
 mod metrics;
+mod panic;
 pub mod ml;
 mod persist;
 #[cfg(feature = "polars")]
@@ -50,6 +51,7 @@ pub use session::{Session, SessionBuilder};
 pub mod deps {
     pub use arrow;
     pub use datafusion;
+    pub use kiln_executor::ExecError;
     #[cfg(feature = "polars")]
     pub use polars_core;
 }

@@ -928,7 +928,12 @@ impl Session {
     /// [`EngineError::SqlSyntax`] with the position of a syntax error; planning errors such as
     /// [`EngineError::UnknownColumn`].
     pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
-        crate::sql::run(self, sql).await
+        crate::panic::guard(
+            || format!("planning `{}`", crate::panic::statement_text(sql)),
+            || crate::panic::statement_files(sql),
+            crate::sql::run(self, sql),
+        )
+        .await
     }
 
     /// Plain DataFusion SQL, after Kiln's table functions were rewritten away.
@@ -947,6 +952,15 @@ impl Session {
     /// # Errors
     /// [`EngineError::Read`] naming the path when it is missing or not Parquet.
     pub async fn read_parquet(&self, path: &str) -> Result<DataFrame> {
+        crate::panic::guard(
+            || "reading the Parquet schema".to_string(),
+            || vec![path.to_string()],
+            self.read_parquet_unguarded(path),
+        )
+        .await
+    }
+
+    async fn read_parquet_unguarded(&self, path: &str) -> Result<DataFrame> {
         self.inner.stores.ensure(path)?;
         read::check_exists(self, path, "parquet").await?;
         let df = self
@@ -964,9 +978,16 @@ impl Session {
     /// # Errors
     /// [`EngineError::Read`] naming the path when it is missing or unreadable.
     pub async fn read_csv(&self, path: &str, options: CsvOptions) -> Result<DataFrame> {
-        self.inner.stores.ensure(path)?;
-        read::check_exists(self, path, "csv").await?;
-        read::read_csv(self, path, options).await
+        crate::panic::guard(
+            || "reading the CSV schema".to_string(),
+            || vec![path.to_string()],
+            async {
+                self.inner.stores.ensure(path)?;
+                read::check_exists(self, path, "csv").await?;
+                read::read_csv(self, path, options).await
+            },
+        )
+        .await
     }
 
     /// Reads newline-delimited JSON files.
@@ -974,6 +995,15 @@ impl Session {
     /// # Errors
     /// [`EngineError::Read`] naming the path when it is missing or unreadable.
     pub async fn read_json(&self, path: &str) -> Result<DataFrame> {
+        crate::panic::guard(
+            || "reading the JSON schema".to_string(),
+            || vec![path.to_string()],
+            self.read_json_unguarded(path),
+        )
+        .await
+    }
+
+    async fn read_json_unguarded(&self, path: &str) -> Result<DataFrame> {
         self.inner.stores.ensure(path)?;
         read::check_exists(self, path, "json").await?;
         let ext = read::extension_of(path, ".json");

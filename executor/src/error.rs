@@ -78,9 +78,41 @@ pub enum ExecError {
         /// What the driver saw.
         reason: String,
     },
+    /// Code that a task ran panicked: a bug in Kiln or in a library it uses, reached by this
+    /// task's input. The panic is caught at the task boundary, so the executor lives on.
+    #[error("{during} panicked{}: {message}", files_text(.files))]
+    Panicked {
+        /// What was running (`stage 2 task 0`, `kernel round`).
+        during: String,
+        /// The files the task was reading, when its plan scans files.
+        files: Vec<String>,
+        /// Their format (`parquet`, `csv`, ...), when known.
+        format: String,
+        /// The panic's message.
+        message: String,
+    },
     /// A bug in Kiln.
     #[error("internal executor error: {0}")]
     Internal(String),
+}
+
+fn files_text(files: &[String]) -> String {
+    match files {
+        [] => String::new(),
+        [one] => format!(" while reading '{one}'"),
+        many => format!(" while reading one of '{}'", many.join("', '")),
+    }
+}
+
+/// The message of a caught panic's payload (`panic!` gives a `&str` or a `String`).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_string()
+    }
 }
 
 /// Result alias for the executor.

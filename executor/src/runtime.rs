@@ -3,7 +3,12 @@
 use std::sync::Arc;
 
 use arrow::error::ArrowError;
-use datafusion::common::tree_node::{Transformed, TreeNode};
+use std::panic::AssertUnwindSafe;
+
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::datasource::physical_plan::FileScanConfig;
+use datafusion::datasource::source::DataSourceExec;
+use futures::FutureExt;
 use datafusion::error::DataFusionError;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::TaskContext;
@@ -18,14 +23,14 @@ use datafusion_proto::physical_plan::PhysicalExtensionCodec;
 use kiln_ml::{CachedPartition, Kernel, MlError, Precision};
 use kiln_planner::functions::kiln_udfs;
 use kiln_planner::task::{
-    CacheSpec, FailureKind, KernelPartial, KernelRequest, KernelResponse, MapStatus, StageInput,
+    CacheSpec, ErrorClass, ErrorDetail, FailureKind, KernelPartial, KernelRequest, KernelResponse, MapStatus, StageInput,
     TaskDefinition, TaskFailure, TaskOutcome, TaskStatus,
 };
 use kiln_planner::{plan_from_bytes, ReadMode, UnresolvedShuffleExec};
 
 use crate::cache::{partition_path, write_partition, PartitionCache};
 use crate::codec::executor_codec;
-use crate::error::{ExecError, Result};
+use crate::error::{panic_message, ExecError, Result};
 use crate::shuffle::{
     new_partitioner, write_task_output, MapOutputId, ReadLocation, ShuffleReaderExec, StoreRoot,
 };
@@ -74,10 +79,21 @@ impl ExecutorRuntime {
     }
 
     /// Runs a kernel round: the kernel on every requested cached partition (reloading from the
-    /// cache store what is not in memory), one partial per partition. Never panics: failures
-    /// come back typed in [`KernelResponse::failure`].
+    /// cache store what is not in memory), one partial per partition. Never panics: failures,
+    /// and panics of the code it runs, come back typed in [`KernelResponse::failure`].
     pub async fn run_kernel(&self, request: &KernelRequest) -> KernelResponse {
-        match self.try_run_kernel(request).await {
+        let result = AssertUnwindSafe(self.try_run_kernel(request))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|payload| {
+                Err(ExecError::Panicked {
+                    during: format!("kernel round on dataset {}", request.dataset_id),
+                    files: Vec::new(),
+                    format: String::new(),
+                    message: panic_message(payload.as_ref()),
+                })
+            });
+        match result {
             Ok(response) => response,
             Err(e) => KernelResponse {
                 failure: Some(failure_of(&e)),
@@ -105,7 +121,7 @@ impl ExecutorRuntime {
             kiln_ml::step::run_on_partitions(&kernel, &refs)
         })
         .await
-        .map_err(|e| ExecError::Internal(format!("kernel thread failed: {e}")))??;
+        .map_err(|e| joined("kernel", e))??;
         Ok(KernelResponse {
             partials: partials
                 .into_iter()
@@ -140,7 +156,7 @@ impl ExecutorRuntime {
             CachedPartition::from_batches(index, &batches, &features, label.as_deref(), precision)
         })
         .await
-        .map_err(|e| ExecError::Internal(format!("cache thread failed: {e}")))??;
+        .map_err(|e| joined("building the cached partition", e))??;
         let root = StoreRoot::resolve(&spec.cache_root, &self.ctx.runtime_env())?;
         let path = partition_path(&root, &spec.dataset_id, task.partition, task.attempt);
         let rows = part.rows() as u64;
@@ -159,9 +175,23 @@ impl ExecutorRuntime {
     }
 
     /// Runs one task to completion and reports how it ended. Never panics on bad input: every
-    /// failure becomes a typed [`TaskFailure`].
+    /// failure becomes a typed [`TaskFailure`], and a panic of the code the task runs (a
+    /// library crashing on a corrupt file, say) is caught here and reported naming the task
+    /// and the files it was reading.
     pub async fn run_task(&self, task: &TaskDefinition) -> TaskStatus {
-        let outcome = match self.try_run(task).await {
+        let result = AssertUnwindSafe(self.try_run(task))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|payload| {
+                let (files, format) = self.files_of(task);
+                Err(ExecError::Panicked {
+                    during: format!("stage {} task {}", task.stage_id, task.partition),
+                    files,
+                    format,
+                    message: panic_message(payload.as_ref()),
+                })
+            });
+        let outcome = match result {
             Ok(status) => TaskOutcome::Success(status),
             Err(e) => TaskOutcome::Failure(failure_of(&e)),
         };
@@ -172,6 +202,47 @@ impl ExecutorRuntime {
             attempt: task.attempt,
             outcome: Some(outcome),
         }
+    }
+
+    /// The files `task`'s partition scans and their format (the first scan's), for naming
+    /// them when the task fails without saying which it was reading.
+    fn files_of(&self, task: &TaskDefinition) -> (Vec<String>, String) {
+        let task_ctx = self.ctx.task_ctx();
+        let Ok(plan) = plan_from_bytes(&task.plan, &task_ctx, self.codec.as_ref()) else {
+            return (Vec::new(), String::new());
+        };
+        let mut files = Vec::new();
+        let mut format = String::new();
+        let partitions = plan.output_partitioning().partition_count();
+        let _ = plan.apply(|node| {
+            let scan = node
+                .downcast_ref::<DataSourceExec>()
+                .and_then(|d| d.data_source().downcast_ref::<FileScanConfig>());
+            if let Some(scan) = scan {
+                if format.is_empty() {
+                    format = scan.file_source().file_type().to_string();
+                }
+                // Within a stage a scan usually has the task's partitioning: then the task
+                // reads its own group. Otherwise any of the scan's files may be the one.
+                let groups: Vec<_> = if scan.file_groups.len() == partitions {
+                    scan.file_groups
+                        .get(task.partition as usize)
+                        .into_iter()
+                        .collect()
+                } else {
+                    scan.file_groups.iter().collect()
+                };
+                let url = scan.object_store_url.as_str().trim_end_matches('/');
+                files.extend(
+                    groups
+                        .into_iter()
+                        .flat_map(|g| g.iter())
+                        .map(|f| format!("{url}/{}", f.path())),
+                );
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
+        (files, format)
     }
 
     async fn try_run(&self, task: &TaskDefinition) -> Result<MapStatus> {
@@ -355,13 +426,119 @@ fn failure_of(err: &ExecError) -> TaskFailure {
             fetch_stage_id: *stage_id,
             fetch_map_partition: *map_partition,
             fetch_object: object.clone(),
+            error: None,
         };
     }
     let kind = kind_of(err);
     TaskFailure {
         kind: kind as i32,
         message: err.to_string(),
+        error: detail_of(err),
         ..Default::default()
+    }
+}
+
+/// A spawned thread's failure: its panic, or its cancellation.
+fn joined(what: &str, err: tokio::task::JoinError) -> ExecError {
+    if err.is_panic() {
+        ExecError::Panicked {
+            during: what.to_string(),
+            files: Vec::new(),
+            format: String::new(),
+            message: panic_message(err.into_panic().as_ref()),
+        }
+    } else {
+        ExecError::Internal(format!("{what} was cancelled"))
+    }
+}
+
+/// The class and details of an error, so that the driver raises it as the type it is (see
+/// [`ErrorDetail`]).
+pub fn detail_of(err: &ExecError) -> Option<ErrorDetail> {
+    match err {
+        ExecError::Ml(ml) => ErrorDetail::of_ml(ml),
+        ExecError::MalformedRecord {
+            format,
+            path,
+            line,
+            reason,
+        } => Some(ErrorDetail {
+            format: (*format).to_string(),
+            line: *line,
+            ..ErrorDetail::new(ErrorClass::MalformedRecord, path, reason)
+        }),
+        ExecError::Panicked {
+            during,
+            files,
+            format,
+            message,
+        } => Some(ErrorDetail {
+            format: format.clone(),
+            files: files.clone(),
+            ..ErrorDetail::new(ErrorClass::Panic, during, message)
+        }),
+        ExecError::ObjectStore(e) => Some(store_detail(e)),
+        ExecError::Io(e) => Some(ErrorDetail::new(ErrorClass::Io, "", e.to_string())),
+        ExecError::DataFusion(e) => datafusion_detail(e),
+        ExecError::Arrow(ArrowError::ExternalError(inner)) => external_detail(inner.as_ref()),
+        _ => None,
+    }
+}
+
+fn store_detail(err: &object_store::Error) -> ErrorDetail {
+    match err {
+        object_store::Error::NotFound { path, .. } => {
+            ErrorDetail::new(ErrorClass::NotFound, path, err.to_string())
+        }
+        _ => ErrorDetail::new(ErrorClass::Io, "", err.to_string()),
+    }
+}
+
+fn external_detail(err: &(dyn std::error::Error + Send + Sync + 'static)) -> Option<ErrorDetail> {
+    if let Some(e) = err.downcast_ref::<ExecError>() {
+        detail_of(e)
+    } else if let Some(e) = err.downcast_ref::<MlError>() {
+        ErrorDetail::of_ml(e)
+    } else if let Some(e) = err.downcast_ref::<DataFusionError>() {
+        datafusion_detail(e)
+    } else if let Some(e) = err.downcast_ref::<object_store::Error>() {
+        Some(store_detail(e))
+    } else {
+        None
+    }
+}
+
+fn datafusion_detail(err: &DataFusionError) -> Option<ErrorDetail> {
+    match err {
+        DataFusionError::External(inner) => external_detail(inner.as_ref()),
+        DataFusionError::ArrowError(e, _) => match e.as_ref() {
+            ArrowError::ExternalError(inner) => external_detail(inner.as_ref()),
+            _ => None,
+        },
+        DataFusionError::ParquetError(e) => match e.as_ref() {
+            ParquetError::External(inner) => external_detail(inner.as_ref()),
+            _ => None,
+        },
+        DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => {
+            datafusion_detail(inner)
+        }
+        DataFusionError::Shared(inner) => datafusion_detail(inner),
+        DataFusionError::Collection(errs) => errs.first().and_then(datafusion_detail),
+        DataFusionError::ObjectStore(e) => Some(store_detail(e)),
+        DataFusionError::IoError(e) => Some(ErrorDetail::new(ErrorClass::Io, "", e.to_string())),
+        DataFusionError::Plan(m) | DataFusionError::NotImplemented(m) => {
+            Some(ErrorDetail::new(ErrorClass::Plan, "", m))
+        }
+        DataFusionError::SchemaError(e, _) => {
+            Some(ErrorDetail::new(ErrorClass::Plan, "", e.to_string()))
+        }
+        DataFusionError::Configuration(m) => {
+            Some(ErrorDetail::new(ErrorClass::Configuration, "", m))
+        }
+        DataFusionError::ResourcesExhausted(m) => {
+            Some(ErrorDetail::new(ErrorClass::ResourcesExhausted, "", m))
+        }
+        _ => None,
     }
 }
 
@@ -383,6 +560,8 @@ fn kind_of(err: &ExecError) -> FailureKind {
         ExecError::Internal(_) | ExecError::Io(_) | ExecError::ExecutorLost { .. } => {
             FailureKind::TaskFailed
         }
+        // The same input reaches the same bug again: retrying only repeats the crash.
+        ExecError::Panicked { .. } => FailureKind::UserError,
     }
 }
 

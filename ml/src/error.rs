@@ -1,5 +1,7 @@
 //! The ML crate's error type.
 
+use std::borrow::Cow;
+
 use arrow::error::ArrowError;
 
 /// Errors raised by Kiln's ML algorithms, kernels and model files.
@@ -11,8 +13,9 @@ pub enum MlError {
     /// A hyper-parameter is out of range or inconsistent, e.g. `k must be >= 1, got 0`.
     #[error("invalid parameter `{name}`: {reason}")]
     InvalidParameter {
-        /// The parameter as the user names it (`k`, `max_iter`, `reg_param`, ...).
-        name: &'static str,
+        /// The parameter as the user names it (`k`, `max_iter`, `reg_param`, ...). Owned when
+        /// the error was decoded from another process.
+        name: Cow<'static, str>,
         /// Why it is invalid and what is allowed.
         reason: String,
     },
@@ -64,7 +67,7 @@ impl MlError {
     /// An [`MlError::InvalidParameter`].
     pub fn param(name: &'static str, reason: impl Into<String>) -> Self {
         Self::InvalidParameter {
-            name,
+            name: Cow::Borrowed(name),
             reason: reason.into(),
         }
     }

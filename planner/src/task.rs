@@ -9,6 +9,7 @@
 //!  driver ◀── TaskStatus { MapStatus (object + byte range per reduce partition) | TaskFailure }
 //! ```
 
+use kiln_ml::MlError;
 use prost::Message;
 
 use crate::error::{PlanError, Result};
@@ -250,6 +251,126 @@ pub struct TaskFailure {
     /// For [`FailureKind::FetchFailed`]: the object that was missing or corrupt.
     #[prost(string, tag = "5")]
     pub fetch_object: String,
+    /// The class of the error and its details, so that the driver raises the error type it
+    /// would have raised had the error happened there (an ML parameter error stays a parameter
+    /// error whichever process found it).
+    #[prost(message, optional, tag = "6")]
+    pub error: Option<ErrorDetail>,
+}
+
+/// An error as it crosses the wire: its class plus the fields that class carries. `message`
+/// in [`TaskFailure`] keeps the full text; this keeps the type.
+#[derive(Clone, PartialEq, Message)]
+pub struct ErrorDetail {
+    /// What kind of error it is.
+    #[prost(enumeration = "ErrorClass", tag = "1")]
+    pub class: i32,
+    /// What the error names: the parameter, column, file or object (per class).
+    #[prost(string, tag = "2")]
+    pub subject: String,
+    /// Why, in the words of the original error.
+    #[prost(string, tag = "3")]
+    pub reason: String,
+    /// The file format, for [`ErrorClass::MalformedRecord`] and [`ErrorClass::Panic`] while
+    /// reading a file.
+    #[prost(string, tag = "4")]
+    pub format: String,
+    /// A 1-based line, for [`ErrorClass::MalformedRecord`].
+    #[prost(uint64, tag = "5")]
+    pub line: u64,
+    /// The files the task was reading, for [`ErrorClass::Panic`].
+    #[prost(string, repeated, tag = "6")]
+    pub files: Vec<String>,
+}
+
+/// The classes of error that keep their type across the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum ErrorClass {
+    /// Anything else: the driver reports the message as an execution error.
+    Other = 0,
+    /// [`MlError::InvalidParameter`]: `subject` is the parameter.
+    MlInvalidParameter = 1,
+    /// [`MlError::InvalidColumn`]: `subject` is the column.
+    MlInvalidColumn = 2,
+    /// [`MlError::InvalidData`].
+    MlInvalidData = 3,
+    /// [`MlError::InvalidInput`].
+    MlInvalidInput = 4,
+    /// [`MlError::ModelFile`]: `subject` is the file.
+    MlModelFile = 5,
+    /// A malformed record in an input file: `subject` is the file, with `format` and `line`.
+    MalformedRecord = 6,
+    /// The task panicked (a bug in Kiln or a library): `files` are what it was reading.
+    Panic = 7,
+    /// DataFusion refused the plan (a planning or schema error).
+    Plan = 8,
+    /// A memory limit was reached.
+    ResourcesExhausted = 9,
+    /// An object was not found in a store: `subject` is its path.
+    NotFound = 10,
+    /// Reading or writing a file or object failed.
+    Io = 11,
+    /// A setting or option has a bad value.
+    Configuration = 12,
+}
+
+impl ErrorDetail {
+    /// A detail of `class` about `subject`.
+    pub fn new(class: ErrorClass, subject: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            class: class as i32,
+            subject: subject.into(),
+            reason: reason.into(),
+            ..Default::default()
+        }
+    }
+
+    /// The class, [`ErrorClass::Other`] for values this build does not know.
+    pub fn error_class(&self) -> ErrorClass {
+        ErrorClass::try_from(self.class).unwrap_or(ErrorClass::Other)
+    }
+
+    /// The detail of an ML error, `None` for classes that do not cross as themselves
+    /// (Arrow, codec and internal errors).
+    pub fn of_ml(err: &MlError) -> Option<Self> {
+        Some(match err {
+            MlError::InvalidParameter { name, reason } => {
+                Self::new(ErrorClass::MlInvalidParameter, name.as_ref(), reason)
+            }
+            MlError::InvalidColumn { column, reason } => {
+                Self::new(ErrorClass::MlInvalidColumn, column, reason)
+            }
+            MlError::InvalidData(reason) => Self::new(ErrorClass::MlInvalidData, "", reason),
+            MlError::InvalidInput(reason) => Self::new(ErrorClass::MlInvalidInput, "", reason),
+            MlError::ModelFile { path, reason } => {
+                Self::new(ErrorClass::MlModelFile, path, reason)
+            }
+            _ => return None,
+        })
+    }
+
+    /// The ML error this detail was made from, if it was one.
+    pub fn to_ml(&self) -> Option<MlError> {
+        let reason = self.reason.clone();
+        Some(match self.error_class() {
+            ErrorClass::MlInvalidParameter => MlError::InvalidParameter {
+                name: std::borrow::Cow::Owned(self.subject.clone()),
+                reason,
+            },
+            ErrorClass::MlInvalidColumn => MlError::InvalidColumn {
+                column: self.subject.clone(),
+                reason,
+            },
+            ErrorClass::MlInvalidData => MlError::InvalidData(reason),
+            ErrorClass::MlInvalidInput => MlError::InvalidInput(reason),
+            ErrorClass::MlModelFile => MlError::ModelFile {
+                path: self.subject.clone(),
+                reason,
+            },
+            _ => return None,
+        })
+    }
 }
 
 /// The kinds of task failure the scheduler distinguishes.
@@ -307,5 +428,52 @@ impl TaskFailure {
     /// The failure kind, defaulting to [`FailureKind::TaskFailed`] for unknown values.
     pub fn failure_kind(&self) -> FailureKind {
         FailureKind::try_from(self.kind).unwrap_or(FailureKind::TaskFailed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use super::*;
+
+    #[test]
+    fn ml_errors_cross_the_wire_as_themselves() {
+        let errors = [
+            MlError::param("k", "must be >= 1, got 0"),
+            MlError::InvalidColumn {
+                column: "x".into(),
+                reason: "null at row 3".into(),
+            },
+            MlError::InvalidData("no rows".into()),
+            MlError::InvalidInput("2 features, model has 3".into()),
+            MlError::ModelFile {
+                path: "m/metadata.json".into(),
+                reason: "truncated".into(),
+            },
+        ];
+        for err in errors {
+            let failure = TaskFailure {
+                kind: FailureKind::UserError as i32,
+                message: err.to_string(),
+                error: ErrorDetail::of_ml(&err),
+                ..Default::default()
+            };
+            let status = TaskStatus {
+                outcome: Some(TaskOutcome::Failure(failure)),
+                ..Default::default()
+            };
+            let back = TaskStatus::from_bytes(&status.to_bytes()).unwrap();
+            let Some(TaskOutcome::Failure(f)) = back.outcome else {
+                panic!("no failure")
+            };
+            let again = f.error.and_then(|d| d.to_ml()).unwrap();
+            assert_eq!(again.to_string(), err.to_string());
+            assert_eq!(
+                std::mem::discriminant(&again),
+                std::mem::discriminant(&err)
+            );
+        }
+        assert!(ErrorDetail::of_ml(&MlError::Internal("bug".into())).is_none());
     }
 }

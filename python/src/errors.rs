@@ -21,6 +21,9 @@ pub(crate) fn class_of(e: &EngineError) -> &'static str {
         EngineError::Read { .. } | EngineError::ObjectStore(_) | EngineError::Io(_) => {
             "KilnIOError"
         }
+        // A reader that crashed on a file, or a malformed record: the file is the problem.
+        EngineError::Panicked { files, .. } if !files.is_empty() => "KilnIOError",
+        EngineError::Exec(kiln::deps::ExecError::MalformedRecord { .. }) => "KilnIOError",
         EngineError::Ml(ml) => match ml {
             MlError::ModelFile { .. } => "KilnIOError",
             MlError::InvalidParameter { .. }

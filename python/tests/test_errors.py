@@ -60,3 +60,22 @@ def test_execution_errors(session: kiln.Session) -> None:
 def test_bad_settings_fail_the_session_build() -> None:
     with pytest.raises(kiln.ParameterError, match="kiln.executors"):
         kiln.Session.local(settings={"kiln.executors": "many"}, progress=None)
+
+
+def test_errors_raised_on_executors_keep_their_class(session: kiln.Session) -> None:
+    # The null is found where the partition is cached, on an executor: still a ParameterError,
+    # as the same check raises on the driver.
+    df = session.sql(
+        "SELECT CASE WHEN value = 7 THEN NULL ELSE CAST(value AS DOUBLE) END AS x,"
+        " CAST(value % 2 AS DOUBLE) AS label FROM generate_series(1, 20)"
+    )
+    with pytest.raises(kiln.ParameterError, match="'x'"):
+        kiln.ml.LinearRegression().fit(df)
+
+
+def test_a_reader_crashing_on_a_corrupt_file_names_it(session: kiln.Session, tmp_path) -> None:
+    path = tmp_path / "c.parquet"
+    path.write_bytes(b"PAR1" + bytes(range(256)) * 20 + b"\xff\xff\xff\x7fPAR1")
+    with pytest.raises(kiln.KilnIOError, match="c.parquet"):
+        session.sql(f"CREATE EXTERNAL TABLE c STORED AS PARQUET LOCATION '{path}'")
+    assert session.sql("SELECT 1 AS one").to_arrow().to_pydict() == {"one": [1]}

@@ -274,3 +274,123 @@ async fn csv_schema_comes_from_the_first_non_empty_file() {
         .unwrap_err();
     assert!(message(&e).contains("every file is empty"), "{e}");
 }
+
+/// `PAR1`, bytes, `PAR1`: a footer whose metadata length runs past the start of the file,
+/// which the Parquet reader's footer decoder crashes on (see ARCHITECTURE.md, "Panics").
+fn corrupt_parquet(path: &std::path::Path) {
+    let mut bytes = b"PAR1".to_vec();
+    let mut x: u32 = 12345;
+    for _ in 0..5000 {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        bytes.push((x >> 16) as u8);
+    }
+    bytes.extend_from_slice(&[0xff, 0xff, 0xff, 0x7f]);
+    bytes.extend_from_slice(b"PAR1");
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_crashing_on_a_corrupt_file_is_an_error_naming_it_not_a_crash() {
+    let kiln = session(2, 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.parquet");
+    corrupt_parquet(&path);
+    let p = path.to_str().unwrap();
+
+    // Planning on the driver: schema inference reads the footer.
+    let e = kiln
+        .sql(&format!(
+            "CREATE EXTERNAL TABLE c STORED AS PARQUET LOCATION '{p}'"
+        ))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, EngineError::Panicked { .. }), "{e:?}");
+    assert!(message(&e).contains(p), "{e}");
+    let e = kiln.read_parquet(p).await.unwrap_err();
+    assert!(message(&e).contains(p), "{e}");
+
+    // The session lives on.
+    let n = kiln.sql("SELECT 1 AS one").await.unwrap().count().await;
+    assert_eq!(n.unwrap(), 1);
+}
+
+/// A table planned over a good file whose bytes are then replaced with corrupt ones: the
+/// crash happens in a task, on an executor.
+async fn crash_in_a_task(kiln: &Session) {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("t.parquet");
+    let df = kiln
+        .sql("SELECT value AS x FROM generate_series(1, 100)")
+        .await
+        .unwrap();
+    df.write_parquet(dir.path().join("w").to_str().unwrap())
+        .await
+        .unwrap();
+    let written = std::fs::read_dir(dir.path().join("w"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .unwrap();
+    std::fs::copy(&written, &good).unwrap();
+    kiln.sql("SET datafusion.execution.collect_statistics = false")
+        .await
+        .unwrap();
+    let g = good.to_str().unwrap();
+    kiln.sql(&format!(
+        "CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION '{g}'"
+    ))
+    .await
+    .unwrap();
+    corrupt_parquet(&good);
+    let e = kiln
+        .sql("SELECT count(*) FROM t WHERE x > 0")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap_err();
+    assert!(matches!(e, EngineError::Panicked { .. }), "{e:?}");
+    let text = message(&e);
+    assert!(text.contains("t.parquet"), "{text}");
+    assert!(text.contains("stage "), "{text}");
+    // The executors live on.
+    let n = kiln
+        .sql("SELECT value FROM generate_series(1, 1000)")
+        .await
+        .unwrap()
+        .count()
+        .await
+        .unwrap();
+    assert_eq!(n, 1000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_that_crashes_fails_its_job_naming_the_file_and_the_executor_lives_on() {
+    crash_in_a_task(&session(2, 1).await).await;
+    crash_in_a_task(&crate::cluster::cluster(1, 1).await).await;
+}
+
+/// A feature column with a null: the check runs where the partition is cached, on an
+/// executor, and raises the ML error the driver would raise.
+async fn null_feature_error(kiln: &Session) -> EngineError {
+    let df = kiln
+        .sql("SELECT CASE WHEN value = 7 THEN NULL ELSE CAST(value AS DOUBLE) END AS x, CAST(value % 2 AS DOUBLE) AS label FROM generate_series(1, 20)")
+        .await
+        .unwrap();
+    kiln::ml::LinearRegression::new()
+        .fit(&df)
+        .await
+        .unwrap_err()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ml_errors_raised_on_executors_keep_their_type() {
+    use kiln::ml::MlError;
+    for kiln in [session(2, 1).await, crate::cluster::cluster(1, 1).await] {
+        let e = null_feature_error(&kiln).await;
+        assert!(
+            matches!(&e, EngineError::Ml(MlError::InvalidColumn { column, .. }) if column == "x"),
+            "{e:?}"
+        );
+    }
+}

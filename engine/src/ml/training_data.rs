@@ -214,7 +214,7 @@ impl TrainingData {
                         if let Some(f) = r.failure {
                             match f.failure_kind() {
                                 FailureKind::UserError => {
-                                    return Err(EngineError::Execution { message: f.message })
+                                    return Err(EngineError::from_failure(f))
                                 }
                                 _ => retry = Some(format!("executor {executor_id}: {}", f.message)),
                             }

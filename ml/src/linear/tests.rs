@@ -750,13 +750,7 @@ fn diverging_sgd_is_an_error_naming_step_size() {
     )
     .unwrap_err();
     assert!(
-        matches!(
-            err,
-            MlError::InvalidParameter {
-                name: "step_size",
-                ..
-            }
-        ),
+        matches!(&err, MlError::InvalidParameter { name, .. } if name == "step_size"),
         "{err}"
     );
     assert!(err.to_string().contains("diverged"), "{err}");

@@ -209,7 +209,7 @@ fn diverging_sgd_is_an_error_naming_step_size() {
     .unwrap_err();
     match &err {
         MlError::InvalidParameter { name, reason } => {
-            assert_eq!(*name, "step_size");
+            assert_eq!(name, "step_size");
             assert!(reason.contains("diverged"), "{reason}");
         }
         other => panic!("unexpected {other:?}"),
