@@ -245,11 +245,16 @@ impl DataFrame {
 }
 
 pub(crate) fn unknown_model(session: &Session, model: &str) -> EngineError {
+    let names = session.model_names();
     EngineError::InvalidParameter {
         name: "model",
         reason: format!(
             "no model named '{model}'; registered models: {}",
-            session.model_names().join(", ")
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
         ),
     }
 }

@@ -93,6 +93,18 @@ async fn run_statement(session: &Session, sql: &str) -> Result<DataFrame> {
         Ok(text) => session.datafusion_sql(&text).await,
         Err(e) => Err(e),
     };
+    // `predict(nomodel, x)` with no model of that name leaves `nomodel` a column reference:
+    // say that the model is missing rather than the column.
+    let planned = planned.map_err(|e| match e {
+        EngineError::UnknownColumn { ref column, .. }
+            if parse::bare_model_arguments(&sql)
+                .iter()
+                .any(|m| m.eq_ignore_ascii_case(column.rsplit('.').next().unwrap_or(column))) =>
+        {
+            unknown_model(session, column.rsplit('.').next().unwrap_or(column))
+        }
+        other => other,
+    });
     // The plan holds the tables it scans: the names can go.
     for name in temporary {
         // Deregistering a table that is there cannot fail in a meaningful way.

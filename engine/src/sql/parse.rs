@@ -855,6 +855,28 @@ pub(crate) fn quote_model_arguments(sql: &str, is_model: impl Fn(&str) -> bool) 
     Ok(out)
 }
 
+/// The bare names written as the model of a `predict(m, ...)` or `predict_proba(m, ...)` call
+/// (what [`quote_model_arguments`] leaves alone when no model has that name).
+pub(crate) fn bare_model_arguments(sql: &str) -> Vec<String> {
+    let Ok(toks) = tokens(sql) else {
+        return Vec::new();
+    };
+    toks.windows(4)
+        .filter_map(|w| {
+            let is_predict = matches!(&w[0].token, Token::Word(f) if f.quote_style.is_none()
+                && (f.value.eq_ignore_ascii_case("predict") || f.value.eq_ignore_ascii_case("predict_proba")));
+            match (is_predict, &w[1].token, &w[2].token, &w[3].token) {
+                (true, Token::LParen, Token::Word(m), Token::Comma | Token::RParen)
+                    if m.quote_style.is_none() =>
+                {
+                    Some(m.value.clone())
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
 /// The arguments of the call whose `(` is `toks[open]`, as trimmed text, and the index of the
 /// matching `)`; `None` when the call is not closed.
 pub(crate) fn call_arguments(sql: &str, toks: &[Tok], open: usize) -> Option<(Vec<String>, usize)> {
