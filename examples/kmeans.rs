@@ -3,7 +3,7 @@
 //! the executors, one kernel round per iteration), score the held-out part with the silhouette,
 //! save the model, and predict clusters with `predict(...)` in SQL.
 
-use kiln::ml::Model;
+use kiln::ml::{Model, ModelKind};
 use kiln::prelude::*;
 
 #[tokio::main]
@@ -29,7 +29,7 @@ async fn main() -> Result<()> {
         .evaluate(&fitted.transform(test.clone())?)
         .await?;
     println!("held-out silhouette: {silhouette:.4}");
-    let Some(Model::KMeans(model)) = fitted.model().cloned() else {
+    let Some(ModelKind::KMeans(model)) = fitted.model().map(|m| m.kind().clone()) else {
         return Err(EngineError::Internal(
             "the pipeline ends with k-means".into(),
         ));

@@ -4,7 +4,7 @@
 //! show how a lazily trained model composes with prediction into one plan (`EXPLAIN` before
 //! anything runs).
 
-use kiln::ml::{Average, Model};
+use kiln::ml::{Average, Model, ModelKind};
 use kiln::prelude::*;
 
 #[tokio::main]
@@ -34,7 +34,7 @@ async fn main() -> Result<()> {
         .stage(StandardScaler::new().with_mean(true))
         .stage(LogisticRegression::new().reg_param(0.001).max_iter(100));
     let fitted = pipeline.fit(&train).await?;
-    if let Some(Model::LogisticRegression(m)) = fitted.model() {
+    if let Some(ModelKind::LogisticRegression(m)) = fitted.model().map(Model::kind) {
         println!(
             "logistic regression on {:?}: {} iterations, intercept {:.3}",
             m.feature_names(),

@@ -316,8 +316,7 @@ impl DataFrame {
             || crate::panic::plan_files(self.df.logical_plan()),
             async {
                 let plan =
-                    crate::ml::lazy::resolve(&self.session, self.df.logical_plan().clone())
-                        .await?;
+                    crate::ml::lazy::resolve(&self.session, self.df.logical_plan().clone()).await?;
                 let state = self.session.inner.ctx.state();
                 let df = DfDataFrame::new(state.clone(), plan);
                 let plan = df.create_physical_plan().await?;

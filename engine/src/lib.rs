@@ -30,8 +30,8 @@ mod dataframe;
 mod error;
 mod job;
 mod metrics;
-mod panic;
 pub mod ml;
+mod panic;
 mod persist;
 #[cfg(feature = "polars")]
 mod polars;

@@ -100,7 +100,10 @@ mod tests {
         .unwrap_err();
         let text = err.to_string();
         assert!(matches!(err, EngineError::Panicked { .. }), "{text}");
-        assert!(text.contains("planning `SELECT 1` panicked while reading '/data/c.parquet'"), "{text}");
+        assert!(
+            text.contains("planning `SELECT 1` panicked while reading '/data/c.parquet'"),
+            "{text}"
+        );
         assert!(text.contains("attempt to subtract with overflow"), "{text}");
     }
 

@@ -495,7 +495,6 @@ impl SessionBuilder {
                 owned_dir,
                 models_dir: self.models_dir,
                 settings: std::sync::Mutex::new(settings),
-                transforms: Default::default(),
             }),
         };
         session.open_model_catalog().await?;
@@ -667,9 +666,6 @@ pub(crate) struct SessionInner {
     pub(crate) models_dir: Option<PathBuf>,
     /// The settings the session runs with (see [`crate::config`]).
     settings: std::sync::Mutex<Config>,
-    /// The fitted `TRANSFORM` of models trained with one, by model name.
-    pub(crate) transforms:
-        std::sync::RwLock<std::collections::HashMap<String, Arc<crate::sql::SqlTransform>>>,
 }
 
 impl SessionInner {

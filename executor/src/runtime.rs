@@ -8,7 +8,6 @@ use std::panic::AssertUnwindSafe;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::datasource::physical_plan::FileScanConfig;
 use datafusion::datasource::source::DataSourceExec;
-use futures::FutureExt;
 use datafusion::error::DataFusionError;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::TaskContext;
@@ -20,11 +19,12 @@ use datafusion::physical_plan::{
 };
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion_proto::physical_plan::PhysicalExtensionCodec;
+use futures::FutureExt;
 use kiln_ml::{CachedPartition, Kernel, MlError, Precision};
 use kiln_planner::functions::kiln_udfs;
 use kiln_planner::task::{
-    CacheSpec, ErrorClass, ErrorDetail, FailureKind, KernelPartial, KernelRequest, KernelResponse, MapStatus, StageInput,
-    TaskDefinition, TaskFailure, TaskOutcome, TaskStatus,
+    CacheSpec, ErrorClass, ErrorDetail, FailureKind, KernelPartial, KernelRequest, KernelResponse,
+    MapStatus, StageInput, TaskDefinition, TaskFailure, TaskOutcome, TaskStatus,
 };
 use kiln_planner::{plan_from_bytes, ReadMode, UnresolvedShuffleExec};
 
@@ -501,10 +501,8 @@ fn external_detail(err: &(dyn std::error::Error + Send + Sync + 'static)) -> Opt
         ErrorDetail::of_ml(e)
     } else if let Some(e) = err.downcast_ref::<DataFusionError>() {
         datafusion_detail(e)
-    } else if let Some(e) = err.downcast_ref::<object_store::Error>() {
-        Some(store_detail(e))
     } else {
-        None
+        err.downcast_ref::<object_store::Error>().map(store_detail)
     }
 }
 

@@ -28,13 +28,13 @@ pub mod step;
 
 pub use data::{CachedPartition, DenseMatrix, Features, Precision};
 pub use error::{MlError, Result};
-pub use model::Model;
+pub use model::{Model, ModelKind};
 pub use step::{fit_local, Algorithm, DatasetInfo, Kernel, Partial, Progress, Step};
 
 /// The ML crate's most used items.
 pub mod prelude {
     pub use crate::data::{CachedPartition, DenseMatrix, Features, Precision};
     pub use crate::error::{MlError, Result};
-    pub use crate::model::Model;
+    pub use crate::model::{Model, ModelKind};
     pub use crate::step::{fit_local, Algorithm, DatasetInfo, Kernel, Partial, Progress, Step};
 }

@@ -343,9 +343,7 @@ impl ErrorDetail {
             }
             MlError::InvalidData(reason) => Self::new(ErrorClass::MlInvalidData, "", reason),
             MlError::InvalidInput(reason) => Self::new(ErrorClass::MlInvalidInput, "", reason),
-            MlError::ModelFile { path, reason } => {
-                Self::new(ErrorClass::MlModelFile, path, reason)
-            }
+            MlError::ModelFile { path, reason } => Self::new(ErrorClass::MlModelFile, path, reason),
             _ => return None,
         })
     }
@@ -469,10 +467,7 @@ mod tests {
             };
             let again = f.error.and_then(|d| d.to_ml()).unwrap();
             assert_eq!(again.to_string(), err.to_string());
-            assert_eq!(
-                std::mem::discriminant(&again),
-                std::mem::discriminant(&err)
-            );
+            assert_eq!(std::mem::discriminant(&again), std::mem::discriminant(&err));
         }
         assert!(ErrorDetail::of_ml(&MlError::Internal("bug".into())).is_none());
     }

@@ -206,11 +206,16 @@ def _wrap_model(
     return cls(native, session, prediction_col)
 
 
-def load_model(path: str, session: Session | None = None) -> Model:
+def load_model(path: str, session: Session | None = None) -> Model | "PipelineModel":
     """Reads a model directory written by any Kiln front door (Rust ``save_model``, SQL
-    ``CREATE MODEL``, Python ``save``). Needs no executor."""
+    ``TRAIN MODEL`` / ``SAVE MODEL``, Python ``save``), with the ``TRANSFORM`` it was trained
+    with, if any; or a pipeline directory (:meth:`PipelineModel.save`, Rust
+    ``save_pipeline``), as a :class:`PipelineModel`. Needs no executor."""
     session = session or Session.default()
-    return _wrap_model(session._native.load_model(os.fspath(path)), session)
+    path = os.fspath(path)
+    if session._native.is_pipeline(path):
+        return PipelineModel._from_natives(session._native.load_pipeline(path), session)
+    return _wrap_model(session._native.load_model(path), session)
 
 
 # ---------------------------------------------------------------------------------------
@@ -631,12 +636,44 @@ class Pipeline:
         return PipelineModel(out, fitted)
 
 
+_FEATURE_CLASSES = {
+    "vector_assembler": "VectorAssembler",
+    "standard_scaler": "StandardScaler",
+    "min_max_scaler": "MinMaxScaler",
+    "imputer": "Imputer",
+    "string_indexer": "StringIndexer",
+    "one_hot_encoder": "OneHotEncoder",
+}
+
+
 class PipelineModel:
-    """A fitted :class:`Pipeline`: ``transform(df)`` applies every stage in order."""
+    """A fitted :class:`Pipeline`: ``transform(df)`` applies every stage in order;
+    ``save(path)`` writes it as a pipeline directory that :func:`load_model` (and Rust's
+    ``Session::load_pipeline``) reads back."""
 
     def __init__(self, steps: list[tuple[str, Any]], natives: list[Any]) -> None:
         self.steps = steps
         self._natives = natives
+
+    @classmethod
+    def _from_natives(cls, natives: list[Any], session: Session) -> "PipelineModel":
+        steps: list[tuple[str, Any]] = []
+        for native in natives:
+            kind = native.kind()
+            if kind == "model":
+                prediction = native.attributes()["prediction_col"]
+                model = _wrap_model(native.model(), session, prediction)
+                steps.append((type(model).__name__, model))
+            else:
+                steps.append((_FEATURE_CLASSES.get(kind, kind), FeatureModel(native, kind)))
+        return cls(steps, natives)
+
+    def save(self, path: str, session: Session | None = None) -> None:
+        """Writes the pipeline directory (``pipeline.json`` and a model directory per model
+        stage) at ``path``: a local directory or an object-store URL."""
+        model = self.model
+        owner = session or (model._session if model is not None else None) or Session.default()
+        owner._native.save_pipeline(self._natives, os.fspath(path))
 
     @property
     def stages(self) -> list[Any]:

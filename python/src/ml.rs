@@ -8,9 +8,9 @@ use std::sync::Arc;
 use kiln::ml::{
     Average, ClassificationMetric, Columns, Estimator, EstimatorStage, Evaluator, Family,
     FeatureModel, FittedStage, HandleInvalid, ImputeStrategy, Imputer, KMeans, KMeansInit,
-    LinearRegression, LogisticRegression, Metric, MinMaxScaler, Model, OneHotEncoder, Pipeline,
-    RegressionMetric, Solver, Stage, StandardScaler, StepSchedule, StringIndexer, StringOrder,
-    VectorAssembler,
+    LinearRegression, LogisticRegression, Metric, MinMaxScaler, Model, ModelKind, OneHotEncoder,
+    Pipeline, RegressionMetric, Solver, Stage, StandardScaler, StepSchedule, StringIndexer,
+    StringOrder, VectorAssembler,
 };
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyDictMethods};
@@ -389,7 +389,7 @@ impl PyPipeline {
 /// A fitted stage: a feature transformation or a trained model with its prediction column.
 #[pyclass(name = "FittedStage", module = "kiln._kiln", frozen)]
 pub(crate) struct PyFittedStage {
-    stage: FittedStage,
+    pub(crate) stage: FittedStage,
 }
 
 #[pymethods]
@@ -410,6 +410,21 @@ impl PyFittedStage {
     fn transform(&self, df: &PyDataFrame) -> PyResult<PyDataFrame> {
         let out = self.stage.transform(df.df.clone()).py_err()?;
         Ok(PyDataFrame::wrap(out, df.progress()))
+    }
+
+    /// What the stage is: `model`, or the transformer's kind (`standard_scaler`, ...).
+    fn kind(&self) -> &'static str {
+        match &self.stage {
+            FittedStage::Model { .. } => "model",
+            FittedStage::Features(f) => match f {
+                FeatureModel::VectorAssembler(_) => "vector_assembler",
+                FeatureModel::StandardScaler(_) => "standard_scaler",
+                FeatureModel::MinMaxScaler(_) => "min_max_scaler",
+                FeatureModel::Imputer(_) => "imputer",
+                FeatureModel::StringIndexer(_) => "string_indexer",
+                FeatureModel::OneHotEncoder(_) => "one_hot_encoder",
+            },
+        }
     }
 
     /// The trained model, for a model stage.
@@ -519,13 +534,13 @@ impl PyModel {
     /// `{"coefficients": [[..] per class], "intercepts": [..], "num_classes": k}`.
     fn weights<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
-        match self.model.as_ref() {
-            Model::KMeans(m) => d.set_item("centers", m.centers())?,
-            Model::LinearRegression(m) => {
+        match self.model.kind() {
+            ModelKind::KMeans(m) => d.set_item("centers", m.centers())?,
+            ModelKind::LinearRegression(m) => {
                 d.set_item("coefficients", m.coefficients())?;
                 d.set_item("intercept", m.intercept())?;
             }
-            Model::LogisticRegression(m) => {
+            ModelKind::LogisticRegression(m) => {
                 let matrix = m.coefficient_matrix();
                 let rows: Vec<Vec<f64>> = (0..matrix.rows())
                     .map(|r| (0..matrix.cols()).map(|c| matrix.col(c)[r]).collect())

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use kiln::config::{Config, Source};
+use kiln::ml::PipelineModel;
 use kiln::{CsvMode, CsvOptions, Session};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -11,7 +12,7 @@ use pyo3::types::PyDict;
 use crate::arrow_io::import_stream;
 use crate::dataframe::PyDataFrame;
 use crate::errors::{parameter, IntoPy};
-use crate::ml::PyModel;
+use crate::ml::{PyFittedStage, PyModel};
 use crate::runtime::{wait, Watch};
 
 /// A session: the engine, its executors, tables and models.
@@ -250,6 +251,38 @@ impl PySession {
             path.to_string(),
         );
         self.run(py, async move { s.save_model(&m, &p).await })
+    }
+
+    /// Writes a fitted pipeline's stages as a pipeline directory.
+    fn save_pipeline(
+        &self,
+        py: Python<'_>,
+        stages: Vec<Py<PyFittedStage>>,
+        path: &str,
+    ) -> PyResult<()> {
+        let stages = stages.iter().map(|s| s.get().stage.clone()).collect();
+        let (s, p) = (self.session.clone(), path.to_string());
+        self.run(py, async move {
+            s.save_pipeline(&PipelineModel::new(stages), &p).await
+        })
+    }
+
+    /// Reads a pipeline directory: its fitted stages, in order.
+    fn load_pipeline(&self, py: Python<'_>, path: &str) -> PyResult<Vec<PyFittedStage>> {
+        let (s, p) = (self.session.clone(), path.to_string());
+        let pipeline = self.run(py, async move { s.load_pipeline(&p).await })?;
+        Ok(pipeline
+            .stages()
+            .iter()
+            .cloned()
+            .map(|stage| PyFittedStage { stage })
+            .collect())
+    }
+
+    /// Whether `path` is a pipeline directory.
+    fn is_pipeline(&self, py: Python<'_>, path: &str) -> PyResult<bool> {
+        let (s, p) = (self.session.clone(), path.to_string());
+        self.run(py, async move { s.is_pipeline(&p).await })
     }
 }
 

@@ -250,6 +250,68 @@ def test_indexer_encoder_assembler_pipeline(session: kiln.Session) -> None:
     assert ml.evaluate(out, "accuracy") > 0.8
 
 
+def test_a_fitted_pipeline_saves_and_loads_as_a_directory(session: kiln.Session, tmp_path) -> None:
+    rng = np.random.default_rng(5)
+    n = 300
+    colour = rng.choice(["red", "green", "blue"], n)
+    size = rng.normal(0, 1, n)
+    label = ((colour == "red") + size > 0.5).astype(float)
+    df = session.create_dataframe(pa.table({"colour": colour, "size": size, "label": label}))
+    fitted = ml.Pipeline(
+        [
+            ml.StringIndexer("colour", "colour_idx"),
+            ml.OneHotEncoder("colour_idx", "colour_vec"),
+            ml.VectorAssembler(["colour_vec", "size"]),
+            ml.StandardScaler(),
+            ml.LogisticRegression(),
+        ]
+    ).fit(df)
+    path = tmp_path / "pipe"
+    fitted.save(str(path))
+    assert (path / "pipeline.json").exists()
+    loaded = ml.load_model(str(path), session)
+    assert isinstance(loaded, ml.PipelineModel)
+    assert [name for name, _ in loaded.steps] == [
+        "StringIndexer",
+        "OneHotEncoder",
+        "VectorAssembler",
+        "StandardScaler",
+        "LogisticRegressionModel",
+    ]
+    assert loaded.stages[3].mean_.tolist() == fitted.stages[3].mean_.tolist()
+    assert loaded.model.coef_.tolist() == fitted.model.coef_.tolist()
+    before = fitted.transform(df).to_arrow().column("prediction").to_pylist()
+    after = loaded.transform(df).to_arrow().column("prediction").to_pylist()
+    assert after == before
+
+
+def test_a_loaded_model_applies_its_sql_transform(session: kiln.Session, tmp_path) -> None:
+    # Trained in SQL with TRANSFORM, loaded in Python: it predicts from the raw columns through
+    # the fitted transform, exactly as SQL does, never on the raw columns themselves.
+    rng = np.random.default_rng(8)
+    x = rng.normal(10.0, 3.0, 200)
+    z = np.where(rng.random(200) < 0.2, np.nan, rng.normal(0, 1, 200))
+    y = 2.0 * x - 1.0 + np.nan_to_num(z)
+    session.register("tr_rows", session.create_dataframe(pa.table({"x": x, "z": z, "y": y})))
+    session.sql(
+        "TRAIN MODEL tr USING linear_regression TRANSFORM (standard_scaler(x) AS x,"
+        " imputer(z) AS z) LABEL y AS SELECT x, CASE WHEN isnan(z) THEN NULL ELSE z END AS z,"
+        " y FROM tr_rows"
+    ).collect()
+    session.sql(f"SAVE MODEL tr TO '{tmp_path / 'tr'}'").collect()
+    by_sql = session.sql(
+        "SELECT predict(tr, x, CASE WHEN isnan(z) THEN NULL ELSE z END) AS p FROM tr_rows"
+    ).to_arrow().column("p").to_pylist()
+    loaded = ml.load_model(str(tmp_path / "tr"), session)
+    raw = session.sql("SELECT x, CASE WHEN isnan(z) THEN NULL ELSE z END AS z FROM tr_rows")
+    by_python = loaded.transform(raw).to_arrow().column("prediction").to_pylist()
+    np.testing.assert_allclose(by_python, by_sql, rtol=0, atol=1e-9)
+    # The outputs reuse the inputs' names: the bare model applied to the raw columns (what
+    # the loader used to do) gives other, silently wrong, answers.
+    naive = loaded.coef_[0] * x + loaded.coef_[1] * np.nan_to_num(z) + loaded.intercept_
+    assert np.abs(naive - np.asarray(by_python)).max() > 1.0
+
+
 # -- model files are shared with Rust and SQL --------------------------------------------
 
 

@@ -9,8 +9,8 @@ use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use kiln::ml::{
     Average, ClassificationMetric, Columns, Evaluator, FittedStage, HandleInvalid, ImputeStrategy,
-    Imputer, LogisticRegression, MinMaxScaler, Model, OneHotEncoder, Pipeline, RegressionMetric,
-    StandardScaler, StringIndexer, StringOrder, VectorAssembler,
+    Imputer, LogisticRegression, MinMaxScaler, Model, ModelKind, OneHotEncoder, Pipeline,
+    RegressionMetric, StandardScaler, StringIndexer, StringOrder, VectorAssembler,
 };
 use kiln::{DataFrame, Session};
 use kiln_tests::reference::reference;
@@ -213,7 +213,7 @@ async fn pipeline_matches_scikit_learn_and_evaluators_match_sklearn_metrics() {
     };
     let y = indexed(&d, indexer.labels());
     let sk = reference("ref_features.py", &reference_input(&d, &y, lambda));
-    let Some(Model::LogisticRegression(model)) = fitted.model() else {
+    let Some(ModelKind::LogisticRegression(model)) = fitted.model().map(Model::kind) else {
         panic!("the pipeline ends with a logistic model")
     };
     let coef = model.coefficient_matrix();
@@ -369,7 +369,7 @@ async fn pipelines_are_bit_identical_on_1_and_3_executors() {
             .fit(&df)
             .await
             .unwrap();
-        let Some(Model::LogisticRegression(m)) = fitted.model() else {
+        let Some(ModelKind::LogisticRegression(m)) = fitted.model().map(Model::kind) else {
             panic!("logistic model")
         };
         let coef = m.coefficient_matrix();
@@ -493,8 +493,52 @@ async fn one_hot_encoder_and_assembler_feed_a_model() {
         model.feature_names(),
         ["color_vec_0", "color_vec_1", "color_vec_2", "size"]
     );
-    let clusters = column(&fitted.transform(df).unwrap(), "prediction").await;
+    let clusters = column(&fitted.transform(df.clone()).unwrap(), "prediction").await;
     assert_eq!(clusters.len(), 5);
+
+    // A fitted pipeline is a directory like a model: saved, loaded, predicting the same.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pipe");
+    let path = path.to_str().unwrap();
+    kiln.save_pipeline(&fitted, path).await.unwrap();
+    assert!(kiln.is_pipeline(path).await.unwrap());
+    let loaded = kiln.load_pipeline(path).await.unwrap();
+    assert_eq!(loaded.stages().len(), fitted.stages().len());
+    for (a, b) in loaded.stages().iter().zip(fitted.stages()) {
+        match (a, b) {
+            (FittedStage::Features(a), FittedStage::Features(b)) => assert_eq!(a, b),
+            (FittedStage::Model { model: a, .. }, FittedStage::Model { model: b, .. }) => {
+                assert_eq!(a, b)
+            }
+            _ => panic!("stage kinds differ"),
+        }
+    }
+    // In a new session too.
+    let other = session(1, 1).await;
+    let loaded = other.load_pipeline(path).await.unwrap();
+    let df_other = other
+        .from_batches(df.schema(), df.collect().await.unwrap())
+        .unwrap();
+    assert_eq!(
+        column(&loaded.transform(df_other).unwrap(), "prediction").await,
+        clusters
+    );
+    // The model loaders say what the directory is.
+    let e = kiln.load_model(path).await.unwrap_err().to_string();
+    assert!(e.contains("pipeline") && e.contains("load_pipeline"), "{e}");
+    let e = kiln
+        .sql(&format!("LOAD MODEL p FROM '{path}'"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("pipeline"), "{e}");
+    let stage = dir.path().join("pipe/stage-4");
+    let e = kiln
+        .load_pipeline(stage.to_str().unwrap())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not a pipeline directory"), "{e}");
 
     // An index the encoder never saw fails, naming the column and the value.
     let err = enc

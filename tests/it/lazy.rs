@@ -1,7 +1,7 @@
 //! Training in the lazy DAG: `train` builds a `Train` node, `transform` composes prediction
 //! into the same plan, EXPLAIN shows the training stages, and nothing runs before an action.
 
-use kiln::ml::{Columns, Fit, KMeans, LogisticRegression, Model, Train};
+use kiln::ml::{Columns, Fit, KMeans, LogisticRegression, ModelKind, Train};
 
 use crate::common::{rows, session};
 use crate::ml::{labelled, labelled_frame};
@@ -64,7 +64,7 @@ async fn train_then_transform_is_one_lazy_plan() {
     assert!(explained.contains("fitted"), "{explained}");
     // The fitted model is registered under the lazy model's name, for SQL.
     let model = lazy.fit().await.unwrap();
-    assert!(matches!(model.as_ref(), Model::LogisticRegression(_)));
+    assert!(matches!(model.kind(), ModelKind::LogisticRegression(_)));
     assert!(kiln.model(lazy.name()).is_some());
 }
 

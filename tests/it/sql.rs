@@ -433,7 +433,7 @@ async fn evaluate_returns_what_the_rust_evaluators_compute() {
         .unwrap(),
     );
     let model = kiln.model("km").unwrap();
-    let kiln::ml::Model::KMeans(km) = model.as_ref() else {
+    let kiln::ml::ModelKind::KMeans(km) = model.kind() else {
         panic!("not k-means");
     };
     let loss = trained[0]
@@ -912,10 +912,31 @@ async fn a_transform_is_kept_in_the_catalog_and_applied_by_every_front_door() {
         .select_columns(&["x", "p"])
         .unwrap();
     assert_eq!(render(&df.collect().await.unwrap()), before);
-    // A model registered from Rust under the same name comes without the transform: its
-    // arguments are its features as given.
-    let model = kiln.model("m").unwrap();
-    kiln.register_model("m", (*model).clone());
+    // The Rust loader reads the transform with the model: registered under another name,
+    // the loaded model predicts from the raw columns exactly as SQL's LOAD MODEL does.
+    let dir = scratch.path().join("models/m");
+    let loaded = kiln.load_model(dir.to_str().unwrap()).await.unwrap();
+    assert!(loaded.transform().is_some());
+    kiln.register_model("loaded", loaded.clone());
+    let df = kiln
+        .sql("SELECT x, z FROM pts ORDER BY x")
+        .await
+        .unwrap()
+        .predict("loaded", "p")
+        .unwrap()
+        .select_columns(&["x", "p"])
+        .unwrap();
+    assert_eq!(render(&df.collect().await.unwrap()), before);
+    let again = "SELECT x, predict(loaded, x, z) AS p FROM pts ORDER BY x";
+    assert_eq!(render(&run_statement(&kiln, again).await.unwrap()), before);
+    // Saved from Rust, the transform goes with it.
+    let copy = scratch.path().join("copy");
+    kiln.save_model(&loaded, copy.to_str().unwrap())
+        .await
+        .unwrap();
+    assert!(copy.join("transform.json").exists());
+    // Only a model stripped of its transform takes its features as given.
+    kiln.register_model("m", loaded.with_transform(None));
     let bare = render(&run_statement(&kiln, predict).await.unwrap());
     assert_ne!(bare, before);
 }

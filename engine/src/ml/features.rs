@@ -31,6 +31,7 @@ use datafusion::functions_aggregate::expr_fn::{avg, count, max, median, min, std
 use datafusion::logical_expr::{case, cast as cast_expr, ident, lit, when, Expr};
 use datafusion::prelude::coalesce;
 use kiln_planner::functions::{kiln_udf, KILN_RAISE_ERROR};
+use serde::{Deserialize, Serialize};
 
 use super::columns::check_exists;
 use crate::dataframe::DataFrame;
@@ -44,7 +45,8 @@ pub(crate) type Groups = HashMap<String, Vec<String>>;
 pub const FEATURES: &str = "features";
 
 /// What a transformer does with a value it cannot handle (Spark's `handleInvalid`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
 pub enum HandleInvalid {
     /// Fail the query with a message naming the column and the value (the default).
     #[default]
@@ -56,7 +58,8 @@ pub enum HandleInvalid {
 }
 
 /// Which columns a multi-column transformer reads.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
 enum Input {
     /// A feature group, or a single column of that name.
     Group(String),
@@ -244,7 +247,7 @@ macro_rules! io_builders {
 // Affine scalers: out = (x - shift) * factor + offset.
 
 /// A fitted per-column affine map `(x − shift) · factor + offset`, the shape of both scalers.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 struct Affine {
     inputs: Vec<String>,
     outputs: Vec<String>,
@@ -406,7 +409,7 @@ fn no_values(stage: &str, column: &str) -> EngineError {
 }
 
 /// A fitted [`StandardScaler`].
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct StandardScalerModel {
     mean: Vec<f64>,
     std: Vec<f64>,
@@ -559,7 +562,7 @@ impl MinMaxScaler {
 }
 
 /// A fitted [`MinMaxScaler`].
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct MinMaxScalerModel {
     data_min: Vec<f64>,
     data_max: Vec<f64>,
@@ -726,7 +729,7 @@ fn first_f64(batches: &[RecordBatch]) -> Option<f64> {
 }
 
 /// A fitted [`Imputer`].
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ImputerModel {
     inputs: Vec<String>,
     outputs: Vec<String>,
@@ -884,7 +887,7 @@ impl StringIndexer {
 }
 
 /// A fitted [`StringIndexer`]: its labels, index 0 first.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct StringIndexerModel {
     input: String,
     output: String,
@@ -1022,7 +1025,7 @@ impl OneHotEncoder {
 }
 
 /// A fitted [`OneHotEncoder`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct OneHotEncoderModel {
     input: String,
     output: String,
@@ -1160,7 +1163,7 @@ impl VectorAssembler {
 }
 
 /// A [`VectorAssembler`] with its columns resolved.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct VectorAssemblerModel {
     columns: Vec<String>,
     output: String,
@@ -1221,7 +1224,8 @@ impl VectorAssemblerModel {
 // Pipeline plumbing.
 
 /// A fitted feature stage of a pipeline.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum FeatureModel {
     /// See [`VectorAssemblerModel`].
     VectorAssembler(VectorAssemblerModel),

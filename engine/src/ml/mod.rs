@@ -40,4 +40,7 @@ pub use kiln_ml::linear::{
     Family, LinearRegression, LinearRegressionModel, LogisticRegression, LogisticRegressionModel,
     Solver, StepSchedule, TrainingSummary,
 };
-pub use kiln_ml::{metrics, Algorithm, DatasetInfo, MlError, Model, Precision, Progress};
+pub use kiln_ml::model::{InputTransform, TransformOutput};
+pub use kiln_ml::{
+    metrics, Algorithm, DatasetInfo, MlError, Model, ModelKind, Precision, Progress,
+};

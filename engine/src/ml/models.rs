@@ -9,7 +9,7 @@ use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::Expr;
 use datafusion::logical_expr::{ident, lit};
-use kiln_ml::model::{METADATA_FILE, WEIGHTS_FILE};
+use kiln_ml::model::MODEL_FILES;
 use kiln_ml::Model;
 use kiln_planner::predict::{PREDICT, PREDICT_PROBA};
 use object_store::local::LocalFileSystem;
@@ -20,12 +20,13 @@ use url::Url;
 use crate::dataframe::DataFrame;
 use crate::error::{EngineError, Result};
 use crate::session::Session;
+use crate::sql::transform::ApplyTransform;
 
 impl Session {
     /// Makes `model` callable as `predict('name', c1, ...)` in SQL and DataFrame expressions
-    /// (and by [`DataFrame::predict`]). Replaces a model of the same name.
+    /// (and by [`DataFrame::predict`]). Replaces a model of the same name. A model with a
+    /// transform ([`Model::transform`]) predicts from the raw columns its transform reads.
     pub fn register_model(&self, name: &str, model: impl Into<Model>) {
-        self.set_transform(name, None);
         self.inner.models.register(name, Arc::new(model.into()));
     }
 
@@ -36,74 +37,12 @@ impl Session {
 
     /// Forgets a registered model; returns whether it was registered.
     pub fn deregister_model(&self, name: &str) -> bool {
-        self.set_transform(name, None);
         self.inner.models.deregister(name)
     }
 
-    /// The fitted `TRANSFORM` of the registered model `name`, if it was trained with one.
+    /// The fitted transform of the registered model `name`, if it has one.
     pub(crate) fn transform(&self, name: &str) -> Option<Arc<crate::sql::SqlTransform>> {
-        self.inner
-            .transforms
-            .read()
-            .ok()
-            .and_then(|t| t.get(name).cloned())
-    }
-
-    /// Sets (or with `None` removes) the transform of model `name`.
-    pub(crate) fn set_transform(
-        &self,
-        name: &str,
-        transform: Option<Arc<crate::sql::SqlTransform>>,
-    ) {
-        let mut map = self
-            .inner
-            .transforms
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match transform {
-            Some(t) => {
-                map.insert(name.to_string(), t);
-            }
-            None => {
-                map.remove(name);
-            }
-        }
-    }
-
-    /// Writes a transform next to a model directory (before the model's own files, so a
-    /// directory with its metadata is complete).
-    pub(crate) async fn save_transform(
-        &self,
-        transform: &crate::sql::SqlTransform,
-        path: &str,
-    ) -> Result<()> {
-        let (store, prefix) = self.model_location(path, true)?;
-        store
-            .put(
-                &prefix.clone().join(crate::sql::TRANSFORM_FILE),
-                PutPayload::from(transform.to_json()?),
-            )
-            .await?;
-        Ok(())
-    }
-
-    /// The transform saved with the model directory at `path`, if it has one.
-    pub(crate) async fn load_transform(
-        &self,
-        path: &str,
-    ) -> Result<Option<crate::sql::SqlTransform>> {
-        let (store, prefix) = self.model_location(path, false)?;
-        match store
-            .get(&prefix.clone().join(crate::sql::TRANSFORM_FILE))
-            .await
-        {
-            Ok(got) => Ok(Some(crate::sql::SqlTransform::from_json(
-                &got.bytes().await?,
-                path,
-            )?)),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        self.model(name).and_then(|m| m.transform().cloned())
     }
 
     /// A registered model.
@@ -116,8 +55,9 @@ impl Session {
         self.inner.models.names()
     }
 
-    /// Writes `model` as a model directory (`metadata.json`, `weights.arrow`) at `path`: a
-    /// local directory or an object store URL (`s3://bucket/models/km`, `memory://m/km`).
+    /// Writes `model` as a model directory (`metadata.json`, `weights.arrow`, and
+    /// `transform.json` for a model with a transform) at `path`: a local directory or an
+    /// object store URL (`s3://bucket/models/km`, `memory://m/km`).
     ///
     /// # Errors
     /// If the location cannot be written.
@@ -133,15 +73,27 @@ impl Session {
     }
 
     /// Reads a model directory written by [`save_model`](Self::save_model) (or by any Kiln
-    /// front door). Needs no executor.
+    /// front door), with its transform when it has one: the one loader of every front door
+    /// (SQL `LOAD MODEL`, the model catalog, Python's `load_model`). Needs no executor.
     ///
     /// # Errors
     /// [`EngineError::Read`] naming the path when a file is missing, unreadable, or not a Kiln
     /// model of a format this build reads.
     pub async fn load_model(&self, path: &str) -> Result<Model> {
         let (store, prefix) = self.model_location(path, false)?;
+        if self.is_pipeline(path).await? {
+            return Err(EngineError::Read {
+                format: "model",
+                path: path.to_string(),
+                reason: format!(
+                    "the directory holds a fitted pipeline ({}), not a single model: load it \
+                     with Session::load_pipeline (Python: kiln.ml.load_model)",
+                    super::pipeline::PIPELINE_FILE
+                ),
+            });
+        }
         let mut files = HashMap::new();
-        for name in [METADATA_FILE, WEIGHTS_FILE] {
+        for name in MODEL_FILES {
             match store.get(&prefix.clone().join(name)).await {
                 Ok(got) => {
                     files.insert(name, got.bytes().await?.to_vec());
@@ -157,7 +109,11 @@ impl Session {
         })
     }
 
-    fn model_location(&self, path: &str, create: bool) -> Result<(Arc<dyn ObjectStore>, Path)> {
+    pub(crate) fn model_location(
+        &self,
+        path: &str,
+        create: bool,
+    ) -> Result<(Arc<dyn ObjectStore>, Path)> {
         if path.contains("://") {
             self.inner.stores.ensure(path)?;
             let url = Url::parse(path).map_err(|e| EngineError::InvalidParameter {

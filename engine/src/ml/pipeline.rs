@@ -16,6 +16,8 @@ use std::sync::Arc;
 use kiln_ml::cluster::kmeans::KMeans;
 use kiln_ml::linear::{LinearRegression, LogisticRegression};
 use kiln_ml::Model;
+use object_store::{ObjectStoreExt, PutPayload};
+use serde::{Deserialize, Serialize};
 
 use super::columns::Columns;
 use super::features::{
@@ -24,8 +26,8 @@ use super::features::{
 };
 use super::fit::Fit;
 use crate::dataframe::DataFrame;
-use crate::error::Result;
-use crate::session::short_id;
+use crate::error::{EngineError, Result};
+use crate::session::{short_id, Session};
 
 /// An estimator as a pipeline stage.
 #[derive(Debug, Clone)]
@@ -271,6 +273,12 @@ impl FittedStage {
 }
 
 impl PipelineModel {
+    /// A pipeline model of fitted `stages` (what [`Pipeline::fit`] returns, or stages taken
+    /// from such models).
+    pub fn new(stages: Vec<FittedStage>) -> Self {
+        Self { stages }
+    }
+
     /// The fitted stages, in order.
     pub fn stages(&self) -> &[FittedStage] {
         &self.stages
@@ -290,5 +298,154 @@ impl PipelineModel {
     /// A column some stage reads is missing from `df`.
     pub fn transform(&self, df: DataFrame) -> Result<DataFrame> {
         self.stages.iter().try_fold(df, |df, s| s.transform(df))
+    }
+}
+
+/// The file of a pipeline directory that lists its stages.
+pub const PIPELINE_FILE: &str = "pipeline.json";
+/// The `format` of `pipeline.json`.
+const PIPELINE_FORMAT: &str = "kiln-pipeline";
+/// The newest `format_version` of `pipeline.json` this build writes and reads.
+const PIPELINE_FORMAT_VERSION: u64 = 1;
+
+/// `pipeline.json`: the fitted stages in order. A feature stage holds its fitted statistics;
+/// a model stage names the subdirectory holding it as a model directory (the files every
+/// front door reads), so a pipeline's model can also be loaded on its own.
+#[derive(Debug, Serialize, Deserialize)]
+struct PipelineFile {
+    format: String,
+    format_version: u64,
+    kiln_version: String,
+    stages: Vec<StageFile>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum StageFile {
+    Features {
+        model: FeatureModel,
+    },
+    Model {
+        directory: String,
+        prediction: String,
+    },
+}
+
+impl Session {
+    /// Writes a fitted pipeline as a directory at `path` (local or an object store URL):
+    /// `pipeline.json` with the stages in order — each feature stage's fitted statistics —
+    /// and one model directory per estimator stage (`stage-<i>/`, the files
+    /// [`save_model`](Self::save_model) writes). `pipeline.json` is written last, so a
+    /// directory that has it is complete.
+    ///
+    /// # Errors
+    /// If the location cannot be written.
+    pub async fn save_pipeline(&self, pipeline: &PipelineModel, path: &str) -> Result<()> {
+        let mut stages = Vec::with_capacity(pipeline.stages.len());
+        for (i, stage) in pipeline.stages.iter().enumerate() {
+            stages.push(match stage {
+                FittedStage::Features(m) => StageFile::Features { model: m.clone() },
+                FittedStage::Model {
+                    model, prediction, ..
+                } => {
+                    let directory = format!("stage-{i}");
+                    let sub = format!("{}/{directory}", path.trim_end_matches('/'));
+                    self.save_model(model, &sub).await?;
+                    StageFile::Model {
+                        directory,
+                        prediction: prediction.clone(),
+                    }
+                }
+            });
+        }
+        let file = PipelineFile {
+            format: PIPELINE_FORMAT.to_string(),
+            format_version: PIPELINE_FORMAT_VERSION,
+            kiln_version: env!("CARGO_PKG_VERSION").to_string(),
+            stages,
+        };
+        let bytes = serde_json::to_vec_pretty(&file)
+            .map_err(|e| EngineError::Internal(format!("cannot encode {PIPELINE_FILE}: {e}")))?;
+        let (store, prefix) = self.model_location(path, true)?;
+        store
+            .put(&prefix.join(PIPELINE_FILE), PutPayload::from(bytes))
+            .await?;
+        Ok(())
+    }
+
+    /// Reads a pipeline directory written by [`save_pipeline`](Self::save_pipeline) (from any
+    /// front door). Needs no executor.
+    ///
+    /// # Errors
+    /// [`EngineError::Read`] naming the path and the file when `pipeline.json` or a stage's
+    /// model is missing, unreadable, or of a newer format.
+    pub async fn load_pipeline(&self, path: &str) -> Result<PipelineModel> {
+        let bad = |reason: String| EngineError::Read {
+            format: "pipeline",
+            path: path.to_string(),
+            reason,
+        };
+        let (store, prefix) = self.model_location(path, false)?;
+        let bytes = match store.get(&prefix.join(PIPELINE_FILE)).await {
+            Ok(got) => got.bytes().await?,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(bad(format!(
+                    "no {PIPELINE_FILE}: not a pipeline directory (a single model loads with \
+                     load_model)"
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let file: PipelineFile = serde_json::from_slice(&bytes)
+            .map_err(|e| bad(format!("{PIPELINE_FILE} is not a Kiln pipeline: {e}")))?;
+        if file.format != PIPELINE_FORMAT {
+            return Err(bad(format!(
+                "{PIPELINE_FILE} has format '{}', expected '{PIPELINE_FORMAT}'",
+                file.format
+            )));
+        }
+        if file.format_version > PIPELINE_FORMAT_VERSION {
+            return Err(bad(format!(
+                "{PIPELINE_FILE} has format_version {}; this Kiln reads up to {PIPELINE_FORMAT_VERSION}",
+                file.format_version
+            )));
+        }
+        let pipeline_id = short_id();
+        let mut stages = Vec::with_capacity(file.stages.len());
+        for (i, stage) in file.stages.into_iter().enumerate() {
+            stages.push(match stage {
+                StageFile::Features { model } => FittedStage::Features(model),
+                StageFile::Model {
+                    directory,
+                    prediction,
+                } => {
+                    if directory.contains("..") || directory.starts_with('/') {
+                        return Err(bad(format!(
+                            "stage {i} names the directory '{directory}', outside the pipeline"
+                        )));
+                    }
+                    let sub = format!("{}/{directory}", path.trim_end_matches('/'));
+                    FittedStage::Model {
+                        name: format!("pipeline-{pipeline_id}-{i}"),
+                        model: Arc::new(self.load_model(&sub).await?),
+                        prediction,
+                    }
+                }
+            });
+        }
+        Ok(PipelineModel { stages })
+    }
+
+    /// Whether `path` is a pipeline directory (holds `pipeline.json`).
+    ///
+    /// # Errors
+    /// If the location cannot be listed.
+    pub async fn is_pipeline(&self, path: &str) -> Result<bool> {
+        let (store, prefix) = self.model_location(path, false)?;
+        match store.head(&prefix.join(PIPELINE_FILE)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 }

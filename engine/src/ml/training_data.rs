@@ -213,9 +213,7 @@ impl TrainingData {
                             .fetch_add(u64::from(r.reloaded), Ordering::Relaxed);
                         if let Some(f) = r.failure {
                             match f.failure_kind() {
-                                FailureKind::UserError => {
-                                    return Err(EngineError::from_failure(f))
-                                }
+                                FailureKind::UserError => return Err(EngineError::from_failure(f)),
                                 _ => retry = Some(format!("executor {executor_id}: {}", f.message)),
                             }
                             continue;

@@ -40,7 +40,7 @@
 //! `roc_auc` for two classes) for classification; `sse` and `silhouette` for k-means.
 
 mod parse;
-mod transform;
+pub(crate) mod transform;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -54,12 +54,13 @@ use kiln_ml::cluster::kmeans::{CenterSet, KMeansKernel, KMeansPartial};
 use kiln_ml::linear::Solver;
 use kiln_ml::optim::StepSchedule;
 use kiln_ml::step::{Kernel, Partial};
-use kiln_ml::{Model, Precision};
+use kiln_ml::{Model, ModelKind, Precision};
 
 pub use parse::{
     parse_kiln_statement, split_statements, KilnStatement, Param, ParamValue, TrainModel,
     TransformItem,
 };
+use transform::ApplyTransform;
 pub use transform::{SqlTransform, TransformOutput, TRANSFORM_FILE};
 
 use crate::dataframe::DataFrame;
@@ -188,16 +189,12 @@ async fn execute(session: &Session, statement: KilnStatement) -> Result<DataFram
             let Some(m) = session.model(&name) else {
                 return Err(unknown_model(session, &name));
             };
-            if let Some(t) = session.transform(&name) {
-                session.save_transform(&t, &url).await?;
-            }
             session.save_model(&m, &url).await?;
             text_table(session, &["model", "saved_to"], vec![vec![name, url]])
         }
         KilnStatement::LoadModel { name, url } => {
             let model = session.load_model(&url).await?;
-            let transform = session.load_transform(&url).await?.map(Arc::new);
-            keep_model(session, &name, model, transform).await?;
+            keep_model(session, &name, model).await?;
             text_table(session, &["model", "loaded_from"], vec![vec![name, url]])
         }
         KilnStatement::Set { key, value } => {
@@ -299,7 +296,7 @@ async fn train(session: &Session, t: &TrainModel) -> Result<DataFrame> {
     let (df, columns, fitted) = if t.transform.is_empty() {
         (session.sql(&t.query).await?, columns, None)
     } else {
-        let fitted = SqlTransform::fit(session, &t.transform, &t.query).await?;
+        let fitted = transform::fit(session, &t.transform, &t.query).await?;
         let outputs = fitted.output_names();
         if let Some(chosen) = &t.features {
             if let Some(missing) = chosen.iter().find(|f| !outputs.contains(f)) {
@@ -330,16 +327,18 @@ async fn train(session: &Session, t: &TrainModel) -> Result<DataFrame> {
         let df = session.sql(&fitted.select(&t.query, label)).await?;
         (df, columns, Some(Arc::new(fitted)))
     };
-    let model = fit_estimator(&estimator, &df, columns).await?;
+    let model = fit_estimator(&estimator, &df, columns)
+        .await?
+        .with_transform(fitted);
     let summary = model.summary_json();
     let iterations = summary["iterations"].as_u64();
-    let loss = match &model {
-        Model::KMeans(m) => Some(m.cost()),
+    let loss = match model.kind() {
+        ModelKind::KMeans(m) => Some(m.cost()),
         _ => summary["final_objective"].as_f64(),
     };
     let (algorithm, features) = (model.algorithm(), model.feature_names().join(", "));
     let label = model.label().map(str::to_string);
-    keep_model(session, &t.name, model, fitted).await?;
+    keep_model(session, &t.name, model).await?;
     let schema = Arc::new(Schema::new(vec![
         Field::new("model", DataType::Utf8, false),
         Field::new("algorithm", DataType::Utf8, false),
@@ -363,25 +362,17 @@ async fn train(session: &Session, t: &TrainModel) -> Result<DataFrame> {
 }
 
 /// Registers `model` as `name` and writes it to the catalog, if the session has one.
-async fn keep_model(
-    session: &Session,
-    name: &str,
-    model: Model,
-    transform: Option<Arc<SqlTransform>>,
-) -> Result<()> {
+async fn keep_model(session: &Session, name: &str, model: Model) -> Result<()> {
     if let Some(dir) = catalog_path(session, name)? {
         // A fresh directory: no file of an older model may survive next to the new ones.
         if dir.exists() {
             std::fs::remove_dir_all(&dir)?;
         }
-        let path = dir.display().to_string();
-        if let Some(t) = &transform {
-            session.save_transform(t, &path).await?;
-        }
-        session.save_model(&model, &path).await?;
+        session
+            .save_model(&model, &dir.display().to_string())
+            .await?;
     }
     session.register_model(name, model);
-    session.set_transform(name, transform);
     Ok(())
 }
 
@@ -440,15 +431,8 @@ impl Session {
                 continue;
             };
             let location = path.display().to_string();
-            let loaded = match self.load_model(&location).await {
-                Ok(model) => self.load_transform(&location).await.map(|t| (model, t)),
-                Err(e) => Err(e),
-            };
-            match loaded {
-                Ok((model, transform)) => {
-                    self.register_model(&name, model);
-                    self.set_transform(&name, transform.map(Arc::new));
-                }
+            match self.load_model(&location).await {
+                Ok(model) => self.register_model(&name, model),
                 Err(e) => {
                     tracing::warn!(model = %name, error = %e, "skipping a model in the catalog")
                 }
@@ -698,8 +682,8 @@ fn rewrite<'a>(
             } else {
                 // The added columns must not clash with the query's own.
                 let schema = session.datafusion_sql(&inner).await?.schema();
-                let added: &[&str] = match model.as_ref() {
-                    Model::LogisticRegression(_) => &["prediction", "probability"],
+                let added: &[&str] = match model.kind() {
+                    ModelKind::LogisticRegression(_) => &["prediction", "probability"],
                     _ => &["prediction"],
                 };
                 if let Some(clash) = added.iter().find(|c| schema.field_with_name(c).is_ok()) {
@@ -767,8 +751,8 @@ fn predict_subquery(
         args.push_str(", ");
         args.push_str(&f);
     }
-    let proba = match model {
-        Model::LogisticRegression(_) => format!(", predict_proba({args}) AS probability"),
+    let proba = match model.kind() {
+        ModelKind::LogisticRegression(_) => format!(", predict_proba({args}) AS probability"),
         _ => String::new(),
     };
     format!("(SELECT *, predict({args}) AS prediction{proba} FROM ({query}) AS __kiln_input)")
@@ -781,23 +765,21 @@ const PROBABILITY: &str = "__kiln_probability";
 /// EVALUATE: runs `query`, predicts with `model`, computes the model kind's metrics with the
 /// same evaluators as the Rust API, and registers the one-row answer under a fresh name.
 async fn evaluate(session: &Session, name: &str, model: &Model, query: &str) -> Result<String> {
-    if let Some(t) = session.transform(name) {
+    if let Some(t) = model.transform() {
         // Evaluate the bare model on the transformed rows, under a name of its own.
         let bare = format!("__kiln_evaluate_{}", crate::session::short_id());
-        let Some(shared) = session.model(name) else {
-            return Err(unknown_model(session, name));
-        };
-        session.register_model_arc(&bare, shared);
+        let bare_model = model.clone().with_transform(None);
+        session.register_model(&bare, bare_model.clone());
         let transformed = t.select(query, model.label());
-        let result = Box::pin(evaluate(session, &bare, model, &transformed)).await;
+        let result = Box::pin(evaluate(session, &bare, &bare_model, &transformed)).await;
         session.deregister_model(&bare);
         return result;
     }
     let df = session.datafusion_sql(query).await?;
     let label = model.label().unwrap_or("label").to_string();
     let mut metrics: Vec<(&str, f64)> = Vec::new();
-    match model {
-        Model::KMeans(km) => {
+    match model.kind() {
+        ModelKind::KMeans(km) => {
             let features = Columns::new().features(model.feature_names().iter().cloned());
             let predicted = materialize(
                 df.clone().predict(name, PREDICTION)?,
@@ -815,7 +797,7 @@ async fn evaluate(session: &Session, name: &str, model: &Model, query: &str) -> 
             metrics.push(("sse", kmeans_cost(&df, &features, km.centers()).await?));
             metrics.push(("silhouette", silhouette));
         }
-        Model::LinearRegression(_) => {
+        ModelKind::LinearRegression(_) => {
             let predicted =
                 materialize(df.predict(name, PREDICTION)?, [label.as_str(), PREDICTION]).await?;
             for (metric, key) in [
@@ -832,7 +814,7 @@ async fn evaluate(session: &Session, name: &str, model: &Model, query: &str) -> 
                 metrics.push((key, value));
             }
         }
-        Model::LogisticRegression(lr) => {
+        ModelKind::LogisticRegression(lr) => {
             let predicted = materialize(
                 df.predict(name, PREDICTION)?
                     .predict_proba(name, PROBABILITY)?,

@@ -937,7 +937,8 @@ pub(crate) fn transform_predict_arguments(
             return Err(error_at(toks[i].at, "predict(...) is not closed"));
         };
         args.remove(0);
-        let replaced = t.substitute(&model, &args, toks[i].at)?;
+        let replaced =
+            super::transform::ApplyTransform::substitute(t.as_ref(), &model, &args, toks[i].at)?;
         out.push_str(&sql[last..toks[i + 2].end]);
         for r in replaced {
             out.push_str(", ");

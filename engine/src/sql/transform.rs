@@ -2,7 +2,6 @@
 
 use arrow::array::{Array, Float64Array, StringArray};
 use datafusion::sql::sqlparser::tokenizer::{Location, Token};
-use serde::{Deserialize, Serialize};
 
 use super::parse::{call_arguments, error_at, tokens, TransformItem};
 use super::{quote_ident, quote_string};
@@ -10,51 +9,32 @@ use crate::dataframe::DataFrame;
 use crate::error::{EngineError, Result};
 use crate::session::Session;
 
-/// The file of a model directory holding its transform.
-pub const TRANSFORM_FILE: &str = "transform.json";
+pub use kiln_ml::model::{InputTransform as SqlTransform, TransformOutput, TRANSFORM_FILE};
 
 /// Most categories `string_indexer` and `one_hot_encoder` fit.
 const MAX_CATEGORIES: usize = 1000;
 
-/// `TRANSFORM (expr AS name, ...)`: feature preprocessing fitted with a model and applied
-/// wherever the model predicts.
-///
-/// Each item is a plain SQL expression over the training query's columns, or one of these
-/// transformers of an expression, fitted on the training data:
-///
-/// | item | fitted | becomes |
-/// |---|---|---|
-/// | `standard_scaler(e)` | mean, sample standard deviation | `(e - mean) / std` (0 when `std` is 0) |
-/// | `min_max_scaler(e)` | min, max | `(e - min) / (max - min)` (0.5 when they are equal) |
-/// | `imputer(e [, 'mean' \| 'median'])` | the mean (median) of `e` | `coalesce(e, surrogate)` |
-/// | `string_indexer(e)` | the values of `e`, most frequent first (ties by value) | the value's index, `NULL` for a value not seen |
-/// | `one_hot_encoder(e)` | the values, as `string_indexer` | one column `name_value` per value: 1 where `e` is the value, else 0 |
-///
-/// A fitted transform is a list of SQL expressions over the raw columns it reads, its
-/// *inputs*, with the fitted numbers written in as literals (in their shortest round-tripping
-/// form, so they read back bit for bit). The model trains on the outputs; predicting runs the
-/// same expressions first: `PREDICT(MODEL m, (q))` and `EVALUATE` over `q`'s columns by name,
-/// `predict(m, a, b)` with its arguments in the place of the inputs, in their order (as
-/// `DESCRIBE MODEL` lists them), and the Rust API's `DataFrame::predict` by name. The
-/// transform is saved next to the model as `transform.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SqlTransform {
-    /// The raw columns the expressions read, in the order of first use.
-    pub inputs: Vec<String>,
-    /// The output columns with their fitted SQL expressions over the inputs.
-    pub outputs: Vec<TransformOutput>,
-    /// The clause as written, for `DESCRIBE MODEL`.
-    pub written: Vec<String>,
-}
-
-/// One output column of a [`SqlTransform`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TransformOutput {
-    /// The column name the model trains on.
-    pub name: String,
-    /// The fitted expression; inputs appear as double-quoted identifiers.
-    pub sql: String,
-}
+// `TRANSFORM (expr AS name, ...)`: feature preprocessing fitted with a model and applied
+// wherever the model predicts. The fitted transform is kiln-ml's `InputTransform` (kept in the
+// model, written as `transform.json` in its directory); this module fits it and applies it.
+//
+// Each item is a plain SQL expression over the training query's columns, or one of these
+// transformers of an expression, fitted on the training data:
+//
+// | item | fitted | becomes |
+// |---|---|---|
+// | `standard_scaler(e)` | mean, sample standard deviation | `(e - mean) / std` (0 when `std` is 0) |
+// | `min_max_scaler(e)` | min, max | `(e - min) / (max - min)` (0.5 when they are equal) |
+// | `imputer(e [, 'mean' \| 'median'])` | the mean (median) of `e` | `coalesce(e, surrogate)` |
+// | `string_indexer(e)` | the values of `e`, most frequent first (ties by value) | the value's index, `NULL` for a value not seen |
+// | `one_hot_encoder(e)` | the values, as `string_indexer` | one column `name_value` per value: 1 where `e` is the value, else 0 |
+//
+// A fitted transform is a list of SQL expressions over the raw columns it reads, its
+// *inputs*, with the fitted numbers written in as literals (in their shortest round-tripping
+// form, so they read back bit for bit). The model trains on the outputs; predicting runs the
+// same expressions first: `PREDICT(MODEL m, (q))` and `EVALUATE` over `q`'s columns by name,
+// `predict(m, a, b)` with its arguments in the place of the inputs, in their order (as
+// `DESCRIBE MODEL` lists them), and the Rust API's `DataFrame::predict` by name.
 
 /// The transformers a `TRANSFORM` item may call.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -67,125 +47,136 @@ enum Kind {
     OneHotEncoder,
 }
 
-impl SqlTransform {
-    /// Fits `items` on the rows of `query`.
-    ///
-    /// # Errors
-    /// A malformed item (naming its position), a transformer with nothing to fit on, an
-    /// expression DataFusion cannot plan, or two outputs with the same name.
-    pub(crate) async fn fit(
-        session: &Session,
-        items: &[TransformItem],
-        query: &str,
-    ) -> Result<Self> {
-        let schema = session.sql(query).await?.schema();
-        let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
-        let mut inputs: Vec<String> = Vec::new();
-        let mut outputs: Vec<TransformOutput> = Vec::new();
-        for item in items {
-            let (kind, inner, option) = split_call(item)?;
-            let inner = canonical(&inner, &columns, &mut inputs)?;
-            if !matches!(kind, Kind::StringIndexer | Kind::OneHotEncoder) {
-                numeric(session, query, &inner, item).await?;
+/// Fits `items` on the rows of `query`.
+///
+/// # Errors
+/// A malformed item (naming its position), a transformer with nothing to fit on, an
+/// expression DataFusion cannot plan, or two outputs with the same name.
+pub(crate) async fn fit(
+    session: &Session,
+    items: &[TransformItem],
+    query: &str,
+) -> Result<SqlTransform> {
+    let schema = session.sql(query).await?.schema();
+    let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+    let mut inputs: Vec<String> = Vec::new();
+    let mut outputs: Vec<TransformOutput> = Vec::new();
+    for item in items {
+        let (kind, inner, option) = split_call(item)?;
+        let inner = canonical(&inner, &columns, &mut inputs)?;
+        if !matches!(kind, Kind::StringIndexer | Kind::OneHotEncoder) {
+            numeric(session, query, &inner, item).await?;
+        }
+        let value = format!("CAST(({inner}) AS DOUBLE)");
+        let mut add = |name: String, sql: String| -> Result<()> {
+            if outputs.iter().any(|o| o.name == name) {
+                return Err(error_at(
+                    item.at,
+                    format!("TRANSFORM names the column '{name}' twice"),
+                ));
             }
-            let value = format!("CAST(({inner}) AS DOUBLE)");
-            let mut add = |name: String, sql: String| -> Result<()> {
-                if outputs.iter().any(|o| o.name == name) {
-                    return Err(error_at(
-                        item.at,
-                        format!("TRANSFORM names the column '{name}' twice"),
-                    ));
-                }
-                outputs.push(TransformOutput { name, sql });
-                Ok(())
-            };
-            match kind {
-                Kind::Plain => add(item.name.clone(), value)?,
-                Kind::StandardScaler => {
-                    let s = stats(session, query, &value, "avg(v), stddev_samp(v)", item).await?;
-                    let sql = match s[1] {
-                        Some(std) if std > 0.0 => {
-                            format!("(({value} - {}) / {})", literal(s[0]), literal(Some(std)))
-                        }
-                        _ => format!("({value} * 0.0)"),
-                    };
+            outputs.push(TransformOutput { name, sql });
+            Ok(())
+        };
+        match kind {
+            Kind::Plain => add(item.name.clone(), value)?,
+            Kind::StandardScaler => {
+                let s = stats(session, query, &value, "avg(v), stddev_samp(v)", item).await?;
+                let sql = match s[1] {
+                    Some(std) if std > 0.0 => {
+                        format!("(({value} - {}) / {})", literal(s[0]), literal(Some(std)))
+                    }
+                    _ => format!("({value} * 0.0)"),
+                };
+                add(item.name.clone(), sql)?;
+            }
+            Kind::MinMaxScaler => {
+                let s = stats(session, query, &value, "min(v), max(v)", item).await?;
+                let (lo, hi) = (s[0].unwrap_or(0.0), s[1].unwrap_or(0.0));
+                let sql = if hi > lo {
+                    format!(
+                        "(({value} - {}) / {})",
+                        literal(Some(lo)),
+                        literal(Some(hi - lo))
+                    )
+                } else {
+                    format!("({value} * 0.0 + 0.5)")
+                };
+                add(item.name.clone(), sql)?;
+            }
+            Kind::Imputer => {
+                let strategy = option.as_deref().unwrap_or("mean").to_ascii_lowercase();
+                let aggregate = match strategy.as_str() {
+                    "mean" => "avg(v)",
+                    "median" => "median(v)",
+                    other => {
+                        return Err(error_at(
+                            item.at,
+                            format!("imputer strategy must be 'mean' or 'median', got '{other}'"),
+                        ))
+                    }
+                };
+                let s = stats(session, query, &value, aggregate, item).await?;
+                add(
+                    item.name.clone(),
+                    format!("coalesce({value}, {})", literal(s[0])),
+                )?;
+            }
+            Kind::StringIndexer | Kind::OneHotEncoder => {
+                let text = format!("CAST(({inner}) AS VARCHAR)");
+                let labels = categories(session, query, &text, item).await?;
+                if kind == Kind::StringIndexer {
+                    let mut sql = format!("CASE {text}");
+                    for (i, l) in labels.iter().enumerate() {
+                        sql.push_str(&format!(" WHEN {} THEN {i}.0", quote_string(l)));
+                    }
+                    sql.push_str(" END");
                     add(item.name.clone(), sql)?;
-                }
-                Kind::MinMaxScaler => {
-                    let s = stats(session, query, &value, "min(v), max(v)", item).await?;
-                    let (lo, hi) = (s[0].unwrap_or(0.0), s[1].unwrap_or(0.0));
-                    let sql = if hi > lo {
-                        format!(
-                            "(({value} - {}) / {})",
-                            literal(Some(lo)),
-                            literal(Some(hi - lo))
-                        )
-                    } else {
-                        format!("({value} * 0.0 + 0.5)")
-                    };
-                    add(item.name.clone(), sql)?;
-                }
-                Kind::Imputer => {
-                    let strategy = option.as_deref().unwrap_or("mean").to_ascii_lowercase();
-                    let aggregate = match strategy.as_str() {
-                        "mean" => "avg(v)",
-                        "median" => "median(v)",
-                        other => {
-                            return Err(error_at(
-                                item.at,
-                                format!(
-                                    "imputer strategy must be 'mean' or 'median', got '{other}'"
-                                ),
-                            ))
-                        }
-                    };
-                    let s = stats(session, query, &value, aggregate, item).await?;
-                    add(
-                        item.name.clone(),
-                        format!("coalesce({value}, {})", literal(s[0])),
-                    )?;
-                }
-                Kind::StringIndexer | Kind::OneHotEncoder => {
-                    let text = format!("CAST(({inner}) AS VARCHAR)");
-                    let labels = categories(session, query, &text, item).await?;
-                    if kind == Kind::StringIndexer {
-                        let mut sql = format!("CASE {text}");
-                        for (i, l) in labels.iter().enumerate() {
-                            sql.push_str(&format!(" WHEN {} THEN {i}.0", quote_string(l)));
-                        }
-                        sql.push_str(" END");
-                        add(item.name.clone(), sql)?;
-                    } else {
-                        for l in &labels {
-                            add(
-                                format!("{}_{l}", item.name),
-                                format!(
-                                    "CASE WHEN {text} = {} THEN 1.0 ELSE 0.0 END",
-                                    quote_string(l)
-                                ),
-                            )?;
-                        }
+                } else {
+                    for l in &labels {
+                        add(
+                            format!("{}_{l}", item.name),
+                            format!(
+                                "CASE WHEN {text} = {} THEN 1.0 ELSE 0.0 END",
+                                quote_string(l)
+                            ),
+                        )?;
                     }
                 }
             }
         }
-        Ok(Self {
-            inputs,
-            outputs,
-            written: items
-                .iter()
-                .map(|i| format!("{} AS {}", i.expr, i.name))
-                .collect(),
-        })
     }
+    Ok(SqlTransform {
+        inputs,
+        outputs,
+        written: items
+            .iter()
+            .map(|i| format!("{} AS {}", i.expr, i.name))
+            .collect(),
+    })
+}
 
-    /// The output names, in order.
-    pub fn output_names(&self) -> Vec<String> {
-        self.outputs.iter().map(|o| o.name.clone()).collect()
-    }
-
+/// How the engine applies a fitted [`SqlTransform`].
+pub(crate) trait ApplyTransform {
     /// `SELECT <outputs> [, label] FROM (query)`: the rows the model trains or is evaluated on.
-    pub(crate) fn select(&self, query: &str, keep: Option<&str>) -> String {
+    fn select(&self, query: &str, keep: Option<&str>) -> String;
+
+    /// The outputs' expressions with `args` (SQL text, one per input, in order) in the place
+    /// of the inputs: the arguments `predict(m, args...)` passes the model.
+    ///
+    /// # Errors
+    /// A number of arguments other than the number of inputs.
+    fn substitute(&self, model: &str, args: &[String], at: Location) -> Result<Vec<String>>;
+
+    /// The outputs as DataFusion expressions over `df`'s columns.
+    ///
+    /// # Errors
+    /// An input missing from `df`.
+    fn exprs(&self, df: &DataFrame) -> Result<Vec<datafusion::prelude::Expr>>;
+}
+
+impl ApplyTransform for SqlTransform {
+    fn select(&self, query: &str, keep: Option<&str>) -> String {
         let mut items: Vec<String> = self
             .outputs
             .iter()
@@ -200,17 +191,7 @@ impl SqlTransform {
         )
     }
 
-    /// The outputs' expressions with `args` (SQL text, one per input, in order) in the place
-    /// of the inputs: the arguments `predict(m, args...)` passes the model.
-    ///
-    /// # Errors
-    /// A number of arguments other than the number of inputs.
-    pub(crate) fn substitute(
-        &self,
-        model: &str,
-        args: &[String],
-        at: Location,
-    ) -> Result<Vec<String>> {
+    fn substitute(&self, model: &str, args: &[String], at: Location) -> Result<Vec<String>> {
         if args.len() != self.inputs.len() {
             return Err(error_at(
                 at,
@@ -247,35 +228,11 @@ impl SqlTransform {
             .collect()
     }
 
-    /// The outputs as DataFusion expressions over `df`'s columns.
-    ///
-    /// # Errors
-    /// An input missing from `df`.
-    pub(crate) fn exprs(&self, df: &DataFrame) -> Result<Vec<datafusion::prelude::Expr>> {
+    fn exprs(&self, df: &DataFrame) -> Result<Vec<datafusion::prelude::Expr>> {
         self.outputs
             .iter()
             .map(|o| Ok(df.inner().parse_sql_expr(&o.sql)?))
             .collect()
-    }
-
-    /// The transform as `transform.json` holds it.
-    ///
-    /// # Errors
-    /// Never in practice (plain strings).
-    pub(crate) fn to_json(&self) -> Result<Vec<u8>> {
-        serde_json::to_vec_pretty(self).map_err(|e| EngineError::Internal(e.to_string()))
-    }
-
-    /// Reads `transform.json`.
-    ///
-    /// # Errors
-    /// Text that is not a transform.
-    pub(crate) fn from_json(bytes: &[u8], path: &str) -> Result<Self> {
-        serde_json::from_slice(bytes).map_err(|e| EngineError::Read {
-            format: "model",
-            path: path.to_string(),
-            reason: format!("{TRANSFORM_FILE}: {e}"),
-        })
     }
 }
 

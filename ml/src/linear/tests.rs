@@ -949,9 +949,7 @@ fn scikit_learns_c_is_the_strength_one_over_n_c() {
     assert_eq!(coefficient_rows(&by_c), coefficient_rows(&by_lambda));
     assert_eq!(by_c.intercepts(), by_lambda.intercepts());
     // The model file keeps C, and a model read back trains the same way.
-    let files = crate::Model::LogisticRegression(by_c.clone())
-        .to_files()
-        .unwrap();
+    let files = crate::Model::from(by_c.clone()).to_files().unwrap();
     let meta = String::from_utf8(files[files.len() - 1].1.clone()).unwrap();
     assert!(
         meta.contains("\"C\": 0.5") || meta.contains("\"C\":0.5"),

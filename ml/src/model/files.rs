@@ -4,30 +4,36 @@ use std::path::Path;
 
 use super::metadata::{self, Kind};
 use super::weights;
-use super::{Model, METADATA_FILE, WEIGHTS_FILE};
+use super::{InputTransform, Model, ModelKind, METADATA_FILE, TRANSFORM_FILE, WEIGHTS_FILE};
 use crate::cluster::kmeans::KMeansModel;
 use crate::data::DenseMatrix;
 use crate::error::{MlError, Result};
 use crate::linear::{LinearRegressionModel, LogisticRegressionModel};
 
-/// The files of a model directory, in the order they are written.
-const FILES: [&str; 2] = [WEIGHTS_FILE, METADATA_FILE];
+/// The files a model directory may hold, in the order they are written (`transform.json`
+/// only for a model with a transform).
+pub const MODEL_FILES: [&str; 3] = [TRANSFORM_FILE, WEIGHTS_FILE, METADATA_FILE];
 
 impl Model {
-    /// The model's files as `(file name, bytes)`: `weights.arrow`, then `metadata.json`
-    /// (layouts in the [module docs](super)). Writers store them in this order, so that a
-    /// directory holding a `metadata.json` is complete.
+    /// The model's files as `(file name, bytes)`: `transform.json` (when the model has a
+    /// transform), `weights.arrow`, then `metadata.json` (layouts in the
+    /// [module docs](super)). Writers store them in this order, so that a directory holding a
+    /// `metadata.json` is complete.
     ///
     /// # Errors
     /// [`MlError::Arrow`] or [`MlError::Internal`] if an encoder fails, which only a bug can
     /// cause.
     pub fn to_files(&self) -> Result<Vec<(String, Vec<u8>)>> {
-        let weights = weights::to_ipc(&weights::batch(self)?)?;
-        let metadata = metadata::to_bytes(self)?;
-        Ok(vec![
-            (WEIGHTS_FILE.to_string(), weights),
-            (METADATA_FILE.to_string(), metadata),
-        ])
+        let mut files = Vec::with_capacity(3);
+        if let Some(t) = self.transform() {
+            files.push((TRANSFORM_FILE.to_string(), t.to_json()?));
+        }
+        files.push((
+            WEIGHTS_FILE.to_string(),
+            weights::to_ipc(&weights::batch(self)?)?,
+        ));
+        files.push((METADATA_FILE.to_string(), metadata::to_bytes(self)?));
+        Ok(files)
     }
 
     /// A model from its files, `get(name)` giving a file's bytes or `None` when it is missing.
@@ -50,6 +56,7 @@ impl Model {
             })
         };
         let meta = metadata::parse(&read(METADATA_FILE)?)?;
+        let transform = get(TRANSFORM_FILE);
         let batch = weights::read_ipc(read(WEIGHTS_FILE)?)?;
         // Errors of the model constructors left after the checks on both files concern
         // metadata.json (e.g. params.k against the centres).
@@ -64,7 +71,7 @@ impl Model {
                 if let Some(params) = m.params {
                     model = model.with_params(params).map_err(from_parts)?;
                 }
-                Model::KMeans(model)
+                ModelKind::KMeans(model)
             }
             Kind::LinearRegression => {
                 let m = meta.linear_regression()?;
@@ -75,7 +82,7 @@ impl Model {
                     return Err(MlError::Internal("not one coefficient column".into()));
                 };
                 let intercept = coefficients.pop().unwrap_or_default();
-                Model::LinearRegression(
+                ModelKind::LinearRegression(
                     LinearRegressionModel::try_new(
                         m.features,
                         m.label,
@@ -101,7 +108,7 @@ impl Model {
                 }
                 let coefficients = DenseMatrix::from_row_major(values.len(), d, &rows)
                     .map_err(|n| MlError::Internal(format!("{n} coefficients read")))?;
-                Model::LogisticRegression(
+                ModelKind::LogisticRegression(
                     LogisticRegressionModel::try_new(
                         m.features,
                         m.label,
@@ -115,11 +122,15 @@ impl Model {
                 )
             }
         };
-        Ok(model)
+        let model = Model::from(model);
+        let transform = transform
+            .map(|bytes| InputTransform::from_json(&bytes, model.feature_names()))
+            .transpose()?;
+        Ok(model.with_transform(transform.map(std::sync::Arc::new)))
     }
 
     /// Writes the model's files into the local directory `dir`, creating it if needed and
-    /// replacing files of the same names (`weights.arrow` first, `metadata.json` last).
+    /// replacing files of the same names (`metadata.json` last).
     /// Replacing a model is not atomic: save to a fresh directory when readers may be
     /// loading the old one.
     ///
@@ -156,8 +167,8 @@ impl Model {
                     .to_string(),
             });
         }
-        let mut files = Vec::with_capacity(FILES.len());
-        for name in FILES {
+        let mut files = Vec::with_capacity(MODEL_FILES.len());
+        for name in MODEL_FILES {
             let path = dir.join(name);
             match std::fs::read(&path) {
                 Ok(bytes) => files.push((name, bytes)),

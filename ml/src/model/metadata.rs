@@ -7,7 +7,7 @@
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{json, Value};
 
-use super::{Model, FORMAT, FORMAT_VERSION, METADATA_FILE};
+use super::{Model, ModelKind, FORMAT, FORMAT_VERSION, METADATA_FILE};
 use crate::cluster::kmeans::{KMeans, KMeansInit, KMeansValidParams};
 use crate::error::{MlError, Result};
 use crate::linear::{
@@ -265,12 +265,12 @@ fn to_value(value: impl Serialize) -> Value {
 
 /// See [`Model::params_json`].
 pub(super) fn params_json(model: &Model) -> Value {
-    match model {
-        Model::KMeans(m) => m
+    match model.kind() {
+        ModelKind::KMeans(m) => m
             .params()
             .map_or(Value::Null, |p| to_value(kmeans_params_json(p))),
-        Model::LinearRegression(m) => to_value(linear_regression_params_json(m.params())),
-        Model::LogisticRegression(m) => to_value(logistic_regression_params_json(m.params())),
+        ModelKind::LinearRegression(m) => to_value(linear_regression_params_json(m.params())),
+        ModelKind::LogisticRegression(m) => to_value(logistic_regression_params_json(m.params())),
     }
 }
 
@@ -328,14 +328,14 @@ fn training_summary(s: LinearSummaryJson) -> TrainingSummary {
 
 /// See [`Model::summary_json`].
 pub(super) fn summary_json(model: &Model) -> Value {
-    match model {
-        Model::KMeans(m) => to_value(KMeansSummaryJson {
+    match model.kind() {
+        ModelKind::KMeans(m) => to_value(KMeansSummaryJson {
             iterations: m.iterations(),
             cost: JsonF64(m.cost()),
             cost_history: to_json_f64s(m.cost_history()),
         }),
-        Model::LinearRegression(m) => to_value(linear_summary_json(m.summary())),
-        Model::LogisticRegression(m) => to_value(linear_summary_json(m.summary())),
+        ModelKind::LinearRegression(m) => to_value(linear_summary_json(m.summary())),
+        ModelKind::LogisticRegression(m) => to_value(linear_summary_json(m.summary())),
     }
 }
 
@@ -353,12 +353,12 @@ struct LogisticShapeJson {
 }
 
 fn shape_json(model: &Model) -> Value {
-    match model {
-        Model::KMeans(m) => to_value(KMeansShapeJson {
+    match model.kind() {
+        ModelKind::KMeans(m) => to_value(KMeansShapeJson {
             num_clusters: m.k(),
         }),
-        Model::LinearRegression(_) => json!({}),
-        Model::LogisticRegression(m) => to_value(LogisticShapeJson {
+        ModelKind::LinearRegression(_) => json!({}),
+        ModelKind::LogisticRegression(m) => to_value(LogisticShapeJson {
             num_classes: m.num_classes(),
             multinomial: m.is_multinomial(),
         }),

@@ -127,12 +127,18 @@
 mod files;
 mod metadata;
 mod predict;
+mod transform;
 mod weights;
 
 #[cfg(test)]
 mod tests;
 
+use std::sync::Arc;
+
 use serde_json::Value;
+
+pub use files::MODEL_FILES;
+pub use transform::{InputTransform, TransformOutput, TRANSFORM_FILE};
 
 use crate::cluster::kmeans::KMeansModel;
 use crate::linear::{LinearRegressionModel, LogisticRegressionModel};
@@ -148,9 +154,18 @@ pub const WEIGHTS_FILE: &str = "weights.arrow";
 /// The `name` of the intercept row in a linear model's weights.
 pub const INTERCEPT_ROW: &str = "(intercept)";
 
-/// A trained model of any algorithm: what the engine stores, loads and predicts with.
+/// A trained model of any algorithm: what the engine stores, loads and predicts with — the
+/// algorithm's own model ([`ModelKind`]) and, for a model trained with one, the
+/// [`InputTransform`] that computes its features from raw columns.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Model {
+pub struct Model {
+    kind: ModelKind,
+    transform: Option<Arc<InputTransform>>,
+}
+
+/// The algorithm-specific part of a [`Model`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelKind {
     /// k-means clustering; predicts a cluster index.
     KMeans(KMeansModel),
     /// Linear regression; predicts a value.
@@ -160,31 +175,53 @@ pub enum Model {
 }
 
 impl Model {
+    /// The algorithm's own model.
+    pub fn kind(&self) -> &ModelKind {
+        &self.kind
+    }
+
+    /// The algorithm's own model, by value.
+    pub fn into_kind(self) -> ModelKind {
+        self.kind
+    }
+
+    /// The transform that computes the model's features from raw columns, when the model was
+    /// trained with one (SQL `TRANSFORM`). Every way of predicting applies it first.
+    pub fn transform(&self) -> Option<&Arc<InputTransform>> {
+        self.transform.as_ref()
+    }
+
+    /// The model with `transform` computing its features (replacing any it had).
+    pub fn with_transform(mut self, transform: Option<Arc<InputTransform>>) -> Self {
+        self.transform = transform;
+        self
+    }
+
     /// The algorithm's name in model files and SQL: `kmeans`, `linear_regression` or
     /// `logistic_regression`.
     pub fn algorithm(&self) -> &'static str {
-        match self {
-            Model::KMeans(_) => "kmeans",
-            Model::LinearRegression(_) => "linear_regression",
-            Model::LogisticRegression(_) => "logistic_regression",
+        match &self.kind {
+            ModelKind::KMeans(_) => "kmeans",
+            ModelKind::LinearRegression(_) => "linear_regression",
+            ModelKind::LogisticRegression(_) => "logistic_regression",
         }
     }
 
     /// The feature columns the model was trained on, in the order prediction takes them.
     pub fn feature_names(&self) -> &[String] {
-        match self {
-            Model::KMeans(m) => m.feature_names(),
-            Model::LinearRegression(m) => m.feature_names(),
-            Model::LogisticRegression(m) => m.feature_names(),
+        match &self.kind {
+            ModelKind::KMeans(m) => m.feature_names(),
+            ModelKind::LinearRegression(m) => m.feature_names(),
+            ModelKind::LogisticRegression(m) => m.feature_names(),
         }
     }
 
     /// The label column trained on; `None` for unsupervised models.
     pub fn label(&self) -> Option<&str> {
-        match self {
-            Model::KMeans(_) => None,
-            Model::LinearRegression(m) => Some(m.label()),
-            Model::LogisticRegression(m) => Some(m.label()),
+        match &self.kind {
+            ModelKind::KMeans(_) => None,
+            ModelKind::LinearRegression(m) => Some(m.label()),
+            ModelKind::LogisticRegression(m) => Some(m.label()),
         }
     }
 
@@ -208,20 +245,29 @@ impl Model {
     }
 }
 
+impl From<ModelKind> for Model {
+    fn from(kind: ModelKind) -> Self {
+        Model {
+            kind,
+            transform: None,
+        }
+    }
+}
+
 impl From<KMeansModel> for Model {
     fn from(model: KMeansModel) -> Self {
-        Model::KMeans(model)
+        ModelKind::KMeans(model).into()
     }
 }
 
 impl From<LinearRegressionModel> for Model {
     fn from(model: LinearRegressionModel) -> Self {
-        Model::LinearRegression(model)
+        ModelKind::LinearRegression(model).into()
     }
 }
 
 impl From<LogisticRegressionModel> for Model {
     fn from(model: LogisticRegressionModel) -> Self {
-        Model::LogisticRegression(model)
+        ModelKind::LogisticRegression(model).into()
     }
 }

@@ -9,7 +9,7 @@ use arrow::buffer::{BooleanBuffer, NullBuffer};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field};
 
-use super::Model;
+use super::{Model, ModelKind};
 use crate::data::{is_numeric, DenseMatrix, Features};
 use crate::error::{MlError, Result};
 
@@ -24,9 +24,9 @@ impl Model {
     /// index) for k-means, `Float64` for linear regression (the prediction) and logistic
     /// regression (the class index, Spark's `prediction`).
     pub fn output_type(&self) -> DataType {
-        match self {
-            Model::KMeans(_) => DataType::UInt32,
-            Model::LinearRegression(_) | Model::LogisticRegression(_) => DataType::Float64,
+        match self.kind() {
+            ModelKind::KMeans(_) => DataType::UInt32,
+            ModelKind::LinearRegression(_) | ModelKind::LogisticRegression(_) => DataType::Float64,
         }
     }
 
@@ -34,9 +34,9 @@ impl Model {
     /// `FixedSizeList<Float64>` of one probability per class for logistic regression, `None`
     /// for models without class probabilities.
     pub fn probability_type(&self) -> Option<DataType> {
-        match self {
-            Model::LogisticRegression(m) => probability_type(m.num_classes()).ok(),
-            Model::KMeans(_) | Model::LinearRegression(_) => None,
+        match self.kind() {
+            ModelKind::LogisticRegression(m) => probability_type(m.num_classes()).ok(),
+            ModelKind::KMeans(_) | ModelKind::LinearRegression(_) => None,
         }
     }
 
@@ -52,12 +52,12 @@ impl Model {
     /// is not numeric.
     pub fn predict_arrays(&self, columns: &[ArrayRef]) -> Result<ArrayRef> {
         let Block { features, valid } = self.block(columns)?;
-        Ok(match self {
-            Model::KMeans(m) => Arc::new(UInt32Array::new(m.predict(&features)?.into(), valid)),
-            Model::LinearRegression(m) => {
+        Ok(match self.kind() {
+            ModelKind::KMeans(m) => Arc::new(UInt32Array::new(m.predict(&features)?.into(), valid)),
+            ModelKind::LinearRegression(m) => {
                 Arc::new(Float64Array::new(m.predict(&features)?.into(), valid))
             }
-            Model::LogisticRegression(m) => {
+            ModelKind::LogisticRegression(m) => {
                 Arc::new(Float64Array::new(m.predict(&features)?.into(), valid))
             }
         })
@@ -72,7 +72,7 @@ impl Model {
     /// [`MlError::InvalidInput`] for a model without class probabilities, and the errors of
     /// [`predict_arrays`](Self::predict_arrays).
     pub fn predict_proba_arrays(&self, columns: &[ArrayRef]) -> Result<ArrayRef> {
-        let Model::LogisticRegression(m) = self else {
+        let ModelKind::LogisticRegression(m) = self.kind() else {
             return Err(MlError::InvalidInput(format!(
                 "a {} model gives no class probabilities; logistic_regression models do",
                 self.algorithm()

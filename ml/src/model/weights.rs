@@ -10,7 +10,7 @@ use arrow::ipc::reader::FileReader;
 use arrow::ipc::writer::FileWriter;
 use arrow::record_batch::RecordBatch;
 
-use super::{Model, INTERCEPT_ROW, WEIGHTS_FILE};
+use super::{Model, ModelKind, INTERCEPT_ROW, WEIGHTS_FILE};
 use crate::error::{MlError, Result};
 
 /// The column of a linear model's weights holding the feature name of each row.
@@ -42,8 +42,8 @@ pub(super) fn logistic_columns(num_classes: usize, multinomial: bool) -> Vec<Str
 /// [`MlError::Arrow`] if Arrow rejects the batch (it should not: the columns are built to
 /// the schema).
 pub(super) fn batch(model: &Model) -> Result<RecordBatch> {
-    match model {
-        Model::KMeans(m) => {
+    match model.kind() {
+        ModelKind::KMeans(m) => {
             let columns: Vec<(String, Vec<f64>)> = m
                 .feature_names()
                 .iter()
@@ -52,7 +52,7 @@ pub(super) fn batch(model: &Model) -> Result<RecordBatch> {
                 .collect();
             float_batch(None, columns)
         }
-        Model::LinearRegression(m) => {
+        ModelKind::LinearRegression(m) => {
             let mut values = m.coefficients().to_vec();
             values.push(m.intercept());
             float_batch(
@@ -60,7 +60,7 @@ pub(super) fn batch(model: &Model) -> Result<RecordBatch> {
                 vec![(COEFFICIENT_COLUMN.to_string(), values)],
             )
         }
-        Model::LogisticRegression(m) => {
+        ModelKind::LogisticRegression(m) => {
             let w = m.coefficient_matrix();
             let names = logistic_columns(m.num_classes(), m.is_multinomial());
             let columns = names

@@ -12,7 +12,7 @@ use arrow::record_batch::RecordBatch;
 use kiln_ml::cluster::kmeans::KMeans;
 use kiln_ml::data::{DenseMatrix, Features};
 use kiln_ml::linear::{Family, LinearRegression, LogisticRegression};
-use kiln_ml::model::{Model, METADATA_FILE, WEIGHTS_FILE};
+use kiln_ml::model::{Model, ModelKind, METADATA_FILE, WEIGHTS_FILE};
 use kiln_ml::{fit_local, MlError};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -95,20 +95,20 @@ fn bits(values: &[f64]) -> Vec<u64> {
 
 /// Every number of a model, as bits: weights, intercepts, histories.
 fn model_bits(model: &Model) -> Vec<u64> {
-    match model {
-        Model::KMeans(m) => {
+    match model.kind() {
+        ModelKind::KMeans(m) => {
             let mut out: Vec<u64> = m.centers().iter().flat_map(|c| bits(c)).collect();
             out.extend(bits(m.cost_history()));
             out.push(m.cost().to_bits());
             out
         }
-        Model::LinearRegression(m) => {
+        ModelKind::LinearRegression(m) => {
             let mut out = bits(m.coefficients());
             out.push(m.intercept().to_bits());
             out.extend(bits(m.objective_history()));
             out
         }
-        Model::LogisticRegression(m) => {
+        ModelKind::LogisticRegression(m) => {
             let mut out = bits(m.coefficient_matrix().as_slice());
             out.extend(bits(m.intercepts()));
             out.extend(bits(m.objective_history()));
@@ -119,10 +119,10 @@ fn model_bits(model: &Model) -> Vec<u64> {
 
 /// The model's own `predict`, as bits (cluster indices widened).
 fn own_predictions(model: &Model, x: &Features) -> Vec<u64> {
-    match model {
-        Model::KMeans(m) => m.predict(x).unwrap().into_iter().map(u64::from).collect(),
-        Model::LinearRegression(m) => bits(&m.predict(x).unwrap()),
-        Model::LogisticRegression(m) => bits(&m.predict(x).unwrap()),
+    match model.kind() {
+        ModelKind::KMeans(m) => m.predict(x).unwrap().into_iter().map(u64::from).collect(),
+        ModelKind::LinearRegression(m) => bits(&m.predict(x).unwrap()),
+        ModelKind::LogisticRegression(m) => bits(&m.predict(x).unwrap()),
     }
 }
 
