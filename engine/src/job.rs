@@ -10,11 +10,12 @@
 //! task is retried (a new attempt writes a new object) up to the session's attempt limit; only
 //! the accepted attempt's output is ever read. When the job ends, its shuffle prefix is deleted.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering as AtomicOrdering;
 use std::sync::Arc;
 
 use arrow::record_batch::RecordBatch;
+use datafusion::datasource::sink::DataSinkExec;
 use datafusion::physical_plan::ExecutionPlan;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
@@ -37,6 +38,9 @@ pub(crate) async fn run_plan(
     session: &SessionInner,
     plan: Arc<dyn ExecutionPlan>,
 ) -> Result<Vec<RecordBatch>> {
+    if plan.downcast_ref::<DataSinkExec>().is_some() {
+        return crate::write::run_write(session, plan).await;
+    }
     let graph = cut_stages(plan)?;
     run_graph(session, &graph).await
 }
@@ -46,9 +50,13 @@ pub(crate) async fn run_graph(
     session: &SessionInner,
     graph: &StageGraph,
 ) -> Result<Vec<RecordBatch>> {
-    run_job(session, graph, None, |root, maps| async move {
-        read_result(session, graph, &root, maps).await
-    })
+    run_job(
+        session,
+        graph,
+        None,
+        session.next_job_id(),
+        |root, maps| async move { read_result(session, graph, &root, maps).await },
+    )
     .await
 }
 
@@ -64,24 +72,25 @@ pub(crate) async fn run_cache(
         session,
         graph,
         Some(spec),
+        session.next_job_id(),
         |_, maps| async move { Ok(maps) },
     )
     .await
 }
 
-/// Runs the job, hands the result stage's outputs to `finish`, then deletes the job's shuffle
-/// prefix whatever happened.
-async fn run_job<'a, T, F, Fut>(
+/// Runs the job `job_id` (from [`SessionInner::next_job_id`]), hands the result stage's
+/// outputs to `finish`, then deletes the job's shuffle prefix whatever happened.
+pub(crate) async fn run_job<'a, T, F, Fut>(
     session: &'a SessionInner,
     graph: &'a StageGraph,
     cache: Option<CacheSpec>,
+    job_id: String,
     finish: F,
 ) -> Result<T>
 where
     F: FnOnce(StoreRoot, Vec<MapStatus>) -> Fut,
     Fut: std::future::Future<Output = Result<T>> + 'a,
 {
-    let job_id = session.next_job_id();
     let root = StoreRoot::resolve(&session.shuffle_root, &session.ctx.runtime_env())?;
     // If this future is dropped mid-job (a timeout, a `select!`), the guard still removes the
     // job's shuffle objects; running tasks are aborted by their executors' handles.
@@ -133,7 +142,7 @@ impl Drop for CleanupGuard {
 }
 
 /// Reads the result stage's outputs on the driver, in partition order.
-async fn read_result(
+pub(crate) async fn read_result(
     session: &SessionInner,
     graph: &StageGraph,
     root: &StoreRoot,
@@ -244,12 +253,15 @@ struct Job<'a> {
     plans: HashMap<u32, Arc<Vec<u8>>>,
     /// Accepted outputs per stage id, indexed by partition.
     outputs: HashMap<u32, Vec<Option<MapStatus>>>,
-    /// Attempts made per (stage, partition).
-    attempts: HashMap<(u32, u32), u32>,
+    /// Attempt ids handed out per (stage, partition): every launch gets a new one, so two
+    /// runs of a task (a retry, or a rerun after its executor was lost) never write to the
+    /// same object or staging directory.
+    attempt_ids: HashMap<(u32, u32), u32>,
+    /// Failed attempts per (stage, partition), against the session's attempt limit (a task
+    /// moved off a lost executor has not failed).
+    failures: HashMap<(u32, u32), u32>,
     queue: VecDeque<TaskDefinition>,
     started: Vec<u32>,
-    /// Stages that write to a sink: a retry would write the output twice, so they run once.
-    no_retry: HashSet<u32>,
     /// The last executor loss, for the error when none is left.
     lost_reason: Option<String>,
     /// Set when the result stage caches its partitions instead of writing them.
@@ -273,14 +285,10 @@ impl<'a> Job<'a> {
         let codec = executor_codec();
         let mut plans = HashMap::new();
         let mut outputs = HashMap::new();
-        let mut no_retry = HashSet::new();
         for stage in &graph.stages {
             let bytes = plan_to_bytes(Arc::clone(&stage.plan), codec.as_ref())?;
             plans.insert(stage.id, Arc::new(bytes));
             outputs.insert(stage.id, vec![None; stage.tasks]);
-            if contains_operator(&stage.plan, "DataSinkExec") {
-                no_retry.insert(stage.id);
-            }
         }
         Ok(Self {
             session,
@@ -288,16 +296,23 @@ impl<'a> Job<'a> {
             job_id,
             plans,
             outputs,
-            attempts: HashMap::new(),
+            attempt_ids: HashMap::new(),
+            failures: HashMap::new(),
             queue: VecDeque::new(),
             started: Vec::new(),
-            no_retry,
             lost_reason: None,
             cache,
             definitions: HashMap::new(),
             waiting: Vec::new(),
             recomputed: HashMap::new(),
         })
+    }
+
+    /// A fresh attempt id for a task (its first launch took 0).
+    fn next_attempt(&mut self, stage: u32, partition: u32) -> u32 {
+        let used = self.attempt_ids.entry((stage, partition)).or_insert(0);
+        *used += 1;
+        *used
     }
 
     fn stage_done(&self, id: u32) -> bool {
@@ -399,9 +414,7 @@ impl<'a> Job<'a> {
             let Some(mut task) = self.definitions.get(&(stage, map_partition)).cloned() else {
                 return false;
             };
-            let made = self.attempts.entry((stage, map_partition)).or_insert(0);
-            task.attempt = *made;
-            *made += 1;
+            task.attempt = self.next_attempt(stage, map_partition);
             task.inputs = self.inputs_of(stage);
             metrics
                 .stage_resubmits
@@ -563,7 +576,9 @@ impl<'a> Job<'a> {
                     failure = Some(self.all_lost());
                     continue;
                 }
-                self.queue.push_front(task);
+                let mut again = task;
+                again.attempt = self.next_attempt(stage, partition);
+                self.queue.push_front(again);
                 continue;
             }
             let status = match result {
@@ -614,11 +629,10 @@ impl<'a> Job<'a> {
                     }
                 }
                 Some(TaskOutcome::Failure(f)) => {
-                    let made = self.attempts.entry((stage, partition)).or_insert(0);
-                    *made = (*made).max(attempt + 1);
+                    let made = self.failures.entry((stage, partition)).or_insert(0);
+                    *made += 1;
                     let made = *made;
-                    let may_retry =
-                        made < self.session.max_task_attempts() && !self.no_retry.contains(&stage);
+                    let may_retry = made < self.session.max_task_attempts();
                     match f.failure_kind() {
                         FailureKind::TaskFailed if may_retry => {
                             self.session
@@ -627,7 +641,7 @@ impl<'a> Job<'a> {
                                 .fetch_add(1, AtomicOrdering::Relaxed);
                             warn!(job = %self.job_id, stage, partition, attempt, error = %f.message, "task failed, retrying");
                             let mut retry = task;
-                            retry.attempt = made;
+                            retry.attempt = self.next_attempt(stage, partition);
                             self.queue.push_back(retry);
                         }
                         FailureKind::TaskFailed => {
@@ -676,13 +690,4 @@ impl<'a> Job<'a> {
             })
             .collect()
     }
-}
-
-/// Whether `plan` holds an operator named `name`.
-fn contains_operator(plan: &Arc<dyn ExecutionPlan>, name: &str) -> bool {
-    plan.name() == name
-        || plan
-            .children()
-            .into_iter()
-            .any(|c| contains_operator(c, name))
 }

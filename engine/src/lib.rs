@@ -38,6 +38,7 @@ mod polars;
 mod read;
 mod session;
 pub mod sql;
+mod write;
 
 pub use cluster::{AUTH_TOKEN_ENV, EXECUTOR_BIN_ENV};
 pub use dataframe::{DataFrame, GroupedDataFrame};

@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use datafusion::datasource::MemTable;
+use datafusion::datasource::{provider_as_source, MemTable};
 use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::logical_expr::{CreateMemoryTable, DdlStatement, LogicalPlan, LogicalPlanBuilder};
 use datafusion::prelude::{JsonReadOptions, ParquetReadOptions, SessionConfig, SessionContext};
 use kiln_executor::rpc::AuthToken;
 use kiln_executor::{Executor, ExecutorRuntime, InProcessExecutor};
@@ -934,13 +935,60 @@ impl Session {
 
     /// Plain DataFusion SQL, after Kiln's table functions were rewritten away.
     pub(crate) async fn datafusion_sql(&self, sql: &str) -> Result<DataFrame> {
-        let df = self
-            .inner
-            .ctx
-            .sql(sql)
+        let ctx = &self.inner.ctx;
+        let plan = ctx
+            .state()
+            .create_logical_plan(sql)
             .await
             .map_err(|e| crate::error::locate_syntax_error(e.into(), sql))?;
+        let plan = self.distribute_create_table(plan).await?;
+        let df = ctx.execute_logical_plan(plan).await?;
         Ok(DataFrame::new(self.clone(), df))
+    }
+
+    /// `CREATE TABLE ... AS query`: DataFusion would run the query in the driver's process;
+    /// Kiln runs it on the executors and hands DataFusion the collected rows, so the table is
+    /// made (with its constraints, defaults and `IF NOT EXISTS` / `OR REPLACE`) as DataFusion
+    /// makes it.
+    async fn distribute_create_table(&self, plan: LogicalPlan) -> Result<LogicalPlan> {
+        let LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(create)) = &plan else {
+            return Ok(plan);
+        };
+        let trivial = matches!(
+            create.input.as_ref(),
+            LogicalPlan::EmptyRelation(_) | LogicalPlan::Values(_)
+        );
+        let exists = self.inner.ctx.table_exist(create.name.clone())?;
+        if trivial || (create.if_not_exists && exists) {
+            return Ok(plan);
+        }
+        let state = self.inner.ctx.state();
+        let query = datafusion::dataframe::DataFrame::new(state, create.input.as_ref().clone());
+        let batches = DataFrame::new(self.clone(), query).collect().await?;
+        let schema = Arc::new(create.input.schema().as_arrow().clone());
+        // Contiguous runs of batches per partition: scans read the table in parallel, and
+        // in the order the query produced it.
+        let parts = self.total_slots().clamp(1, batches.len().max(1));
+        let per = batches.len().div_ceil(parts).max(1);
+        let partitions: Vec<Vec<RecordBatch>> = batches.chunks(per).map(<[_]>::to_vec).collect();
+        let partitions = if partitions.is_empty() {
+            vec![Vec::new()]
+        } else {
+            partitions
+        };
+        let rows = MemTable::try_new(schema, partitions)?;
+        let input = LogicalPlanBuilder::scan(
+            create.name.clone(),
+            provider_as_source(Arc::new(rows)),
+            None,
+        )?
+        .build()?;
+        Ok(LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(
+            CreateMemoryTable {
+                input: Arc::new(input),
+                ..create.clone()
+            },
+        )))
     }
 
     /// Reads Parquet files: a file, a directory, or an object store URL.

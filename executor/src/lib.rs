@@ -23,6 +23,7 @@ pub mod runtime;
 pub mod shuffle;
 pub mod source;
 pub mod store;
+pub mod write;
 
 pub use cache::PartitionCache;
 pub use error::{ExecError, Result};

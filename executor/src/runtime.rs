@@ -5,8 +5,10 @@ use std::sync::Arc;
 use arrow::error::ArrowError;
 use std::panic::AssertUnwindSafe;
 
+use arrow::array::{RecordBatch, UInt64Array};
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::datasource::physical_plan::FileScanConfig;
+use datafusion::datasource::sink::DataSinkExec;
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::DataFusionError;
 use datafusion::execution::runtime_env::RuntimeEnv;
@@ -14,6 +16,7 @@ use datafusion::execution::TaskContext;
 use datafusion::parquet::errors::ParquetError;
 use datafusion::physical_plan::coop::CooperativeExec;
 use datafusion::physical_plan::repartition::RepartitionExec;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     replace_children_if_necessary, ExecutionPlan, ExecutionPlanProperties,
 };
@@ -35,6 +38,7 @@ use crate::shuffle::{
     new_partitioner, write_task_output, MapOutputId, ReadLocation, ShuffleReaderExec, StoreRoot,
 };
 use crate::source::CachedScanExec;
+use crate::write::write_sink_partition;
 
 /// Runs tasks for one executor. Holds the executor's DataFusion context (its memory pool,
 /// object stores and functions).
@@ -270,6 +274,27 @@ impl ExecutorRuntime {
             executor_id: self.id.clone(),
             compression: task.shuffle_compression(),
         };
+        if let Some(sink) = plan.downcast_ref::<DataSinkExec>() {
+            // A write stage: the partition goes to this attempt's staging directory; the
+            // driver publishes the accepted attempt (see `crate::write`).
+            let ids = (
+                task.job_id.as_str(),
+                task.stage_id,
+                task.partition,
+                task.attempt,
+            );
+            let rows = write_sink_partition(sink, ids, Arc::clone(&task_ctx)).await?;
+            let schema = plan.schema();
+            let count = RecordBatch::try_new(
+                Arc::clone(&schema),
+                vec![Arc::new(UInt64Array::from(vec![rows]))],
+            )?;
+            let stream = Box::pin(RecordBatchStreamAdapter::new(
+                schema,
+                futures::stream::iter([Ok(count)]),
+            ));
+            return write_task_output(stream, None, 1, &root, &id).await;
+        }
         if let Some(repartition) = plan.downcast_ref::<RepartitionExec>() {
             let input = Arc::clone(repartition.input());
             let input_partitions = input.output_partitioning().partition_count();

@@ -153,3 +153,16 @@ def test_persist_caches_and_unpersist_frees(session: kiln.Session) -> None:
     assert cached.is_persisted
     assert pc.sum(cached.to_arrow().column("x")).as_py() == 6.0
     cached.unpersist()
+
+
+def test_insert_into_and_create_table_as(session: kiln.Session, tmp_path) -> None:
+    session.sql("CREATE TABLE py_m (a INT)").collect()
+    assert session.sql("INSERT INTO py_m VALUES (1), (2), (3)").to_arrow().to_pydict() == {"count": [3]}
+    session.sql("CREATE TABLE py_c AS SELECT a * 10 AS b FROM py_m").collect()
+    assert sorted(session.sql("SELECT b FROM py_c").to_arrow().column("b").to_pylist()) == [10, 20, 30]
+    session.sql(
+        f"CREATE EXTERNAL TABLE py_p (b INT) STORED AS PARQUET LOCATION '{tmp_path / 'p'}/'"
+    ).collect()
+    session.sql("INSERT INTO py_p SELECT b FROM py_c").collect()
+    assert session.sql("SELECT sum(b) AS s FROM py_p").to_arrow().to_pydict() == {"s": [60]}
+    assert all(p.name.startswith("part-") for p in (tmp_path / "p").iterdir())

@@ -20,7 +20,7 @@ pub async fn cluster(executors: usize, slots: usize) -> Session {
         .expect("local cluster starts")
 }
 
-fn kill(pid: u32) {
+pub fn kill(pid: u32) {
     let status = std::process::Command::new("kill")
         .args(["-9", &pid.to_string()])
         .status()

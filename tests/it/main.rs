@@ -17,3 +17,4 @@ mod shell;
 mod shuffle;
 mod sql;
 mod tpch;
+mod write;

@@ -13,6 +13,7 @@
 
 use std::sync::Arc;
 
+use datafusion::datasource::sink::DataSinkExec;
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::sorts::sort::SortExec;
@@ -34,7 +35,12 @@ pub fn cut_stages(plan: Arc<dyn ExecutionPlan>) -> Result<StageGraph> {
     let plan = DistributedJoinRule.apply(plan)?;
     let mut cutter = Cutter { stages: Vec::new() };
     let root = cutter.visit(plan)?;
-    let tasks = root.output_partitioning().partition_count();
+    // A write runs one task per partition of its input, each writing its own files (the
+    // sink itself reports one partition: the count).
+    let tasks = match root.downcast_ref::<DataSinkExec>() {
+        Some(sink) => sink.input().output_partitioning().partition_count(),
+        None => root.output_partitioning().partition_count(),
+    };
     cutter.add_stage(root, StageOutput::Whole, tasks);
     Ok(StageGraph {
         stages: cutter.stages,
