@@ -32,7 +32,12 @@ step "docs";     RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --al
 # One build of everything, which the test steps then reuse: the cluster suites start `kiln
 # executor` processes, and the Python suite imports the extension module (lib_kiln.so).
 step "build";    cargo build --workspace --all-targets --all-features
+# DataFusion's sqllogictest files, which the conformance suite runs through the distributed
+# path with single-node DataFusion as the oracle.
+step "conformance files"; ./scripts/fetch-conformance.sh
+rm -rf target/conformance/results
 step "tests";    cargo nextest run --workspace --all-targets --all-features --no-fail-fast
+step "conformance summary"; python3 scripts/conformance_summary.py
 step "doctests"; cargo test --doc --workspace --all-features
 # The Python package from this checkout: the extension the build step made, next to the
 # package's Python sources, on the venv's path (`pip install ./python` builds the same crate

@@ -15,6 +15,7 @@ use tpchgen_arrow::{
     SupplierArrow,
 };
 
+pub mod conformance;
 pub mod reference;
 
 /// Peak resident memory (VmHWM) of this process in MiB, for benchmarks; NaN where

@@ -317,9 +317,9 @@ impl DataFrame {
             async {
                 let plan =
                     crate::ml::lazy::resolve(&self.session, self.df.logical_plan().clone()).await?;
-                let state = self.session.inner.ctx.state();
-                let df = DfDataFrame::new(state.clone(), plan);
-                let plan = df.create_physical_plan().await?;
+                let state = crate::distributed::planning_state(&self.session.inner.ctx);
+                let plan = crate::distributed::scalar_subqueries(&self.session, plan).await?;
+                let plan = state.create_physical_plan(&plan).await?;
                 driver_scans_in_memory(&state, plan).await
             },
         )

@@ -38,6 +38,9 @@ pub(crate) async fn run_plan(
     session: &SessionInner,
     plan: Arc<dyn ExecutionPlan>,
 ) -> Result<Vec<RecordBatch>> {
+    if crate::distributed::runs_on_driver(&plan) {
+        return Ok(datafusion::physical_plan::collect(plan, session.ctx.task_ctx()).await?);
+    }
     if plan.downcast_ref::<DataSinkExec>().is_some() {
         return crate::write::run_write(session, plan).await;
     }

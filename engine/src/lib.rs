@@ -27,6 +27,7 @@ pub mod cli;
 mod cluster;
 pub mod config;
 mod dataframe;
+mod distributed;
 mod error;
 mod job;
 mod metrics;

@@ -522,20 +522,9 @@ fn driver_config(
         config = config.with_batch_size(rows);
     }
     let opts = config.options_mut();
-    // Uncorrelated scalar subqueries become joins rather than a side channel of results
-    // shared between operators (which would cross stage boundaries).
-    opts.optimizer.enable_physical_uncorrelated_scalar_subquery = false;
-    // Dynamic filters are shared mutable state between a join or top-k and a scan, possibly in
-    // another stage on another executor.
-    opts.optimizer.enable_dynamic_filter_pushdown = false;
-    opts.optimizer.enable_join_dynamic_filter_pushdown = false;
-    opts.optimizer.enable_topk_dynamic_filter_pushdown = false;
-    opts.optimizer.enable_aggregate_dynamic_filter_pushdown = false;
-    // Each task runs one partition in isolation: a scan partition must read only its own file
-    // group, never files "stolen" from sibling partitions that run elsewhere.
-    opts.execution.enable_file_stream_work_stealing = false;
-    // A shuffle read does not merge sorted inputs; sort after the exchange instead.
-    opts.optimizer.prefer_existing_sort = false;
+    // Exchanges become stage boundaries: no operator may share state across them (see
+    // `distributed_options`, which planning also applies over what a session SETs).
+    crate::distributed::distributed_options(opts);
     // Broadcast build sides up to Spark's default threshold (autoBroadcastJoinThreshold,
     // 10 MB): one stage computes the build side once and every probe task reads it, which
     // saves hash-shuffling the (usually far larger) probe side. DataFusion's single-node
@@ -964,8 +953,17 @@ impl Session {
         }
         let state = self.inner.ctx.state();
         let query = datafusion::dataframe::DataFrame::new(state, create.input.as_ref().clone());
-        let batches = DataFrame::new(self.clone(), query).collect().await?;
-        let schema = Arc::new(create.input.schema().as_arrow().clone());
+        // The table's schema is the optimized query's, as DataFusion makes it.
+        let optimized = self.inner.ctx.state().optimize(&create.input)?;
+        let schema = Arc::new(optimized.schema().as_arrow().clone());
+        // The rows as the table's schema has them (the plan's physical schema may differ in
+        // nullability or metadata, which a memory table refuses).
+        let batches = DataFrame::new(self.clone(), query)
+            .collect()
+            .await?
+            .into_iter()
+            .map(|b| RecordBatch::try_new(Arc::clone(&schema), b.columns().to_vec()))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
         // Contiguous runs of batches per partition: scans read the table in parallel, and
         // in the order the query produced it.
         let parts = self.total_slots().clamp(1, batches.len().max(1));

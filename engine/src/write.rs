@@ -29,7 +29,7 @@ use datafusion_datasource::memory::{MemSink, MemorySourceConfig};
 use datafusion_datasource::sink::DataSinkExec;
 use futures::StreamExt;
 use kiln_executor::shuffle::StoreRoot;
-use kiln_executor::write::{file_sink, unsupported, WriteTarget, STAGING_DIR};
+use kiln_executor::write::{file_sink, WriteTarget, STAGING_DIR};
 use kiln_planner::cut_stages;
 use kiln_planner::task::MapStatus;
 use object_store::path::Path;
@@ -51,28 +51,36 @@ pub(crate) async fn run_write(
     };
     let any: &dyn Any = exec.sink();
     if any.downcast_ref::<MemSink>().is_some() {
-        return write_memory(session, plan).await;
+        return write_on_driver(session, plan).await;
     }
     match file_sink(exec.sink()) {
         Some(sink) => {
             let target = WriteTarget::of(sink.config())?;
             write_files(session, plan, target).await
         }
-        None => Err(unsupported(exec.sink()).into()),
+        // Arrow IPC files, streams: sinks Kiln cannot rebuild to write an attempt's staging
+        // directory. The query still runs on the executors; the driver writes its rows.
+        None => write_on_driver(session, plan).await,
     }
 }
 
-/// An append to a memory table: the query runs on the executors, then its rows go into the
-/// table on the driver. Nothing is appended unless the whole query succeeded.
-async fn write_memory(
+/// A write the driver does: the query runs on the executors, then its rows go through the
+/// sink in the driver's process — an append to a memory table (memory tables live on the
+/// driver), or a sink Kiln cannot run in tasks. Nothing is written unless the whole query
+/// succeeded.
+async fn write_on_driver(
     session: &SessionInner,
     plan: Arc<dyn ExecutionPlan>,
 ) -> Result<Vec<RecordBatch>> {
     let Some(input) = plan.children().first().map(|c| Arc::clone(c)) else {
         return Err(EngineError::Internal("a sink without input".into()));
     };
-    let graph = cut_stages(Arc::clone(&input))?;
-    let batches = job::run_graph(session, &graph).await?;
+    let batches = if crate::distributed::runs_on_driver(&input) {
+        datafusion::physical_plan::collect(Arc::clone(&input), session.ctx.task_ctx()).await?
+    } else {
+        let graph = cut_stages(Arc::clone(&input))?;
+        job::run_graph(session, &graph).await?
+    };
     let rows = MemorySourceConfig::try_new_exec(&[batches], input.schema(), None)?;
     let local = replace_children_if_necessary(plan, vec![rows])?;
     Ok(datafusion::physical_plan::collect(local, session.ctx.task_ctx()).await?)
@@ -86,6 +94,13 @@ async fn write_files(
     plan: Arc<dyn ExecutionPlan>,
     target: WriteTarget,
 ) -> Result<Vec<RecordBatch>> {
+    if plan
+        .children()
+        .first()
+        .is_some_and(|input| crate::distributed::runs_on_driver(input))
+    {
+        return write_on_driver(session, plan).await;
+    }
     // DataFusion gathers a sink's input into one partition; for a directory of files each
     // partition can write its own (a sort-preserving merge stays: the order is the point).
     let plan = match plan.children().first() {

@@ -6,29 +6,52 @@
 
 use std::sync::Arc;
 
+use arrow::datatypes::DataType;
 use arrow::datatypes::{Schema, SchemaRef};
 use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::ScalarValue;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::ScalarUDF;
 use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_expr::expressions::{CastExpr, Literal};
 use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::{AcrossPartitions, ConstExpr, EquivalenceProperties};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::execution_plan::{ChildrenPropertiesMode, ReplaceChildrenOptions};
 use datafusion::physical_plan::memory::LazyMemoryExec;
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::{Partitioning, PlanProperties};
 use datafusion_proto::bytes::{
-    physical_plan_from_bytes_with_extension_codec, physical_plan_to_bytes_with_extension_codec,
+    physical_plan_from_bytes_with_proto_converter, physical_plan_to_bytes_with_proto_converter,
 };
-use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
+use datafusion_proto::physical_plan::from_proto::parse_physical_expr_with_converter;
+use datafusion_proto::physical_plan::from_proto::{
+    parse_physical_sort_exprs, parse_protobuf_partitioning,
+};
+use datafusion_proto::physical_plan::to_proto::serialize_physical_expr_with_converter;
+use datafusion_proto::physical_plan::to_proto::{
+    serialize_partitioning, serialize_physical_exprs, serialize_physical_sort_exprs,
+};
+use datafusion_proto::physical_plan::{
+    PhysicalExtensionCodec, PhysicalPlanDecodeContext, PhysicalPlanNodeExt,
+    PhysicalProtoConverterExtension,
+};
 use datafusion_proto::protobuf;
 use prost::Message;
 
 use crate::error::Result;
 use crate::functions;
 use crate::predict;
+use crate::ship::{restore, ship_whole, ShipExec, WindowFlags};
 use crate::shuffle_read::{ReadMode, UnresolvedShuffleExec};
 
-/// Wire form of [`UnresolvedShuffleExec`].
+/// Wire form of [`UnresolvedShuffleExec`]: which output it reads, and every property the
+/// driver's plan derived from the exchange it replaces — partitioning, orderings, constants
+/// and equal expressions. Operators above it (a union interleaving hash-partitioned inputs, a
+/// window over columns a filter made constant) are rebuilt on the executor from these, and
+/// would refuse a plain "unknown partitioning, no ordering" input.
 #[derive(Clone, PartialEq, Message)]
 struct ShuffleReadNode {
     #[prost(uint32, tag = "1")]
@@ -39,6 +62,215 @@ struct ShuffleReadNode {
     partitions: u64,
     #[prost(message, optional, tag = "4")]
     schema: Option<protobuf::Schema>,
+    #[prost(message, optional, tag = "5")]
+    partitioning: Option<protobuf::Partitioning>,
+    #[prost(message, repeated, tag = "6")]
+    orderings: Vec<protobuf::PhysicalSortExprNodeCollection>,
+    #[prost(message, repeated, tag = "7")]
+    constants: Vec<ConstantNode>,
+    #[prost(message, repeated, tag = "8")]
+    equal: Vec<ExprList>,
+}
+
+/// An expression known to be constant in each partition (`uniform`: the same in all, with
+/// `value` when known).
+#[derive(Clone, PartialEq, Message)]
+struct ConstantNode {
+    #[prost(message, optional, tag = "1")]
+    expr: Option<protobuf::PhysicalExprNode>,
+    #[prost(bool, tag = "2")]
+    uniform: bool,
+    #[prost(message, optional, tag = "3")]
+    value: Option<protobuf::ScalarValue>,
+}
+
+/// A class of expressions known to be equal.
+#[derive(Clone, PartialEq, Message)]
+struct ExprList {
+    #[prost(message, repeated, tag = "1")]
+    exprs: Vec<protobuf::PhysicalExprNode>,
+}
+
+/// The wire form of a placeholder's equivalence properties.
+fn encode_properties(
+    properties: &EquivalenceProperties,
+    codec: &dyn PhysicalExtensionCodec,
+    converter: &dyn PhysicalProtoConverterExtension,
+) -> DfResult<(
+    Vec<protobuf::PhysicalSortExprNodeCollection>,
+    Vec<ConstantNode>,
+    Vec<ExprList>,
+)> {
+    let orderings = properties
+        .oeq_class()
+        .iter()
+        .map(|ordering| {
+            Ok(protobuf::PhysicalSortExprNodeCollection {
+                physical_sort_expr_nodes: serialize_physical_sort_exprs(
+                    ordering.iter().cloned(),
+                    codec,
+                    converter,
+                )?,
+            })
+        })
+        .collect::<DfResult<Vec<_>>>()?;
+    let constants = properties
+        .constants()
+        .into_iter()
+        .map(|c| {
+            let (uniform, value) = match &c.across_partitions {
+                AcrossPartitions::Uniform(v) => (true, v.as_ref()),
+                AcrossPartitions::Heterogeneous => (false, None),
+            };
+            Ok(ConstantNode {
+                expr: Some(converter.physical_expr_to_proto(&c.expr, codec)?),
+                uniform,
+                value: value
+                    .map(protobuf::ScalarValue::try_from)
+                    .transpose()
+                    .map_err(|e| DataFusionError::Internal(format!("encode constant: {e}")))?,
+            })
+        })
+        .collect::<DfResult<Vec<_>>>()?;
+    let equal = properties
+        .eq_group()
+        .iter()
+        .filter(|class| class.len() > 1)
+        .map(|class| {
+            Ok(ExprList {
+                exprs: serialize_physical_exprs(class.iter(), codec, converter)?,
+            })
+        })
+        .collect::<DfResult<Vec<_>>>()?;
+    Ok((orderings, constants, equal))
+}
+
+/// The properties of a decoded placeholder: `partitions` partitions of `schema` as `node`
+/// describes them.
+fn decode_properties(
+    node: &ShuffleReadNode,
+    schema: SchemaRef,
+    partitions: usize,
+    ctx: &PhysicalPlanDecodeContext<'_>,
+    converter: &dyn PhysicalProtoConverterExtension,
+) -> DfResult<PlanProperties> {
+    let partitioning =
+        parse_protobuf_partitioning(node.partitioning.as_ref(), ctx, &schema, converter)?
+            .filter(|p| p.partition_count() == partitions)
+            .unwrap_or(Partitioning::UnknownPartitioning(partitions));
+    let expr = |e: Option<&protobuf::PhysicalExprNode>| {
+        e.ok_or_else(|| DataFusionError::Internal("shuffle read: empty expression".into()))
+            .and_then(|e| converter.proto_to_physical_expr(e, &schema, ctx))
+    };
+    let mut eq = EquivalenceProperties::new(Arc::clone(&schema));
+    for class in &node.equal {
+        let exprs = class
+            .exprs
+            .iter()
+            .map(|e| expr(Some(e)))
+            .collect::<DfResult<Vec<_>>>()?;
+        for pair in exprs.windows(2) {
+            eq.add_equal_conditions(Arc::clone(&pair[0]), Arc::clone(&pair[1]))?;
+        }
+    }
+    let constants = node
+        .constants
+        .iter()
+        .map(|c| {
+            let across = if c.uniform {
+                let value = c
+                    .value
+                    .as_ref()
+                    .map(ScalarValue::try_from)
+                    .transpose()
+                    .map_err(|e| DataFusionError::Internal(format!("decode constant: {e}")))?;
+                AcrossPartitions::Uniform(value)
+            } else {
+                AcrossPartitions::Heterogeneous
+            };
+            Ok(ConstExpr::new(expr(c.expr.as_ref())?, across))
+        })
+        .collect::<DfResult<Vec<_>>>()?;
+    eq.add_constants(constants)?;
+    let orderings = node
+        .orderings
+        .iter()
+        .map(|o| parse_physical_sort_exprs(&o.physical_sort_expr_nodes, ctx, &schema, converter))
+        .collect::<DfResult<Vec<_>>>()?;
+    eq.add_orderings(orderings);
+    Ok(PlanProperties::new(
+        eq,
+        partitioning,
+        EmissionType::Incremental,
+        Boundedness::Bounded,
+    ))
+}
+
+/// First byte of a planner node: a shuffle read placeholder.
+const TAG_SHUFFLE_READ: u8 = 0;
+/// First byte of a planner node: an operator shipped whole (see [`crate::ship`]).
+const TAG_SHIP: u8 = 1;
+
+/// Wire form of a [`ShipExec`]: the operator's own proto form over placeholder inputs, and what
+/// that form loses.
+#[derive(Clone, PartialEq, Message)]
+struct ShipNode {
+    #[prost(bytes = "vec", tag = "1")]
+    inner: Vec<u8>,
+    #[prost(bool, repeated, tag = "2")]
+    ignore_nulls: Vec<bool>,
+    #[prost(bool, tag = "3")]
+    empty_grouping_set: bool,
+    #[prost(bool, repeated, tag = "4")]
+    reversed: Vec<bool>,
+}
+
+fn encode_ship(ship: &ShipExec, buf: &mut Vec<u8>, codec: &KilnPhysicalCodec) -> DfResult<()> {
+    let inner = physical_plan_to_bytes_with_proto_converter(
+        ship.with_placeholder_inputs()?,
+        codec,
+        &KilnProtoConverter,
+    )?;
+    let flags = ship.window_flags();
+    ShipNode {
+        inner: inner.to_vec(),
+        ignore_nulls: flags.iter().map(|f| f.ignore_nulls).collect(),
+        empty_grouping_set: ship.empty_grouping_set(),
+        reversed: flags.iter().map(|f| f.reversed).collect(),
+    }
+    .encode(buf)
+    .map_err(|e| DataFusionError::Internal(format!("encode shipped operator: {e}")))
+}
+
+fn decode_ship(
+    buf: &[u8],
+    inputs: &[Arc<dyn ExecutionPlan>],
+    ctx: &TaskContext,
+    codec: &KilnPhysicalCodec,
+) -> DfResult<Arc<dyn ExecutionPlan>> {
+    let node = ShipNode::decode(buf)
+        .map_err(|e| DataFusionError::Internal(format!("bad shipped operator: {e}")))?;
+    let with_placeholders = physical_plan_from_bytes_with_proto_converter(
+        &node.inner,
+        ctx,
+        codec,
+        &KilnProtoConverter,
+    )?;
+    // The placeholders have the inputs' properties: nothing to recompute.
+    let decoded = with_placeholders.replace_children(
+        inputs.to_vec(),
+        ReplaceChildrenOptions::new(ChildrenPropertiesMode::Keep),
+    )?;
+    let flags: Vec<WindowFlags> = node
+        .ignore_nulls
+        .iter()
+        .zip(&node.reversed)
+        .map(|(ignore_nulls, reversed)| WindowFlags {
+            ignore_nulls: *ignore_nulls,
+            reversed: *reversed,
+        })
+        .collect();
+    restore(decoded, &flags, node.empty_grouping_set)
 }
 
 /// The error for an operator no codec knows.
@@ -68,9 +300,15 @@ impl PhysicalExtensionCodec for KilnPhysicalCodec {
         &self,
         buf: &[u8],
         inputs: &[Arc<dyn ExecutionPlan>],
-        _ctx: &TaskContext,
-        _proto_converter: &dyn PhysicalProtoConverterExtension,
+        ctx: &TaskContext,
+        proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let (tag, buf) = buf
+            .split_first()
+            .ok_or_else(|| DataFusionError::Internal("empty Kiln plan node".into()))?;
+        if *tag == TAG_SHIP {
+            return decode_ship(buf, inputs, ctx, self);
+        }
         if !inputs.is_empty() {
             return Err(DataFusionError::Internal(
                 "shuffle read node has no inputs".to_string(),
@@ -84,11 +322,13 @@ impl PhysicalExtensionCodec for KilnPhysicalCodec {
         let schema = decode_schema(node.schema.as_ref(), "shuffle read")?;
         let partitions = usize::try_from(node.partitions)
             .map_err(|e| DataFusionError::Internal(format!("partition count: {e}")))?;
-        Ok(Arc::new(UnresolvedShuffleExec::new(
+        let decode_ctx = PhysicalPlanDecodeContext::new(ctx, self);
+        let properties =
+            decode_properties(&node, schema, partitions, &decode_ctx, proto_converter)?;
+        Ok(Arc::new(UnresolvedShuffleExec::with_properties(
             node.stage_id,
             mode,
-            schema,
-            partitions,
+            Arc::new(properties),
         )))
     }
 
@@ -96,17 +336,33 @@ impl PhysicalExtensionCodec for KilnPhysicalCodec {
         &self,
         node: Arc<dyn ExecutionPlan>,
         buf: &mut Vec<u8>,
-        _proto_converter: &dyn PhysicalProtoConverterExtension,
+        proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> DfResult<()> {
+        if let Some(ship) = node.downcast_ref::<ShipExec>() {
+            buf.push(TAG_SHIP);
+            return encode_ship(ship, buf, self);
+        }
         let Some(read) = node.downcast_ref::<UnresolvedShuffleExec>() else {
             return Err(not_shippable(node.as_ref()));
         };
+        buf.push(TAG_SHUFFLE_READ);
         let schema = protobuf::Schema::try_from(read.schema().as_ref())?;
+        let properties = read.properties();
+        let partitioning = match &properties.partitioning {
+            Partitioning::UnknownPartitioning(_) => None,
+            p => Some(serialize_partitioning(p, self, proto_converter)?),
+        };
+        let (orderings, constants, equal) =
+            encode_properties(&properties.eq_properties, self, proto_converter)?;
         let msg = ShuffleReadNode {
             stage_id: read.stage_id(),
             mode: read.mode().as_u32(),
             partitions: read.partition_count() as u64,
             schema: Some(schema),
+            partitioning,
+            orderings,
+            constants,
+            equal,
         };
         msg.encode(buf)
             .map_err(|e| DataFusionError::Internal(format!("encode shuffle read: {e}")))
@@ -136,7 +392,8 @@ pub fn plan_to_bytes(
     codec: &dyn PhysicalExtensionCodec,
 ) -> Result<Vec<u8>> {
     let plan = explicit_generator_projections(plan)?;
-    Ok(physical_plan_to_bytes_with_extension_codec(plan, codec)?.to_vec())
+    let plan = ship_whole(plan)?;
+    Ok(physical_plan_to_bytes_with_proto_converter(plan, codec, &KilnProtoConverter)?.to_vec())
 }
 
 /// `plan` with every projected [`LazyMemoryExec`] (`generate_series`, `range`) replaced by the
@@ -195,7 +452,62 @@ pub fn plan_from_bytes(
     ctx: &TaskContext,
     codec: &dyn PhysicalExtensionCodec,
 ) -> Result<Arc<dyn ExecutionPlan>> {
-    Ok(physical_plan_from_bytes_with_extension_codec(
-        bytes, ctx, codec,
+    Ok(physical_plan_from_bytes_with_proto_converter(
+        bytes,
+        ctx,
+        codec,
+        &KilnProtoConverter,
     )?)
+}
+
+/// DataFusion's proto conversion, except for `Float16` literals, which `datafusion-proto` 55
+/// writes as `Float32` (so an executor computes in the wrong type, or refuses to mix
+/// `Float16` with `Float32`): Kiln writes them as a `Float32` literal cast to `Float16`, which
+/// gives back the same value and type (every `f16` is an `f32`).
+pub struct KilnProtoConverter;
+
+impl PhysicalProtoConverterExtension for KilnProtoConverter {
+    fn proto_to_execution_plan(
+        &self,
+        proto: &protobuf::PhysicalPlanNode,
+        ctx: &PhysicalPlanDecodeContext<'_>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        proto.try_into_physical_plan_with_context(ctx, self)
+    }
+
+    fn execution_plan_to_proto(
+        &self,
+        plan: &Arc<dyn ExecutionPlan>,
+        codec: &dyn PhysicalExtensionCodec,
+    ) -> DfResult<protobuf::PhysicalPlanNode> {
+        protobuf::PhysicalPlanNode::try_from_physical_plan_with_converter(
+            Arc::clone(plan),
+            codec,
+            self,
+        )
+    }
+
+    fn proto_to_physical_expr(
+        &self,
+        proto: &protobuf::PhysicalExprNode,
+        input_schema: &Schema,
+        ctx: &PhysicalPlanDecodeContext<'_>,
+    ) -> DfResult<Arc<dyn PhysicalExpr>> {
+        parse_physical_expr_with_converter(proto, input_schema, ctx, self)
+    }
+
+    fn physical_expr_to_proto(
+        &self,
+        expr: &Arc<dyn PhysicalExpr>,
+        codec: &dyn PhysicalExtensionCodec,
+    ) -> DfResult<protobuf::PhysicalExprNode> {
+        if let Some(ScalarValue::Float16(v)) = expr.downcast_ref::<Literal>().map(Literal::value) {
+            let wide: Arc<dyn PhysicalExpr> =
+                Arc::new(Literal::new(ScalarValue::Float32(v.map(f32::from))));
+            let cast: Arc<dyn PhysicalExpr> =
+                Arc::new(CastExpr::new(wide, DataType::Float16, None));
+            return serialize_physical_expr_with_converter(&cast, codec, self);
+        }
+        serialize_physical_expr_with_converter(expr, codec, self)
+    }
 }

@@ -25,6 +25,7 @@ pub mod functions;
 mod leaf;
 pub mod predict;
 pub mod rules;
+pub mod ship;
 pub mod shuffle_read;
 pub mod stage;
 pub mod task;

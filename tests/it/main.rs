@@ -3,6 +3,7 @@
 
 mod cluster;
 mod common;
+mod conformance;
 mod dataframe;
 mod errors;
 mod features;

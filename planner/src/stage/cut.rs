@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use datafusion::datasource::sink::DataSinkExec;
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+use datafusion::physical_plan::limit::GlobalLimitExec;
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
@@ -122,12 +123,16 @@ impl Cutter {
             let tasks = child.output_partitioning().partition_count();
             if tasks > 1 && plan.downcast_ref::<CoalescePartitionsExec>().is_some() {
                 let properties = Arc::clone(plan.properties());
+                let fetch = plan.fetch();
                 let id = self.add_stage(child, StageOutput::Whole, tasks);
-                return Ok(Arc::new(UnresolvedShuffleExec::with_properties(
-                    id,
-                    ReadMode::Concat,
-                    properties,
-                )));
+                let read: Arc<dyn ExecutionPlan> = Arc::new(
+                    UnresolvedShuffleExec::with_properties(id, ReadMode::Concat, properties),
+                );
+                // A gather with a limit (`LIMIT` pushed into it) keeps its limit.
+                return Ok(match fetch {
+                    Some(n) => Arc::new(GlobalLimitExec::new(read, 0, Some(n))),
+                    None => read,
+                });
             }
             if tasks > 1 {
                 let properties = Arc::clone(child.properties());
