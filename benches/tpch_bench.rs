@@ -1,10 +1,10 @@
-//! TPC-H Q1, Q3 and Q6 through Kiln (embedded, 2 executors, local-directory shuffle), through
+//! TPC-H queries (Q1, Q3, Q6 and Q18 by default; `--queries` picks others) through Kiln (embedded, 2 executors, local-directory shuffle), through
 //! Kiln on `local_cluster(2)` (2 executor processes over gRPC), and through single-node
 //! DataFusion, in the same run on the same Parquet files. The cluster run needs the release
 //! `kiln` binary next to this one (`cargo build --release -p kiln --bin kiln`).
 //!
 //! ```text
-//! cargo run --release -p kiln-benches --bin tpch-bench -- [--sf 1] [--dir data/tpch-sf1] [--reps 3]
+//! cargo run --release -p kiln-benches --bin tpch-bench -- [--sf 1] [--dir data/tpch-sf1] [--reps 3] [--queries 1,3,6,18]
 //! ```
 //!
 //! Each (engine, query) runs in its own child process so that peak memory (VmHWM) belongs to
@@ -21,7 +21,7 @@ use kiln::{Session, ShuffleCompression};
 use kiln_benches::{child_stdout, BoxError};
 use kiln_tests::tpch;
 
-const QUERIES: [usize; 3] = [1, 3, 6];
+const QUERIES: [usize; 4] = [1, 3, 6, 18];
 
 struct Args {
     sf: f64,
@@ -29,6 +29,7 @@ struct Args {
     reps: usize,
     compression: Option<String>,
     child: Option<(String, usize)>,
+    queries: Vec<usize>,
 }
 
 fn parse_args() -> Result<Args, BoxError> {
@@ -38,6 +39,7 @@ fn parse_args() -> Result<Args, BoxError> {
         reps: 3,
         compression: None,
         child: None,
+        queries: QUERIES.to_vec(),
     };
     let mut dir = None;
     let mut it = std::env::args().skip(1);
@@ -48,6 +50,12 @@ fn parse_args() -> Result<Args, BoxError> {
             "--dir" => dir = Some(PathBuf::from(value()?)),
             "--reps" => args.reps = value()?.parse()?,
             "--shuffle-compression" => args.compression = Some(value()?),
+            "--queries" => {
+                args.queries = value()?
+                    .split(',')
+                    .map(|q| q.trim().trim_start_matches(['q', 'Q']).parse())
+                    .collect::<Result<_, _>>()?;
+            }
             "--child" => {
                 let v = value()?;
                 let (engine, q) = v.split_once(':').ok_or("--child takes ENGINE:QUERY")?;
@@ -55,7 +63,7 @@ fn parse_args() -> Result<Args, BoxError> {
             }
             "--help" | "-h" => {
                 println!(
-                    "tpch-bench [--sf 1] [--dir data/tpch-sf1] [--reps 3] [--shuffle-compression none|lz4|zstd]"
+                    "tpch-bench [--sf 1] [--dir data/tpch-sf1] [--reps 3] [--queries 1,3,6,18] [--shuffle-compression none|lz4|zstd]"
                 );
                 std::process::exit(0);
             }
@@ -185,7 +193,7 @@ fn main() -> Result<(), BoxError> {
         "| query | DataFusion s | Kiln s | time ratio | DataFusion MiB | Kiln MiB | memory ratio | Kiln local_cluster(2) s | cluster / embedded | answers agree |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|");
-    for q in QUERIES {
+    for q in args.queries.clone() {
         let mut results = Vec::new();
         for engine in ["datafusion", "kiln", "kiln-cluster"] {
             let out = child_stdout(

@@ -319,6 +319,8 @@ impl DataFrame {
                     crate::ml::lazy::resolve(&self.session, self.df.logical_plan().clone()).await?;
                 let state = crate::distributed::planning_state(&self.session.inner.ctx);
                 let plan = crate::distributed::scalar_subqueries(&self.session, plan).await?;
+                let plan = state.optimize(&plan)?;
+                let plan = crate::distributed::semi_join_filters(&self.session, plan).await?;
                 let plan = state.create_physical_plan(&plan).await?;
                 driver_scans_in_memory(&state, plan).await
             },

@@ -3,8 +3,9 @@
 //! first, and the few plans that run on the driver.
 //!
 //! ```text
-//!  logical plan ─optimize─▶ uncorrelated scalar subqueries run as their own jobs, replaced by
-//!               their values ─▶ physical plan (made with `distributed_options`)
+//!  logical plan ─▶ uncorrelated scalar subqueries run as their own jobs, replaced by their
+//!  values ─optimize─▶ semi joins with a small filtering side become IN filters (that side
+//!  run first) ─▶ physical plan (made with `distributed_options`)
 //!               ─▶ runs_on_driver? ── yes: DataFusion runs it in the driver's process
 //!                                  └─ no:  cut into stages, run on executors
 //! ```
@@ -12,12 +13,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use arrow::array::Array;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::{JoinType, NullEquality};
 use datafusion::common::ScalarValue;
 use datafusion::config::ConfigOptions;
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
-use datafusion::logical_expr::{Expr, LogicalPlan, Subquery};
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, Subquery};
 use datafusion::physical_plan::recursive_query::RecursiveQueryExec;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionContext;
@@ -138,6 +141,125 @@ pub(crate) fn scalar_subqueries(
         })?;
         Ok(replaced.data)
     })
+}
+
+/// Most distinct keys a semi join's filtering side may have to become an `IN` filter.
+pub(crate) const SEMI_JOIN_FILTER_MAX_KEYS: usize = 10_000;
+
+/// `plan` (optimized) with each semi join on one key whose filtering side has at most
+/// [`SEMI_JOIN_FILTER_MAX_KEYS`] distinct keys replaced by `key IN (those keys)` over the
+/// other side; the filtering side runs first, as a job of its own.
+///
+/// This is what single-node DataFusion gets from its dynamic filters (state a join shares with
+/// the scans below it, which Kiln turns off because they sit in other stages): in `WHERE
+/// o_orderkey IN (SELECT l_orderkey ... HAVING sum(l_quantity) > 300)` (TPC-H Q18) the 57 keys
+/// reach the scans, which then skip almost all rows, and the filter is pushed through the
+/// joins to every table with an equal key. A filtering side with more keys keeps its join; it
+/// then runs twice (once stopped at the limit), which bounds what the attempt costs.
+///
+/// # Errors
+/// A filtering side that fails.
+pub(crate) fn semi_join_filters(
+    session: &Session,
+    plan: LogicalPlan,
+) -> BoxFuture<'_, Result<LogicalPlan>> {
+    Box::pin(async move {
+        let mut candidates: Vec<Arc<LogicalPlan>> = Vec::new();
+        plan.apply(|node| {
+            if let Some((_, _, filtering, _)) = semi_join_parts(node) {
+                if !candidates.iter().any(|c| c == filtering) {
+                    candidates.push(Arc::clone(filtering));
+                }
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        if candidates.is_empty() {
+            return Ok(plan);
+        }
+        let mut lists: Vec<(Arc<LogicalPlan>, Vec<Expr>)> = Vec::new();
+        for filtering in candidates {
+            if let Some(keys) = distinct_keys(session, &filtering).await? {
+                lists.push((filtering, keys));
+            }
+        }
+        if lists.is_empty() {
+            return Ok(plan);
+        }
+        let rewritten = plan.transform_up(|node| {
+            let Some((kept, kept_key, filtering, filtering_key)) = semi_join_parts(&node) else {
+                return Ok(Transformed::no(node));
+            };
+            let Some((_, keys)) = lists.iter().find(|(f, _)| f == filtering) else {
+                return Ok(Transformed::no(node));
+            };
+            // The filtering side projects its key: the list holds that column's values.
+            if !matches!(filtering_key, Expr::Column(_)) {
+                return Ok(Transformed::no(node));
+            }
+            let filter = kept_key.clone().in_list(keys.clone(), false);
+            let filtered = LogicalPlanBuilder::from(Arc::clone(kept).as_ref().clone())
+                .filter(filter)?
+                .build()?;
+            Ok(Transformed::yes(filtered))
+        })?;
+        Ok(rewritten.data)
+    })
+}
+
+/// A semi join on one equal key (nulls equal to nothing) without another condition: (the side
+/// it keeps, that side's key, the filtering side, its key).
+fn semi_join_parts(
+    node: &LogicalPlan,
+) -> Option<(&Arc<LogicalPlan>, &Expr, &Arc<LogicalPlan>, &Expr)> {
+    let LogicalPlan::Join(join) = node else {
+        return None;
+    };
+    // `INTERSECT` is a semi join on which nulls equal nulls: an `IN` list cannot say that.
+    if join.filter.is_some()
+        || join.on.len() != 1
+        || join.null_aware
+        || join.null_equality != NullEquality::NullEqualsNothing
+    {
+        return None;
+    }
+    let (l, r) = &join.on[0];
+    match join.join_type {
+        JoinType::LeftSemi => Some((&join.left, l, &join.right, r)),
+        JoinType::RightSemi => Some((&join.right, r, &join.left, l)),
+        _ => None,
+    }
+}
+
+/// The distinct values of the filtering side's key (its only column after the optimizer's
+/// projection; else the first column of the key expression cannot be told apart, and `None`),
+/// as literals; `None` when there are more than [`SEMI_JOIN_FILTER_MAX_KEYS`].
+async fn distinct_keys(session: &Session, filtering: &LogicalPlan) -> Result<Option<Vec<Expr>>> {
+    if filtering.schema().fields().len() != 1 {
+        return Ok(None);
+    }
+    let state = session.inner.ctx.state();
+    let query = datafusion::dataframe::DataFrame::new(state, filtering.clone())
+        .distinct()?
+        .limit(0, Some(SEMI_JOIN_FILTER_MAX_KEYS + 1))?;
+    let batches = DataFrame::new(session.clone(), query).collect().await?;
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    if rows > SEMI_JOIN_FILTER_MAX_KEYS {
+        return Ok(None);
+    }
+    let mut keys = Vec::with_capacity(rows);
+    for b in &batches {
+        let column = b.column(0);
+        for i in 0..b.num_rows() {
+            // A null key matches nothing in an equi-join: leave it out of the list.
+            if column.is_valid(i) {
+                keys.push(Expr::Literal(
+                    ScalarValue::try_from_array(column.as_ref(), i)?,
+                    None,
+                ));
+            }
+        }
+    }
+    Ok(Some(keys))
 }
 
 /// The one value of an uncorrelated scalar subquery: `NULL` for no row, an error for more.

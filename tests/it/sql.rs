@@ -940,3 +940,46 @@ async fn a_transform_is_kept_in_the_catalog_and_applied_by_every_front_door() {
     let bare = render(&run_statement(&kiln, predict).await.unwrap());
     assert_ne!(bare, before);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_semi_join_with_few_keys_becomes_an_in_filter_pushed_to_the_scans() {
+    let kiln = Session::builder()
+        .executors(2)
+        .slots_per_executor(2)
+        .build()
+        .await
+        .unwrap();
+    run_statement(
+        &kiln,
+        "CREATE TABLE facts AS SELECT value AS k, value % 97 AS v FROM generate_series(1, 50000)",
+    )
+    .await
+    .unwrap();
+    let physical = |plan: String| {
+        plan.split_once("== Physical plan ==")
+            .map(|(_, p)| p.to_string())
+            .unwrap_or_default()
+    };
+    // A filtering side with 5 keys (3, 100, 197, 294, 391): run first, its keys become
+    // `k IN (...)` at the scan.
+    let few = "SELECT count(*), sum(v) FROM facts WHERE k IN (SELECT k FROM facts WHERE v = 3 AND k < 400)";
+    let plan = physical(kiln.sql(few).await.unwrap().explain().await.unwrap());
+    assert!(plan.contains("IN (SET)"), "{plan}");
+    assert!(!plan.contains("Semi"), "{plan}");
+    assert_eq!(render(&run_statement(&kiln, few).await.unwrap()), ["5 15"]);
+    // More keys than the limit: the semi join stays, with the same answer as DataFusion.
+    let many = "SELECT count(*), sum(v) FROM facts WHERE k IN (SELECT k FROM facts WHERE v < 50)";
+    let plan = physical(kiln.sql(many).await.unwrap().explain().await.unwrap());
+    assert!(plan.contains("Semi"), "{plan}");
+    let ctx = datafusion::prelude::SessionContext::new();
+    ctx.sql(
+        "CREATE TABLE facts AS SELECT value AS k, value % 97 AS v FROM generate_series(1, 50000)",
+    )
+    .await
+    .unwrap()
+    .collect()
+    .await
+    .unwrap();
+    let expected = render(&ctx.sql(many).await.unwrap().collect().await.unwrap());
+    assert_eq!(render(&run_statement(&kiln, many).await.unwrap()), expected);
+}

@@ -58,6 +58,52 @@ struct EncodedRange {
 /// split into many partitions does not write many tiny batches.
 const TARGET_BATCH_ROWS: usize = 8192;
 
+/// `batch` with every string or binary view column that references far more buffer bytes than
+/// its rows use copied into buffers of its own.
+///
+/// Arrow IPC writes a view array with all the data buffers its views point into. A join that
+/// takes a few rows of a broadcast build side hands out views into the whole build side's
+/// buffers, so without this each shuffled batch carried every build-side string again (TPC-H
+/// Q18 grouping by `c_name` wrote gigabytes for a few megabytes of names).
+fn compact_views(batch: RecordBatch) -> Result<RecordBatch> {
+    use arrow::array::{Array, ArrayRef, AsArray};
+    use arrow::datatypes::DataType;
+    fn wasteful(buffers: usize, used: usize) -> bool {
+        buffers > 64 * 1024 && buffers > 2 * used
+    }
+    let mut changed = false;
+    let columns: Vec<ArrayRef> = batch
+        .columns()
+        .iter()
+        .map(|c| -> ArrayRef {
+            match c.data_type() {
+                DataType::Utf8View => {
+                    let a = c.as_string_view();
+                    let buffers: usize = a.data_buffers().iter().map(|b| b.len()).sum();
+                    if wasteful(buffers, a.total_buffer_bytes_used()) {
+                        changed = true;
+                        return std::sync::Arc::new(a.gc());
+                    }
+                }
+                DataType::BinaryView => {
+                    let a = c.as_binary_view();
+                    let buffers: usize = a.data_buffers().iter().map(|b| b.len()).sum();
+                    if wasteful(buffers, a.total_buffer_bytes_used()) {
+                        changed = true;
+                        return std::sync::Arc::new(a.gc());
+                    }
+                }
+                _ => {}
+            }
+            std::sync::Arc::clone(c)
+        })
+        .collect();
+    if !changed {
+        return Ok(batch);
+    }
+    Ok(RecordBatch::try_new(batch.schema(), columns)?)
+}
+
 /// Which map task attempt is writing.
 #[derive(Clone, Debug)]
 pub struct MapOutputId {
@@ -126,6 +172,7 @@ impl RangeEncoder {
             b
         };
         self.pending_rows = 0;
+        let batch = compact_views(batch)?;
         let writer = match &mut self.writer {
             Some(w) => w,
             None => {
@@ -319,4 +366,56 @@ pub fn new_partitioner(
         input_partition,
         input_partitions,
     )?)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::Arc;
+
+    use arrow::array::{AsArray, StringViewArray, UInt32Array};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    #[test]
+    fn views_into_a_large_buffer_are_written_with_the_bytes_they_use() {
+        // A "build side" of long names, and a few rows taken from it, as a join hands them out.
+        let names: StringViewArray = (0..20_000)
+            .map(|i| Some(format!("Customer#{i:09}-with-a-long-name")))
+            .collect();
+        let taken =
+            arrow::compute::take(&names, &UInt32Array::from(vec![7, 9_999, 3]), None).unwrap();
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "c_name",
+            DataType::Utf8View,
+            true,
+        )]));
+        let batch = RecordBatch::try_new(Arc::clone(&schema), vec![taken]).unwrap();
+        let before: usize = batch
+            .column(0)
+            .as_string_view()
+            .data_buffers()
+            .iter()
+            .map(|b| b.len())
+            .sum();
+        assert!(before > 500_000, "{before}");
+        let compacted = compact_views(batch.clone()).unwrap();
+        let after: usize = compacted
+            .column(0)
+            .as_string_view()
+            .data_buffers()
+            .iter()
+            .map(|b| b.len())
+            .sum();
+        assert!(after < 1_000, "{after}");
+        assert_eq!(compacted, batch);
+        // Encoded, the batch is small too.
+        let mut encoder = RangeEncoder::new(schema, None);
+        encoder.push(batch).unwrap();
+        let range = encoder.finish().unwrap();
+        assert!(range.len < 10_000, "{} bytes for 3 names", range.len);
+        assert_eq!(range.rows, 3);
+    }
 }
