@@ -23,7 +23,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Identity, ServerTlsConfig};
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tracing::warn;
 
 use crate::error::{EngineError, Result};
@@ -56,6 +56,9 @@ pub(crate) struct ClusterOptions {
     /// TLS: PEM certificate chain and private key of the driver, and the authority that
     /// issued them (what `local_cluster` children trust).
     pub(crate) tls: Option<(PathBuf, PathBuf, PathBuf)>,
+    /// Mutual TLS: the authority executors' certificates must be signed by (`local_cluster`
+    /// children present the driver's own certificate).
+    pub(crate) client_ca: Option<PathBuf>,
     /// Object-store retries handed to `local_cluster` children.
     pub(crate) store_retries: Option<(usize, Duration)>,
     /// Told the driver's address once it listens.
@@ -80,6 +83,7 @@ impl Default for ClusterOptions {
             heartbeat_timeout: Duration::from_secs(10),
             register_timeout: Duration::from_secs(60),
             tls: None,
+            client_ca: None,
             store_retries: None,
             announce: None,
         }
@@ -199,8 +203,13 @@ pub(crate) async fn start(
             })
         };
         let identity = Identity::from_pem(read(cert)?, read(key)?);
+        let mut tls = ServerTlsConfig::new().identity(identity);
+        if let Some(client_ca) = &options.client_ca {
+            // Executors must present a certificate this authority signed.
+            tls = tls.client_ca_root(Certificate::from_pem(read(client_ca)?));
+        }
         server = server
-            .tls_config(ServerTlsConfig::new().identity(identity))
+            .tls_config(tls)
             .map_err(|e| EngineError::InvalidParameter {
                 name: "tls",
                 reason: e.to_string(),
@@ -266,11 +275,14 @@ pub(crate) async fn start(
                         t.as_secs().to_string(),
                     );
             }
-            if let Some((_, _, ca)) = &options.tls {
+            if let Some((cert, key, ca)) = &options.tls {
                 cmd.arg("--tls-ca")
                     .arg(ca)
                     .arg("--tls-domain")
                     .arg("localhost");
+                if options.client_ca.is_some() {
+                    cmd.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
+                }
             }
             let child = cmd.spawn().map_err(|e| EngineError::InvalidParameter {
                 name: "local_cluster",

@@ -287,6 +287,38 @@ const SPECS: &[Spec] = &[
         doc: "seconds an executor may stay silent before it is declared lost",
     },
     Spec {
+        key: "kiln.cluster.tls_cert",
+        default: "",
+        kind: Kind::Text,
+        scope: Scope::Startup,
+        secret: false,
+        doc: "PEM certificate the driver serves executors with over TLS (with tls_key and tls_ca; empty: plaintext)",
+    },
+    Spec {
+        key: "kiln.cluster.tls_key",
+        default: "",
+        kind: Kind::Text,
+        scope: Scope::Startup,
+        secret: false,
+        doc: "PEM private key of kiln.cluster.tls_cert",
+    },
+    Spec {
+        key: "kiln.cluster.tls_ca",
+        default: "",
+        kind: Kind::Text,
+        scope: Scope::Startup,
+        secret: false,
+        doc: "PEM authority that signed kiln.cluster.tls_cert (local-cluster executors trust it)",
+    },
+    Spec {
+        key: "kiln.cluster.tls_client_ca",
+        default: "",
+        kind: Kind::Text,
+        scope: Scope::Startup,
+        secret: false,
+        doc: "mutual TLS: executors must present a certificate signed by this PEM authority",
+    },
+    Spec {
         key: "kiln.store.max_retries",
         default: "3",
         kind: Kind::Int { min: 0 },
@@ -582,6 +614,37 @@ impl Config {
         }
         if let Some(token) = self.text("kiln.auth_token") {
             b = b.auth_token(token)?;
+        }
+        let tls: Vec<Option<&str>> = [
+            "kiln.cluster.tls_cert",
+            "kiln.cluster.tls_key",
+            "kiln.cluster.tls_ca",
+        ]
+        .iter()
+        .map(|k| self.text(k))
+        .collect();
+        match tls.as_slice() {
+            [Some(cert), Some(key), Some(ca)] => b = b.tls(cert, key, ca),
+            [None, None, None] => {}
+            _ => {
+                return Err(EngineError::Config {
+                    key: "kiln.cluster.tls_cert".into(),
+                    reason: "TLS needs kiln.cluster.tls_cert, kiln.cluster.tls_key and \
+                             kiln.cluster.tls_ca together (--tls-cert, --tls-key, --tls-ca)"
+                        .into(),
+                })
+            }
+        }
+        if let Some(client_ca) = self.text("kiln.cluster.tls_client_ca") {
+            if tls[0].is_none() {
+                return Err(EngineError::Config {
+                    key: "kiln.cluster.tls_client_ca".into(),
+                    reason: "mutual TLS needs the driver's own TLS settings too \
+                             (kiln.cluster.tls_cert, tls_key, tls_ca)"
+                        .into(),
+                });
+            }
+            b = b.mutual_tls(client_ca);
         }
         b = match self.get("kiln.mode") {
             Some("local_cluster") => b.local_cluster(executors),

@@ -213,6 +213,14 @@ impl SessionBuilder {
         self
     }
 
+    /// Mutual TLS (with [`tls`](Self::tls)): executors must present a certificate signed by
+    /// the authority `client_ca_pem` (`kiln executor --tls-cert PEM --tls-key PEM`);
+    /// `local_cluster` children present the driver's own certificate.
+    pub fn mutual_tls(mut self, client_ca_pem: impl Into<PathBuf>) -> Self {
+        self.cluster.client_ca = Some(client_ca_pem.into());
+        self
+    }
+
     /// How long an executor may stay silent before it is declared lost (default 10 s; they
     /// heartbeat every 500 ms).
     pub fn heartbeat_timeout(mut self, timeout: std::time::Duration) -> Self {
@@ -338,6 +346,22 @@ impl SessionBuilder {
                 "kiln.cluster.heartbeat_timeout_secs",
                 self.cluster.heartbeat_timeout.as_secs().to_string(),
             ),
+            (
+                "kiln.cluster.tls_cert",
+                path_text(self.cluster.tls.as_ref().map(|t| &t.0)),
+            ),
+            (
+                "kiln.cluster.tls_key",
+                path_text(self.cluster.tls.as_ref().map(|t| &t.1)),
+            ),
+            (
+                "kiln.cluster.tls_ca",
+                path_text(self.cluster.tls.as_ref().map(|t| &t.2)),
+            ),
+            (
+                "kiln.cluster.tls_client_ca",
+                path_text(self.cluster.client_ca.as_ref()),
+            ),
             ("kiln.store.max_retries", max_retries.to_string()),
             (
                 "kiln.store.retry_timeout_secs",
@@ -426,7 +450,10 @@ impl SessionBuilder {
         }
 
         let driver_runtime = runtime_env(Arc::clone(&registry), None)?;
-        let ctx = SessionContext::new_with_config_rt(config.clone(), driver_runtime);
+        // `SELECT * FROM 'data/t.parquet'` (a file, a directory, a glob or a URL), as in
+        // datafusion-cli and DuckDB.
+        let ctx =
+            SessionContext::new_with_config_rt(config.clone(), driver_runtime).enable_url_table();
         for udf in kiln_udfs() {
             ctx.register_udf(udf.as_ref().clone());
         }
@@ -501,6 +528,10 @@ impl SessionBuilder {
         session.open_model_catalog().await?;
         Ok(session)
     }
+}
+
+fn path_text(path: Option<&PathBuf>) -> String {
+    path.map(|p| p.display().to_string()).unwrap_or_default()
 }
 
 /// Default largest estimated build side, in bytes, that a join broadcasts instead of shuffling.
@@ -925,9 +956,21 @@ impl Session {
     /// Plain DataFusion SQL, after Kiln's table functions were rewritten away.
     pub(crate) async fn datafusion_sql(&self, sql: &str) -> Result<DataFrame> {
         let ctx = &self.inner.ctx;
-        let plan = ctx
-            .state()
-            .create_logical_plan(sql)
+        let state = ctx.state();
+        let dialect = state.config().options().sql_parser.dialect;
+        let statement = state
+            .sql_to_statement(sql, &dialect)
+            .map_err(|e| crate::error::locate_syntax_error(e.into(), sql))?;
+        // A table named by a URL (`FROM 's3://bucket/t/'`) needs its object store registered
+        // before the table can be listed.
+        for table in state.resolve_table_references(&statement)? {
+            let name = table.table();
+            if name.contains("://") {
+                self.inner.stores.ensure(name)?;
+            }
+        }
+        let plan = state
+            .statement_to_plan(statement)
             .await
             .map_err(|e| crate::error::locate_syntax_error(e.into(), sql))?;
         let plan = self.distribute_create_table(plan).await?;

@@ -121,6 +121,8 @@ async fn write_files(
         .map(|s| s.id)
         .ok_or_else(|| EngineError::Internal("a write without stages".into()))?;
     let job_id = session.next_job_id();
+    // A `COPY ... TO 's3://...'` may be the first the session hears of that store.
+    session.stores.ensure(&target.dir)?;
     let staging = StoreRoot::resolve(&target.job_staging(&job_id), &session.ctx.runtime_env())?;
     let mut guard = StagingGuard {
         root: Some(staging.clone()),

@@ -48,6 +48,17 @@ def _executor_command() -> str | None:
     return shutil.which("kiln")
 
 
+def _tls_settings(cert: Any, key: Any, ca: Any, client_ca: Any) -> dict[str, str]:
+    """The ``kiln.cluster.tls_*`` settings of the TLS arguments that were given."""
+    given = {
+        "kiln.cluster.tls_cert": cert,
+        "kiln.cluster.tls_key": key,
+        "kiln.cluster.tls_ca": ca,
+        "kiln.cluster.tls_client_ca": client_ca,
+    }
+    return {k: os.fspath(v) for k, v in given.items() if v is not None}
+
+
 class Session:
     """A Kiln session: the engine, its executors, its tables and its models.
 
@@ -130,12 +141,24 @@ class Session:
         config: str | os.PathLike[str] | None = None,
         settings: Mapping[str, Any] | None = None,
         progress: ProgressCallback | None = _DEFAULT_PROGRESS,
+        tls_cert: str | os.PathLike[str] | None = None,
+        tls_key: str | os.PathLike[str] | None = None,
+        tls_ca: str | os.PathLike[str] | None = None,
+        tls_client_ca: str | os.PathLike[str] | None = None,
     ) -> "Session":
         """A driver with ``executors`` executor processes on this machine (the ``kiln``
         command this package installed, or ``$KILN_EXECUTOR_BIN``), talking gRPC over
-        loopback; they stop with the session."""
+        loopback; they stop with the session. The ``tls_*`` paths turn on TLS as for
+        :meth:`listen` (the children present the driver's certificate under mutual TLS)."""
         return cls._build(
-            "local_cluster", executors, slots_per_executor, models_dir, config, settings, progress
+            "local_cluster",
+            executors,
+            slots_per_executor,
+            models_dir,
+            config,
+            settings,
+            progress,
+            _tls_settings(tls_cert, tls_key, tls_ca, tls_client_ca),
         )
 
     @classmethod
@@ -150,13 +173,24 @@ class Session:
         config: str | os.PathLike[str] | None = None,
         settings: Mapping[str, Any] | None = None,
         progress: ProgressCallback | None = _DEFAULT_PROGRESS,
+        tls_cert: str | os.PathLike[str] | None = None,
+        tls_key: str | os.PathLike[str] | None = None,
+        tls_ca: str | os.PathLike[str] | None = None,
+        tls_client_ca: str | os.PathLike[str] | None = None,
     ) -> "Session":
         """A driver listening on ``address`` (``"0.0.0.0:7077"``; port 0 picks one) that
         returns once ``executors`` executors joined (``kiln executor --driver URL`` on each
-        machine). ``on_listen(address)`` is called when it listens, before waiting."""
+        machine). ``on_listen(address)`` is called when it listens, before waiting.
+
+        TLS: ``tls_cert`` and ``tls_key`` (PEM) are what the driver serves with and
+        ``tls_ca`` the authority that signed them; executors then dial ``https://`` with
+        ``--tls-ca``. With ``tls_client_ca`` too (mutual TLS), an executor must present a
+        certificate that authority signed (``kiln executor --tls-cert PEM --tls-key PEM``).
+        The same as the ``kiln.cluster.tls_*`` settings."""
         extra = {"kiln.cluster.listen": address}
         if auth_token is not None:
             extra["kiln.auth_token"] = auth_token
+        extra.update(_tls_settings(tls_cert, tls_key, tls_ca, tls_client_ca))
         return cls._build(
             "cluster", executors, None, models_dir, config, settings, progress, extra, on_listen
         )

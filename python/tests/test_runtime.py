@@ -163,3 +163,107 @@ def test_python_dash_m_kiln_is_the_shell() -> None:
         timeout=120,
     )
     assert sql.returncode != 0 and "nope" in sql.stderr
+
+
+def _certificates(directory) -> dict[str, str]:
+    """A test authority, a ``localhost`` certificate and an executor's client certificate."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kiln test CA")])
+    ca = (
+        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+        .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+
+    def issue(name, usage, san):
+        key = ec.generate_private_key(ec.SECP256R1())
+        builder = (
+            x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        )
+        if san:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                critical=False,
+            )
+        return builder.sign(ca_key, hashes.SHA256()), key
+
+    files = {}
+
+    def write(name, data):
+        path = directory / name
+        path.write_bytes(data)
+        files[name] = str(path)
+
+    pem = serialization.Encoding.PEM
+    private = lambda k: k.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())  # noqa: E731
+    server, server_key = issue("localhost", ExtendedKeyUsageOID.SERVER_AUTH, True)
+    client, client_key = issue("kiln executor", ExtendedKeyUsageOID.CLIENT_AUTH, False)
+    write("ca.pem", ca.public_bytes(pem))
+    write("cert.pem", server.public_bytes(pem))
+    write("key.pem", private(server_key))
+    write("client.pem", client.public_bytes(pem))
+    write("client-key.pem", private(client_key))
+    return files
+
+
+def _executor_binary() -> str | None:
+    return os.environ.get("KILN_EXECUTOR_BIN") or kiln._executor_command()
+
+
+@pytest.mark.skipif(_executor_binary() is None, reason="needs the kiln executor binary")
+def test_listen_serves_executors_over_mutual_tls(tmp_path) -> None:
+    files = _certificates(tmp_path)
+    executors: list[subprocess.Popen] = []
+
+    def start_executor(address: str) -> None:
+        executors.append(
+            subprocess.Popen(
+                [
+                    _executor_binary(), "executor", "--driver", f"https://{address}",
+                    "--slots", "1", "--tls-ca", files["ca.pem"], "--tls-domain", "localhost",
+                    "--tls-cert", files["client.pem"], "--tls-key", files["client-key.pem"],
+                ],
+                env={**os.environ, "KILN_AUTH_TOKEN": "py-tls"},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+        )
+
+    try:
+        session = kiln.Session.listen(
+            "127.0.0.1:0",
+            1,
+            on_listen=start_executor,
+            auth_token="py-tls",
+            progress=None,
+            tls_cert=files["cert.pem"],
+            tls_key=files["key.pem"],
+            tls_ca=files["ca.pem"],
+            tls_client_ca=files["ca.pem"],
+        )
+        assert session.executor_count == 1
+        assert session.sql("SELECT count(*) AS n FROM generate_series(1, 500)").to_pylist() == [{"n": 500}]
+        settings = {name: value for name, value, _, _ in session._native.settings()}
+        assert settings["kiln.cluster.tls_client_ca"] == files["ca.pem"]
+    finally:
+        for p in executors:
+            p.kill()
+            p.wait()
+    # Half the TLS settings is refused, naming what is missing.
+    with pytest.raises(kiln.ParameterError, match="tls_key"):
+        kiln.Session.listen("127.0.0.1:0", 1, auth_token="x", progress=None, tls_cert=files["cert.pem"])

@@ -407,8 +407,9 @@ async fn injected_failures_are_retried_across_processes() {
 }
 
 /// A certificate authority and a `localhost` server certificate it issued, as PEM files in
-/// `dir` (made with the reference venv's `cryptography`).
-fn tls_files(
+/// `dir` (made with the reference venv's `cryptography`); the authority also issues an
+/// executor's client certificate, `client.pem` / `client-key.pem`, for mutual TLS.
+pub(crate) fn tls_files(
     dir: &std::path::Path,
 ) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
     let script = r#"
@@ -440,6 +441,17 @@ cert = (x509.CertificateBuilder()
                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .sign(ca_key, hashes.SHA256()))
+client_key = ec.generate_private_key(ec.SECP256R1())
+client = (x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kiln executor")]))
+        .issuer_name(ca_name).public_key(client_key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256()))
+pem("client.pem", client.public_bytes(serialization.Encoding.PEM))
+pem("client-key.pem", client_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                 serialization.NoEncryption()))
 pem("ca.pem", ca.public_bytes(serialization.Encoding.PEM))
 pem("cert.pem", cert.public_bytes(serialization.Encoding.PEM))
 pem("key.pem", key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,

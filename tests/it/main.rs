@@ -1,6 +1,7 @@
 //! Kiln's cross-crate integration suite: one test binary, one module per concern.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod cli;
 mod cluster;
 mod common;
 mod conformance;

@@ -12,12 +12,12 @@ use kiln::Session;
 use crate::common::sorted_rows;
 
 /// A moto S3 server with one bucket, `kiln`; the AWS environment points at it.
-struct S3Server {
+pub(crate) struct S3Server {
     child: Child,
 }
 
 impl S3Server {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()

@@ -1,9 +1,12 @@
 //! The `kiln` command line, as a library function so that every front door runs the same
 //! program: the `kiln` binary calls [`main`], and so does `python -m kiln`.
 //!
+//! Arguments are parsed by `clap` (`kiln --help`, `kiln SUBCOMMAND --help`, `kiln --version`,
+//! `kiln completions bash|zsh|fish|elvish|powershell`).
+//!
 //! ```text
 //! kiln executor --driver URL [--slots N] [--memory SIZE] [--id NAME] [--token-file PATH]
-//!               [--tls-ca PEM [--tls-domain NAME]]
+//!               [--tls-ca PEM [--tls-domain NAME] [--tls-cert PEM --tls-key PEM]]
 //! ```
 //!
 //! `executor` joins a driver (a session built with `listen` or `local_cluster`) and runs its
@@ -14,14 +17,16 @@
 //! kiln sql [-e SQL]... [-f FILE]... [--format table|csv|tsv|json|ndjson] [--maxrows N]
 //!          [--executors N] [--local-cluster N | --cluster ADDR] [--models-dir DIR]
 //!          [--config FILE] [--set KEY=VALUE]... [--quiet]
+//!          [--tls-cert PEM --tls-key PEM --tls-ca PEM [--tls-client-ca PEM]]
 //! ```
 //!
-//! `sql` runs Kiln SQL statements (see [`crate::sql`]) and prints each one's result.
+//! `sql` runs Kiln SQL statements (see [`crate::sql`]) and prints each one's result
+//! (`--maxrows 0`: every row).
 //!
 //! ```text
 //! kiln shell [--format table|csv|tsv|json|ndjson] [--maxrows N]
 //!            [--executors N] [--local-cluster N | --cluster ADDR] [--models-dir DIR]
-//!            [--config FILE] [--set KEY=VALUE]... [--history FILE]
+//!            [--config FILE] [--set KEY=VALUE]... [--history FILE] [--tls-... as sql]
 //! ```
 //!
 //! `shell` is the interactive SQL shell (history, multi-line statements, completion, dot
@@ -31,99 +36,129 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use clap::{CommandFactory, FromArgMatches};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use kiln_executor::rpc::{run_executor, AuthToken, ClientTls, WorkerOptions};
 use kiln_executor::store::EnvObjectStoreRegistry;
 use kiln_executor::ExecutorRuntime;
 
+mod args;
 mod shell;
 mod sql;
 
-const USAGE: &str = "usage: kiln executor --driver URL [--slots N] [--memory SIZE] [--id NAME] [--token-file PATH] [--tls-ca PEM [--tls-domain NAME]]
-       kiln sql [-e SQL]... [-f FILE]... [--format table|csv|tsv|json|ndjson] [--maxrows N] [--executors N] [--local-cluster N | --cluster ADDR] [--models-dir DIR] [--config FILE] [--set KEY=VALUE]... [--quiet]
-       kiln shell [--format table|csv|tsv|json|ndjson] [--maxrows N] [--executors N] [--local-cluster N | --cluster ADDR] [--models-dir DIR] [--config FILE] [--set KEY=VALUE]... [--history FILE]";
+use args::{Cli, Command, ExecutorArgs, SqlSource};
 
 /// Runs the `kiln` command with `args` (the arguments after the program name) and returns
-/// its exit status. Prints results to standard output and errors to standard error.
+/// its exit status: 0, 1 after an error it printed, 2 for bad arguments. Prints results to
+/// standard output and errors to standard error.
 pub fn main(args: &[String]) -> ExitCode {
-    match args.first().map(String::as_str) {
-        Some("executor") => match executor(&args[1..]) {
+    let argv = std::iter::once("kiln".to_string()).chain(args.iter().cloned());
+    let parsed = Cli::command()
+        .try_get_matches_from(argv)
+        .and_then(|m| Cli::from_arg_matches(&m).map(|cli| (cli, m)));
+    let (cli, matches) = match parsed {
+        Ok(p) => p,
+        Err(e) => {
+            // --help and --version are "errors" that print to standard output and exit 0.
+            let _ = e.print();
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+        }
+    };
+    match cli.command {
+        Command::Executor(a) => match executor(&a) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("kiln executor: {e}");
                 ExitCode::FAILURE
             }
         },
-        Some("sql") => sql::main(&args[1..]),
-        Some("shell") => shell::main(&args[1..]),
-        _ => {
-            eprintln!("{USAGE}");
-            ExitCode::from(2)
+        Command::Sql(a) => {
+            let sources = matches
+                .subcommand_matches("sql")
+                .map(sql_sources)
+                .unwrap_or_default();
+            sql::main(&a, sources)
+        }
+        Command::Shell(a) => shell::main(&a),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "kiln", &mut std::io::stdout());
+            ExitCode::SUCCESS
         }
     }
 }
 
-fn executor(args: &[String]) -> Result<(), String> {
-    let mut driver = None;
-    let mut slots = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut memory = None;
-    let mut id = format!("exec-{}", std::process::id());
-    let mut token_file = None;
-    let mut tls_ca = None;
-    let mut tls_domain = None;
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))
-        };
-        match flag.as_str() {
-            "--driver" => driver = Some(value()?),
-            "--slots" => {
-                slots = value()?.parse().map_err(|e| format!("--slots: {e}"))?;
-            }
-            "--memory" => memory = Some(parse_size(&value()?)?),
-            "--id" => id = value()?,
-            "--token-file" => token_file = Some(value()?),
-            "--tls-ca" => tls_ca = Some(value()?),
-            "--tls-domain" => tls_domain = Some(value()?),
-            other => return Err(format!("unknown argument {other}\n{USAGE}")),
-        }
+/// The `-e` and `-f` arguments of `kiln sql`, in the order they were given.
+fn sql_sources(m: &clap::ArgMatches) -> Vec<SqlSource> {
+    let mut out: Vec<(usize, SqlSource)> = Vec::new();
+    if let (Some(values), Some(indices)) =
+        (m.get_many::<String>("execute"), m.indices_of("execute"))
+    {
+        out.extend(
+            indices
+                .zip(values)
+                .map(|(i, v)| (i, SqlSource::Text(v.clone()))),
+        );
     }
-    let driver = driver.ok_or_else(|| format!("--driver is required\n{USAGE}"))?;
-    if slots == 0 {
-        return Err("--slots must be >= 1".into());
+    if let (Some(values), Some(indices)) = (
+        m.get_many::<std::path::PathBuf>("file"),
+        m.indices_of("file"),
+    ) {
+        out.extend(
+            indices
+                .zip(values)
+                .map(|(i, v)| (i, SqlSource::File(v.clone()))),
+        );
     }
-    let token = match token_file {
+    out.sort_by_key(|(i, _)| *i);
+    out.into_iter().map(|(_, s)| s).collect()
+}
+
+fn executor(args: &ExecutorArgs) -> Result<(), String> {
+    let slots = args
+        .slots
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let id = args
+        .id
+        .clone()
+        .unwrap_or_else(|| format!("exec-{}", std::process::id()));
+    let token = match &args.token_file {
         Some(path) => Some(
-            std::fs::read_to_string(&path)
-                .map_err(|e| format!("cannot read the token file {path}: {e}"))?,
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read the token file {}: {e}", path.display()))?,
         ),
         None => std::env::var(crate::AUTH_TOKEN_ENV).ok(),
     }
     .map(|t| AuthToken::new(&t))
     .transpose()?;
-
+    let read = |what: &str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| format!("cannot read the {what} {}: {e}", path.display()))
+    };
+    let tls = match &args.tls_ca {
+        Some(ca) => Some(ClientTls {
+            ca_pem: read("TLS authority", ca)?,
+            domain: args.tls_domain.clone(),
+            identity: match (&args.tls_cert, &args.tls_key) {
+                (Some(cert), Some(key)) => {
+                    Some((read("TLS certificate", cert)?, read("TLS key", key)?))
+                }
+                _ => None,
+            },
+        }),
+        None => None,
+    };
+    let memory = args.memory;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     let options = WorkerOptions {
-        driver,
+        driver: args.driver.clone(),
         token,
         id,
         slots,
         memory_bytes: memory,
         connect_timeout: Duration::from_secs(30),
-        tls: match tls_ca {
-            Some(path) => Some(ClientTls {
-                ca_pem: std::fs::read(&path)
-                    .map_err(|e| format!("cannot read the TLS authority {path}: {e}"))?,
-                domain: tls_domain,
-            }),
-            None => None,
-        },
+        tls,
     };
     runtime
         .block_on(run_executor(options, move |id, config| {
@@ -139,27 +174,4 @@ fn executor(args: &[String]) -> Result<(), String> {
     // Tasks still running belong to a driver that is gone: do not wait for them.
     runtime.shutdown_timeout(Duration::from_millis(500));
     Ok(())
-}
-
-/// A byte count with an optional binary suffix: `512m`, `2g`, `1048576`.
-fn parse_size(text: &str) -> Result<usize, String> {
-    crate::config::parse_size(text)
-        .ok_or_else(|| format!("--memory: '{text}' is not a size (e.g. 512m, 4g)"))
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-
-    use super::parse_size;
-
-    #[test]
-    fn sizes_take_binary_suffixes() {
-        assert_eq!(parse_size("1048576").unwrap(), 1 << 20);
-        assert_eq!(parse_size("512m").unwrap(), 512 << 20);
-        assert_eq!(parse_size("2G").unwrap(), 2 << 30);
-        assert_eq!(parse_size("4gb").unwrap(), 4 << 30);
-        assert!(parse_size("lots").is_err());
-        assert!(parse_size("0").is_err());
-    }
 }

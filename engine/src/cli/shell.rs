@@ -29,11 +29,10 @@ use rustyline::history::DefaultHistory;
 use rustyline::validate::{ValidationContext, ValidationResult, Validator};
 use rustyline::{Context, Editor, Helper};
 
+use super::args::ShellArgs;
 use super::sql::{
     execute, exit_code, parse_format, print, row_limit, run_script, runtime, Common, Format,
 };
-
-const USAGE: &str = "usage: kiln shell [--format table|csv|tsv|json|ndjson] [--maxrows N] [--executors N] [--local-cluster N | --cluster ADDR] [--models-dir DIR] [--config FILE] [--set KEY=VALUE]... [--history FILE]";
 
 const HELP: &str = "\
 Statements end with ';' and may span lines. Besides SQL:
@@ -127,13 +126,16 @@ struct Options {
     history: Option<PathBuf>,
 }
 
-pub(crate) fn main(args: &[String]) -> ExitCode {
-    let mut options = match parse_args(args) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("kiln shell: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
+pub(crate) fn main(args: &ShellArgs) -> ExitCode {
+    let mut options = Options {
+        common: Common::new(&args.session),
+        history: args.history.clone().or_else(|| {
+            std::env::var_os("KILN_HISTORY")
+                .map(PathBuf::from)
+                .or_else(|| {
+                    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".kiln_history"))
+                })
+        }),
     };
     let Some(runtime) = runtime("shell") else {
         return ExitCode::FAILURE;
@@ -151,24 +153,6 @@ pub(crate) fn main(args: &[String]) -> ExitCode {
         script(&runtime, &mut session, &mut options)
     };
     exit_code(result)
-}
-
-fn parse_args(args: &[String]) -> Result<Options, String> {
-    let mut options = Options {
-        common: Common::new(),
-        history: std::env::var_os("KILN_HISTORY")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".kiln_history"))),
-    };
-    let history = &mut options.history;
-    options.common.parse(args, |flag, value| {
-        if flag != "--history" {
-            return Ok(false);
-        }
-        *history = Some(PathBuf::from(value()?));
-        Ok(true)
-    })?;
-    Ok(options)
 }
 
 /// Runs standard input as a script: every statement in order, stopping at the first error.

@@ -22,12 +22,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use super::args::{SessionArgs, SqlArgs, SqlSource};
 use crate::config::{self, Config};
 use crate::sql::KilnStatement;
 use crate::Session;
 use arrow::array::RecordBatch;
-
-const USAGE: &str = "usage: kiln sql [-e SQL]... [-f FILE]... [--format table|csv|tsv|json|ndjson] [--maxrows N] [--executors N] [--local-cluster N | --cluster ADDR] [--models-dir DIR] [--config FILE] [--set KEY=VALUE]... [--quiet]";
 
 /// Where statements come from.
 enum Source {
@@ -65,76 +64,43 @@ pub(crate) struct Common {
 }
 
 impl Common {
-    /// The defaults: tables, and the settings of `crate::config` (2 in-process executors, the
-    /// models in `./kiln-models`).
-    pub(crate) fn new() -> Self {
+    /// The options of `args`: the output format and row limit (`--maxrows 0`: every row),
+    /// and the settings the flags give, applied in order over the config file and the
+    /// environment.
+    pub(crate) fn new(args: &SessionArgs) -> Self {
+        let mut flags: Vec<(&'static str, String)> = Vec::new();
+        if let Some(n) = &args.executors {
+            flags.push(("kiln.executors", n.to_string()));
+        }
+        if let Some(n) = &args.local_cluster {
+            flags.push(("kiln.mode", "local_cluster".into()));
+            flags.push(("kiln.executors", n.to_string()));
+        }
+        if let Some(addr) = &args.cluster {
+            flags.push(("kiln.mode", "cluster".into()));
+            flags.push(("kiln.cluster.listen", addr.clone()));
+        }
+        if let Some(dir) = &args.models_dir {
+            flags.push(("kiln.models_dir", dir.clone()));
+        }
+        for (key, path) in [
+            ("kiln.cluster.tls_cert", &args.tls_cert),
+            ("kiln.cluster.tls_key", &args.tls_key),
+            ("kiln.cluster.tls_ca", &args.tls_ca),
+            ("kiln.cluster.tls_client_ca", &args.tls_client_ca),
+        ] {
+            if let Some(p) = path {
+                flags.push((key, p.display().to_string()));
+            }
+        }
+        flags.extend(args.set.iter().cloned());
         Self {
-            format: Format::Table,
-            maxrows: None,
-            config_file: None,
-            flags: Vec::new(),
+            format: args.format,
+            maxrows: args.maxrows.map(|n| if n == 0 { usize::MAX } else { n }),
+            config_file: args.config.clone(),
+            flags,
             config: None,
         }
-    }
-
-    /// Reads `args`: the shared options into `self`, every other flag through
-    /// `own(flag, value)`, which takes its value (if any) from `value` and says whether it knew
-    /// the flag.
-    ///
-    /// # Errors
-    /// A flag neither knows, a flag without its value, or a bad value.
-    pub(crate) fn parse(
-        &mut self,
-        args: &[String],
-        mut own: impl FnMut(&str, &mut dyn FnMut() -> Result<String, String>) -> Result<bool, String>,
-    ) -> Result<(), String> {
-        let mut it = args.iter();
-        while let Some(flag) = it.next() {
-            let mut value = || {
-                it.next()
-                    .cloned()
-                    .ok_or_else(|| format!("{flag} needs a value"))
-            };
-            if !self.take(flag, &mut value)? && !own(flag, &mut value)? {
-                return Err(format!("unknown argument {flag}"));
-            }
-        }
-        Ok(())
-    }
-
-    /// Takes `flag` (its value from `value`) when it is one of the shared options; returns
-    /// whether it was.
-    fn take(
-        &mut self,
-        flag: &str,
-        value: impl FnOnce() -> Result<String, String>,
-    ) -> Result<bool, String> {
-        match flag {
-            "--format" => self.format = parse_format(&value()?)?,
-            "--maxrows" => self.maxrows = Some(row_limit(&value()?)?),
-            "--config" => self.config_file = Some(PathBuf::from(value()?)),
-            "--executors" => self.flags.push(("kiln.executors", count(flag, &value()?)?)),
-            "--local-cluster" => {
-                let n = count(flag, &value()?)?;
-                self.flags.push(("kiln.mode", "local_cluster".into()));
-                self.flags.push(("kiln.executors", n));
-            }
-            "--cluster" => {
-                self.flags.push(("kiln.mode", "cluster".into()));
-                self.flags.push(("kiln.cluster.listen", value()?));
-            }
-            "--models-dir" => self.flags.push(("kiln.models_dir", value()?)),
-            "--set" => {
-                let v = value()?;
-                let (key, setting) = v
-                    .split_once('=')
-                    .ok_or_else(|| format!("--set takes KEY=VALUE, got '{v}'"))?;
-                let key = crate::config::known_key(key.trim()).map_err(|e| e.to_string())?;
-                self.flags.push((key, setting.trim().to_string()));
-            }
-            _ => return Ok(false),
-        }
-        Ok(true)
     }
 
     /// The settings: defaults, the config file, the environment, then the flags.
@@ -243,48 +209,23 @@ pub(crate) fn row_limit(text: &str) -> Result<usize, String> {
         .map_err(|_| format!("the row limit must be a number of rows, got '{text}'"))
 }
 
-pub(crate) fn main(args: &[String]) -> ExitCode {
-    let options = match parse_args(args) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("kiln sql: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
+/// Runs `kiln sql`; `sources` are the `-e` and `-f` arguments in the order given.
+pub(crate) fn main(args: &SqlArgs, sources: Vec<SqlSource>) -> ExitCode {
+    let options = Options {
+        sources: sources
+            .into_iter()
+            .map(|s| match s {
+                SqlSource::Text(t) => Source::Text(t),
+                SqlSource::File(f) => Source::File(f),
+            })
+            .collect(),
+        common: Common::new(&args.session),
+        quiet: args.quiet,
     };
     let Some(runtime) = runtime("sql") else {
         return ExitCode::FAILURE;
     };
     exit_code(runtime.block_on(run(options)))
-}
-
-fn parse_args(args: &[String]) -> Result<Options, String> {
-    let mut options = Options {
-        sources: Vec::new(),
-        common: Common::new(),
-        quiet: false,
-    };
-    let (sources, quiet) = (&mut options.sources, &mut options.quiet);
-    options.common.parse(args, |flag, value| {
-        match flag {
-            "-e" | "--execute" => sources.push(Source::Text(value()?)),
-            "-f" | "--file" => sources.push(Source::File(PathBuf::from(value()?))),
-            "-q" | "--quiet" => *quiet = true,
-            _ => return Ok(false),
-        }
-        Ok(true)
-    })?;
-    if options.sources.is_empty() {
-        return Err("give statements with -e or a script with -f".into());
-    }
-    Ok(options)
-}
-
-fn count(flag: &str, text: &str) -> Result<String, String> {
-    text.parse::<usize>()
-        .ok()
-        .filter(|n| *n >= 1)
-        .map(|n| n.to_string())
-        .ok_or_else(|| format!("{flag} must be a number >= 1, got '{text}'"))
 }
 
 pub(crate) fn parse_format(text: &str) -> Result<Format, String> {

@@ -10,7 +10,7 @@ use kiln_planner::task::{KernelRequest, TaskDefinition, WireMessage};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 use tracing::{info, warn};
 
 use super::auth::{AuthToken, SendToken};
@@ -49,6 +49,9 @@ pub struct ClientTls {
     pub ca_pem: Vec<u8>,
     /// The name the certificate must carry (default: the driver URL's host).
     pub domain: Option<String>,
+    /// Mutual TLS: this executor's PEM certificate and private key, for a driver that checks
+    /// executors' certificates.
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 /// Connects to the driver and serves it until it closes the stream, asks the executor to
@@ -68,6 +71,9 @@ pub async fn run_executor(
         let mut config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&tls.ca_pem));
         if let Some(domain) = &tls.domain {
             config = config.domain_name(domain.clone());
+        }
+        if let Some((cert, key)) = &tls.identity {
+            config = config.identity(Identity::from_pem(cert, key));
         }
         endpoint = endpoint
             .tls_config(config)
