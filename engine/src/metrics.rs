@@ -38,6 +38,32 @@ pub struct Activity {
     pub training: Option<kiln_ml::Progress>,
 }
 
+impl Activity {
+    /// One line of progress since `before` (a reading taken when the work started), `elapsed`
+    /// later: `stages 2/3 | tasks 5/8 | training iteration 4/20 loss 0.512 | 1.2 s`. The
+    /// shell draws it while a statement runs; programs may too.
+    pub fn progress_line(&self, before: &Activity, elapsed: std::time::Duration) -> String {
+        let mut line = format!(
+            "stages {}/{} | tasks {}/{}",
+            self.stages_finished - before.stages_finished,
+            self.stages_planned - before.stages_planned,
+            self.tasks_finished - before.tasks_finished,
+            self.tasks_planned - before.tasks_planned
+        );
+        if let Some(t) = &self.training {
+            line.push_str(&format!(
+                " | training iteration {}/{}",
+                t.iteration, t.max_iter
+            ));
+            if let Some(loss) = t.loss {
+                line.push_str(&format!(" loss {loss:.6}"));
+            }
+        }
+        line.push_str(&format!(" | {:.1} s", elapsed.as_secs_f64()));
+        line
+    }
+}
+
 /// A snapshot of a session's counters since it started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Metrics {

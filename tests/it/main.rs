@@ -9,6 +9,7 @@ mod dataframe;
 mod errors;
 mod features;
 mod lazy;
+mod main_job;
 mod ml;
 mod persist;
 #[cfg(feature = "polars")]

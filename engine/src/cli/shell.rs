@@ -315,24 +315,7 @@ fn run_statement(
 
 /// The progress line of a statement that started with `before` and has `now`.
 fn progress_line(before: &Activity, now: &Activity, elapsed: Duration) -> String {
-    let mut line = format!(
-        "stages {}/{} | tasks {}/{}",
-        now.stages_finished - before.stages_finished,
-        now.stages_planned - before.stages_planned,
-        now.tasks_finished - before.tasks_finished,
-        now.tasks_planned - before.tasks_planned
-    );
-    if let Some(t) = &now.training {
-        line.push_str(&format!(
-            " | training iteration {}/{}",
-            t.iteration, t.max_iter
-        ));
-        if let Some(loss) = t.loss {
-            line.push_str(&format!(" loss {loss:.6}"));
-        }
-    }
-    line.push_str(&format!(" | {:.1} s", elapsed.as_secs_f64()));
-    line
+    now.progress_line(before, elapsed)
 }
 
 /// Runs a dot or backslash command; returns whether the shell should end.
