@@ -28,6 +28,25 @@ pub fn kill(pid: u32) {
     assert!(status.success(), "kill -9 {pid}");
 }
 
+/// Seeded kill points: (a delay of less than `max_delay_ms`, an executor index below
+/// `executors`), the same sequence on every run.
+pub(crate) fn kill_points(
+    seed: u64,
+    max_delay_ms: u64,
+    executors: usize,
+) -> impl Iterator<Item = (Duration, usize)> {
+    let mut state = seed;
+    std::iter::repeat_with(move || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (
+            Duration::from_millis((state >> 33) % max_delay_ms),
+            ((state >> 20) % executors as u64) as usize,
+        )
+    })
+}
+
 fn running(pid: u32) -> bool {
     // A zombie (killed, not yet reaped) has state Z.
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -139,14 +158,8 @@ async fn a_killed_executor_does_not_change_the_answer() {
         let kiln = crate::common::session(2, 2).await;
         sorted_rows(&kiln.sql(KILL_QUERY).await.unwrap().collect().await.unwrap())
     };
-    let mut seed: u64 = 0x5eed;
     let mut lost_during_query = 0;
-    for round in 0..10 {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        let delay = Duration::from_millis((seed >> 33) % 60);
-        let victim = ((seed >> 20) % 4) as usize;
+    for (round, (delay, victim)) in kill_points(0x5eed, 60, 4).take(10).enumerate() {
         let kiln = Session::builder()
             .local_cluster(4)
             .slots_per_executor(1)

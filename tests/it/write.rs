@@ -251,13 +251,11 @@ async fn an_executor_killed_mid_write_leaves_exactly_one_copy_of_each_file() {
         }
     }
     let src = source.path().display();
-    let mut seed: u64 = 0xfeed;
     let mut hits = 0;
-    for round in 0..4 {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        let delay = Duration::from_millis((seed >> 33) % 40);
+    for (round, (delay, victim)) in crate::cluster::kill_points(0xfeed, 40, 2)
+        .take(4)
+        .enumerate()
+    {
         let out = tempfile::tempdir().unwrap();
         let o = out.path().display();
         let kiln = Session::builder()
@@ -276,7 +274,7 @@ async fn an_executor_killed_mid_write_leaves_exactly_one_copy_of_each_file() {
         ))
         .await
         .unwrap();
-        let victim = kiln.executor_pids()[(seed >> 20) as usize % 2];
+        let victim = kiln.executor_pids()[victim];
         let write = async {
             kiln.sql("INSERT INTO dst SELECT k, v, pad FROM src")
                 .await?

@@ -66,42 +66,38 @@ const TARGET_BATCH_ROWS: usize = 8192;
 /// buffers, so without this each shuffled batch carried every build-side string again (TPC-H
 /// Q18 grouping by `c_name` wrote gigabytes for a few megabytes of names).
 fn compact_views(batch: RecordBatch) -> Result<RecordBatch> {
-    use arrow::array::{Array, ArrayRef, AsArray};
-    use arrow::datatypes::DataType;
-    fn wasteful(buffers: usize, used: usize) -> bool {
-        buffers > 64 * 1024 && buffers > 2 * used
+    use arrow::array::{ArrayRef, AsArray, GenericByteViewArray};
+    use arrow::datatypes::{ByteViewType, DataType};
+    fn compact<T: ByteViewType + ?Sized>(a: &GenericByteViewArray<T>) -> Option<ArrayRef> {
+        let buffers = view_buffer_bytes(a);
+        (buffers > 64 * 1024 && buffers > 2 * a.total_buffer_bytes_used())
+            .then(|| std::sync::Arc::new(a.gc()) as ArrayRef)
     }
     let mut changed = false;
     let columns: Vec<ArrayRef> = batch
         .columns()
         .iter()
-        .map(|c| -> ArrayRef {
-            match c.data_type() {
-                DataType::Utf8View => {
-                    let a = c.as_string_view();
-                    let buffers: usize = a.data_buffers().iter().map(|b| b.len()).sum();
-                    if wasteful(buffers, a.total_buffer_bytes_used()) {
-                        changed = true;
-                        return std::sync::Arc::new(a.gc());
-                    }
-                }
-                DataType::BinaryView => {
-                    let a = c.as_binary_view();
-                    let buffers: usize = a.data_buffers().iter().map(|b| b.len()).sum();
-                    if wasteful(buffers, a.total_buffer_bytes_used()) {
-                        changed = true;
-                        return std::sync::Arc::new(a.gc());
-                    }
-                }
-                _ => {}
-            }
-            std::sync::Arc::clone(c)
+        .map(|c| {
+            let compacted = match c.data_type() {
+                DataType::Utf8View => compact(c.as_string_view()),
+                DataType::BinaryView => compact(c.as_binary_view()),
+                _ => None,
+            };
+            changed |= compacted.is_some();
+            compacted.unwrap_or_else(|| std::sync::Arc::clone(c))
         })
         .collect();
     if !changed {
         return Ok(batch);
     }
     Ok(RecordBatch::try_new(batch.schema(), columns)?)
+}
+
+/// Bytes of the data buffers a view array points into.
+fn view_buffer_bytes<T: arrow::datatypes::ByteViewType + ?Sized>(
+    a: &arrow::array::GenericByteViewArray<T>,
+) -> usize {
+    a.data_buffers().iter().map(|b| b.len()).sum()
 }
 
 /// Which map task attempt is writing.
@@ -393,22 +389,10 @@ mod tests {
             true,
         )]));
         let batch = RecordBatch::try_new(Arc::clone(&schema), vec![taken]).unwrap();
-        let before: usize = batch
-            .column(0)
-            .as_string_view()
-            .data_buffers()
-            .iter()
-            .map(|b| b.len())
-            .sum();
+        let before = view_buffer_bytes(batch.column(0).as_string_view());
         assert!(before > 500_000, "{before}");
         let compacted = compact_views(batch.clone()).unwrap();
-        let after: usize = compacted
-            .column(0)
-            .as_string_view()
-            .data_buffers()
-            .iter()
-            .map(|b| b.len())
-            .sum();
+        let after = view_buffer_bytes(compacted.column(0).as_string_view());
         assert!(after < 1_000, "{after}");
         assert_eq!(compacted, batch);
         // Encoded, the batch is small too.
