@@ -5,8 +5,6 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 
-use super::sql::{parse_format, Format};
-
 /// Kiln: one engine from SQL to a trained model.
 #[derive(Debug, Parser)]
 #[command(
@@ -162,7 +160,39 @@ fn at_least_one(text: &str) -> Result<usize, String> {
 }
 
 fn rows(text: &str) -> Result<usize, String> {
-    super::sql::row_limit(text)
+    row_limit(text)
+}
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    Table,
+    Csv,
+    Tsv,
+    Json,
+    NdJson,
+}
+
+/// A row limit for `table` output.
+pub(crate) fn row_limit(text: &str) -> Result<usize, String> {
+    text.parse()
+        .map_err(|_| format!("the row limit must be a number of rows, got '{text}'"))
+}
+
+/// The output format named `text`.
+pub(crate) fn parse_format(text: &str) -> Result<Format, String> {
+    Ok(match text.to_ascii_lowercase().as_str() {
+        "table" => Format::Table,
+        "csv" => Format::Csv,
+        "tsv" => Format::Tsv,
+        "json" => Format::Json,
+        "ndjson" => Format::NdJson,
+        other => {
+            return Err(format!(
+                "unknown format '{other}'; formats: table, csv, tsv, json, ndjson"
+            ))
+        }
+    })
 }
 
 fn size(text: &str) -> Result<usize, String> {

@@ -29,10 +29,8 @@ use rustyline::history::DefaultHistory;
 use rustyline::validate::{ValidationContext, ValidationResult, Validator};
 use rustyline::{Context, Editor, Helper};
 
-use super::args::ShellArgs;
-use super::sql::{
-    execute, exit_code, parse_format, print, row_limit, run_script, runtime, Common, Format,
-};
+use super::args::{parse_format, row_limit, Format, ShellArgs};
+use super::sql::{execute, exit_code, print, run_script, runtime, Common};
 
 const HELP: &str = "\
 Statements end with ';' and may span lines. Besides SQL:

@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use super::args::{SessionArgs, SqlArgs, SqlSource};
+use super::args::{Format, SessionArgs, SqlArgs, SqlSource};
 use crate::config::{self, Config};
 use crate::sql::KilnStatement;
 use crate::Session;
@@ -32,16 +32,6 @@ use arrow::array::RecordBatch;
 enum Source {
     Text(String),
     File(PathBuf),
-}
-
-/// How results are printed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Format {
-    Table,
-    Csv,
-    Tsv,
-    Json,
-    NdJson,
 }
 
 struct Options {
@@ -203,12 +193,6 @@ pub(crate) fn runtime(command: &str) -> Option<tokio::runtime::Runtime> {
     }
 }
 
-/// A row limit for `table` output.
-pub(crate) fn row_limit(text: &str) -> Result<usize, String> {
-    text.parse()
-        .map_err(|_| format!("the row limit must be a number of rows, got '{text}'"))
-}
-
 /// Runs `kiln sql`; `sources` are the `-e` and `-f` arguments in the order given.
 pub(crate) fn main(args: &SqlArgs, sources: Vec<SqlSource>) -> ExitCode {
     let options = Options {
@@ -226,21 +210,6 @@ pub(crate) fn main(args: &SqlArgs, sources: Vec<SqlSource>) -> ExitCode {
         return ExitCode::FAILURE;
     };
     exit_code(runtime.block_on(run(options)))
-}
-
-pub(crate) fn parse_format(text: &str) -> Result<Format, String> {
-    Ok(match text.to_ascii_lowercase().as_str() {
-        "table" => Format::Table,
-        "csv" => Format::Csv,
-        "tsv" => Format::Tsv,
-        "json" => Format::Json,
-        "ndjson" => Format::NdJson,
-        other => {
-            return Err(format!(
-                "unknown format '{other}'; formats: table, csv, tsv, json, ndjson"
-            ))
-        }
-    })
 }
 
 async fn run(mut options: Options) -> Result<(), String> {
