@@ -28,6 +28,7 @@ from kiln.errors import (
     ExecutionError,
     KilnError,
     KilnIOError,
+    NotFittedError,
     ParameterError,
     PlanningError,
 )
@@ -620,7 +621,12 @@ __all__ = [
     "ExecutionError",
     "ParameterError",
     "KilnIOError",
+    "NotFittedError",
     "ConsoleProgress",
     "sql",
     "__version__",
+    "ml",
 ]
+
+# `import kiln` makes `kiln.ml` reachable; kiln.ml imports Session and DataFrame from above.
+from kiln import ml  # noqa: E402

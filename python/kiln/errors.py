@@ -22,4 +22,16 @@ class KilnIOError(KilnError, OSError):
     """Reading or writing failed: a missing or malformed file, an object store error."""
 
 
-__all__ = ["KilnError", "PlanningError", "ExecutionError", "ParameterError", "KilnIOError"]
+class NotFittedError(KilnError, ValueError, AttributeError):
+    """An estimator was asked to predict or transform before ``fit`` (a ``ValueError`` and an
+    ``AttributeError``, as scikit-learn's ``NotFittedError``)."""
+
+
+__all__ = [
+    "KilnError",
+    "PlanningError",
+    "ExecutionError",
+    "ParameterError",
+    "KilnIOError",
+    "NotFittedError",
+]

@@ -226,6 +226,11 @@ impl PySession {
         self.session.register_model(name, (*model.model).clone());
     }
 
+    /// Forgets a registered model; returns whether it was registered.
+    fn deregister_model(&self, name: &str) -> bool {
+        self.session.deregister_model(name)
+    }
+
     /// A registered model.
     fn model(&self, name: &str) -> Option<PyModel> {
         self.session.model(name).map(PyModel::wrap)

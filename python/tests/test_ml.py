@@ -368,3 +368,37 @@ def test_estimators_reject_unknown_and_bad_parameters(session: kiln.Session) -> 
         ml.KMeans(2, init="kmeans++").fit(df)
     with pytest.raises(kiln.ParameterError, match="unsupervised"):
         ml.KMeans(2).fit(df, label="f0")
+
+
+def test_a_model_predicts_probabilities_with_its_own_weights(session: kiln.Session) -> None:
+    # A model predicts probabilities through the session's registry, under a name of its own.
+    # That name was made from id(model), which a model created after a freed one usually gets
+    # again (CPython reuses the address): the new model then predicted with the old weights.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 2))
+    y = (x[:, 0] - x[:, 1] + rng.normal(0, 1, 200) > 0).astype(float)
+    df = frame(session, x, y)
+    weak, strong = (ml.LogisticRegression(C=c).fit(df)._native for c in (0.001, 10.0))
+    first = ml.LogisticRegressionModel(weak, session, "prediction")
+    df.predict(first, "p", probability=True).to_arrow()
+    del first
+    second = ml.LogisticRegressionModel(strong, session, "prediction")
+    proba = np.array(df.predict(second, "p", probability=True).to_arrow().column("p").to_pylist())
+    expected = 1 / (1 + np.exp(-(x @ second.coef_[0] + second.intercept_[0])))
+    assert_close(proba[:, 1], expected, 1e-12)
+
+
+def test_a_freed_model_leaves_no_registration_behind(session: kiln.Session) -> None:
+    import gc
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(200, 2))
+    y = (x[:, 0] > 0).astype(float)
+    df = frame(session, x, y)
+    before = set(session._native.model_names())
+    model = ml.LogisticRegression().fit(df)
+    model.transform(df).to_arrow()  # probabilities: the model is registered by name
+    assert len(set(session._native.model_names()) - before) == 1
+    del model
+    gc.collect()
+    assert set(session._native.model_names()) == before

@@ -240,7 +240,7 @@ def test_listen_serves_executors_over_mutual_tls(tmp_path) -> None:
                 ],
                 env={**os.environ, "KILN_AUTH_TOKEN": "py-tls"},
                 stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
             )
         )
 
