@@ -28,7 +28,7 @@ use futures::future::BoxFuture;
 
 use crate::dataframe::DataFrame;
 use crate::error::{EngineError, Result};
-use crate::session::Session;
+use crate::session::{Session, SessionInner};
 
 /// The DataFusion settings a plan cut into stages needs, whatever the session's settings say:
 /// these options make operators share state across what become stage boundaries, or use
@@ -81,6 +81,18 @@ pub(crate) fn runs_on_driver(plan: &Arc<dyn ExecutionPlan>) -> bool {
         Ok(TreeNodeRecursion::Continue)
     });
     local
+}
+
+/// Runs `plan` whole in the driver's DataFusion (what [`runs_on_driver`] picks, or a sink fed
+/// collected rows), a panic in it caught as everywhere else.
+pub(crate) async fn collect_on_driver(
+    session: &SessionInner,
+    plan: Arc<dyn ExecutionPlan>,
+) -> Result<Vec<arrow::record_batch::RecordBatch>> {
+    crate::panic::guard(|| "running on the driver".to_string(), Vec::new, async {
+        Ok(datafusion::physical_plan::collect(plan, session.ctx.task_ctx()).await?)
+    })
+    .await
 }
 
 /// `plan` (before optimization) with every uncorrelated scalar subquery replaced by its value,
@@ -153,9 +165,11 @@ pub(crate) const SEMI_JOIN_FILTER_MAX_KEYS: usize = 10_000;
 /// This is what single-node DataFusion gets from its dynamic filters (state a join shares with
 /// the scans below it, which Kiln turns off because they sit in other stages): in `WHERE
 /// o_orderkey IN (SELECT l_orderkey ... HAVING sum(l_quantity) > 300)` (TPC-H Q18) the 57 keys
-/// reach the scans, which then skip almost all rows, and the filter is pushed through the
-/// joins to every table with an equal key. A filtering side with more keys keeps its join; it
-/// then runs twice (once stopped at the limit), which bounds what the attempt costs.
+/// reach the scans, which then skip almost all rows: planning optimizes the rewritten plan
+/// again, which pushes the filter through the joins to every table with an equal key. A
+/// filtering side with more keys keeps its join and so runs twice (the first run stops
+/// bringing keys to the driver at the limit, but computes what precedes the limit in full).
+/// Like the scalar subqueries, this runs jobs while a plan is made, `EXPLAIN` included.
 ///
 /// # Errors
 /// A filtering side that fails.

@@ -2,6 +2,7 @@
 
 use datafusion::common::SchemaError;
 use datafusion::error::DataFusionError;
+use kiln_executor::error::files_text;
 use kiln_executor::ExecError;
 use kiln_planner::task::{ErrorClass, ErrorDetail, TaskFailure};
 
@@ -138,14 +139,6 @@ pub enum EngineError {
     /// A bug in Kiln.
     #[error("internal error: {0}")]
     Internal(String),
-}
-
-fn files_text(files: &[String]) -> String {
-    match files {
-        [] => String::new(),
-        [one] => format!(" while reading '{one}'"),
-        many => format!(" while reading one of '{}'", many.join("', '")),
-    }
 }
 
 impl EngineError {

@@ -39,7 +39,7 @@ pub(crate) async fn run_plan(
     plan: Arc<dyn ExecutionPlan>,
 ) -> Result<Vec<RecordBatch>> {
     if crate::distributed::runs_on_driver(&plan) {
-        return Ok(datafusion::physical_plan::collect(plan, session.ctx.task_ctx()).await?);
+        return crate::distributed::collect_on_driver(session, plan).await;
     }
     if plan.downcast_ref::<DataSinkExec>().is_some() {
         return crate::write::run_write(session, plan).await;
@@ -439,6 +439,9 @@ impl<'a> Job<'a> {
                 .is_some_and(|s| s.parents.iter().all(|p| self.stage_done(*p)));
             if ready {
                 task.inputs = self.inputs_of(task.stage_id);
+                // A new launch, a new attempt id: the parked attempt may have written some of
+                // its output (a write's staging files) before its input failed.
+                task.attempt = self.next_attempt(task.stage_id, task.partition);
                 self.queue.push_back(task);
             } else {
                 self.waiting.push(task);

@@ -41,8 +41,8 @@ pub(crate) fn statement_text(sql: &str) -> String {
     }
 }
 
-/// The location of a `CREATE EXTERNAL TABLE` or `COPY`, the files a statement names that
-/// planning reads.
+/// The locations of a `CREATE EXTERNAL TABLE`: the files a statement names that planning
+/// reads.
 pub(crate) fn statement_files(sql: &str) -> Vec<String> {
     use datafusion::sql::parser::{DFParser, Statement};
     let Ok(statements) = DFParser::parse_sql(sql) else {

@@ -76,14 +76,14 @@ async fn write_on_driver(
         return Err(EngineError::Internal("a sink without input".into()));
     };
     let batches = if crate::distributed::runs_on_driver(&input) {
-        datafusion::physical_plan::collect(Arc::clone(&input), session.ctx.task_ctx()).await?
+        crate::distributed::collect_on_driver(session, Arc::clone(&input)).await?
     } else {
         let graph = cut_stages(Arc::clone(&input))?;
         job::run_graph(session, &graph).await?
     };
     let rows = MemorySourceConfig::try_new_exec(&[batches], input.schema(), None)?;
     let local = replace_children_if_necessary(plan, vec![rows])?;
-    Ok(datafusion::physical_plan::collect(local, session.ctx.task_ctx()).await?)
+    crate::distributed::collect_on_driver(session, local).await
 }
 
 /// A write of files: one task per input partition (unless the output is a single file or
@@ -106,11 +106,12 @@ async fn write_files(
     let plan = match plan.children().first() {
         Some(child) if target.file.is_none() => {
             match child.downcast_ref::<CoalescePartitionsExec>() {
-                Some(gather) => {
+                // A gather with a limit (`COPY (... LIMIT n)`) stays: each task would apply it.
+                Some(gather) if gather.fetch().is_none() => {
                     let input = Arc::clone(gather.input());
                     replace_children_if_necessary(Arc::clone(&plan), vec![input])?
                 }
-                None => plan,
+                _ => plan,
             }
         }
         _ => plan,

@@ -96,7 +96,9 @@ pub enum ExecError {
     Internal(String),
 }
 
-fn files_text(files: &[String]) -> String {
+/// ` while reading 'f'` / ` while reading one of 'f', 'g'`, or nothing: how errors name the
+/// files a panicking task was reading.
+pub fn files_text(files: &[String]) -> String {
     match files {
         [] => String::new(),
         [one] => format!(" while reading '{one}'"),

@@ -187,7 +187,10 @@ impl ExecutorRuntime {
             .catch_unwind()
             .await
             .unwrap_or_else(|payload| {
-                let (files, format) = self.files_of(task);
+                // Naming the files decodes the plan again: if that is what panicked, name none.
+                let (files, format) =
+                    std::panic::catch_unwind(AssertUnwindSafe(|| self.files_of(task)))
+                        .unwrap_or_default();
                 Err(ExecError::Panicked {
                     during: format!("stage {} task {}", task.stage_id, task.partition),
                     files,
@@ -250,14 +253,19 @@ impl ExecutorRuntime {
     }
 
     async fn try_run(&self, task: &TaskDefinition) -> Result<MapStatus> {
-        if task.inject_failure {
-            return Err(ExecError::Internal(format!(
+        let injected = || {
+            ExecError::Internal(format!(
                 "injected failure (stage {} task {} attempt {})",
                 task.stage_id, task.partition, task.attempt
-            )));
-        }
+            ))
+        };
         let task_ctx: Arc<TaskContext> = self.ctx.task_ctx();
         let plan = plan_from_bytes(&task.plan, &task_ctx, self.codec.as_ref())?;
+        // An injected failure ends a write task after it has written its files (the worst
+        // moment for the commit protocol), any other task before it starts.
+        if task.inject_failure && plan.downcast_ref::<DataSinkExec>().is_none() {
+            return Err(injected());
+        }
         let root = StoreRoot::resolve(&task.shuffle_root, &self.ctx.runtime_env())?;
         let plan = resolve_shuffle_reads(plan, &task.inputs, &root)?;
         let plan = bind_cached_scans(plan, &self.cache)?;
@@ -284,6 +292,9 @@ impl ExecutorRuntime {
                 task.attempt,
             );
             let rows = write_sink_partition(sink, ids, Arc::clone(&task_ctx)).await?;
+            if task.inject_failure {
+                return Err(injected());
+            }
             let schema = plan.schema();
             let count = RecordBatch::try_new(
                 Arc::clone(&schema),

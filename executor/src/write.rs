@@ -50,7 +50,10 @@ impl WriteTarget {
             ))
         })?;
         let text = url.as_str();
-        if config.file_output_mode.single_file_output(url) {
+        // A write partitioned by columns is a directory of `col=value/` directories, whatever
+        // its path looks like (`out.parquet` included), as DataFusion writes it.
+        if config.table_partition_cols.is_empty() && config.file_output_mode.single_file_output(url)
+        {
             let (dir, file) = text.rsplit_once('/').ok_or_else(|| {
                 DataFusionError::Plan(format!("'{text}' is not a file path to write"))
             })?;
