@@ -9,15 +9,25 @@
 //!   reversed. Kiln writes the unreversed function and reverses it again after decoding;
 //! - an aggregate over `GROUPING SETS (())`, one empty grouping set: the wire form keeps the
 //!   sets as a flat mask of `sets × columns` flags, which is empty for zero columns, so the one
-//!   set comes back as none and the aggregate answers no row instead of one.
+//!   set comes back as none and the aggregate answers no row instead of one;
+//! - a CSV file sink: the wire form writes each unset date and time format as an empty string
+//!   and reads it back as a format that prints nothing (every timestamp of the file comes out
+//!   empty), and drops the format of zone-aware timestamps and the compression level.
 //!
 //! [`ship_whole`] wraps each such operator in a [`ShipExec`] just before a plan is encoded. The
 //! codec writes the operator itself, over placeholder inputs that carry its inputs'
 //! properties, plus what its form loses, and decodes the two back into the operator,
 //! complete. Plans without such operators encode exactly as before.
 
+use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
+
+use arrow::csv::WriterBuilder;
+use datafusion::common::file_options::csv_writer::CsvWriterOptions;
+use datafusion::datasource::file_format::csv::CsvSink;
+use datafusion::datasource::physical_plan::FileSink;
+use datafusion::datasource::sink::DataSinkExec;
 
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::error::{DataFusionError, Result as DfResult};
@@ -48,6 +58,77 @@ pub struct WindowFlags {
     pub reversed: bool,
 }
 
+/// What the wire form of a CSV file sink's writer options loses: the date and time formats
+/// (unset ones come back as empty formats) and the compression level.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CsvFormats {
+    /// Format of `Date32`/`Date64` values.
+    pub date: Option<String>,
+    /// Format of datetimes.
+    pub datetime: Option<String>,
+    /// Format of timestamps without a time zone.
+    pub timestamp: Option<String>,
+    /// Format of timestamps with a time zone.
+    pub timestamp_tz: Option<String>,
+    /// Format of times.
+    pub time: Option<String>,
+    /// Level of the file compression.
+    pub compression_level: Option<u32>,
+}
+
+impl CsvFormats {
+    /// The formats of `options`.
+    pub fn of(options: &CsvWriterOptions) -> Self {
+        let w = &options.writer_options;
+        let own = |f: Option<&str>| f.map(str::to_string);
+        Self {
+            date: own(w.date_format()),
+            datetime: own(w.datetime_format()),
+            timestamp: own(w.timestamp_format()),
+            timestamp_tz: own(w.timestamp_tz_format()),
+            time: own(w.time_format()),
+            compression_level: options.compression_level,
+        }
+    }
+
+    /// `decoded` (options as the wire form gives them back) with these formats.
+    pub fn apply(&self, decoded: &CsvWriterOptions) -> CsvWriterOptions {
+        let d = &decoded.writer_options;
+        // A builder cannot unset a format: start from one with none.
+        let mut w = WriterBuilder::new()
+            .with_header(d.header())
+            .with_delimiter(d.delimiter())
+            .with_quote(d.quote())
+            .with_escape(d.escape())
+            .with_double_quote(d.double_quote())
+            .with_null(d.null().to_string())
+            .with_quote_style(d.quote_style())
+            .with_line_terminator(d.line_terminator().clone())
+            .with_ignore_leading_whitespace(d.ignore_leading_whitespace())
+            .with_ignore_trailing_whitespace(d.ignore_trailing_whitespace());
+        if let Some(f) = &self.date {
+            w = w.with_date_format(f.clone());
+        }
+        if let Some(f) = &self.datetime {
+            w = w.with_datetime_format(f.clone());
+        }
+        if let Some(f) = &self.timestamp {
+            w = w.with_timestamp_format(f.clone());
+        }
+        if let Some(f) = &self.timestamp_tz {
+            w = w.with_timestamp_tz_format(f.clone());
+        }
+        if let Some(f) = &self.time {
+            w = w.with_time_format(f.clone());
+        }
+        CsvWriterOptions {
+            writer_options: w,
+            compression: decoded.compression,
+            compression_level: self.compression_level,
+        }
+    }
+}
+
 /// An operator to ship whole, with what its `datafusion-proto` form loses.
 #[derive(Debug)]
 pub struct ShipExec {
@@ -57,6 +138,8 @@ pub struct ShipExec {
     window: Vec<WindowFlags>,
     /// For an aggregate: it groups by one empty grouping set.
     empty_grouping_set: bool,
+    /// For a CSV file sink: its writer's formats.
+    csv: Option<CsvFormats>,
 }
 
 impl ShipExec {
@@ -73,6 +156,11 @@ impl ShipExec {
     /// Whether the operator is an aggregate over one empty grouping set.
     pub fn empty_grouping_set(&self) -> bool {
         self.empty_grouping_set
+    }
+
+    /// For a CSV file sink, the formats of its writer.
+    pub fn csv_formats(&self) -> Option<&CsvFormats> {
+        self.csv.as_ref()
     }
 
     /// The operator with its inputs replaced by placeholders that keep their properties, for
@@ -120,6 +208,7 @@ pub fn ship_whole(plan: Arc<dyn ExecutionPlan>) -> DfResult<Arc<dyn ExecutionPla
                     inner,
                     window: flags,
                     empty_grouping_set: false,
+                    csv: None,
                 })
                     as Arc<dyn ExecutionPlan>));
             }
@@ -134,13 +223,29 @@ pub fn ship_whole(plan: Arc<dyn ExecutionPlan>) -> DfResult<Arc<dyn ExecutionPla
                     inner: Arc::clone(&node),
                     window: Vec::new(),
                     empty_grouping_set: true,
+                    csv: None,
                 })
                     as Arc<dyn ExecutionPlan>));
             }
         }
+        if let Some(sink) = csv_sink(&node) {
+            return Ok(Transformed::yes(Arc::new(ShipExec {
+                csv: Some(CsvFormats::of(sink.writer_options())),
+                inner: Arc::clone(&node),
+                window: Vec::new(),
+                empty_grouping_set: false,
+            }) as Arc<dyn ExecutionPlan>));
+        }
         Ok(Transformed::no(node))
     })
     .map(|t| t.data)
+}
+
+/// The CSV file sink a sink operator writes with.
+fn csv_sink(node: &Arc<dyn ExecutionPlan>) -> Option<&CsvSink> {
+    let exec = node.downcast_ref::<DataSinkExec>()?;
+    let any: &dyn Any = exec.sink();
+    any.downcast_ref::<CsvSink>()
 }
 
 /// The window operators' expressions.
@@ -157,19 +262,37 @@ fn window_exprs(node: &Arc<dyn ExecutionPlan>) -> Option<&[Arc<dyn WindowExpr>]>
 ///
 /// DataFusion keeps both flags in private fields of `WindowUDFExpr` with no accessor; its
 /// derived `Debug` form, which ends with the two fields, is the one way to read them.
-fn window_udf(expr: &Arc<dyn WindowExpr>) -> Option<(&WindowUDFExpr, WindowFlags)> {
-    let standard = expr.as_any().downcast_ref::<StandardWindowExpr>()?;
-    let udf = standard
+///
+/// # Errors
+/// A `WindowUDFExpr` whose `Debug` form no longer ends with the two fields (a DataFusion
+/// version that changed it): shipping it would silently drop the flags.
+fn window_udf(expr: &Arc<dyn WindowExpr>) -> DfResult<Option<(&WindowUDFExpr, WindowFlags)>> {
+    let Some(standard) = expr.as_any().downcast_ref::<StandardWindowExpr>() else {
+        return Ok(None);
+    };
+    let Some(udf) = standard
         .get_standard_func_expr()
         .as_any()
-        .downcast_ref::<WindowUDFExpr>()?;
+        .downcast_ref::<WindowUDFExpr>()
+    else {
+        return Ok(None);
+    };
     let debug = format!("{udf:?}");
-    let tail = debug.rsplit_once("is_reversed: ")?.1;
+    let tail = debug
+        .rsplit_once("is_reversed: ")
+        .map(|(_, t)| t)
+        .filter(|t| t.contains("ignore_nulls: "))
+        .ok_or_else(|| {
+            DataFusionError::Internal(format!(
+                "cannot read the flags of window function {} to ship it: {debug}",
+                expr.name()
+            ))
+        })?;
     let flags = WindowFlags {
         reversed: tail.starts_with("true,"),
         ignore_nulls: tail.ends_with("ignore_nulls: true }"),
     };
-    Some((udf, flags))
+    Ok(Some((udf, flags)))
 }
 
 /// The expression as it is encoded (a reversed function written unreversed), and what the
@@ -177,7 +300,7 @@ fn window_udf(expr: &Arc<dyn WindowExpr>) -> Option<(&WindowUDFExpr, WindowFlags
 fn encodable_window_expr(
     expr: &Arc<dyn WindowExpr>,
 ) -> DfResult<(Arc<dyn WindowExpr>, WindowFlags)> {
-    let Some((udf, mut flags)) = window_udf(expr) else {
+    let Some((udf, mut flags)) = window_udf(expr)? else {
         return Ok((Arc::clone(expr), WindowFlags::default()));
     };
     if flags.reversed {
@@ -240,7 +363,21 @@ pub fn restore(
     decoded: Arc<dyn ExecutionPlan>,
     window: &[WindowFlags],
     empty_grouping_set: bool,
+    csv: Option<&CsvFormats>,
 ) -> DfResult<Arc<dyn ExecutionPlan>> {
+    if let Some(formats) = csv {
+        let exec = decoded.downcast_ref::<DataSinkExec>();
+        let sink = csv_sink(&decoded).zip(exec).ok_or_else(|| {
+            DataFusionError::Internal("a shipped CSV sink is not a CSV sink".into())
+        })?;
+        let (sink, exec) = sink;
+        let options = formats.apply(sink.writer_options());
+        return Ok(Arc::new(DataSinkExec::new(
+            Arc::clone(exec.input()),
+            Arc::new(CsvSink::new(sink.config().clone(), options)),
+            exec.sort_order().clone(),
+        )));
+    }
     if empty_grouping_set {
         let agg = decoded.downcast_ref::<AggregateExec>().ok_or_else(|| {
             DataFusionError::Internal("a shipped grouping set is not an aggregate".into())
@@ -275,7 +412,7 @@ pub fn restore(
             if !flags.ignore_nulls && !flags.reversed {
                 return Ok(Arc::clone(expr));
             }
-            let (udf, _) = window_udf(expr).ok_or_else(|| {
+            let (udf, _) = window_udf(expr)?.ok_or_else(|| {
                 DataFusionError::Internal("window flags on a function that is not a UDF".into())
             })?;
             let mut function = create_udwf_window_expr(
@@ -342,6 +479,7 @@ impl ExecutionPlan for ShipExec {
             )?,
             window: self.window.clone(),
             empty_grouping_set: self.empty_grouping_set,
+            csv: self.csv.clone(),
         }))
     }
 
