@@ -402,6 +402,13 @@ impl SessionBuilder {
                 reason: "must be >= 1, got 0".to_string(),
             });
         }
+        if self.cluster.client_ca.is_some() && self.cluster.tls.is_none() {
+            return Err(EngineError::InvalidParameter {
+                name: "mutual_tls",
+                reason: "mutual TLS needs the driver's own TLS too: call tls(cert, key, ca)"
+                    .to_string(),
+            });
+        }
         let session_id = format!("kiln-{}", short_id());
         let (shuffle_root, owned_dir) = match &self.shuffle_root {
             Some(root) => (root_url(root)?, None),
@@ -450,10 +457,7 @@ impl SessionBuilder {
         }
 
         let driver_runtime = runtime_env(Arc::clone(&registry), None)?;
-        // `SELECT * FROM 'data/t.parquet'` (a file, a directory, a glob or a URL), as in
-        // datafusion-cli and DuckDB.
-        let ctx =
-            SessionContext::new_with_config_rt(config.clone(), driver_runtime).enable_url_table();
+        let ctx = SessionContext::new_with_config_rt(config.clone(), driver_runtime);
         for udf in kiln_udfs() {
             ctx.register_udf(udf.as_ref().clone());
         }
@@ -528,6 +532,45 @@ impl SessionBuilder {
         session.open_model_catalog().await?;
         Ok(session)
     }
+}
+
+/// Whether a table name names files: a URL, a path, or a file name with a data format's
+/// extension.
+fn names_files(name: &str) -> bool {
+    const EXTENSIONS: [&str; 7] = [
+        ".parquet", ".csv", ".tsv", ".json", ".ndjson", ".arrow", ".avro",
+    ];
+    name.contains('/')
+        || name.contains("://")
+        || EXTENSIONS
+            .iter()
+            .any(|e| name.to_ascii_lowercase().ends_with(e))
+}
+
+/// A listing table over the files `url` names (format and schema inferred, as DataFusion's
+/// dynamic file catalog does); `None` when they cannot be listed or have no known format.
+async fn url_table(
+    state: &datafusion::execution::SessionState,
+    url: &str,
+) -> Result<Option<Arc<dyn datafusion::catalog::TableProvider>>> {
+    use datafusion::datasource::listing::{
+        ListingTable, ListingTableConfig, ListingTableConfigExt, ListingTableUrl,
+    };
+    let Ok(table_url) = ListingTableUrl::parse(url) else {
+        return Ok(None);
+    };
+    let Ok(config) = ListingTableConfig::new(table_url)
+        .infer_options(state)
+        .await
+    else {
+        return Ok(None);
+    };
+    let config = config
+        .infer_partitions_from_path(state)
+        .await?
+        .infer_schema(state)
+        .await?;
+    Ok(Some(Arc::new(ListingTable::try_new(config)?)))
 }
 
 fn path_text(path: Option<&PathBuf>) -> String {
@@ -961,18 +1004,31 @@ impl Session {
         let statement = state
             .sql_to_statement(sql, &dialect)
             .map_err(|e| crate::error::locate_syntax_error(e.into(), sql))?;
-        // A table named by a URL (`FROM 's3://bucket/t/'`) needs its object store registered
-        // before the table can be listed.
+        // `SELECT * FROM 'data/t.parquet'` (a file, a directory, a glob or a URL), as in
+        // datafusion-cli and DuckDB: a table reference that names files and is no table is
+        // a listing table for this statement (its store registered first for a URL).
+        let mut temporary = Vec::new();
         for table in state.resolve_table_references(&statement)? {
             let name = table.table();
             if name.contains("://") {
                 self.inner.stores.ensure(name)?;
             }
+            if names_files(name) && !ctx.table_exist(table.clone())? {
+                if let Some(provider) = url_table(&state, name).await? {
+                    ctx.register_table(table.clone(), provider)?;
+                    temporary.push(table);
+                }
+            }
         }
         let plan = state
             .statement_to_plan(statement)
             .await
-            .map_err(|e| crate::error::locate_syntax_error(e.into(), sql))?;
+            .map_err(|e| crate::error::locate_syntax_error(e.into(), sql));
+        // The plan holds the tables it scans: the names can go.
+        for table in temporary {
+            ctx.deregister_table(table)?;
+        }
+        let plan = plan?;
         let plan = self.distribute_create_table(plan).await?;
         let df = ctx.execute_logical_plan(plan).await?;
         Ok(DataFrame::new(self.clone(), df))
@@ -991,7 +1047,9 @@ impl Session {
             LogicalPlan::EmptyRelation(_) | LogicalPlan::Values(_)
         );
         let exists = self.inner.ctx.table_exist(create.name.clone())?;
-        if trivial || (create.if_not_exists && exists) {
+        // An existing table that is neither kept nor replaced is DataFusion's error to give,
+        // before any data moves.
+        if trivial || (exists && !create.or_replace) {
             return Ok(plan);
         }
         let state = self.inner.ctx.state();

@@ -303,7 +303,8 @@ fn cluster_over_tls(
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // Longer than an executor keeps trying to reach its driver (30 s).
+    let deadline = Instant::now() + Duration::from_secs(45);
     let executor_status = loop {
         if let Some(status) = executor.try_wait().unwrap() {
             break status.code();

@@ -81,7 +81,7 @@ pub(crate) struct SessionArgs {
     #[arg(long, value_name = "FORMAT", default_value = "table", value_parser = parse_format)]
     pub(crate) format: Format,
     /// Rows a table shows (0: all) [default: 40 for tables, all otherwise].
-    #[arg(long, value_name = "N", value_parser = rows)]
+    #[arg(long, value_name = "N", value_parser = row_limit)]
     pub(crate) maxrows: Option<usize>,
     /// Executors of the session (kiln.executors).
     #[arg(long, value_name = "N", value_parser = at_least_one)]
@@ -157,10 +157,6 @@ fn at_least_one(text: &str) -> Result<usize, String> {
         .ok()
         .filter(|n| *n >= 1)
         .ok_or_else(|| format!("must be a number >= 1, got '{text}'"))
-}
-
-fn rows(text: &str) -> Result<usize, String> {
-    row_limit(text)
 }
 
 /// How results are printed.
