@@ -9,7 +9,7 @@ use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::Expr;
 use datafusion::logical_expr::{ident, lit};
-use kiln_ml::model::MODEL_FILES;
+use kiln_ml::model::{MODEL_FILES, TRANSFORM_FILE};
 use kiln_ml::Model;
 use kiln_planner::predict::{PREDICT, PREDICT_PROBA};
 use object_store::local::LocalFileSystem;
@@ -63,7 +63,15 @@ impl Session {
     /// If the location cannot be written.
     pub async fn save_model(&self, model: &Model, path: &str) -> Result<()> {
         let (store, prefix) = self.model_location(path, true)?;
-        // The weights first: a directory with its metadata is complete.
+        // A transform another model left in the directory would be read back with this one.
+        if model.transform().is_none() {
+            match store.delete(&prefix.clone().join(TRANSFORM_FILE)).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        // In the order `to_files` gives (metadata last): a directory with its metadata is
+        // complete.
         for (name, bytes) in model.to_files()? {
             store
                 .put(&prefix.clone().join(name.as_str()), PutPayload::from(bytes))

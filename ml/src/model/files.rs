@@ -141,6 +141,20 @@ impl Model {
             path: dir.display().to_string(),
             reason: format!("cannot create the directory: {e}"),
         })?;
+        // A transform another model left in the directory would be read back with this one.
+        if self.transform().is_none() {
+            let stale = dir.join(TRANSFORM_FILE);
+            match std::fs::remove_file(&stale) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(MlError::ModelFile {
+                        path: stale.display().to_string(),
+                        reason: format!("cannot remove the old transform: {e}"),
+                    })
+                }
+            }
+        }
         for (name, bytes) in self.to_files()? {
             let path = dir.join(&name);
             std::fs::write(&path, bytes).map_err(|e| MlError::ModelFile {
