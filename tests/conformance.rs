@@ -36,6 +36,8 @@ pub struct Record {
     pub kind: RecordKind,
     /// The SQL text.
     pub sql: String,
+    /// The record sorts the rows before comparing them (`rowsort`, `valuesort`).
+    pub sorted: bool,
 }
 
 /// The kinds of record the suite runs.
@@ -45,7 +47,8 @@ pub enum RecordKind {
     Statement,
     /// `statement error`: expected to fail (run on both engines to keep their state alike).
     StatementError,
-    /// `query ...`: rows to compare.
+    /// `query ...`: rows to compare (in order unless `rowsort`/`valuesort` and the query
+    /// sorts them).
     Query,
     /// `query error`: expected to fail.
     QueryError,
@@ -119,6 +122,7 @@ pub fn parse_file(root: &Path, path: &Path) -> std::io::Result<Vec<Record>> {
                         file: name.clone(),
                         kind,
                         sql: sql.join("\n"),
+                        sorted: words.iter().any(|w| *w == "rowsort" || *w == "valuesort"),
                     });
                 }
             }
@@ -203,6 +207,39 @@ pub fn nondeterministic(sql: &str) -> bool {
         "pg_sleep",
     ];
     s.trim_start().starts_with("explain") || words.iter().any(|w| s.contains(w))
+}
+
+/// How a query's rows may be compared: in order when its top level sorts them (and it is not
+/// marked `rowsort`), as a multiset otherwise; and whether a `LIMIT` without a total order
+/// makes which rows come back arbitrary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Shape {
+    /// The outermost query has `ORDER BY`.
+    pub ordered: bool,
+    /// The outermost query has `LIMIT`, `OFFSET` or `FETCH` (any of them, anywhere: a limit in
+    /// a subquery without order picks arbitrary rows too).
+    pub limited: bool,
+}
+
+/// The [`Shape`] of a statement, from DataFusion's parser.
+pub fn shape(sql: &str) -> Shape {
+    use datafusion::sql::parser::{DFParser, Statement};
+    use datafusion::sql::sqlparser::ast;
+    let limited = sql.to_ascii_lowercase().contains("limit")
+        || sql.to_ascii_lowercase().contains("offset")
+        || sql.to_ascii_lowercase().contains("fetch");
+    let ordered = DFParser::parse_sql(sql)
+        .ok()
+        .and_then(|statements| statements.into_iter().next())
+        .map(|s| match s {
+            Statement::Statement(inner) => match *inner {
+                ast::Statement::Query(q) => q.order_by.is_some(),
+                _ => false,
+            },
+            _ => false,
+        })
+        .unwrap_or(false);
+    Shape { ordered, limited }
 }
 
 /// The known differences: `file:line` → reason, from `tests/conformance/known_failures.txt`.
