@@ -27,6 +27,13 @@ export PYO3_PYTHON="$PWD/.venv/bin/python"
 
 step "format";   cargo fmt --all --check
 step "layering"; python3 scripts/check_layering.py
+# Modules of the engine import each other one way only; the fixture's circle must be found.
+step "module circles"
+python3 scripts/check_module_cycles.py engine/src
+if python3 scripts/check_module_cycles.py tests/fixtures/module_circle >/dev/null 2>&1; then
+  echo "module circles: the check missed the circle in tests/fixtures/module_circle" >&2
+  exit 1
+fi
 step "clippy";   cargo clippy --workspace --all-targets --all-features -- -D warnings
 step "docs";     RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
 # One build of everything, which the test steps then reuse: the cluster suites start `kiln
