@@ -34,10 +34,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use datafusion::config::ConfigOptions;
-use kiln_planner::task::ShuffleCompression;
 
 use crate::error::{EngineError, Result};
-use crate::session::SessionBuilder;
 
 /// Environment variable naming the config file.
 pub const CONFIG_ENV: &str = "KILN_CONFIG";
@@ -72,7 +70,7 @@ pub enum Source {
     Flag,
     /// A `SET` statement.
     Set,
-    /// A [`SessionBuilder`] method.
+    /// A [`SessionBuilder`](crate::SessionBuilder) method.
     Api,
 }
 
@@ -550,7 +548,7 @@ impl Config {
             .map(|(k, v, _)| (k.as_str(), v.as_str()))
     }
 
-    fn int(&self, key: &str) -> Result<u64> {
+    pub(crate) fn int(&self, key: &str) -> Result<u64> {
         let value = self.get(key).unwrap_or_default();
         value.parse().map_err(|_| EngineError::Config {
             key: key.to_string(),
@@ -558,107 +556,15 @@ impl Config {
         })
     }
 
-    fn usize(&self, key: &str) -> Result<usize> {
+    pub(crate) fn usize(&self, key: &str) -> Result<usize> {
         usize::try_from(self.int(key)?).map_err(|_| EngineError::Config {
             key: key.to_string(),
             reason: "out of range".into(),
         })
     }
 
-    fn text(&self, key: &str) -> Option<&str> {
+    pub(crate) fn text(&self, key: &str) -> Option<&str> {
         self.get(key).filter(|v| !v.is_empty())
-    }
-
-    /// A session builder with these settings.
-    ///
-    /// # Errors
-    /// [`EngineError::Config`] for settings that do not fit together, e.g. an empty
-    /// `kiln.auth_token` in cluster mode without `$KILN_AUTH_TOKEN`.
-    pub fn builder(&self) -> Result<SessionBuilder> {
-        let executors = self.usize("kiln.executors")?;
-        let mut b = SessionBuilder::default()
-            .executors(executors)
-            .slots_per_executor(self.usize("kiln.slots_per_executor")?)
-            .batch_size(self.usize("kiln.batch_size")?)
-            .keep_shuffle_files(self.get("kiln.shuffle.keep_files") == Some("true"))
-            .max_task_attempts(
-                u32::try_from(self.int("kiln.max_task_attempts")?).unwrap_or(u32::MAX),
-            )
-            .broadcast_threshold(self.usize("kiln.broadcast_threshold")?)
-            .shuffle_compression(match self.get("kiln.shuffle.compression") {
-                Some("none") => ShuffleCompression::None,
-                Some("zstd") => ShuffleCompression::Zstd,
-                _ => ShuffleCompression::Lz4,
-            })
-            .store_retries(
-                self.usize("kiln.store.max_retries")?,
-                std::time::Duration::from_secs(self.int("kiln.store.retry_timeout_secs")?),
-            )
-            .heartbeat_timeout(std::time::Duration::from_secs(
-                self.int("kiln.cluster.heartbeat_timeout_secs")?,
-            ));
-        if let Some(bytes) = self.text("kiln.memory_limit") {
-            b = b.memory_limit(bytes.parse().map_err(|_| EngineError::Config {
-                key: "kiln.memory_limit".into(),
-                reason: format!("not a size: '{bytes}'"),
-            })?);
-        }
-        if let Some(root) = self.text("kiln.shuffle.root") {
-            b = b.shuffle_root(root);
-        }
-        if let Some(root) = self.text("kiln.cache.root") {
-            b = b.cache_root(root);
-        }
-        if let Some(dir) = self.text("kiln.models_dir") {
-            b = b.models_dir(dir);
-        }
-        if let Some(token) = self.text("kiln.auth_token") {
-            b = b.auth_token(token)?;
-        }
-        let tls: Vec<Option<&str>> = [
-            "kiln.cluster.tls_cert",
-            "kiln.cluster.tls_key",
-            "kiln.cluster.tls_ca",
-        ]
-        .iter()
-        .map(|k| self.text(k))
-        .collect();
-        match tls.as_slice() {
-            [Some(cert), Some(key), Some(ca)] => b = b.tls(cert, key, ca),
-            [None, None, None] => {}
-            _ => {
-                return Err(EngineError::Config {
-                    key: "kiln.cluster.tls_cert".into(),
-                    reason: "TLS needs kiln.cluster.tls_cert, kiln.cluster.tls_key and \
-                             kiln.cluster.tls_ca together (--tls-cert, --tls-key, --tls-ca)"
-                        .into(),
-                })
-            }
-        }
-        if let Some(client_ca) = self.text("kiln.cluster.tls_client_ca") {
-            if tls[0].is_none() {
-                return Err(EngineError::Config {
-                    key: "kiln.cluster.tls_client_ca".into(),
-                    reason: "mutual TLS needs the driver's own TLS settings too \
-                             (kiln.cluster.tls_cert, tls_key, tls_ca)"
-                        .into(),
-                });
-            }
-            b = b.mutual_tls(client_ca);
-        }
-        b = match self.get("kiln.mode") {
-            Some("local_cluster") => b.local_cluster(executors),
-            Some("cluster") => {
-                let listen = self.get("kiln.cluster.listen").unwrap_or_default();
-                let addr = listen.parse().map_err(|_| EngineError::Config {
-                    key: "kiln.cluster.listen".into(),
-                    reason: format!("not an address: '{listen}'"),
-                })?;
-                b.listen(addr, executors)
-            }
-            _ => b,
-        };
-        Ok(b.with_config(self.clone()))
     }
 }
 

@@ -30,8 +30,9 @@ use crate::session::Session;
 pub struct DataFrame {
     session: Session,
     df: DfDataFrame,
-    /// The cached dataset this DataFrame scans, when it came from `persist`.
-    persisted: Option<Arc<crate::ml::TrainingData>>,
+    /// The cached dataset this DataFrame scans, when it came from `persist` (a
+    /// [`crate::ml::TrainingData`], from a module above this one).
+    persisted: Option<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 /// The result of [`DataFrame::group_by`]: call [`GroupedDataFrame::agg`] to aggregate.
@@ -51,6 +52,39 @@ impl GroupedDataFrame {
     }
 }
 
+/// Runs a physical plan to its rows, in partition order: whole on the driver where it must,
+/// as a write with its commit protocol, or cut into stages and run as a job.
+async fn run_plan(
+    session: &crate::context::SessionInner,
+    plan: Arc<dyn ExecutionPlan>,
+) -> Result<Vec<RecordBatch>> {
+    if crate::distributed::runs_on_driver(&plan) {
+        return crate::distributed::collect_on_driver(session, plan).await;
+    }
+    if plan
+        .downcast_ref::<datafusion::datasource::sink::DataSinkExec>()
+        .is_some()
+    {
+        return crate::write::run_write(session, plan).await;
+    }
+    let graph = cut_stages(plan)?;
+    job::run_graph(session, &graph).await
+}
+
+/// Planning runs its subqueries as DataFrames of the session.
+impl crate::distributed::RunQuery for Session {
+    fn state(&self) -> datafusion::execution::SessionState {
+        self.inner.ctx.state()
+    }
+
+    fn collect(
+        &self,
+        query: DfDataFrame,
+    ) -> futures::future::BoxFuture<'_, Result<Vec<RecordBatch>>> {
+        Box::pin(async move { DataFrame::new(self.clone(), query).collect().await })
+    }
+}
+
 impl DataFrame {
     pub(crate) fn new(session: Session, df: DfDataFrame) -> Self {
         Self {
@@ -63,7 +97,7 @@ impl DataFrame {
     pub(crate) fn persisted(
         session: Session,
         df: DfDataFrame,
-        data: Arc<crate::ml::TrainingData>,
+        data: Arc<dyn std::any::Any + Send + Sync>,
     ) -> Self {
         Self {
             session,
@@ -72,8 +106,9 @@ impl DataFrame {
         }
     }
 
-    pub(crate) fn persisted_data(&self) -> Option<&Arc<crate::ml::TrainingData>> {
-        self.persisted.as_ref()
+    /// The cached dataset this DataFrame scans, if it is a `T`.
+    pub(crate) fn persisted_data<T: std::any::Any>(&self) -> Option<&T> {
+        self.persisted.as_deref()?.downcast_ref::<T>()
     }
 
     fn map(
@@ -315,8 +350,10 @@ impl DataFrame {
             || "planning the query".to_string(),
             || crate::panic::plan_files(self.df.logical_plan()),
             async {
-                let plan =
-                    crate::ml::lazy::resolve(&self.session, self.df.logical_plan().clone()).await?;
+                let mut plan = self.df.logical_plan().clone();
+                if let Some(hook) = self.session.inner.plan_hook.get() {
+                    plan = hook.resolve(&self.session.inner, plan).await?;
+                }
                 let state = crate::distributed::planning_state(&self.session.inner.ctx);
                 let plan = crate::distributed::scalar_subqueries(&self.session, plan).await?;
                 let plan = state.optimize(&plan)?;
@@ -334,7 +371,7 @@ impl DataFrame {
     /// Planning errors, or a task that failed on an executor.
     pub async fn collect(&self) -> Result<Vec<RecordBatch>> {
         let plan = self.physical_plan().await?;
-        job::run_plan(&self.session.inner, plan).await
+        run_plan(&self.session.inner, plan).await
     }
 
     /// Runs the query and returns the number of rows.
@@ -429,8 +466,13 @@ impl DataFrame {
     /// # Errors
     /// Planning errors.
     pub async fn explain(&self) -> Result<String> {
-        let training =
-            crate::ml::lazy::explain_training(&self.session, self.df.logical_plan()).await?;
+        let training = match self.session.inner.plan_hook.get() {
+            Some(hook) => {
+                hook.explain(&self.session.inner, self.df.logical_plan())
+                    .await?
+            }
+            None => String::new(),
+        };
         if !training.is_empty() {
             return Ok(format!(
                 "== Logical plan ==\n{}\n\n== Training (runs first) ==\n{training}\n== Prediction ==\nA projection with the trained model bound to predict(...), planned with the rest of the query once training ends.",

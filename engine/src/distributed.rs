@@ -26,9 +26,8 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionContext;
 use futures::future::BoxFuture;
 
-use crate::dataframe::DataFrame;
+use crate::context::SessionInner;
 use crate::error::{EngineError, Result};
-use crate::session::{Session, SessionInner};
 
 /// The DataFusion settings a plan cut into stages needs, whatever the session's settings say:
 /// these options make operators share state across what become stage boundaries, or use
@@ -95,6 +94,19 @@ pub(crate) async fn collect_on_driver(
     .await
 }
 
+/// How planning runs a query of its own (a scalar subquery, the filtering side of a semi
+/// join) to the end, as any query runs: given by the [`crate::DataFrame`] being planned, which
+/// sits above this module.
+pub(crate) trait RunQuery: Sync {
+    /// The state to build the query with.
+    fn state(&self) -> SessionState;
+    /// Runs `query` as a job and returns its rows.
+    fn collect(
+        &self,
+        query: datafusion::dataframe::DataFrame,
+    ) -> BoxFuture<'_, Result<Vec<arrow::record_batch::RecordBatch>>>;
+}
+
 /// `plan` (before optimization) with every uncorrelated scalar subquery replaced by its value,
 /// each computed first as a job of its own (Spark's order), with DataFusion's semantics: no
 /// row is `NULL`, more than one row an error. Single-node DataFusion evaluates them with an
@@ -105,7 +117,7 @@ pub(crate) async fn collect_on_driver(
 /// # Errors
 /// A subquery that fails, or returns more than one row or column.
 pub(crate) fn scalar_subqueries(
-    session: &Session,
+    session: &dyn RunQuery,
     plan: LogicalPlan,
 ) -> BoxFuture<'_, Result<LogicalPlan>> {
     Box::pin(async move {
@@ -174,7 +186,7 @@ pub(crate) const SEMI_JOIN_FILTER_MAX_KEYS: usize = 10_000;
 /// # Errors
 /// A filtering side that fails.
 pub(crate) fn semi_join_filters(
-    session: &Session,
+    session: &dyn RunQuery,
     plan: LogicalPlan,
 ) -> BoxFuture<'_, Result<LogicalPlan>> {
     Box::pin(async move {
@@ -247,15 +259,18 @@ fn semi_join_parts(
 /// The distinct values of the filtering side's key (its only column after the optimizer's
 /// projection; else the first column of the key expression cannot be told apart, and `None`),
 /// as literals; `None` when there are more than [`SEMI_JOIN_FILTER_MAX_KEYS`].
-async fn distinct_keys(session: &Session, filtering: &LogicalPlan) -> Result<Option<Vec<Expr>>> {
+async fn distinct_keys(
+    session: &dyn RunQuery,
+    filtering: &LogicalPlan,
+) -> Result<Option<Vec<Expr>>> {
     if filtering.schema().fields().len() != 1 {
         return Ok(None);
     }
-    let state = session.inner.ctx.state();
+    let state = session.state();
     let query = datafusion::dataframe::DataFrame::new(state, filtering.clone())
         .distinct()?
         .limit(0, Some(SEMI_JOIN_FILTER_MAX_KEYS + 1))?;
-    let batches = DataFrame::new(session.clone(), query).collect().await?;
+    let batches = session.collect(query).await?;
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
     if rows > SEMI_JOIN_FILTER_MAX_KEYS {
         return Ok(None);
@@ -277,11 +292,11 @@ async fn distinct_keys(session: &Session, filtering: &LogicalPlan) -> Result<Opt
 }
 
 /// The one value of an uncorrelated scalar subquery: `NULL` for no row, an error for more.
-async fn subquery_value(session: &Session, sq: &Subquery) -> Result<ScalarValue> {
-    let state = session.inner.ctx.state();
+async fn subquery_value(session: &dyn RunQuery, sq: &Subquery) -> Result<ScalarValue> {
+    let state = session.state();
     let query = datafusion::dataframe::DataFrame::new(state, sq.subquery.as_ref().clone());
     let schema = query.schema().as_arrow().clone();
-    let batches = DataFrame::new(session.clone(), query).collect().await?;
+    let batches = session.collect(query).await?;
     let field = match schema.fields().first() {
         Some(f) if schema.fields().len() == 1 => f.clone(),
         _ => {

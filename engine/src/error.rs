@@ -49,10 +49,12 @@ pub enum EngineError {
         reason: String,
     },
     /// `SET` on a setting that is fixed once a session runs.
-    #[error("{key} is fixed while a session runs (it is {value}): give it when the session starts (Session::builder(), the config file, the {} variable or a flag), or SET it in kiln sql or kiln shell, which restart their session", crate::config::env_var(.key))]
+    #[error("{key} is fixed while a session runs (it is {value}): give it when the session starts (Session::builder(), the config file, the {variable} variable or a flag), or SET it in kiln sql or kiln shell, which restart their session")]
     FixedSetting {
         /// The setting.
         key: String,
+        /// The environment variable that sets it.
+        variable: String,
         /// Its current value.
         value: String,
     },

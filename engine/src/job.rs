@@ -15,7 +15,6 @@ use std::sync::atomic::Ordering as AtomicOrdering;
 use std::sync::Arc;
 
 use arrow::record_batch::RecordBatch;
-use datafusion::datasource::sink::DataSinkExec;
 use datafusion::physical_plan::ExecutionPlan;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
@@ -26,27 +25,12 @@ use kiln_planner::task::{
     CacheSpec, FailureKind, MapStatus, StageInput, TaskDefinition, TaskFailure, TaskOutcome,
     TaskStatus,
 };
-use kiln_planner::{cut_stages, plan_to_bytes, StageGraph};
+use kiln_planner::{plan_to_bytes, StageGraph};
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::{debug, warn, Instrument};
 
+use crate::context::SessionInner;
 use crate::error::{EngineError, Result};
-use crate::session::SessionInner;
-
-/// Cuts `plan` into stages, runs them, and returns the result batches in partition order.
-pub(crate) async fn run_plan(
-    session: &SessionInner,
-    plan: Arc<dyn ExecutionPlan>,
-) -> Result<Vec<RecordBatch>> {
-    if crate::distributed::runs_on_driver(&plan) {
-        return crate::distributed::collect_on_driver(session, plan).await;
-    }
-    if plan.downcast_ref::<DataSinkExec>().is_some() {
-        return crate::write::run_write(session, plan).await;
-    }
-    let graph = cut_stages(plan)?;
-    run_graph(session, &graph).await
-}
 
 /// Runs a stage graph to completion and collects its result.
 pub(crate) async fn run_graph(

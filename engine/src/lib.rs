@@ -26,6 +26,7 @@
 pub mod cli;
 mod cluster;
 pub mod config;
+mod context;
 mod dataframe;
 mod distributed;
 mod error;

@@ -133,12 +133,13 @@ impl DataFrame {
     /// partition sizes, and [`TrainingData::drop_from_memory`] to free executor memory while
     /// keeping the store's copy.
     pub fn cached_data(&self) -> Option<&TrainingData> {
-        self.persisted_data().map(Arc::as_ref)
+        self.persisted_data::<TrainingData>()
     }
 
     /// Whether this DataFrame reads a persisted dataset that is still cached.
     pub fn is_persisted(&self) -> bool {
-        self.persisted_data().is_some_and(|d| !d.is_released())
+        self.persisted_data::<TrainingData>()
+            .is_some_and(|d| !d.is_released())
     }
 
     /// Frees the executors' memory and the store's copy of a DataFrame returned by
@@ -148,7 +149,7 @@ impl DataFrame {
     /// # Errors
     /// If the cache store cannot delete the objects.
     pub async fn unpersist(&self) -> Result<()> {
-        match self.persisted_data() {
+        match self.persisted_data::<TrainingData>() {
             Some(data) => data.release().await,
             None => Ok(()),
         }

@@ -1,15 +1,21 @@
-//! Sources: existence checks with clear errors, and CSV options.
+//! Where DataFrames come from: files (with existence checks, clear errors and CSV options),
+//! plain DataFusion SQL, record batches and tables. These are [`Session`] methods, written
+//! here, above the session and the DataFrame they join.
 
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use datafusion::catalog::TableProvider;
 use datafusion::datasource::TableType;
+use datafusion::datasource::{provider_as_source, MemTable};
 use datafusion::error::DataFusionError;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::{CreateMemoryTable, DdlStatement, LogicalPlan, LogicalPlanBuilder};
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::{JsonReadOptions, ParquetReadOptions};
 use kiln_executor::source::csv::table_schema;
 use kiln_executor::source::{CsvFile, CsvMode as ScanMode, CsvScanExec, CsvScanOptions};
 use object_store::path::Path;
@@ -442,5 +448,270 @@ impl TableProvider for CsvTable {
             self.options.clone(),
             projection.cloned(),
         )?))
+    }
+}
+
+/// Whether a table name names files: a URL, a path, or a file name with a data format's
+/// extension.
+fn names_files(name: &str) -> bool {
+    const EXTENSIONS: [&str; 7] = [
+        ".parquet", ".csv", ".tsv", ".json", ".ndjson", ".arrow", ".avro",
+    ];
+    name.contains('/')
+        || name.contains("://")
+        || EXTENSIONS
+            .iter()
+            .any(|e| name.to_ascii_lowercase().ends_with(e))
+}
+
+/// A listing table over the files `url` names (format and schema inferred, as DataFusion's
+/// dynamic file catalog does); `None` when they cannot be listed or have no known format.
+async fn url_table(
+    state: &datafusion::execution::SessionState,
+    url: &str,
+) -> Result<Option<Arc<dyn datafusion::catalog::TableProvider>>> {
+    use datafusion::datasource::listing::{
+        ListingTable, ListingTableConfig, ListingTableConfigExt, ListingTableUrl,
+    };
+    let Ok(table_url) = ListingTableUrl::parse(url) else {
+        return Ok(None);
+    };
+    let Ok(config) = ListingTableConfig::new(table_url)
+        .infer_options(state)
+        .await
+    else {
+        return Ok(None);
+    };
+    let config = config
+        .infer_partitions_from_path(state)
+        .await?
+        .infer_schema(state)
+        .await?;
+    Ok(Some(Arc::new(ListingTable::try_new(config)?)))
+}
+
+/// The session's sources of DataFrames.
+impl Session {
+    /// Plain DataFusion SQL, after Kiln's table functions were rewritten away.
+    pub(crate) async fn datafusion_sql(&self, sql: &str) -> Result<DataFrame> {
+        let ctx = &self.inner.ctx;
+        let state = ctx.state();
+        let dialect = state.config().options().sql_parser.dialect;
+        let statement = state
+            .sql_to_statement(sql, &dialect)
+            .map_err(|e| crate::error::locate_syntax_error(e.into(), sql))?;
+        // `SELECT * FROM 'data/t.parquet'` (a file, a directory, a glob or a URL), as in
+        // datafusion-cli and DuckDB: a table reference that names files and is no table is
+        // a listing table for this statement (its store registered first for a URL).
+        let mut temporary = Vec::new();
+        for table in state.resolve_table_references(&statement)? {
+            let name = table.table();
+            if name.contains("://") {
+                self.inner.stores.ensure(name)?;
+            }
+            if names_files(name) && !ctx.table_exist(table.clone())? {
+                if let Some(provider) = url_table(&state, name).await? {
+                    ctx.register_table(table.clone(), provider)?;
+                    temporary.push(table);
+                }
+            }
+        }
+        let plan = state
+            .statement_to_plan(statement)
+            .await
+            .map_err(|e| crate::error::locate_syntax_error(e.into(), sql));
+        // The plan holds the tables it scans: the names can go.
+        for table in temporary {
+            ctx.deregister_table(table)?;
+        }
+        let plan = plan?;
+        let plan = self.distribute_create_table(plan).await?;
+        let df = ctx.execute_logical_plan(plan).await?;
+        Ok(DataFrame::new(self.clone(), df))
+    }
+
+    /// `CREATE TABLE ... AS query`: DataFusion would run the query in the driver's process;
+    /// Kiln runs it on the executors and hands DataFusion the collected rows, so the table is
+    /// made (with its constraints, defaults and `IF NOT EXISTS` / `OR REPLACE`) as DataFusion
+    /// makes it.
+    async fn distribute_create_table(&self, plan: LogicalPlan) -> Result<LogicalPlan> {
+        let LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(create)) = &plan else {
+            return Ok(plan);
+        };
+        let trivial = matches!(
+            create.input.as_ref(),
+            LogicalPlan::EmptyRelation(_) | LogicalPlan::Values(_)
+        );
+        let exists = self.inner.ctx.table_exist(create.name.clone())?;
+        // An existing table that is neither kept nor replaced is DataFusion's error to give,
+        // before any data moves.
+        if trivial || (exists && !create.or_replace) {
+            return Ok(plan);
+        }
+        let state = self.inner.ctx.state();
+        let query = datafusion::dataframe::DataFrame::new(state, create.input.as_ref().clone());
+        // The table's schema is the optimized query's, as DataFusion makes it.
+        let optimized = self.inner.ctx.state().optimize(&create.input)?;
+        let schema = Arc::new(optimized.schema().as_arrow().clone());
+        // The rows as the table's schema has them (the plan's physical schema may differ in
+        // nullability or metadata, which a memory table refuses).
+        let batches = DataFrame::new(self.clone(), query)
+            .collect()
+            .await?
+            .into_iter()
+            .map(|b| RecordBatch::try_new(Arc::clone(&schema), b.columns().to_vec()))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        // Contiguous runs of batches per partition: scans read the table in parallel, and
+        // in the order the query produced it.
+        let parts = self.total_slots().clamp(1, batches.len().max(1));
+        let per = batches.len().div_ceil(parts).max(1);
+        let partitions: Vec<Vec<RecordBatch>> = batches.chunks(per).map(<[_]>::to_vec).collect();
+        let partitions = if partitions.is_empty() {
+            vec![Vec::new()]
+        } else {
+            partitions
+        };
+        let rows = MemTable::try_new(schema, partitions)?;
+        let input = LogicalPlanBuilder::scan(
+            create.name.clone(),
+            provider_as_source(Arc::new(rows)),
+            None,
+        )?
+        .build()?;
+        Ok(LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(
+            CreateMemoryTable {
+                input: Arc::new(input),
+                ..create.clone()
+            },
+        )))
+    }
+
+    /// Reads Parquet files: a file, a directory, or an object store URL.
+    ///
+    /// # Errors
+    /// [`EngineError::Read`] naming the path when it is missing or not Parquet.
+    pub async fn read_parquet(&self, path: &str) -> Result<DataFrame> {
+        crate::panic::guard(
+            || "reading the Parquet schema".to_string(),
+            || vec![path.to_string()],
+            self.read_parquet_unguarded(path),
+        )
+        .await
+    }
+
+    async fn read_parquet_unguarded(&self, path: &str) -> Result<DataFrame> {
+        self.inner.stores.ensure(path)?;
+        check_exists(self, path, "parquet").await?;
+        let df = self
+            .inner
+            .ctx
+            .read_parquet(path, ParquetReadOptions::default())
+            .await
+            .map_err(|e| read_error("parquet", path, e))?;
+        Ok(DataFrame::new(self.clone(), df))
+    }
+
+    /// Reads CSV files with a header row. See [`CsvOptions`] for malformed-record handling
+    /// (Spark's `permissive`, `drop_malformed` and `fail_fast` modes).
+    ///
+    /// # Errors
+    /// [`EngineError::Read`] naming the path when it is missing or unreadable.
+    pub async fn read_csv(&self, path: &str, options: CsvOptions) -> Result<DataFrame> {
+        crate::panic::guard(
+            || "reading the CSV schema".to_string(),
+            || vec![path.to_string()],
+            async {
+                self.inner.stores.ensure(path)?;
+                check_exists(self, path, "csv").await?;
+                read_csv(self, path, options).await
+            },
+        )
+        .await
+    }
+
+    /// Reads newline-delimited JSON files.
+    ///
+    /// # Errors
+    /// [`EngineError::Read`] naming the path when it is missing or unreadable.
+    pub async fn read_json(&self, path: &str) -> Result<DataFrame> {
+        crate::panic::guard(
+            || "reading the JSON schema".to_string(),
+            || vec![path.to_string()],
+            self.read_json_unguarded(path),
+        )
+        .await
+    }
+
+    async fn read_json_unguarded(&self, path: &str) -> Result<DataFrame> {
+        self.inner.stores.ensure(path)?;
+        check_exists(self, path, "json").await?;
+        let ext = extension_of(path, ".json");
+        let options = JsonReadOptions {
+            file_extension: &ext,
+            ..Default::default()
+        };
+        let df = self
+            .inner
+            .ctx
+            .read_json(path, options)
+            .await
+            .map_err(|e| read_error("json", path, e))?;
+        Ok(DataFrame::new(self.clone(), df))
+    }
+
+    /// A DataFrame over in-memory batches (all of `schema`). The batches travel to executors
+    /// inside the plan, so keep them modest; write large data to Parquet first.
+    ///
+    /// # Errors
+    /// If a batch's schema differs from `schema`.
+    pub fn from_batches(&self, schema: SchemaRef, batches: Vec<RecordBatch>) -> Result<DataFrame> {
+        let slots = self.total_slots().max(1);
+        let mut partitions: Vec<Vec<RecordBatch>> =
+            vec![Vec::new(); slots.min(batches.len().max(1))];
+        let n = partitions.len();
+        for (i, b) in batches.into_iter().enumerate() {
+            partitions[i % n].push(b);
+        }
+        let table = MemTable::try_new(schema, partitions)?;
+        let df = self.inner.ctx.read_table(Arc::new(table))?;
+        Ok(DataFrame::new(self.clone(), df))
+    }
+
+    /// Registers a DataFrame as a table for SQL.
+    ///
+    /// # Errors
+    /// If the name is taken.
+    pub fn register(&self, name: &str, df: &DataFrame) -> Result<()> {
+        self.inner
+            .ctx
+            .register_table(name, df.inner().clone().into_view())?;
+        Ok(())
+    }
+
+    /// Registers Parquet files as a table for SQL.
+    ///
+    /// # Errors
+    /// As [`Session::read_parquet`].
+    pub async fn register_parquet(&self, name: &str, path: &str) -> Result<()> {
+        let df = self.read_parquet(path).await?;
+        self.register(name, &df)
+    }
+
+    /// Registers CSV files as a table for SQL.
+    ///
+    /// # Errors
+    /// As [`Session::read_csv`].
+    pub async fn register_csv(&self, name: &str, path: &str, options: CsvOptions) -> Result<()> {
+        let df = self.read_csv(path, options).await?;
+        self.register(name, &df)
+    }
+
+    /// A registered table as a DataFrame.
+    ///
+    /// # Errors
+    /// If no table has that name.
+    pub async fn table(&self, name: &str) -> Result<DataFrame> {
+        let df = self.inner.ctx.table(name).await?;
+        Ok(DataFrame::new(self.clone(), df))
     }
 }

@@ -4,29 +4,24 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use arrow::datatypes::SchemaRef;
-use arrow::record_batch::RecordBatch;
-use datafusion::datasource::{provider_as_source, MemTable};
 use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
-use datafusion::logical_expr::{CreateMemoryTable, DdlStatement, LogicalPlan, LogicalPlanBuilder};
-use datafusion::prelude::{JsonReadOptions, ParquetReadOptions, SessionConfig, SessionContext};
+use datafusion::prelude::{SessionConfig, SessionContext};
 use kiln_executor::rpc::AuthToken;
 use kiln_executor::{Executor, ExecutorRuntime, InProcessExecutor};
 use kiln_planner::functions::kiln_udfs;
 use kiln_planner::predict::{ModelRegistry, Predict};
 use kiln_planner::task::ShuffleCompression;
-use object_store::memory::InMemory;
 use object_store::ObjectStore;
 use tokio::sync::Semaphore;
 use url::Url;
 
 use crate::cluster::{Cluster, ClusterOptions, Deployment};
 use crate::config::{Config, Source};
-use crate::dataframe::DataFrame;
+use crate::context::short_id;
+use crate::context::{SessionInner, StoreResolver};
 use crate::error::{EngineError, Result};
 use crate::metrics::{Metrics, SessionMetrics};
-use crate::read::{self, CsvOptions};
 
 /// Settings of a session; build one with [`Session::builder`].
 #[derive(Debug, Clone)]
@@ -75,6 +70,101 @@ impl Default for SessionBuilder {
             models_dir: None,
             config: None,
         }
+    }
+}
+
+/// Settings become a session: here rather than in `config`, which sits below the session.
+impl Config {
+    /// A session builder with these settings.
+    ///
+    /// # Errors
+    /// [`EngineError::Config`] for settings that do not fit together, e.g. an empty
+    /// `kiln.auth_token` in cluster mode without `$KILN_AUTH_TOKEN`.
+    pub fn builder(&self) -> Result<SessionBuilder> {
+        let executors = self.usize("kiln.executors")?;
+        let mut b = SessionBuilder::default()
+            .executors(executors)
+            .slots_per_executor(self.usize("kiln.slots_per_executor")?)
+            .batch_size(self.usize("kiln.batch_size")?)
+            .keep_shuffle_files(self.get("kiln.shuffle.keep_files") == Some("true"))
+            .max_task_attempts(
+                u32::try_from(self.int("kiln.max_task_attempts")?).unwrap_or(u32::MAX),
+            )
+            .broadcast_threshold(self.usize("kiln.broadcast_threshold")?)
+            .shuffle_compression(match self.get("kiln.shuffle.compression") {
+                Some("none") => ShuffleCompression::None,
+                Some("zstd") => ShuffleCompression::Zstd,
+                _ => ShuffleCompression::Lz4,
+            })
+            .store_retries(
+                self.usize("kiln.store.max_retries")?,
+                std::time::Duration::from_secs(self.int("kiln.store.retry_timeout_secs")?),
+            )
+            .heartbeat_timeout(std::time::Duration::from_secs(
+                self.int("kiln.cluster.heartbeat_timeout_secs")?,
+            ));
+        if let Some(bytes) = self.text("kiln.memory_limit") {
+            b = b.memory_limit(bytes.parse().map_err(|_| EngineError::Config {
+                key: "kiln.memory_limit".into(),
+                reason: format!("not a size: '{bytes}'"),
+            })?);
+        }
+        if let Some(root) = self.text("kiln.shuffle.root") {
+            b = b.shuffle_root(root);
+        }
+        if let Some(root) = self.text("kiln.cache.root") {
+            b = b.cache_root(root);
+        }
+        if let Some(dir) = self.text("kiln.models_dir") {
+            b = b.models_dir(dir);
+        }
+        if let Some(token) = self.text("kiln.auth_token") {
+            b = b.auth_token(token)?;
+        }
+        let tls: Vec<Option<&str>> = [
+            "kiln.cluster.tls_cert",
+            "kiln.cluster.tls_key",
+            "kiln.cluster.tls_ca",
+        ]
+        .iter()
+        .map(|k| self.text(k))
+        .collect();
+        match tls.as_slice() {
+            [Some(cert), Some(key), Some(ca)] => b = b.tls(cert, key, ca),
+            [None, None, None] => {}
+            _ => {
+                return Err(EngineError::Config {
+                    key: "kiln.cluster.tls_cert".into(),
+                    reason: "TLS needs kiln.cluster.tls_cert, kiln.cluster.tls_key and \
+                             kiln.cluster.tls_ca together (--tls-cert, --tls-key, --tls-ca)"
+                        .into(),
+                })
+            }
+        }
+        if let Some(client_ca) = self.text("kiln.cluster.tls_client_ca") {
+            if tls[0].is_none() {
+                return Err(EngineError::Config {
+                    key: "kiln.cluster.tls_client_ca".into(),
+                    reason: "mutual TLS needs the driver's own TLS settings too \
+                             (kiln.cluster.tls_cert, tls_key, tls_ca)"
+                        .into(),
+                });
+            }
+            b = b.mutual_tls(client_ca);
+        }
+        b = match self.get("kiln.mode") {
+            Some("local_cluster") => b.local_cluster(executors),
+            Some("cluster") => {
+                let listen = self.get("kiln.cluster.listen").unwrap_or_default();
+                let addr = listen.parse().map_err(|_| EngineError::Config {
+                    key: "kiln.cluster.listen".into(),
+                    reason: format!("not an address: '{listen}'"),
+                })?;
+                b.listen(addr, executors)
+            }
+            _ => b,
+        };
+        Ok(b.with_config(self.clone()))
     }
 }
 
@@ -527,50 +617,12 @@ impl SessionBuilder {
                 owned_dir,
                 models_dir: self.models_dir,
                 settings: std::sync::Mutex::new(settings),
+                plan_hook: std::sync::OnceLock::new(),
             }),
         };
         session.open_model_catalog().await?;
         Ok(session)
     }
-}
-
-/// Whether a table name names files: a URL, a path, or a file name with a data format's
-/// extension.
-fn names_files(name: &str) -> bool {
-    const EXTENSIONS: [&str; 7] = [
-        ".parquet", ".csv", ".tsv", ".json", ".ndjson", ".arrow", ".avro",
-    ];
-    name.contains('/')
-        || name.contains("://")
-        || EXTENSIONS
-            .iter()
-            .any(|e| name.to_ascii_lowercase().ends_with(e))
-}
-
-/// A listing table over the files `url` names (format and schema inferred, as DataFusion's
-/// dynamic file catalog does); `None` when they cannot be listed or have no known format.
-async fn url_table(
-    state: &datafusion::execution::SessionState,
-    url: &str,
-) -> Result<Option<Arc<dyn datafusion::catalog::TableProvider>>> {
-    use datafusion::datasource::listing::{
-        ListingTable, ListingTableConfig, ListingTableConfigExt, ListingTableUrl,
-    };
-    let Ok(table_url) = ListingTableUrl::parse(url) else {
-        return Ok(None);
-    };
-    let Ok(config) = ListingTableConfig::new(table_url)
-        .infer_options(state)
-        .await
-    else {
-        return Ok(None);
-    };
-    let config = config
-        .infer_partitions_from_path(state)
-        .await?
-        .infer_schema(state)
-        .await?;
-    Ok(Some(Arc::new(ListingTable::try_new(config)?)))
 }
 
 fn path_text(path: Option<&PathBuf>) -> String {
@@ -628,12 +680,6 @@ fn runtime_env(
     Ok(builder.build_arc()?)
 }
 
-/// A process-unique short id.
-pub(crate) fn short_id() -> String {
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    id[..12].to_string()
-}
-
 /// Normalizes a shuffle root: a URL stays, a path becomes a `file://` directory URL.
 fn root_url(root: &str) -> Result<String> {
     if root.contains("://") {
@@ -662,126 +708,6 @@ fn root_url(root: &str) -> Result<String> {
         })
 }
 
-/// Creates object stores on demand for the URLs a session touches.
-#[derive(Debug, Clone)]
-pub(crate) struct StoreResolver {
-    registry: Arc<DefaultObjectStoreRegistry>,
-    /// Retries of the cloud stores it creates.
-    retry: object_store::RetryConfig,
-}
-
-impl StoreResolver {
-    /// Makes sure a store is registered for `location` (a URL or a local path).
-    pub(crate) fn ensure(&self, location: &str) -> Result<()> {
-        let Some((scheme, _)) = location.split_once("://") else {
-            return Ok(()); // a local path: served by the default file store
-        };
-        let url = Url::parse(location).map_err(|e| EngineError::Read {
-            format: "object store",
-            path: location.to_string(),
-            reason: format!("not a valid URL: {e}"),
-        })?;
-        let base = format!("{scheme}://{}", url.authority());
-        let base_url = Url::parse(&base).map_err(|e| EngineError::Internal(e.to_string()))?;
-        if self.registry.get_store(&base_url).is_ok() {
-            return Ok(());
-        }
-        let store: Arc<dyn ObjectStore> = match scheme {
-            "memory" => Arc::new(InMemory::new()),
-            "file" => return Ok(()),
-            _ => kiln_executor::store::store_from_env_with(&base_url, self.retry.clone()).map_err(
-                |reason| EngineError::Read {
-                    format: "object store",
-                    path: location.to_string(),
-                    reason,
-                },
-            )?,
-        };
-        self.registry.register_store(&base_url, store);
-        Ok(())
-    }
-}
-
-pub(crate) struct SessionInner {
-    pub(crate) id: String,
-    pub(crate) ctx: SessionContext,
-    pub(crate) executors: Vec<Arc<dyn Executor>>,
-    /// Free task slots per executor, shared by every job of the session.
-    pub(crate) slots: Vec<Arc<Semaphore>>,
-    pub(crate) shuffle_root: String,
-    pub(crate) shuffle_compression: ShuffleCompression,
-    keep_shuffle_files: AtomicBool,
-    max_task_attempts: AtomicU32,
-    pub(crate) stores: StoreResolver,
-    pub(crate) jobs: AtomicU64,
-    /// Root URL of the cache store (always ends in `/`).
-    pub(crate) cache_root: String,
-    pub(crate) metrics: SessionMetrics,
-    /// Models callable through `predict(...)`.
-    pub(crate) models: Arc<ModelRegistry>,
-    /// The driver endpoint and executor processes in cluster mode.
-    pub(crate) cluster: Option<Cluster>,
-    /// Attempts of every task made to fail (fault injection).
-    pub(crate) inject_failures: u32,
-    /// Executors (by index) already counted as lost.
-    lost: std::sync::Mutex<std::collections::HashSet<usize>>,
-    owned_dir: Option<PathBuf>,
-    /// The model catalog's directory, if the session has one.
-    pub(crate) models_dir: Option<PathBuf>,
-    /// The settings the session runs with (see [`crate::config`]).
-    settings: std::sync::Mutex<Config>,
-}
-
-impl SessionInner {
-    /// Whether jobs keep their shuffle files.
-    pub(crate) fn keep_shuffle_files(&self) -> bool {
-        self.keep_shuffle_files.load(Ordering::Relaxed)
-    }
-
-    /// Attempts of a task before its job fails.
-    pub(crate) fn max_task_attempts(&self) -> u32 {
-        self.max_task_attempts.load(Ordering::Relaxed)
-    }
-
-    pub(crate) fn next_job_id(&self) -> String {
-        let n = self.jobs.fetch_add(1, Ordering::Relaxed);
-        format!("job-{n}-{}", short_id())
-    }
-}
-
-impl SessionInner {
-    /// Counts executor `index` as lost (once, however many jobs notice).
-    pub(crate) fn note_executor_lost(&self, index: usize) {
-        let new = self
-            .lost
-            .lock()
-            .map(|mut l| l.insert(index))
-            .unwrap_or(false);
-        if new {
-            self.metrics.executors_lost.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
-impl Drop for SessionInner {
-    fn drop(&mut self) {
-        if let Some(dir) = &self.owned_dir {
-            // Best effort: the jobs already removed their own prefixes.
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
-}
-
-impl std::fmt::Debug for SessionInner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Session")
-            .field("id", &self.id)
-            .field("executors", &self.executors.len())
-            .field("shuffle_root", &self.shuffle_root)
-            .finish()
-    }
-}
-
 /// A Kiln session: a driver with its executors. Cheap to clone.
 ///
 /// ```no_run
@@ -798,6 +724,13 @@ pub struct Session {
 }
 
 impl Session {
+    /// A handle on a session's shared state.
+    pub(crate) fn from_inner(inner: &Arc<SessionInner>) -> Self {
+        Self {
+            inner: Arc::clone(inner),
+        }
+    }
+
     /// The embedded default: a driver and in-process executors, shuffle in a temporary
     /// directory.
     ///
@@ -904,6 +837,7 @@ impl Session {
         } else {
             if Config::is_startup(key) {
                 return Err(EngineError::FixedSetting {
+                    variable: crate::config::env_var(key),
                     key: key.to_ascii_lowercase(),
                     value: self.config().get(key).unwrap_or_default().to_string(),
                 });
@@ -974,249 +908,6 @@ impl Session {
     /// The underlying DataFusion context of the driver (catalog, functions, configuration).
     pub fn datafusion_context(&self) -> &SessionContext {
         &self.inner.ctx
-    }
-
-    /// Runs one SQL statement: DataFusion's SQL plus Kiln's dialect (`TRAIN MODEL`,
-    /// `CREATE MODEL`, `PREDICT(MODEL m, (query))`, `EVALUATE(MODEL m, (query))`, `SHOW MODELS`,
-    /// `DESCRIBE MODEL`, `DROP MODEL`, `SAVE MODEL`, `LOAD MODEL`, `EXPLAIN TRAIN`; see
-    /// [`crate::sql`]). Queries are lazy: nothing runs until an action on the returned
-    /// DataFrame. DDL (`CREATE VIEW`, `CREATE EXTERNAL TABLE`, ...) and Kiln's statements take
-    /// effect at once; those answer with a small table (the trained model's summary, the list
-    /// of models, ...).
-    ///
-    /// # Errors
-    /// [`EngineError::SqlSyntax`] with the position of a syntax error; planning errors such as
-    /// [`EngineError::UnknownColumn`].
-    pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
-        crate::panic::guard(
-            || format!("planning `{}`", crate::panic::statement_text(sql)),
-            || crate::panic::statement_files(sql),
-            crate::sql::run(self, sql),
-        )
-        .await
-    }
-
-    /// Plain DataFusion SQL, after Kiln's table functions were rewritten away.
-    pub(crate) async fn datafusion_sql(&self, sql: &str) -> Result<DataFrame> {
-        let ctx = &self.inner.ctx;
-        let state = ctx.state();
-        let dialect = state.config().options().sql_parser.dialect;
-        let statement = state
-            .sql_to_statement(sql, &dialect)
-            .map_err(|e| crate::error::locate_syntax_error(e.into(), sql))?;
-        // `SELECT * FROM 'data/t.parquet'` (a file, a directory, a glob or a URL), as in
-        // datafusion-cli and DuckDB: a table reference that names files and is no table is
-        // a listing table for this statement (its store registered first for a URL).
-        let mut temporary = Vec::new();
-        for table in state.resolve_table_references(&statement)? {
-            let name = table.table();
-            if name.contains("://") {
-                self.inner.stores.ensure(name)?;
-            }
-            if names_files(name) && !ctx.table_exist(table.clone())? {
-                if let Some(provider) = url_table(&state, name).await? {
-                    ctx.register_table(table.clone(), provider)?;
-                    temporary.push(table);
-                }
-            }
-        }
-        let plan = state
-            .statement_to_plan(statement)
-            .await
-            .map_err(|e| crate::error::locate_syntax_error(e.into(), sql));
-        // The plan holds the tables it scans: the names can go.
-        for table in temporary {
-            ctx.deregister_table(table)?;
-        }
-        let plan = plan?;
-        let plan = self.distribute_create_table(plan).await?;
-        let df = ctx.execute_logical_plan(plan).await?;
-        Ok(DataFrame::new(self.clone(), df))
-    }
-
-    /// `CREATE TABLE ... AS query`: DataFusion would run the query in the driver's process;
-    /// Kiln runs it on the executors and hands DataFusion the collected rows, so the table is
-    /// made (with its constraints, defaults and `IF NOT EXISTS` / `OR REPLACE`) as DataFusion
-    /// makes it.
-    async fn distribute_create_table(&self, plan: LogicalPlan) -> Result<LogicalPlan> {
-        let LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(create)) = &plan else {
-            return Ok(plan);
-        };
-        let trivial = matches!(
-            create.input.as_ref(),
-            LogicalPlan::EmptyRelation(_) | LogicalPlan::Values(_)
-        );
-        let exists = self.inner.ctx.table_exist(create.name.clone())?;
-        // An existing table that is neither kept nor replaced is DataFusion's error to give,
-        // before any data moves.
-        if trivial || (exists && !create.or_replace) {
-            return Ok(plan);
-        }
-        let state = self.inner.ctx.state();
-        let query = datafusion::dataframe::DataFrame::new(state, create.input.as_ref().clone());
-        // The table's schema is the optimized query's, as DataFusion makes it.
-        let optimized = self.inner.ctx.state().optimize(&create.input)?;
-        let schema = Arc::new(optimized.schema().as_arrow().clone());
-        // The rows as the table's schema has them (the plan's physical schema may differ in
-        // nullability or metadata, which a memory table refuses).
-        let batches = DataFrame::new(self.clone(), query)
-            .collect()
-            .await?
-            .into_iter()
-            .map(|b| RecordBatch::try_new(Arc::clone(&schema), b.columns().to_vec()))
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        // Contiguous runs of batches per partition: scans read the table in parallel, and
-        // in the order the query produced it.
-        let parts = self.total_slots().clamp(1, batches.len().max(1));
-        let per = batches.len().div_ceil(parts).max(1);
-        let partitions: Vec<Vec<RecordBatch>> = batches.chunks(per).map(<[_]>::to_vec).collect();
-        let partitions = if partitions.is_empty() {
-            vec![Vec::new()]
-        } else {
-            partitions
-        };
-        let rows = MemTable::try_new(schema, partitions)?;
-        let input = LogicalPlanBuilder::scan(
-            create.name.clone(),
-            provider_as_source(Arc::new(rows)),
-            None,
-        )?
-        .build()?;
-        Ok(LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(
-            CreateMemoryTable {
-                input: Arc::new(input),
-                ..create.clone()
-            },
-        )))
-    }
-
-    /// Reads Parquet files: a file, a directory, or an object store URL.
-    ///
-    /// # Errors
-    /// [`EngineError::Read`] naming the path when it is missing or not Parquet.
-    pub async fn read_parquet(&self, path: &str) -> Result<DataFrame> {
-        crate::panic::guard(
-            || "reading the Parquet schema".to_string(),
-            || vec![path.to_string()],
-            self.read_parquet_unguarded(path),
-        )
-        .await
-    }
-
-    async fn read_parquet_unguarded(&self, path: &str) -> Result<DataFrame> {
-        self.inner.stores.ensure(path)?;
-        read::check_exists(self, path, "parquet").await?;
-        let df = self
-            .inner
-            .ctx
-            .read_parquet(path, ParquetReadOptions::default())
-            .await
-            .map_err(|e| read::read_error("parquet", path, e))?;
-        Ok(DataFrame::new(self.clone(), df))
-    }
-
-    /// Reads CSV files with a header row. See [`CsvOptions`] for malformed-record handling
-    /// (Spark's `permissive`, `drop_malformed` and `fail_fast` modes).
-    ///
-    /// # Errors
-    /// [`EngineError::Read`] naming the path when it is missing or unreadable.
-    pub async fn read_csv(&self, path: &str, options: CsvOptions) -> Result<DataFrame> {
-        crate::panic::guard(
-            || "reading the CSV schema".to_string(),
-            || vec![path.to_string()],
-            async {
-                self.inner.stores.ensure(path)?;
-                read::check_exists(self, path, "csv").await?;
-                read::read_csv(self, path, options).await
-            },
-        )
-        .await
-    }
-
-    /// Reads newline-delimited JSON files.
-    ///
-    /// # Errors
-    /// [`EngineError::Read`] naming the path when it is missing or unreadable.
-    pub async fn read_json(&self, path: &str) -> Result<DataFrame> {
-        crate::panic::guard(
-            || "reading the JSON schema".to_string(),
-            || vec![path.to_string()],
-            self.read_json_unguarded(path),
-        )
-        .await
-    }
-
-    async fn read_json_unguarded(&self, path: &str) -> Result<DataFrame> {
-        self.inner.stores.ensure(path)?;
-        read::check_exists(self, path, "json").await?;
-        let ext = read::extension_of(path, ".json");
-        let options = JsonReadOptions {
-            file_extension: &ext,
-            ..Default::default()
-        };
-        let df = self
-            .inner
-            .ctx
-            .read_json(path, options)
-            .await
-            .map_err(|e| read::read_error("json", path, e))?;
-        Ok(DataFrame::new(self.clone(), df))
-    }
-
-    /// A DataFrame over in-memory batches (all of `schema`). The batches travel to executors
-    /// inside the plan, so keep them modest; write large data to Parquet first.
-    ///
-    /// # Errors
-    /// If a batch's schema differs from `schema`.
-    pub fn from_batches(&self, schema: SchemaRef, batches: Vec<RecordBatch>) -> Result<DataFrame> {
-        let slots = self.total_slots().max(1);
-        let mut partitions: Vec<Vec<RecordBatch>> =
-            vec![Vec::new(); slots.min(batches.len().max(1))];
-        let n = partitions.len();
-        for (i, b) in batches.into_iter().enumerate() {
-            partitions[i % n].push(b);
-        }
-        let table = MemTable::try_new(schema, partitions)?;
-        let df = self.inner.ctx.read_table(Arc::new(table))?;
-        Ok(DataFrame::new(self.clone(), df))
-    }
-
-    /// Registers a DataFrame as a table for SQL.
-    ///
-    /// # Errors
-    /// If the name is taken.
-    pub fn register(&self, name: &str, df: &DataFrame) -> Result<()> {
-        self.inner
-            .ctx
-            .register_table(name, df.inner().clone().into_view())?;
-        Ok(())
-    }
-
-    /// Registers Parquet files as a table for SQL.
-    ///
-    /// # Errors
-    /// As [`Session::read_parquet`].
-    pub async fn register_parquet(&self, name: &str, path: &str) -> Result<()> {
-        let df = self.read_parquet(path).await?;
-        self.register(name, &df)
-    }
-
-    /// Registers CSV files as a table for SQL.
-    ///
-    /// # Errors
-    /// As [`Session::read_csv`].
-    pub async fn register_csv(&self, name: &str, path: &str, options: CsvOptions) -> Result<()> {
-        let df = self.read_csv(path, options).await?;
-        self.register(name, &df)
-    }
-
-    /// A registered table as a DataFrame.
-    ///
-    /// # Errors
-    /// If no table has that name.
-    pub async fn table(&self, name: &str) -> Result<DataFrame> {
-        let df = self.inner.ctx.table(name).await?;
-        Ok(DataFrame::new(self.clone(), df))
     }
 }
 

@@ -36,9 +36,9 @@ use object_store::path::Path;
 use object_store::ObjectStoreExt;
 use tracing::warn;
 
+use crate::context::SessionInner;
 use crate::error::{EngineError, Result};
 use crate::job;
-use crate::session::SessionInner;
 
 /// Runs a plan whose root is a sink: writes its input where the sink says and returns the
 /// number of rows written (one `count` row, as DataFusion does).

@@ -7,11 +7,9 @@ use kiln_ml::cluster::kmeans::{KMeans, KMeansModel, KMeansTrainer};
 use kiln_ml::linear::{
     LinearRegression, LinearRegressionModel, LogisticRegression, LogisticRegressionModel,
 };
-use kiln_ml::{Algorithm, Precision};
+use kiln_ml::{Algorithm, Model, Precision};
 
 use super::columns::Columns;
-use super::lazy::LazyModel;
-use super::pipeline::Estimator;
 use crate::dataframe::DataFrame;
 use crate::error::Result;
 
@@ -67,28 +65,6 @@ pub trait Fit: Sized + Send + 'static + Into<Estimator> {
     }
 }
 
-/// Lazy training, for every [`Fit`] estimator.
-pub trait Train: Fit {
-    /// A [`LazyModel`]: training on `df` (default columns) as a `Train` node of the plan,
-    /// run when something needs the model. Columns are checked now.
-    ///
-    /// # Errors
-    /// Unknown or missing columns.
-    fn train(self, df: &DataFrame) -> Result<LazyModel> {
-        self.train_columns(df, Columns::new())
-    }
-
-    /// As [`train`](Self::train) with the given columns.
-    ///
-    /// # Errors
-    /// Unknown or missing columns.
-    fn train_columns(self, df: &DataFrame, columns: Columns) -> Result<LazyModel> {
-        LazyModel::new(self.into(), df, &columns)
-    }
-}
-
-impl<T: Fit> Train for T {}
-
 impl Fit for KMeans {
     type Algorithm = KMeansTrainer;
     type Model = KMeansModel;
@@ -118,5 +94,47 @@ impl Fit for LogisticRegression {
     fn algorithm(&self) -> Result<LogisticRegression> {
         self.check()?;
         Ok(self.clone())
+    }
+}
+
+/// An estimator as a pipeline stage.
+#[derive(Debug, Clone)]
+pub enum Estimator {
+    /// k-means clustering.
+    KMeans(KMeans),
+    /// Least squares, ridge, lasso, elastic net.
+    LinearRegression(LinearRegression),
+    /// Binary or multinomial logistic regression.
+    LogisticRegression(LogisticRegression),
+}
+
+/// Trains `estimator` on `df`'s `columns`.
+pub(crate) async fn fit_estimator(
+    estimator: &Estimator,
+    df: &DataFrame,
+    columns: Columns,
+) -> Result<Model> {
+    Ok(match estimator {
+        Estimator::KMeans(e) => e.clone().fit_columns(df, columns).await?.into(),
+        Estimator::LinearRegression(e) => e.clone().fit_columns(df, columns).await?.into(),
+        Estimator::LogisticRegression(e) => e.clone().fit_columns(df, columns).await?.into(),
+    })
+}
+
+impl From<KMeans> for Estimator {
+    fn from(e: KMeans) -> Self {
+        Estimator::KMeans(e)
+    }
+}
+
+impl From<LinearRegression> for Estimator {
+    fn from(e: LinearRegression) -> Self {
+        Estimator::LinearRegression(e)
+    }
+}
+
+impl From<LogisticRegression> for Estimator {
+    fn from(e: LogisticRegression) -> Self {
+        Estimator::LogisticRegression(e)
     }
 }

@@ -27,16 +27,40 @@ use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::{
     ident, lit, Expr, Extension, LogicalPlan, LogicalPlanBuilder, UserDefinedLogicalNodeCore,
 };
+use futures::future::BoxFuture;
 use kiln_ml::Model;
 use kiln_planner::cut_stages;
 use kiln_planner::predict::PREDICT;
 use tokio::sync::OnceCell;
 
 use super::columns::Columns;
-use super::pipeline::{fit_estimator, Estimator};
+use super::fit::{fit_estimator, Estimator, Fit};
+use crate::context::{short_id, PlanHook, SessionInner};
 use crate::dataframe::DataFrame;
 use crate::error::Result;
-use crate::session::{short_id, Session};
+use crate::session::Session;
+
+/// Lazy training, for every [`Fit`] estimator.
+pub trait Train: Fit {
+    /// A [`LazyModel`]: training on `df` (default columns) as a `Train` node of the plan,
+    /// run when something needs the model. Columns are checked now.
+    ///
+    /// # Errors
+    /// Unknown or missing columns.
+    fn train(self, df: &DataFrame) -> Result<LazyModel> {
+        self.train_columns(df, Columns::new())
+    }
+
+    /// As [`train`](Self::train) with the given columns.
+    ///
+    /// # Errors
+    /// Unknown or missing columns.
+    fn train_columns(self, df: &DataFrame, columns: Columns) -> Result<LazyModel> {
+        LazyModel::new(self.into(), df, &columns)
+    }
+}
+
+impl<T: Fit> Train for T {}
 
 /// A training stage in a logical plan: its input is the training data, its result a model.
 #[derive(Debug, Clone)]
@@ -247,9 +271,30 @@ fn train_nodes(plan: &LogicalPlan) -> Vec<TrainNode> {
     found
 }
 
+/// Lazy training as the session's [`PlanHook`]: a plan with `Train` nodes trains them first.
+struct LazyTraining;
+
+impl PlanHook for LazyTraining {
+    fn resolve<'a>(
+        &'a self,
+        session: &'a Arc<SessionInner>,
+        plan: LogicalPlan,
+    ) -> BoxFuture<'a, Result<LogicalPlan>> {
+        Box::pin(async move { resolve(&Session::from_inner(session), plan).await })
+    }
+
+    fn explain<'a>(
+        &'a self,
+        session: &'a Arc<SessionInner>,
+        plan: &'a LogicalPlan,
+    ) -> BoxFuture<'a, Result<String>> {
+        Box::pin(async move { explain_training(&Session::from_inner(session), plan).await })
+    }
+}
+
 /// Fits every training node of `plan` (once per node) and replaces each prediction node by a
 /// projection with the fitted model bound; a plan without them is returned as is.
-pub(crate) async fn resolve(session: &Session, plan: LogicalPlan) -> Result<LogicalPlan> {
+async fn resolve(session: &Session, plan: LogicalPlan) -> Result<LogicalPlan> {
     let nodes = train_nodes(&plan);
     if nodes.is_empty() {
         return Ok(plan);
@@ -295,7 +340,7 @@ pub(crate) async fn resolve(session: &Session, plan: LogicalPlan) -> Result<Logi
 
 /// The training stages of `plan`, for EXPLAIN: per `Train` node its cache stage (the stages
 /// of its input) and what each iteration does. Empty without training nodes.
-pub(crate) async fn explain_training(session: &Session, plan: &LogicalPlan) -> Result<String> {
+async fn explain_training(session: &Session, plan: &LogicalPlan) -> Result<String> {
     let mut out = String::new();
     for node in train_nodes(plan) {
         out.push_str(&format!("Train[{}]: {}\n", node.id, node.describe()));
@@ -348,6 +393,11 @@ impl LazyModel {
             DataType::Utf8,
             false,
         )]))?);
+        // The DataFrames that plan this node's consumers call back here to train it.
+        df.session()
+            .inner
+            .plan_hook
+            .get_or_init(|| Arc::new(LazyTraining));
         Ok(Self {
             session: df.session().clone(),
             node: TrainNode {

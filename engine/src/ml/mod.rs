@@ -16,7 +16,7 @@
 mod columns;
 mod evaluate;
 pub mod features;
-mod fit;
+pub(crate) mod fit;
 pub(crate) mod lazy;
 pub(crate) mod models;
 pub(crate) mod pipeline;
@@ -29,10 +29,10 @@ pub use features::{
     MinMaxScalerModel, OneHotEncoder, OneHotEncoderModel, StandardScaler, StandardScalerModel,
     StringIndexer, StringIndexerModel, StringOrder, VectorAssembler, VectorAssemblerModel,
 };
-pub use fit::{Fit, Train};
+pub use fit::{Estimator, Fit};
 pub use kiln_ml::metrics::Average;
-pub use lazy::{LazyModel, PredictNode, TrainNode};
-pub use pipeline::{Estimator, EstimatorStage, FittedStage, Pipeline, PipelineModel, Stage};
+pub use lazy::{LazyModel, PredictNode, Train, TrainNode};
+pub use pipeline::{EstimatorStage, FittedStage, Pipeline, PipelineModel, Stage};
 pub use training_data::TrainingData;
 
 pub use kiln_ml::cluster::kmeans::{KMeans, KMeansInit, KMeansModel};

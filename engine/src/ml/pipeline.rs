@@ -24,21 +24,11 @@ use super::features::{
     FeatureModel, Groups, Imputer, MinMaxScaler, OneHotEncoder, StandardScaler, StringIndexer,
     VectorAssembler, FEATURES,
 };
-use super::fit::Fit;
+use super::fit::{fit_estimator, Estimator};
+use crate::context::short_id;
 use crate::dataframe::DataFrame;
 use crate::error::{EngineError, Result};
-use crate::session::{short_id, Session};
-
-/// An estimator as a pipeline stage.
-#[derive(Debug, Clone)]
-pub enum Estimator {
-    /// k-means clustering.
-    KMeans(KMeans),
-    /// Least squares, ridge, lasso, elastic net.
-    LinearRegression(LinearRegression),
-    /// Binary or multinomial logistic regression.
-    LogisticRegression(LogisticRegression),
-}
+use crate::session::Session;
 
 /// An estimator with the columns it trains on and the column its predictions go to.
 #[derive(Debug, Clone)]
@@ -78,37 +68,6 @@ impl EstimatorStage {
             (None, None) => Columns::new(),
         };
         fit_estimator(&self.estimator, df, columns).await
-    }
-}
-
-/// Trains `estimator` on `df`'s `columns`.
-pub(crate) async fn fit_estimator(
-    estimator: &Estimator,
-    df: &DataFrame,
-    columns: Columns,
-) -> Result<Model> {
-    Ok(match estimator {
-        Estimator::KMeans(e) => e.clone().fit_columns(df, columns).await?.into(),
-        Estimator::LinearRegression(e) => e.clone().fit_columns(df, columns).await?.into(),
-        Estimator::LogisticRegression(e) => e.clone().fit_columns(df, columns).await?.into(),
-    })
-}
-
-impl From<KMeans> for Estimator {
-    fn from(e: KMeans) -> Self {
-        Estimator::KMeans(e)
-    }
-}
-
-impl From<LinearRegression> for Estimator {
-    fn from(e: LinearRegression) -> Self {
-        Estimator::LinearRegression(e)
-    }
-}
-
-impl From<LogisticRegression> for Estimator {
-    fn from(e: LogisticRegression) -> Self {
-        Estimator::LogisticRegression(e)
     }
 }
 

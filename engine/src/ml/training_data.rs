@@ -12,10 +12,11 @@ use kiln_planner::task::{CacheSpec, CachedPartitionRef, FailureKind, KernelReque
 use tracing::{debug, warn};
 
 use super::columns::Columns;
+use crate::context::short_id;
 use crate::dataframe::DataFrame;
 use crate::error::{EngineError, Result};
 use crate::job;
-use crate::session::{short_id, Session};
+use crate::session::Session;
 
 /// One cached partition: where its bytes are in the cache store and which executor holds it
 /// in memory.

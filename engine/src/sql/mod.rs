@@ -60,13 +60,13 @@ pub use parse::{
     parse_kiln_statement, split_statements, KilnStatement, Param, ParamValue, TrainModel,
     TransformItem,
 };
-use transform::ApplyTransform;
+use transform::{quote_ident, quote_string, ApplyTransform};
 pub use transform::{SqlTransform, TransformOutput, TRANSFORM_FILE};
 
 use crate::dataframe::DataFrame;
 use crate::error::{EngineError, Result};
+use crate::ml::fit::fit_estimator;
 use crate::ml::models::unknown_model;
-use crate::ml::pipeline::fit_estimator;
 use crate::ml::{
     Average, ClassificationMetric, Columns, Estimator, Evaluator, KMeans, KMeansInit, LazyModel,
     LinearRegression, LogisticRegression, RegressionMetric,
@@ -87,7 +87,7 @@ async fn run_statement(session: &Session, sql: &str) -> Result<DataFrame> {
         return execute(session, statement).await;
     }
     let sql = parse::quote_model_arguments(sql, |name| session.model(name).is_some())?;
-    let sql = parse::transform_predict_arguments(&sql, |name| session.transform(name))?;
+    let sql = transform::transform_predict_arguments(&sql, |name| session.transform(name))?;
     let mut temporary = Vec::new();
     let rewritten = rewrite(session, &sql, &mut temporary).await;
     let planned = match rewritten {
@@ -722,14 +722,6 @@ fn located(e: EngineError, at: Location) -> EngineError {
     }
 }
 
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-fn quote_string(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
-}
-
 /// `(SELECT *, predict('m', f...) AS prediction [, predict_proba(...) AS probability] FROM
 /// (query))`.
 fn predict_subquery(
@@ -767,7 +759,7 @@ const PROBABILITY: &str = "__kiln_probability";
 async fn evaluate(session: &Session, name: &str, model: &Model, query: &str) -> Result<String> {
     if let Some(t) = model.transform() {
         // Evaluate the bare model on the transformed rows, under a name of its own.
-        let bare = format!("__kiln_evaluate_{}", crate::session::short_id());
+        let bare = format!("__kiln_evaluate_{}", crate::context::short_id());
         let bare_model = model.clone().with_transform(None);
         session.register_model(&bare, bare_model.clone());
         let transformed = t.select(query, model.label());
@@ -912,4 +904,27 @@ fn text_table(session: &Session, names: &[&str], rows: Vec<Vec<String>>) -> Resu
         Arc::clone(&schema),
         vec![RecordBatch::try_new(schema, columns)?],
     )
+}
+
+/// Kiln's SQL, as a session method: written here, above the session.
+impl Session {
+    /// Runs one SQL statement: DataFusion's SQL plus Kiln's dialect (`TRAIN MODEL`,
+    /// `CREATE MODEL`, `PREDICT(MODEL m, (query))`, `EVALUATE(MODEL m, (query))`, `SHOW MODELS`,
+    /// `DESCRIBE MODEL`, `DROP MODEL`, `SAVE MODEL`, `LOAD MODEL`, `EXPLAIN TRAIN`; see
+    /// [`crate::sql`]). Queries are lazy: nothing runs until an action on the returned
+    /// DataFrame. DDL (`CREATE VIEW`, `CREATE EXTERNAL TABLE`, ...) and Kiln's statements take
+    /// effect at once; those answer with a small table (the trained model's summary, the list
+    /// of models, ...).
+    ///
+    /// # Errors
+    /// [`EngineError::SqlSyntax`] with the position of a syntax error; planning errors such as
+    /// [`EngineError::UnknownColumn`].
+    pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
+        crate::panic::guard(
+            || format!("planning `{}`", crate::panic::statement_text(sql)),
+            || crate::panic::statement_files(sql),
+            crate::sql::run(self, sql),
+        )
+        .await
+    }
 }

@@ -904,54 +904,6 @@ pub(crate) fn call_arguments(sql: &str, toks: &[Tok], open: usize) -> Option<(Ve
     None
 }
 
-/// `sql` with the arguments of every `predict('m', ...)` / `predict_proba('m', ...)` whose
-/// model has a `TRANSFORM` replaced by the transform's outputs computed from them (see
-/// [`SqlTransform::substitute`](super::SqlTransform::substitute)). Runs after
-/// [`quote_model_arguments`], so the model is a string.
-///
-/// # Errors
-/// A call with a number of arguments other than the transform's inputs.
-pub(crate) fn transform_predict_arguments(
-    sql: &str,
-    transform: impl Fn(&str) -> Option<std::sync::Arc<super::SqlTransform>>,
-) -> Result<String> {
-    let toks = tokens(sql)?;
-    let mut out = String::with_capacity(sql.len());
-    let mut last = 0;
-    let mut i = 0;
-    while i + 2 < toks.len() {
-        let is_predict = matches!(&toks[i].token, Token::Word(f) if f.quote_style.is_none()
-            && (f.value.eq_ignore_ascii_case("predict") || f.value.eq_ignore_ascii_case("predict_proba")));
-        let found = match (&toks[i + 1].token, &toks[i + 2].token) {
-            (Token::LParen, Token::SingleQuotedString(m)) if is_predict => {
-                transform(m).map(|t| (m.clone(), t))
-            }
-            _ => None,
-        };
-        let Some((model, t)) = found else {
-            i += 1;
-            continue;
-        };
-        // The arguments after the model, to the call's closing parenthesis.
-        let Some((mut args, close)) = call_arguments(sql, &toks, i + 1) else {
-            return Err(error_at(toks[i].at, "predict(...) is not closed"));
-        };
-        args.remove(0);
-        let replaced =
-            super::transform::ApplyTransform::substitute(t.as_ref(), &model, &args, toks[i].at)?;
-        out.push_str(&sql[last..toks[i + 2].end]);
-        for r in replaced {
-            out.push_str(", ");
-            out.push_str(&r);
-        }
-        out.push(')');
-        last = toks[close].end;
-        i = close + 1;
-    }
-    out.push_str(&sql[last..]);
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::panic)]
