@@ -12,7 +12,7 @@ if ! command -v cargo-nextest >/dev/null 2>&1; then
 fi
 
 # The Python reference environment (scikit-learn, numpy) the ML suites compare Kiln against,
-# and moto, the S3-protocol server of the object-store suites; (re)installed whenever tests/python/requirements.txt changes.
+# and SeaweedFS, the S3 server (it checks signatures) of the object-store suites; (re)installed whenever tests/python/requirements.txt changes.
 want="$(sha256sum tests/python/requirements.txt | cut -d' ' -f1)"
 if [ ! -x .venv/bin/python ] || [ "$(cat .venv/.requirements.sha 2>/dev/null)" != "$want" ]; then
   step "python reference environment (.venv)"

@@ -85,6 +85,44 @@ impl StoreResolver {
         self.registry.register_store(&base_url, store);
         Ok(())
     }
+
+    /// Checks that the store under `root` (a URL of a directory) answers a listing: a missing
+    /// bucket or refused credentials then fail the session's start, named, rather than its
+    /// first job after the store's retries.
+    pub(crate) async fn check_root(&self, what: &'static str, root: &str) -> Result<()> {
+        let Some((scheme, _)) = root.split_once("://") else {
+            return Ok(());
+        };
+        if matches!(scheme, "file" | "memory") {
+            return Ok(());
+        }
+        let url = Url::parse(root).map_err(|e| EngineError::Internal(e.to_string()))?;
+        let store = self
+            .registry
+            .get_store(&url)
+            .map_err(|e| EngineError::Internal(e.to_string()))?;
+        let prefix = object_store::path::Path::from(url.path());
+        let refused = |reason: String| EngineError::InvalidParameter {
+            name: what,
+            reason: format!("'{root}': {reason}"),
+        };
+        match store.list_with_delimiter(Some(&prefix)).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let text = crate::error::store_error_text(&e);
+                let missing = matches!(e, object_store::Error::NotFound { .. })
+                    || text.starts_with("the bucket does not exist");
+                Err(refused(if missing {
+                    format!(
+                        "the bucket '{}' does not exist",
+                        url.host_str().unwrap_or_default()
+                    )
+                } else {
+                    text
+                }))
+            }
+        }
+    }
 }
 
 /// What a session's parts share: the driver's DataFusion context, the executors and their

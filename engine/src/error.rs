@@ -298,6 +298,28 @@ fn edit_distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
+/// An object store's error, with what to check when the server refused the request.
+pub(crate) fn store_error_text(e: &object_store::Error) -> String {
+    let text = e.to_string();
+    // S3's codes for a signature made with the wrong secret or an unknown key.
+    let refused = matches!(
+        e,
+        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }
+    ) || ["SignatureDoesNotMatch", "InvalidAccessKeyId"]
+        .iter()
+        .any(|code| text.contains(&format!("<Code>{code}</Code>")));
+    if refused {
+        format!(
+            "{text} (the server refused the request: check the access key and secret, \
+             AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for S3, and what they may read)"
+        )
+    } else if text.contains("<Code>NoSuchBucket</Code>") {
+        format!("the bucket does not exist ({text})")
+    } else {
+        text
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -153,7 +153,7 @@ pub(crate) async fn check_exists(
                 Some(Err(e)) => Err(EngineError::Read {
                     format,
                     path: path.to_string(),
-                    reason: e.to_string(),
+                    reason: crate::error::store_error_text(&e),
                 }),
                 None => Err(EngineError::Read {
                     format,
@@ -165,7 +165,7 @@ pub(crate) async fn check_exists(
         Err(e) => Err(EngineError::Read {
             format,
             path: path.to_string(),
-            reason: e.to_string(),
+            reason: crate::error::store_error_text(&e),
         }),
     }
 }
@@ -175,7 +175,10 @@ pub(crate) fn read_error(format: &'static str, path: &str, err: DataFusionError)
     EngineError::Read {
         format,
         path: path.to_string(),
-        reason: err.find_root().to_string(),
+        reason: match err.find_root() {
+            DataFusionError::ObjectStore(e) => crate::error::store_error_text(e),
+            root => root.to_string(),
+        },
     }
 }
 
@@ -504,6 +507,12 @@ impl Session {
         // datafusion-cli and DuckDB: a table reference that names files and is no table is
         // a listing table for this statement (its store registered first for a URL).
         let mut temporary = Vec::new();
+        // `CREATE EXTERNAL TABLE ... LOCATION 's3://...'` lists its files while planned.
+        if let datafusion::sql::parser::Statement::CreateExternalTable(create) = &statement {
+            for location in create.locations.iter().filter(|l| l.contains("://")) {
+                self.inner.stores.ensure(location)?;
+            }
+        }
         for table in state.resolve_table_references(&statement)? {
             let name = table.table();
             if name.contains("://") {

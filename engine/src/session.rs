@@ -530,6 +530,10 @@ impl SessionBuilder {
             None => format!("{shuffle_root}cache/"),
         };
         stores.ensure(&cache_root)?;
+        stores.check_root("shuffle_root", &shuffle_root).await?;
+        if !cache_root.starts_with(&shuffle_root) {
+            stores.check_root("cache_root", &cache_root).await?;
+        }
 
         let shuffle_compression = self.shuffle_compression.unwrap_or(ShuffleCompression::Lz4);
         let total_slots = self.executors * self.slots_per_executor;

@@ -1,65 +1,149 @@
-//! Shuffle, cache and Parquet sources against an S3-protocol server (moto, started on a free
-//! loopback port and stopped with the test), embedded and on a local cluster.
+//! Shuffle, cache and Parquet sources against an S3 server that checks every request's
+//! signature (SeaweedFS, started on free loopback ports and stopped with the test), embedded
+//! and on a local cluster; and the errors a wrong secret or a missing bucket give.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kiln::ml::{Columns, KMeans, KMeansInit, Precision};
 use kiln::Session;
+use object_store::aws::AmazonS3Builder;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use crate::common::sorted_rows;
 
-/// A moto S3 server with one bucket, `kiln`; the AWS environment points at it.
+/// A SeaweedFS S3 gateway (`weed mini`: master, volume, filer and S3 in one process) on free
+/// loopback ports, with one bucket, `kiln`, and one identity whose requests it checks with
+/// SigV4; the AWS environment of this test points at it.
 pub(crate) struct S3Server {
     child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub(crate) endpoint: String,
+    _dir: tempfile::TempDir,
+}
+
+/// The identity the server knows.
+pub(crate) const ACCESS_KEY: &str = "kiln-access";
+/// Its secret.
+pub(crate) const SECRET_KEY: &str = "kiln-secret-4c1b2e";
+
+fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
+}
+
+/// The `weed` binary the test command installs into the reference environment.
+pub(crate) fn weed_bin() -> std::path::PathBuf {
+    kiln_tests::reference::python()
+        .parent()
+        .unwrap()
+        .join("weed")
+}
+
+/// The identities file SeaweedFS's S3 gateway checks requests against.
+pub(crate) fn write_s3_config(path: &Path) {
+    let config = serde_json::json!({
+        "identities": [{
+            "name": "kiln",
+            "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"]
+        }]
+    });
+    std::fs::write(path, config.to_string()).unwrap();
 }
 
 impl S3Server {
     pub(crate) fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let python = kiln_tests::reference::python();
-        let bin = python.parent().unwrap().join("moto_server");
-        let child = Command::new(&bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("s3.json");
+        write_s3_config(&config);
+        let p = free_ports(10);
+        let bin = weed_bin();
+        let mut command = Command::new(&bin);
+        command
+            .arg("mini")
+            .arg(format!("-dir={}", dir.path().join("data").display()))
+            .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-bucket=kiln"])
+            // As S3 does: a write to a bucket that does not exist fails.
+            .arg("-s3.autoCreateBucket=false")
+            .args(["-admin.ui=false", "-webdav=false"])
+            .args(["-s3.port.iceberg=0", "-s3.port.lance=0"])
+            .arg(format!("-s3.config={}", config.display()));
+        for (flag, port) in [
+            "-master.port",
+            "-master.port.grpc",
+            "-volume.port",
+            "-volume.port.grpc",
+            "-filer.port",
+            "-filer.port.grpc",
+            "-s3.port",
+            "-s3.port.grpc",
+            "-admin.port",
+            "-admin.port.grpc",
+        ]
+        .iter()
+        .zip(&p)
+        {
+            command.arg(format!("{flag}={port}"));
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("start {bin:?} (./scripts/test.sh installs it): {e}"));
-        let server = Self { child };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
-                // Create the bucket (moto does not check signatures).
-                write!(
-                    s,
-                    "PUT /kiln HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                )
-                .unwrap();
-                let mut reply = String::new();
-                let _ = s.read_to_string(&mut reply);
-                if reply.starts_with("HTTP/1.1 200") {
-                    break;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "moto did not start on port {port}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let endpoint = format!("http://127.0.0.1:{}", p[6]);
+        let server = Self {
+            child,
+            endpoint: endpoint.clone(),
+            _dir: dir,
+        };
+        // Ready when a signed write to the bucket succeeds.
+        let store = store(&endpoint, SECRET_KEY, "kiln");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        // On a thread of its own: the caller may be inside an async runtime.
+        let ready = std::thread::scope(|s| {
+            s.spawn(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async {
+                    loop {
+                        let put = store
+                            .put(&"ready".into(), PutPayload::from_static(b"1"))
+                            .await;
+                        if put.is_ok() {
+                            return true;
+                        }
+                        if Instant::now() > deadline {
+                            return false;
+                        }
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                })
+            })
+            .join()
+            .unwrap()
+        });
+        assert!(
+            ready,
+            "SeaweedFS did not serve S3 at {endpoint} within 60 s"
+        );
         // nextest runs every test in its own process, so the environment is this test's own;
         // local_cluster executors inherit it.
         for (k, v) in [
-            ("AWS_ENDPOINT", format!("http://127.0.0.1:{port}")),
+            ("AWS_ENDPOINT", endpoint.clone()),
             ("AWS_ALLOW_HTTP", "true".into()),
-            ("AWS_ACCESS_KEY_ID", "kiln".into()),
-            ("AWS_SECRET_ACCESS_KEY", "kiln".into()),
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY.into()),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.into()),
             ("AWS_REGION", "us-east-1".into()),
             ("AWS_VIRTUAL_HOSTED_STYLE_REQUEST", "false".into()),
         ] {
@@ -67,6 +151,21 @@ impl S3Server {
         }
         server
     }
+}
+
+/// A client of `bucket` at `endpoint` signing with `secret`.
+fn store(endpoint: &str, secret: &str, bucket: &str) -> Arc<dyn ObjectStore> {
+    Arc::new(
+        AmazonS3Builder::new()
+            .with_endpoint(endpoint)
+            .with_allow_http(true)
+            .with_bucket_name(bucket)
+            .with_region("us-east-1")
+            .with_access_key_id(ACCESS_KEY)
+            .with_secret_access_key(secret)
+            .build()
+            .unwrap(),
+    )
 }
 
 impl Drop for S3Server {
@@ -163,4 +262,69 @@ async fn training_with_its_cache_in_s3_survives_losing_memory() {
         data.info().partitions as u64
     );
     data.unpersist().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_refuses_a_wrong_signature() {
+    let s3 = S3Server::start();
+    let wrong = store(&s3.endpoint, "not-the-secret", "kiln");
+    let err = wrong
+        .put(&"x".into(), PutPayload::from_static(b"1"))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("SignatureDoesNotMatch") || err.to_string().contains("403"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_secret_is_a_clear_error_within_seconds() {
+    let _s3 = S3Server::start();
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "not-the-secret");
+    let kiln = Session::builder()
+        .executors(2)
+        .store_retries(1, Duration::from_secs(5))
+        .build()
+        .await
+        .unwrap();
+    let start = Instant::now();
+    let err = match kiln.read_parquet("s3://kiln/data/points/").await {
+        Ok(df) => df.collect().await.unwrap_err(),
+        Err(e) => e,
+    };
+    let text = err.to_string();
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert!(
+        text.contains("s3://kiln/data/points/") && text.contains("AWS_SECRET_ACCESS_KEY"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_bucket_is_named_within_seconds() {
+    let _s3 = S3Server::start();
+    let start = Instant::now();
+    let err = Session::builder()
+        .executors(2)
+        .shuffle_root("s3://no-such-bucket/shuffle/")
+        .store_retries(1, Duration::from_secs(5))
+        .build()
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert!(
+        text.contains("shuffle_root")
+            && text.contains("the bucket 'no-such-bucket' does not exist"),
+        "{text}"
+    );
 }
