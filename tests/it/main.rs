@@ -8,6 +8,7 @@ mod conformance;
 mod dataframe;
 mod errors;
 mod features;
+mod hosts;
 mod lazy;
 mod main_job;
 mod ml;

@@ -31,6 +31,10 @@ pub(crate) enum Command {
     /// a progress line, Ctrl-C cancelling a statement. Reads a script from standard input
     /// when it is not a terminal.
     Shell(ShellArgs),
+    /// Exit 0 when the driver's executor endpoint accepts a connection within the timeout, 1
+    /// otherwise: a container's health check (an executor's driver, or a driver's own
+    /// endpoint).
+    Health(HealthArgs),
     /// Print a completion script for SHELL (bash, zsh, fish, elvish, powershell), e.g.
     /// `kiln completions bash > ~/.local/share/bash-completion/completions/kiln`.
     Completions {
@@ -44,7 +48,7 @@ pub(crate) enum Command {
 #[derive(Debug, Args)]
 pub(crate) struct ExecutorArgs {
     /// The driver's URL: http://HOST:PORT, or https:// when the driver serves TLS.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", env = "KILN_DRIVER")]
     pub(crate) driver: String,
     /// Tasks this executor runs at once [default: the machine's cores].
     #[arg(long, value_name = "N", value_parser = at_least_one)]
@@ -71,6 +75,17 @@ pub(crate) struct ExecutorArgs {
     /// Mutual TLS: the private key of --tls-cert (PEM).
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     pub(crate) tls_key: Option<PathBuf>,
+}
+
+/// `kiln health`.
+#[derive(Debug, Args)]
+pub(crate) struct HealthArgs {
+    /// The driver's URL: http://HOST:PORT or https://HOST:PORT.
+    #[arg(long, value_name = "URL", env = "KILN_DRIVER")]
+    pub(crate) driver: String,
+    /// How long to wait for the connection, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3)]
+    pub(crate) timeout: u64,
 }
 
 /// The options of a session and its output, shared by `kiln sql` and `kiln shell`. Every

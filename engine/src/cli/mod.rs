@@ -46,7 +46,7 @@ mod args;
 mod shell;
 mod sql;
 
-use args::{Cli, Command, ExecutorArgs, SqlSource};
+use args::{Cli, Command, ExecutorArgs, HealthArgs, SqlSource};
 
 /// Runs the `kiln` command with `args` (the arguments after the program name) and returns
 /// its exit status: 0, 1 after an error it printed, 2 for bad arguments. Prints results to
@@ -80,6 +80,13 @@ pub fn main(args: &[String]) -> ExitCode {
             sql::main(&a, sources)
         }
         Command::Shell(a) => shell::main(&a),
+        Command::Health(a) => match health(&a) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("kiln health: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "kiln", &mut std::io::stdout());
             ExitCode::SUCCESS
@@ -111,6 +118,31 @@ fn sql_sources(m: &clap::ArgMatches) -> Vec<SqlSource> {
     }
     out.sort_by_key(|(i, _)| *i);
     out.into_iter().map(|(_, s)| s).collect()
+}
+
+/// Connects to the driver's endpoint (TCP), within the timeout.
+fn health(args: &HealthArgs) -> Result<(), String> {
+    use std::net::{TcpStream, ToSocketAddrs};
+    let url = url::Url::parse(&args.driver)
+        .map_err(|e| format!("'{}' is not a URL: {e}", args.driver))?;
+    let host = url
+        .host_str()
+        .ok_or_else(|| format!("'{}' names no host", args.driver))?;
+    let port = url
+        .port_or_known_default()
+        .ok_or_else(|| format!("'{}' names no port", args.driver))?;
+    let timeout = std::time::Duration::from_secs(args.timeout.max(1));
+    let addrs = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?;
+    let mut last = format!("{host} has no address");
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, timeout) {
+            Ok(_) => return Ok(()),
+            Err(e) => last = format!("cannot connect to {addr}: {e}"),
+        }
+    }
+    Err(last)
 }
 
 fn executor(args: &ExecutorArgs) -> Result<(), String> {

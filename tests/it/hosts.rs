@@ -1,0 +1,547 @@
+//! Kiln on hosts of its own: containers on a private Docker network, each with its own address
+//! and resource limits — a driver, three executors, and SeaweedFS as the S3 server (real
+//! credentials, SigV4 checked) holding the data, the shuffle and the cache. Every scenario
+//! compares what the containers wrote with an embedded run of the same statements on the same
+//! S3 data. Where no Docker daemon answers, each test says so in one line and passes.
+//!
+//! Images are built with no registry (`deploy/image/build.sh` from the debug `kiln` binary the
+//! test command already built; SeaweedFS's static `weed` binary from the reference
+//! environment, `FROM scratch`) and kept between runs under a tag that names their content.
+//! Networks and containers are removed when a test ends, whether or not it failed.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kiln::Session;
+use object_store::aws::AmazonS3Builder;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+use crate::common::sorted_rows;
+use crate::s3::{write_s3_config, ACCESS_KEY, SECRET_KEY};
+
+const TOKEN: &str = "kiln-hosts-token-5f0e";
+const EXECUTORS: usize = 3;
+const SLOTS: usize = 2;
+
+/// `docker ARGS`, its output.
+fn docker(args: &[&str]) -> Output {
+    Command::new("docker")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run docker {args:?}: {e}"))
+}
+
+/// `docker ARGS`, which must succeed; its standard output.
+fn docker_ok(args: &[&str]) -> String {
+    let out = docker(args);
+    assert!(
+        out.status.success(),
+        "docker {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Whether a Docker daemon answers; if not, the one line saying the test is skipped.
+fn docker_reachable(test: &str) -> bool {
+    let ok = Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("{test}: skipped, no Docker daemon answers (`docker info` failed)");
+    }
+    ok
+}
+
+/// A tag naming a file's content by its size and modification time.
+fn content_tag(name: &str, file: &Path) -> String {
+    let meta = std::fs::metadata(file).unwrap();
+    let modified = meta
+        .modified()
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{name}:{:x}-{:x}", meta.len(), modified)
+}
+
+fn image_exists(tag: &str) -> bool {
+    docker(&["image", "inspect", tag]).status.success()
+}
+
+/// Kiln's image, from the debug binary.
+fn kiln_image() -> String {
+    let bin = crate::sql::kiln_bin();
+    let tag = content_tag("kiln-test", &bin);
+    if !image_exists(&tag) {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let out = Command::new(root.join("deploy/image/build.sh"))
+            .arg(&bin)
+            .arg(&tag)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "deploy/image/build.sh: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    tag
+}
+
+/// SeaweedFS's image: its static binary alone.
+fn seaweedfs_image() -> String {
+    let bin = crate::s3::weed_bin();
+    let tag = content_tag("kiln-test-seaweedfs", &bin);
+    if !image_exists(&tag) {
+        let ctx = tempfile::tempdir().unwrap();
+        std::fs::copy(&bin, ctx.path().join("weed")).unwrap();
+        std::fs::create_dir(ctx.path().join("tmp")).unwrap();
+        std::fs::write(
+            ctx.path().join("Dockerfile"),
+            "FROM scratch\nCOPY weed /weed\nCOPY tmp /tmp\nENTRYPOINT [\"/weed\"]\n",
+        )
+        .unwrap();
+        docker_ok(&[
+            "build",
+            "--quiet",
+            "--tag",
+            &tag,
+            &ctx.path().display().to_string(),
+        ]);
+    }
+    tag
+}
+
+/// A private network with SeaweedFS on it, and the containers a test starts there; all
+/// removed on drop.
+struct TestBed {
+    id: String,
+    network: String,
+    containers: Vec<String>,
+    kiln_image: String,
+    /// `http://IP:8333`, SeaweedFS as this process reaches it.
+    s3_from_host: String,
+    dir: tempfile::TempDir,
+}
+
+impl TestBed {
+    fn start() -> Self {
+        let id = format!("{:x}", std::process::id() ^ rand::random::<u32>());
+        let network = format!("kiln-hosts-{id}");
+        let kiln_image = kiln_image();
+        let seaweedfs = seaweedfs_image();
+        docker_ok(&["network", "create", &network]);
+        let dir = tempfile::tempdir().unwrap();
+        let mut bed = Self {
+            id,
+            network,
+            containers: Vec::new(),
+            kiln_image,
+            s3_from_host: String::new(),
+            dir,
+        };
+        let config_dir = bed.dir.path().join("seaweedfs");
+        std::fs::create_dir(&config_dir).unwrap();
+        write_s3_config(&config_dir.join("s3.json"));
+        let s3 = bed.run(
+            "s3",
+            &["-v", &format!("{}:/etc/seaweedfs:ro", config_dir.display())],
+            &seaweedfs,
+            &[
+                "mini",
+                "-dir=/tmp/data",
+                "-ip.bind=0.0.0.0",
+                "-bucket=kiln",
+                "-s3.autoCreateBucket=false",
+                "-admin.ui=false",
+                "-webdav=false",
+                "-s3.port.iceberg=0",
+                "-s3.port.lance=0",
+                "-s3.config=/etc/seaweedfs/s3.json",
+            ],
+        );
+        let ip = docker_ok(&[
+            "inspect",
+            "--format",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+            &s3,
+        ]);
+        bed.s3_from_host = format!("http://{ip}:8333");
+        bed.wait_for_s3();
+        bed
+    }
+
+    /// Starts a container named `role-ID` on the network (alias `role`).
+    fn run(&mut self, role: &str, options: &[&str], image: &str, args: &[&str]) -> String {
+        let name = format!("{role}-{}", self.id);
+        let mut all = vec![
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--network",
+            &self.network,
+            "--network-alias",
+            role,
+        ];
+        all.extend_from_slice(options);
+        all.push(image);
+        all.extend_from_slice(args);
+        docker_ok(&all);
+        self.containers.push(name.clone());
+        name
+    }
+
+    fn store(&self) -> Arc<dyn ObjectStore> {
+        Arc::new(
+            AmazonS3Builder::new()
+                .with_endpoint(&self.s3_from_host)
+                .with_allow_http(true)
+                .with_bucket_name("kiln")
+                .with_region("us-east-1")
+                .with_access_key_id(ACCESS_KEY)
+                .with_secret_access_key(SECRET_KEY)
+                .build()
+                .unwrap(),
+        )
+    }
+
+    fn wait_for_s3(&self) {
+        let store = self.store();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let ready = std::thread::scope(|s| {
+            s.spawn(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async {
+                    while Instant::now() < deadline {
+                        let put = store
+                            .put(&"ready".into(), PutPayload::from_static(b"1"))
+                            .await;
+                        if put.is_ok() {
+                            return true;
+                        }
+                        tokio::time::sleep(Duration::from_millis(250)).await;
+                    }
+                    false
+                })
+            })
+            .join()
+            .unwrap()
+        });
+        assert!(ready, "SeaweedFS did not serve S3 at {}", self.s3_from_host);
+        // This process reads and writes the bucket too (the data, the embedded run).
+        for (k, v) in [
+            ("AWS_ENDPOINT", self.s3_from_host.clone()),
+            ("AWS_ALLOW_HTTP", "true".into()),
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY.into()),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_VIRTUAL_HOSTED_STYLE_REQUEST", "false".into()),
+        ] {
+            std::env::set_var(k, v);
+        }
+    }
+
+    /// What a Kiln container needs to reach the bucket and the driver.
+    fn kiln_env(secret: &str) -> Vec<String> {
+        [
+            ("AWS_ENDPOINT", "http://s3:8333"),
+            ("AWS_ALLOW_HTTP", "true"),
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+            ("AWS_SECRET_ACCESS_KEY", secret),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_VIRTUAL_HOSTED_STYLE_REQUEST", "false"),
+            ("KILN_DRIVER", "http://driver:7077"),
+            ("RUST_BACKTRACE", "0"),
+        ]
+        .iter()
+        .flat_map(|(k, v)| ["-e".to_string(), format!("{k}={v}")])
+        .collect()
+    }
+
+    /// Starts `n` executors, each with 1 CPU and 1 GiB, presenting `token`.
+    fn start_executors(&mut self, n: usize, token: &str) -> Vec<String> {
+        let image = self.kiln_image.clone();
+        (0..n)
+            .map(|i| {
+                let mut options = Self::kiln_env(SECRET_KEY);
+                options.extend(
+                    [
+                        "-e",
+                        &format!("KILN_AUTH_TOKEN={token}"),
+                        "--memory",
+                        "1g",
+                        "--cpus",
+                        "1",
+                    ]
+                    .map(String::from),
+                );
+                let options: Vec<&str> = options.iter().map(String::as_str).collect();
+                let slots = SLOTS.to_string();
+                let name = format!("exec{i}");
+                self.run(
+                    &name,
+                    &options,
+                    &image,
+                    &["executor", "--slots", &slots, "--id", &name],
+                )
+            })
+            .collect()
+    }
+
+    /// Starts the driver: `kiln sql --cluster` over `script`, waiting for `executors`.
+    fn start_driver(&mut self, script: &str, executors: usize, secret: &str) -> String {
+        let scripts = self.dir.path().join("scripts");
+        std::fs::create_dir_all(&scripts).unwrap();
+        std::fs::write(scripts.join("run.sql"), script).unwrap();
+        let mut options = Self::kiln_env(secret);
+        options.extend(
+            [
+                "-e",
+                &format!("KILN_AUTH_TOKEN={TOKEN}"),
+                "-v",
+                &format!("{}:/scripts:ro", scripts.display()),
+            ]
+            .map(String::from),
+        );
+        let options: Vec<&str> = options.iter().map(String::as_str).collect();
+        let image = self.kiln_image.clone();
+        let executors = executors.to_string();
+        self.run(
+            "driver",
+            &options,
+            &image,
+            &[
+                "sql",
+                "--cluster",
+                "0.0.0.0:7077",
+                "--executors",
+                &executors,
+                "--set",
+                "kiln.shuffle.root=s3://kiln/shuffle/",
+                "--set",
+                "kiln.cache.root=s3://kiln/cache/",
+                "--set",
+                "kiln.cluster.heartbeat_timeout_secs=5",
+                "--format",
+                "csv",
+                "-f",
+                "/scripts/run.sql",
+            ],
+        )
+    }
+
+    /// Waits for a container to exit (at most `limit`); its exit code and its logs.
+    fn wait(&self, name: &str, limit: Duration) -> (i32, String) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let state = docker_ok(&["inspect", "--format", "{{.State.Status}}", name]);
+            if state == "exited" || state == "dead" {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} still runs after {limit:?}:\n{}",
+                self.logs(name)
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        let code = docker_ok(&["inspect", "--format", "{{.State.ExitCode}}", name]);
+        (code.parse().unwrap_or(-1), self.logs(name))
+    }
+
+    fn logs(&self, name: &str) -> String {
+        let out = docker(&["logs", name]);
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
+
+    /// Uploads the TPC-H tables at scale factor 0.1 to `s3://kiln/tpch/`.
+    async fn upload_tpch(&self) {
+        let local = self.dir.path().join("tpch");
+        kiln_tests::tpch::generate_parquet(&local, 0.1, 3).unwrap();
+        let store = self.store();
+        for table in kiln_tests::tpch::TABLES {
+            let dir = kiln_tests::tpch::table_dir(&local, table);
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                let name = path.file_name().unwrap().to_string_lossy().to_string();
+                let bytes = std::fs::read(&path).unwrap();
+                store
+                    .put(
+                        &format!("tpch/{table}/{name}").into(),
+                        PutPayload::from(bytes),
+                    )
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+}
+
+impl Drop for TestBed {
+    fn drop(&mut self) {
+        for c in &self.containers {
+            let _ = docker(&["rm", "-f", "-v", c]);
+        }
+        let _ = docker(&["network", "rm", &self.network]);
+    }
+}
+
+/// The statements both runs execute: the TPC-H tables from S3, queries and training, each
+/// result written to `s3://kiln/OUT/NAME/`.
+fn script(out: &str) -> String {
+    let mut s = String::new();
+    for t in kiln_tests::tpch::TABLES {
+        s.push_str(&format!(
+            "CREATE EXTERNAL TABLE {t} STORED AS PARQUET LOCATION 's3://kiln/tpch/{t}/';\n"
+        ));
+    }
+    for q in QUERIES {
+        let text = kiln_tests::tpch::query(q)
+            .unwrap()
+            .trim()
+            .trim_end_matches(';');
+        s.push_str(&format!(
+            "COPY ({text}) TO 's3://kiln/{out}/q{q}/' STORED AS PARQUET;\n"
+        ));
+    }
+    s.push_str(TRAINING);
+    s.push_str(&format!(
+        "COPY (SELECT c_custkey, predict(segments, c_acctbal, c_nationkey) AS segment, \
+         predict(big_spender, c_acctbal, c_nationkey) AS big FROM customer) \
+         TO 's3://kiln/{out}/models/' STORED AS PARQUET;\n"
+    ));
+    s
+}
+
+const QUERIES: [usize; 5] = [1, 3, 5, 9, 18];
+
+const TRAINING: &str = "\
+TRAIN MODEL segments USING kmeans (k = 4, seed = 7, max_iter = 10) \
+  FEATURES (c_acctbal, c_nationkey) AS SELECT * FROM customer;\n\
+TRAIN MODEL big_spender USING logistic_regression (max_iter = 20) \
+  LABEL big FEATURES (c_acctbal, c_nationkey) \
+  AS SELECT c_acctbal, c_nationkey, CAST(c_acctbal > 5000 AS DOUBLE) AS big FROM customer;\n";
+
+/// The rows of every result of `out`, by name.
+async fn results(kiln: &Session, out: &str) -> Vec<(String, Vec<Vec<String>>)> {
+    let names = QUERIES
+        .iter()
+        .map(|q| format!("q{q}"))
+        .chain(["models".to_string()]);
+    let mut all = Vec::new();
+    for name in names {
+        let df = kiln
+            .read_parquet(&format!("s3://kiln/{out}/{name}/"))
+            .await
+            .unwrap_or_else(|e| panic!("{out}/{name}: {e}"));
+        all.push((name, sorted_rows(&df.collect().await.unwrap())));
+    }
+    all
+}
+
+/// The same statements in this process, embedded, with the containers' executors and slots.
+async fn embedded(out: &str) -> Vec<(String, Vec<Vec<String>>)> {
+    let kiln = Session::builder()
+        .executors(EXECUTORS)
+        .slots_per_executor(SLOTS)
+        .build()
+        .await
+        .unwrap();
+    for statement in kiln::sql::split_statements(&script(out)).unwrap() {
+        kiln.sql(&statement)
+            .await
+            .unwrap_or_else(|e| panic!("{statement}: {e}"))
+            .collect()
+            .await
+            .unwrap_or_else(|e| panic!("{statement}: {e}"));
+    }
+    results(&kiln, out).await
+}
+
+async fn check_against_embedded(out: &str) {
+    let expected = embedded("embedded").await;
+    let kiln = Session::builder().executors(1).build().await.unwrap();
+    let got = results(&kiln, out).await;
+    for ((name, want), (_, have)) in expected.iter().zip(&got) {
+        assert!(!want.is_empty(), "{name}: the embedded run wrote no rows");
+        assert_eq!(have, want, "{name}: the containers' answer differs");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tpch_and_training_on_three_executor_containers_equal_the_embedded_run() {
+    if !docker_reachable("hosts::tpch_and_training") {
+        return;
+    }
+    let mut bed = TestBed::start();
+    bed.upload_tpch().await;
+    bed.start_executors(EXECUTORS, TOKEN);
+    let driver = bed.start_driver(&script("cluster"), EXECUTORS, SECRET_KEY);
+    let (code, logs) = bed.wait(&driver, Duration::from_secs(600));
+    assert_eq!(code, 0, "the driver failed:\n{logs}");
+    check_against_embedded("cluster").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_executor_killed_mid_job_does_not_change_the_answer() {
+    if !docker_reachable("hosts::an_executor_killed_mid_job") {
+        return;
+    }
+    let mut bed = TestBed::start();
+    bed.upload_tpch().await;
+    let executors = bed.start_executors(EXECUTORS, TOKEN);
+    let driver = bed.start_driver(&script("cluster"), EXECUTORS, SECRET_KEY);
+    // Kill one executor once the tables are made and the first query has finished: the
+    // rest of the queries and the training run on two.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let done = bed.logs(&driver).matches(" in ").count();
+        if done > kiln_tests::tpch::TABLES.len() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", bed.logs(&driver));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    docker_ok(&["kill", &executors[1]]);
+    let (code, logs) = bed.wait(&driver, Duration::from_secs(600));
+    assert_eq!(code, 0, "the driver failed:\n{logs}");
+    check_against_embedded("cluster").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_token_or_secret_is_a_clear_error_within_seconds() {
+    if !docker_reachable("hosts::a_wrong_token_or_secret") {
+        return;
+    }
+    let mut bed = TestBed::start();
+    // An executor with the wrong token is refused, and says so.
+    let executor = bed.start_executors(1, "not-the-token").remove(0);
+    let driver = bed.start_driver("SELECT 1;", 1, SECRET_KEY);
+    let (code, logs) = bed.wait(&executor, Duration::from_secs(30));
+    assert_ne!(code, 0, "{logs}");
+    assert!(logs.to_lowercase().contains("token"), "{logs}");
+    let _ = docker(&["rm", "-f", &driver]);
+    bed.containers.retain(|c| c != &driver);
+    // A driver with the wrong S3 secret fails at once, naming the shuffle root.
+    let start = Instant::now();
+    let driver = bed.start_driver("SELECT 1;", 1, "not-the-secret");
+    let (code, logs) = bed.wait(&driver, Duration::from_secs(30));
+    assert_ne!(code, 0, "{logs}");
+    assert!(
+        logs.contains("s3://kiln/shuffle/") && logs.contains("AWS_SECRET_ACCESS_KEY"),
+        "{logs}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(30));
+}
