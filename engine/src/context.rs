@@ -28,6 +28,71 @@ pub(crate) fn short_id() -> String {
     id[..12].to_string()
 }
 
+/// One executor of a session and its free task slots.
+#[derive(Clone)]
+pub(crate) struct Member {
+    pub(crate) executor: Arc<dyn Executor>,
+    pub(crate) slots: Arc<Semaphore>,
+}
+
+/// The executors a session has had, in the order they joined, each with its free task slots.
+/// Executors only join: a lost one stays, dead, so an index names one executor for the
+/// session's life, and a replacement (a restarted process, a new pod) joins as a new member.
+/// The scheduler reads a snapshot at each decision, so slots that appear are used at once.
+#[derive(Default)]
+pub(crate) struct Pool {
+    members: std::sync::RwLock<Vec<Member>>,
+}
+
+impl Pool {
+    /// A pool of `executors`.
+    pub(crate) fn new(executors: Vec<Arc<dyn Executor>>) -> Self {
+        let pool = Self::default();
+        for e in executors {
+            pool.join(e);
+        }
+        pool
+    }
+
+    /// Every member, in joining order.
+    pub(crate) fn members(&self) -> Vec<Member> {
+        self.members.read().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// Every executor, in joining order.
+    pub(crate) fn executors(&self) -> Vec<Arc<dyn Executor>> {
+        self.members().into_iter().map(|m| m.executor).collect()
+    }
+
+    /// Executor `index`.
+    pub(crate) fn executor(&self, index: usize) -> Result<Arc<dyn Executor>> {
+        self.members
+            .read()
+            .ok()
+            .and_then(|m| m.get(index).map(|m| Arc::clone(&m.executor)))
+            .ok_or_else(|| EngineError::Internal(format!("no executor {index}")))
+    }
+
+    /// How many executors joined.
+    pub(crate) fn len(&self) -> usize {
+        self.members.read().map(|m| m.len()).unwrap_or_default()
+    }
+
+    /// Adds `executor` unless it is a member already (the same object); whether it joined.
+    pub(crate) fn join(&self, executor: Arc<dyn Executor>) -> bool {
+        let Ok(mut members) = self.members.write() else {
+            return false;
+        };
+        let same = |m: &Member| std::ptr::addr_eq(Arc::as_ptr(&m.executor), Arc::as_ptr(&executor));
+        if members.iter().any(same) {
+            return false;
+        }
+        let slots = Arc::new(Semaphore::new(executor.slots()));
+        members.push(Member { executor, slots });
+        true
+    }
+}
+
 /// Work that a plan holding Kiln's own logical nodes (lazy training) needs before it is
 /// optimized and cut into stages, given by the module that makes those nodes. It sits above
 /// the [`crate::DataFrame`] that plans, which calls it through this trait.
@@ -131,9 +196,8 @@ impl StoreResolver {
 pub(crate) struct SessionInner {
     pub(crate) id: String,
     pub(crate) ctx: SessionContext,
-    pub(crate) executors: Vec<Arc<dyn Executor>>,
-    /// Free task slots per executor, shared by every job of the session.
-    pub(crate) slots: Vec<Arc<Semaphore>>,
+    /// The executors and their free task slots, shared by every job of the session.
+    pub(crate) pool: Pool,
     pub(crate) shuffle_root: String,
     pub(crate) shuffle_compression: ShuffleCompression,
     pub(crate) keep_shuffle_files: AtomicBool,
@@ -205,7 +269,7 @@ impl std::fmt::Debug for SessionInner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session")
             .field("id", &self.id)
-            .field("executors", &self.executors.len())
+            .field("executors", &self.pool.len())
             .field("shuffle_root", &self.shuffle_root)
             .finish()
     }

@@ -20,7 +20,6 @@ use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use kiln_executor::codec::executor_codec;
 use kiln_executor::shuffle::{ReadLocation, ShuffleReaderExec, StoreRoot};
-use kiln_executor::Executor;
 use kiln_planner::task::{
     CacheSpec, FailureKind, MapStatus, StageInput, TaskDefinition, TaskFailure, TaskOutcome,
     TaskStatus,
@@ -436,12 +435,13 @@ impl<'a> Job<'a> {
     /// A free slot on the executor with the most free slots, if any. Slots are the session's,
     /// shared by all its jobs.
     fn try_slot(&self) -> Option<(usize, OwnedSemaphorePermit)> {
-        let mut order: Vec<usize> = (0..self.session.slots.len())
-            .filter(|i| self.session.executors[*i].is_alive())
+        let members = self.session.pool.members();
+        let mut order: Vec<usize> = (0..members.len())
+            .filter(|i| members[*i].executor.is_alive())
             .collect();
-        order.sort_by_key(|i| std::cmp::Reverse(self.session.slots[*i].available_permits()));
+        order.sort_by_key(|i| std::cmp::Reverse(members[*i].slots.available_permits()));
         order.into_iter().find_map(|i| {
-            Arc::clone(&self.session.slots[i])
+            Arc::clone(&members[i].slots)
                 .try_acquire_owned()
                 .ok()
                 .map(|p| (i, p))
@@ -451,17 +451,19 @@ impl<'a> Job<'a> {
     /// Waits until any executor has a free slot (all are held by other jobs).
     async fn wait_slot(&self) -> Result<(usize, OwnedSemaphorePermit)> {
         loop {
-            let alive: Vec<usize> = (0..self.session.slots.len())
-                .filter(|i| self.session.executors[*i].is_alive())
+            let members = self.session.pool.members();
+            let alive: Vec<usize> = (0..members.len())
+                .filter(|i| members[*i].executor.is_alive())
                 .collect();
             if alive.is_empty() {
                 return Err(self.all_lost());
             }
             let waits = alive.into_iter().map(|i| {
-                let s = Arc::clone(&self.session.slots[i]);
+                let s = Arc::clone(&members[i].slots);
                 Box::pin(async move { (i, s.acquire_owned().await) })
             });
-            // A lost executor's slots may free up; look again every so often.
+            // A lost executor's slots may free up, and executors may join; look again every
+            // so often.
             let picked = tokio::time::timeout(
                 std::time::Duration::from_millis(250),
                 futures::future::select_all(waits),
@@ -472,7 +474,7 @@ impl<'a> Job<'a> {
             };
             let permit =
                 permit.map_err(|e| EngineError::Internal(format!("executor slots closed: {e}")))?;
-            if self.session.executors[i].is_alive() {
+            if members[i].executor.is_alive() {
                 return Ok((i, permit));
             }
         }
@@ -480,7 +482,7 @@ impl<'a> Job<'a> {
 
     fn all_lost(&self) -> EngineError {
         EngineError::AllExecutorsLost {
-            executors: self.session.executors.len(),
+            executors: self.session.pool.len(),
             last: self
                 .lost_reason
                 .clone()
@@ -495,7 +497,7 @@ impl<'a> Job<'a> {
         task: TaskDefinition,
     ) -> impl std::future::Future<Output = (usize, TaskDefinition, kiln_executor::Result<TaskStatus>)>
     {
-        let executor: Arc<dyn Executor> = Arc::clone(&self.session.executors[exec_idx]);
+        let executor = self.session.pool.executor(exec_idx);
         let inject = task.attempt < self.session.inject_failures;
         let span = tracing::info_span!(
             "task",
@@ -503,12 +505,15 @@ impl<'a> Job<'a> {
             stage = task.stage_id,
             partition = task.partition,
             attempt = task.attempt,
-            executor = %executor.id()
+            executor = %executor.as_ref().map(|e| e.id().to_string()).unwrap_or_default()
         );
         async move {
             let mut sent = task.clone();
             sent.inject_failure = inject;
-            let result = executor.launch(sent).await;
+            let result = match executor {
+                Ok(executor) => executor.launch(sent).await,
+                Err(e) => Err(kiln_executor::ExecError::Internal(e.to_string())),
+            };
             drop(permit);
             (exec_idx, task, result)
         }
@@ -553,7 +558,13 @@ impl<'a> Job<'a> {
                 continue;
             }
             let (stage, partition, attempt) = (task.stage_id, task.partition, task.attempt);
-            let executor = &self.session.executors[exec_idx];
+            let executor = match self.session.pool.executor(exec_idx) {
+                Ok(e) => e,
+                Err(e) => {
+                    failure = Some(e);
+                    continue;
+                }
+            };
             if result.is_err() && !executor.is_alive() {
                 // The executor is gone, not the task: run it again elsewhere, without counting
                 // an attempt (its finished outputs are in the object store and stay valid).
@@ -562,7 +573,7 @@ impl<'a> Job<'a> {
                     warn!(job = %self.job_id, stage, partition, executor = %executor.id(), error = %e, "executor lost, rescheduling its task");
                     self.lost_reason = Some(format!("executor {}: {e}", executor.id()));
                 }
-                if self.session.executors.iter().all(|e| !e.is_alive()) {
+                if self.session.pool.executors().iter().all(|e| !e.is_alive()) {
                     failure = Some(self.all_lost());
                     continue;
                 }
@@ -580,7 +591,7 @@ impl<'a> Job<'a> {
                     attempt,
                     outcome: Some(TaskOutcome::Failure(TaskFailure {
                         kind: FailureKind::TaskFailed as i32,
-                        message: format!("executor {}: {e}", self.session.executors[exec_idx].id()),
+                        message: format!("executor {}: {e}", executor.id()),
                         ..Default::default()
                     })),
                 },

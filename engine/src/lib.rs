@@ -48,7 +48,7 @@ pub use error::{EngineError, Result};
 pub use kiln_planner::task::ShuffleCompression;
 pub use metrics::{Activity, Metrics};
 pub use read::{CsvMode, CsvOptions};
-pub use session::{Session, SessionBuilder};
+pub use session::{ExecutorInfo, Session, SessionBuilder};
 
 /// Re-exported building blocks: Arrow and DataFusion as Kiln uses them.
 pub mod deps {

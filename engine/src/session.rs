@@ -13,13 +13,12 @@ use kiln_planner::functions::kiln_udfs;
 use kiln_planner::predict::{ModelRegistry, Predict};
 use kiln_planner::task::ShuffleCompression;
 use object_store::ObjectStore;
-use tokio::sync::Semaphore;
 use url::Url;
 
 use crate::cluster::{Cluster, ClusterOptions, Deployment};
 use crate::config::{Config, Source};
 use crate::context::short_id;
-use crate::context::{SessionInner, StoreResolver};
+use crate::context::{Pool, SessionInner, StoreResolver};
 use crate::error::{EngineError, Result};
 use crate::metrics::{Metrics, SessionMetrics};
 
@@ -595,17 +594,12 @@ impl SessionBuilder {
             cluster = Some(started);
         }
 
-        let slots = executors
-            .iter()
-            .map(|e| Arc::new(Semaphore::new(e.slots())))
-            .collect();
         let settings = self.effective_config(cluster.as_ref().map(|c: &Cluster| c.addr));
         let session = Session {
             inner: Arc::new(SessionInner {
                 id: session_id,
                 ctx,
-                executors,
-                slots,
+                pool: Pool::new(executors),
                 shuffle_root,
                 shuffle_compression,
                 keep_shuffle_files: AtomicBool::new(self.keep_shuffle_files),
@@ -624,9 +618,35 @@ impl SessionBuilder {
                 plan_hook: std::sync::OnceLock::new(),
             }),
         };
+        if let Some(cluster) = &session.inner.cluster {
+            admit_joiners(&session.inner, Arc::clone(&cluster.membership));
+        }
         session.open_model_catalog().await?;
         Ok(session)
     }
+}
+
+/// Adds every executor that connects to a running session to its pool, for as long as the
+/// session lives: executors started after the session (a scaled-up deployment, a restarted
+/// process or pod) take tasks from the next scheduling decision on.
+fn admit_joiners(inner: &Arc<SessionInner>, membership: Arc<kiln_executor::rpc::Membership>) {
+    let weak = Arc::downgrade(inner);
+    tokio::spawn(async move {
+        loop {
+            let changed = membership.changed();
+            let Some(inner) = weak.upgrade() else { break };
+            for executor in membership.all() {
+                if executor.is_alive() {
+                    let id = Executor::id(executor.as_ref()).to_string();
+                    if inner.pool.join(executor) {
+                        tracing::info!(executor = %id, session = %inner.id, "executor joined");
+                    }
+                }
+            }
+            drop(inner);
+            changed.await;
+        }
+    });
 }
 
 fn path_text(path: Option<&PathBuf>) -> String {
@@ -712,6 +732,17 @@ fn root_url(root: &str) -> Result<String> {
         })
 }
 
+/// One executor of a session, as [`Session::executors`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecutorInfo {
+    /// Its name (`kiln executor --id`, made unique among the live ones by the driver).
+    pub id: String,
+    /// Its task slots.
+    pub slots: usize,
+    /// Whether it still answers.
+    pub alive: bool,
+}
+
 /// A Kiln session: a driver with its executors. Cheap to clone.
 ///
 /// ```no_run
@@ -778,14 +809,29 @@ impl Session {
         self.inner.cluster.as_ref().map(|c| c.addr)
     }
 
-    /// Number of executors.
+    /// Number of executors that joined the session, lost ones included.
     pub fn executor_count(&self) -> usize {
-        self.inner.executors.len()
+        self.inner.pool.len()
     }
 
-    /// Total task slots: the number of partitions plans are split into.
+    /// The executors that joined the session, in joining order, lost ones included: an
+    /// executor that joins later (a restarted process, another pod) is one more.
+    pub fn executors(&self) -> Vec<ExecutorInfo> {
+        self.inner
+            .pool
+            .executors()
+            .iter()
+            .map(|e| ExecutorInfo {
+                id: e.id().to_string(),
+                slots: e.slots(),
+                alive: e.is_alive(),
+            })
+            .collect()
+    }
+
+    /// Total task slots of the executors that joined, lost ones included.
     pub fn total_slots(&self) -> usize {
-        self.inner.executors.iter().map(|e| e.slots()).sum()
+        self.inner.pool.executors().iter().map(|e| e.slots()).sum()
     }
 
     /// The shuffle root URL.

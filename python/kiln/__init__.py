@@ -217,6 +217,16 @@ class Session:
         return self._native.executor_count
 
     @property
+    def executors(self) -> list[dict]:
+        """The executors that joined, in joining order, lost ones included: each a dict of
+        ``id``, ``slots`` and ``alive``. Executors may join a running session (``kiln executor
+        --driver``); a restarted one joins again under its name."""
+        return [
+            {"id": name, "slots": slots, "alive": alive}
+            for name, slots, alive in self._native.executors
+        ]
+
+    @property
     def executor_pids(self) -> list[int]:
         """Process ids of the executors a local cluster started."""
         return self._native.executor_pids

@@ -104,6 +104,16 @@ impl PySession {
         self.session.executor_count()
     }
 
+    /// The executors that joined, in joining order, lost ones included: (name, slots, alive).
+    #[getter]
+    fn executors(&self) -> Vec<(String, usize, bool)> {
+        self.session
+            .executors()
+            .into_iter()
+            .map(|e| (e.id, e.slots, e.alive))
+            .collect()
+    }
+
     /// Task slots over all executors.
     #[getter]
     fn total_slots(&self) -> usize {

@@ -258,6 +258,13 @@ def test_listen_serves_executors_over_mutual_tls(tmp_path) -> None:
         )
         assert session.executor_count == 1
         assert session.sql("SELECT count(*) AS n FROM generate_series(1, 500)").to_pylist() == [{"n": 500}]
+        # Another executor joins the running session.
+        start_executor(session.driver_address.split("://")[-1])
+        deadline = time.monotonic() + 30
+        while len([e for e in session.executors if e["alive"]]) < 2:
+            assert time.monotonic() < deadline, session.executors
+            time.sleep(0.1)
+        assert [e["slots"] for e in session.executors] == [1, 1]
         settings = {name: value for name, value, _, _ in session._native.settings()}
         assert settings["kiln.cluster.tls_client_ca"] == files["ca.pem"]
     finally:

@@ -577,3 +577,105 @@ async fn an_executor_with_the_wrong_token_is_refused_and_says_so() {
         1
     );
 }
+
+/// `kiln executor` processes joining a listening driver, killed with the test.
+struct Joiners {
+    url: String,
+    children: Vec<std::process::Child>,
+}
+
+impl Joiners {
+    const TOKEN: &'static str = "joiners-token-0e41";
+
+    fn start(&mut self, id: &str) -> usize {
+        let child = std::process::Command::new(crate::sql::kiln_bin())
+            .args([
+                "executor", "--driver", &self.url, "--id", id, "--slots", "2",
+            ])
+            .env(kiln::AUTH_TOKEN_ENV, Self::TOKEN)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        self.children.push(child);
+        self.children.len() - 1
+    }
+
+    fn kill(&mut self, index: usize) {
+        let _ = self.children[index].kill();
+        let _ = self.children[index].wait();
+    }
+}
+
+impl Drop for Joiners {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Waits until the session's executors, as (name, alive), are `want`.
+async fn executors_become(kiln: &Session, want: &[(&str, bool)]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let have: Vec<(String, bool)> = kiln
+            .executors()
+            .into_iter()
+            .map(|e| (e.id, e.alive))
+            .collect();
+        let wanted: Vec<(String, bool)> = want.iter().map(|(i, a)| (i.to_string(), *a)).collect();
+        if have == wanted {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "executors {have:?}, want {wanted:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executors_join_a_running_session_and_a_restarted_one_rejoins() {
+    let joiners = Arc::new(std::sync::Mutex::new(Joiners {
+        url: String::new(),
+        children: Vec::new(),
+    }));
+    let first = Arc::clone(&joiners);
+    let kiln = Session::builder()
+        .listen("127.0.0.1:0".parse().unwrap(), 1)
+        .auth_token(Joiners::TOKEN)
+        .unwrap()
+        .heartbeat_timeout(Duration::from_secs(3))
+        .on_listen(move |addr| {
+            let mut j = first.lock().unwrap();
+            j.url = format!("http://{addr}");
+            j.start("a");
+        })
+        .build()
+        .await
+        .unwrap();
+    let query = "SELECT value % 7 AS k, count(*) AS n, sum(value) AS s \
+                 FROM generate_series(1, 50000) GROUP BY k";
+    let answer = || async { sorted_rows(&kiln.sql(query).await.unwrap().collect().await.unwrap()) };
+    let expected = answer().await;
+    assert_eq!(expected.len(), 7);
+    executors_become(&kiln, &[("a", true)]).await;
+
+    // A second executor joins the running session.
+    let b = joiners.lock().unwrap().start("b");
+    executors_become(&kiln, &[("a", true), ("b", true)]).await;
+    // With the first gone, the query runs on the one that joined.
+    joiners.lock().unwrap().kill(0);
+    executors_become(&kiln, &[("a", false), ("b", true)]).await;
+    assert_eq!(answer().await, expected);
+
+    // The first, restarted under its name, rejoins; with the second gone, it runs the query.
+    joiners.lock().unwrap().start("a");
+    executors_become(&kiln, &[("a", false), ("b", true), ("a", true)]).await;
+    joiners.lock().unwrap().kill(b);
+    executors_become(&kiln, &[("a", false), ("b", false), ("a", true)]).await;
+    assert_eq!(answer().await, expected);
+}

@@ -494,19 +494,20 @@ async fn tpch_and_training_on_three_executor_containers_equal_the_embedded_run()
     check_against_embedded("cluster").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_executor_killed_mid_job_does_not_change_the_answer() {
-    if !docker_reachable("hosts::an_executor_killed_mid_job") {
-        return;
+/// Runs the script on the containers, doing `fault` to the second executor once the tables
+/// are made and the first query has finished; then checks the answers against the embedded
+/// run. Returns the test bed and that executor's container.
+async fn with_a_fault_mid_job(test: &str, fault: &[&str]) -> Option<(TestBed, String)> {
+    if !docker_reachable(test) {
+        return None;
     }
     let mut bed = TestBed::start();
     bed.upload_tpch().await;
     let executors = bed.start_executors(EXECUTORS, TOKEN);
     let driver = bed.start_driver(&script("cluster"), EXECUTORS, SECRET_KEY);
-    // Kill one executor once the tables are made and the first query has finished: the
-    // rest of the queries and the training run on two.
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
+        // One timing line per statement done.
         let done = bed.logs(&driver).matches(" in ").count();
         if done > kiln_tests::tpch::TABLES.len() {
             break;
@@ -514,10 +515,39 @@ async fn an_executor_killed_mid_job_does_not_change_the_answer() {
         assert!(Instant::now() < deadline, "{}", bed.logs(&driver));
         std::thread::sleep(Duration::from_millis(100));
     }
-    docker_ok(&["kill", &executors[1]]);
+    let victim = executors[1].clone();
+    let mut args: Vec<&str> = fault.to_vec();
+    let network = bed.network.clone();
+    if args.first() == Some(&"network") {
+        args.push(&network);
+    }
+    args.push(&victim);
+    docker_ok(&args);
     let (code, logs) = bed.wait(&driver, Duration::from_secs(600));
     assert_eq!(code, 0, "the driver failed:\n{logs}");
     check_against_embedded("cluster").await;
+    Some((bed, victim))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_executor_killed_mid_job_does_not_change_the_answer() {
+    with_a_fault_mid_job("hosts::an_executor_killed_mid_job", &["kill"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_executor_cut_off_mid_job_is_lost_and_leaves_cleanly_when_reconnected() {
+    let Some((bed, victim)) = with_a_fault_mid_job(
+        "hosts::an_executor_cut_off_mid_job",
+        &["network", "disconnect"],
+    )
+    .await
+    else {
+        return;
+    };
+    // Reconnected after its driver finished, it finds no driver and exits: nothing of it runs
+    // twice, and no process is left behind.
+    docker_ok(&["network", "connect", &bed.network, &victim]);
+    bed.wait(&victim, Duration::from_secs(60));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

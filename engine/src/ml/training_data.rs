@@ -91,11 +91,13 @@ impl DataFrame {
         let maps = job::run_cache(&session.inner, &graph, spec).await?;
         let mut placements = Vec::with_capacity(maps.len());
         for m in maps {
+            // The latest to join with that name: a restarted executor rejoins under its old one.
             let executor = session
                 .inner
-                .executors
+                .pool
+                .executors()
                 .iter()
-                .position(|e| e.id() == m.executor_id)
+                .rposition(|e| e.id() == m.executor_id)
                 .ok_or_else(|| {
                     EngineError::Internal(format!("unknown executor {}", m.executor_id))
                 })?;
@@ -192,15 +194,26 @@ impl TrainingData {
             attempts += 1;
             let answered: Vec<u32> = partials.iter().map(|(p, _)| *p).collect();
             let by_executor = self.requests(&bytes, &answered)?;
+            let executors = inner.pool.executors();
             let calls = by_executor.iter().map(|(exec, request)| {
-                let executor = std::sync::Arc::clone(&inner.executors[*exec]);
+                let executor = executors.get(*exec).cloned();
                 let request = request.clone();
-                async move { executor.run_kernel(request).await }
+                async move {
+                    match executor {
+                        Some(executor) => executor.run_kernel(request).await,
+                        None => Err(kiln_executor::ExecError::Internal(format!(
+                            "no executor {exec}"
+                        ))),
+                    }
+                }
             });
             let responses = join_all(calls).await;
             let mut retry: Option<String> = None;
             for ((exec, _), response) in by_executor.iter().zip(responses) {
-                let executor_id = inner.executors[*exec].id().to_string();
+                let executor_id = executors
+                    .get(*exec)
+                    .map(|e| e.id().to_string())
+                    .unwrap_or_default();
                 match response {
                     Err(e) => {
                         warn!(executor = %executor_id, error = %e, "executor lost during a kernel round");
@@ -277,12 +290,16 @@ impl TrainingData {
     fn move_partitions_off(&self, lost: usize) -> Result<()> {
         let inner = &self.session.inner;
         inner.note_executor_lost(lost);
-        let others: Vec<usize> = (0..inner.executors.len())
-            .filter(|e| *e != lost && inner.executors[*e].is_alive())
+        let executors = inner.pool.executors();
+        let others: Vec<usize> = (0..executors.len())
+            .filter(|e| *e != lost && executors[*e].is_alive())
             .collect();
         if others.is_empty() {
             return Err(EngineError::ExecutorLost {
-                executor: inner.executors[lost].id().to_string(),
+                executor: executors
+                    .get(lost)
+                    .map(|e| e.id().to_string())
+                    .unwrap_or_default(),
                 message: "no executor left to hold the training data".into(),
             });
         }
@@ -308,8 +325,10 @@ impl TrainingData {
     /// # Errors
     /// When an executor cannot be reached.
     pub async fn drop_from_memory(&self) -> Result<()> {
-        for executor in &self.session.inner.executors {
-            executor.release_dataset(&self.id).await?;
+        for executor in self.session.inner.pool.executors() {
+            if executor.is_alive() {
+                executor.release_dataset(&self.id).await?;
+            }
         }
         Ok(())
     }
@@ -391,7 +410,10 @@ impl Drop for TrainingData {
 }
 
 async fn release(session: &Session, id: &str, cache_root: &str) -> Result<()> {
-    for executor in &session.inner.executors {
+    for executor in session.inner.pool.executors() {
+        if !executor.is_alive() {
+            continue;
+        }
         if let Err(e) = executor.release_dataset(id).await {
             warn!(executor = %executor.id(), error = %e, "could not release cached partitions");
         }

@@ -291,6 +291,12 @@ impl Membership {
         }
     }
 
+    /// Resolves at the next change of membership: an executor joined or was lost. Create it
+    /// before looking at [`all`](Self::all), so no change between the two is missed.
+    pub fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.changed.notified()
+    }
+
     /// Asks every connected executor to exit.
     pub async fn shutdown(&self, reason: &str) {
         for e in self.all() {
@@ -307,7 +313,13 @@ impl Membership {
     }
 
     fn unique_id(&self, proposed: &str) -> String {
-        let taken: Vec<String> = self.all().iter().map(|e| e.id.clone()).collect();
+        // Names of live executors only: a restarted executor takes its old name back.
+        let taken: Vec<String> = self
+            .all()
+            .iter()
+            .filter(|e| e.is_alive())
+            .map(|e| e.id.clone())
+            .collect();
         let base = if proposed.is_empty() {
             "exec"
         } else {
