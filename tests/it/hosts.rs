@@ -575,3 +575,55 @@ async fn a_wrong_token_or_secret_is_a_clear_error_within_seconds() {
     );
     assert!(start.elapsed() < Duration::from_secs(30));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executors_exit_when_the_driver_container_is_killed() {
+    if !docker_reachable("hosts::executors_exit_when_the_driver_container_is_killed") {
+        return;
+    }
+    let mut bed = TestBed::start();
+    let executors = bed.start_executors(EXECUTORS, TOKEN);
+    // A job long enough to be running when the driver goes.
+    let driver = bed.start_driver(
+        "SELECT k, count(*) FROM (SELECT value % 1000 AS k FROM generate_series(1, 2000000000)) GROUP BY k;",
+        EXECUTORS,
+        SECRET_KEY,
+    );
+    // Running: every executor has joined (the line it logs), and the job has had time to
+    // start.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for executor in &executors {
+        while !bed.logs(executor).contains("joined the driver") {
+            assert!(
+                Instant::now() < deadline,
+                "{executor}:\n{}",
+                bed.logs(executor)
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        docker_ok(&["inspect", "--format", "{{.State.Status}}", &driver]),
+        "running",
+        "{}",
+        bed.logs(&driver)
+    );
+    let killed = Instant::now();
+    docker_ok(&["kill", &driver]);
+    for executor in &executors {
+        let (_, logs) = bed.wait(executor, Duration::from_secs(60));
+        assert!(
+            logs.contains("lost the driver at http://driver:7077")
+                || logs.contains("the driver is gone"),
+            "{executor}:\n{logs}"
+        );
+    }
+    // The executors' streams end with the driver's process: they exit at once, not after a
+    // keepalive timeout.
+    assert!(
+        killed.elapsed() < Duration::from_secs(30),
+        "executors took {:?} to exit",
+        killed.elapsed()
+    );
+}

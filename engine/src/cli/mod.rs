@@ -192,17 +192,30 @@ fn executor(args: &ExecutorArgs) -> Result<(), String> {
         connect_timeout: Duration::from_secs(30),
         tls,
     };
-    runtime
-        .block_on(run_executor(options, move |id, config| {
-            let mut builder = RuntimeEnvBuilder::new()
-                .with_object_store_registry(Arc::new(EnvObjectStoreRegistry::new()));
-            if let Some(limit) = memory {
-                builder = builder.with_memory_limit(limit, 1.0);
-            }
-            let env = builder.build_arc()?;
-            Ok(ExecutorRuntime::new(id, config, env))
-        }))
-        .map_err(|e| e.to_string())?;
+    let driver = args.driver.clone();
+    let joined = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let joined_once = Arc::clone(&joined);
+    let served = runtime.block_on(run_executor(options, move |id, config| {
+        // The one line a container's log shows of a healthy executor.
+        eprintln!("kiln executor: joined the driver at {driver} as {id}");
+        joined_once.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut builder = RuntimeEnvBuilder::new()
+            .with_object_store_registry(Arc::new(EnvObjectStoreRegistry::new()));
+        if let Some(limit) = memory {
+            builder = builder.with_memory_limit(limit, 1.0);
+        }
+        let env = builder.build_arc()?;
+        Ok(ExecutorRuntime::new(id, config, env))
+    }));
+    match served {
+        Ok(()) => eprintln!("kiln executor: the driver is gone; exiting"),
+        // Once joined, a broken stream is a driver that went away without a word (killed,
+        // or cut off): say so rather than how the connection broke.
+        Err(e) if joined.load(std::sync::atomic::Ordering::Relaxed) => {
+            return Err(format!("lost the driver at {} ({e}); exiting", args.driver))
+        }
+        Err(e) => return Err(e.to_string()),
+    }
     // Tasks still running belong to a driver that is gone: do not wait for them.
     runtime.shutdown_timeout(Duration::from_millis(500));
     Ok(())
