@@ -34,6 +34,15 @@ if python3 scripts/check_module_cycles.py tests/fixtures/module_circle >/dev/nul
   echo "module circles: the check missed the circle in tests/fixtures/module_circle" >&2
   exit 1
 fi
+# The Kubernetes manifests render and pass a strict schema check; a broken one must not.
+step "kubernetes manifests"
+mkdir -p target
+.venv/bin/kubectl kustomize deploy/kubernetes/overlays/local > target/kubernetes-local.yaml
+.venv/bin/kubernetes-validate --strict --quiet target/kubernetes-local.yaml
+if .venv/bin/kubernetes-validate --strict --quiet tests/fixtures/kubernetes/invalid.yaml >/dev/null 2>&1; then
+  echo "kubernetes manifests: the check passed tests/fixtures/kubernetes/invalid.yaml" >&2
+  exit 1
+fi
 step "clippy";   cargo clippy --workspace --all-targets --all-features -- -D warnings
 step "docs";     RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
 # One build of everything, which the test steps then reuse: the cluster suites start `kiln
