@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kiln::Session;
-use object_store::aws::AmazonS3Builder;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use crate::common::sorted_rows;
@@ -197,56 +196,13 @@ impl TestBed {
     }
 
     fn store(&self) -> Arc<dyn ObjectStore> {
-        Arc::new(
-            AmazonS3Builder::new()
-                .with_endpoint(&self.s3_from_host)
-                .with_allow_http(true)
-                .with_bucket_name("kiln")
-                .with_region("us-east-1")
-                .with_access_key_id(ACCESS_KEY)
-                .with_secret_access_key(SECRET_KEY)
-                .build()
-                .unwrap(),
-        )
+        crate::s3::store(&self.s3_from_host, SECRET_KEY, "kiln")
     }
 
+    /// Waits for SeaweedFS; this process then reads and writes the bucket too (the data, the
+    /// embedded run).
     fn wait_for_s3(&self) {
-        let store = self.store();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let ready = std::thread::scope(|s| {
-            s.spawn(|| {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                runtime.block_on(async {
-                    while Instant::now() < deadline {
-                        let put = store
-                            .put(&"ready".into(), PutPayload::from_static(b"1"))
-                            .await;
-                        if put.is_ok() {
-                            return true;
-                        }
-                        tokio::time::sleep(Duration::from_millis(250)).await;
-                    }
-                    false
-                })
-            })
-            .join()
-            .unwrap()
-        });
-        assert!(ready, "SeaweedFS did not serve S3 at {}", self.s3_from_host);
-        // This process reads and writes the bucket too (the data, the embedded run).
-        for (k, v) in [
-            ("AWS_ENDPOINT", self.s3_from_host.clone()),
-            ("AWS_ALLOW_HTTP", "true".into()),
-            ("AWS_ACCESS_KEY_ID", ACCESS_KEY.into()),
-            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.into()),
-            ("AWS_REGION", "us-east-1".into()),
-            ("AWS_VIRTUAL_HOSTED_STYLE_REQUEST", "false".into()),
-        ] {
-            std::env::set_var(k, v);
-        }
+        crate::s3::serve_this_process(&self.s3_from_host);
     }
 
     /// What a Kiln container needs to reach the bucket and the driver.

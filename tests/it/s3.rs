@@ -105,56 +105,58 @@ impl S3Server {
             endpoint: endpoint.clone(),
             _dir: dir,
         };
-        // Ready when a signed write to the bucket succeeds.
-        let store = store(&endpoint, SECRET_KEY, "kiln");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        // On a thread of its own: the caller may be inside an async runtime.
-        let ready = std::thread::scope(|s| {
-            s.spawn(|| {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                runtime.block_on(async {
-                    loop {
-                        let put = store
-                            .put(&"ready".into(), PutPayload::from_static(b"1"))
-                            .await;
-                        if put.is_ok() {
-                            return true;
-                        }
-                        if Instant::now() > deadline {
-                            return false;
-                        }
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                    }
-                })
-            })
-            .join()
-            .unwrap()
-        });
-        assert!(
-            ready,
-            "SeaweedFS did not serve S3 at {endpoint} within 60 s"
-        );
-        // nextest runs every test in its own process, so the environment is this test's own;
-        // local_cluster executors inherit it.
-        for (k, v) in [
-            ("AWS_ENDPOINT", endpoint.clone()),
-            ("AWS_ALLOW_HTTP", "true".into()),
-            ("AWS_ACCESS_KEY_ID", ACCESS_KEY.into()),
-            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.into()),
-            ("AWS_REGION", "us-east-1".into()),
-            ("AWS_VIRTUAL_HOSTED_STYLE_REQUEST", "false".into()),
-        ] {
-            std::env::set_var(k, v);
-        }
+        serve_this_process(&endpoint);
         server
     }
 }
 
+/// Waits until SeaweedFS at `endpoint` takes a signed write to the `kiln` bucket (60 s at
+/// most), then points this process's AWS environment at it. nextest runs every test in its
+/// own process, so the environment is the test's own; `local_cluster` executors inherit it.
+pub(crate) fn serve_this_process(endpoint: &str) {
+    let store = store(endpoint, SECRET_KEY, "kiln");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // On a thread of its own: the caller may be inside an async runtime.
+    let ready = std::thread::scope(|s| {
+        s.spawn(|| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                while Instant::now() < deadline {
+                    let put = store
+                        .put(&"ready".into(), PutPayload::from_static(b"1"))
+                        .await;
+                    if put.is_ok() {
+                        return true;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                false
+            })
+        })
+        .join()
+        .unwrap()
+    });
+    assert!(
+        ready,
+        "SeaweedFS did not serve S3 at {endpoint} within 60 s"
+    );
+    for (k, v) in [
+        ("AWS_ENDPOINT", endpoint),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+        ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_VIRTUAL_HOSTED_STYLE_REQUEST", "false"),
+    ] {
+        std::env::set_var(k, v);
+    }
+}
+
 /// A client of `bucket` at `endpoint` signing with `secret`.
-fn store(endpoint: &str, secret: &str, bucket: &str) -> Arc<dyn ObjectStore> {
+pub(crate) fn store(endpoint: &str, secret: &str, bucket: &str) -> Arc<dyn ObjectStore> {
     Arc::new(
         AmazonS3Builder::new()
             .with_endpoint(endpoint)
