@@ -224,16 +224,23 @@ impl TestBed {
 
     /// Starts `n` executors, each with 1 CPU and 1 GiB, presenting `token`.
     fn start_executors(&mut self, n: usize, token: &str) -> Vec<String> {
-        let image = self.kiln_image.clone();
         (0..n)
-            .map(|i| {
+            .map(|i| self.start_executor(&format!("exec{i}"), "1g", token))
+            .collect()
+    }
+
+    /// Starts one executor named `name`, with 1 CPU and `memory`.
+    fn start_executor(&mut self, name: &str, memory: &str, token: &str) -> String {
+        let image = self.kiln_image.clone();
+        {
+            {
                 let mut options = Self::kiln_env(SECRET_KEY);
                 options.extend(
                     [
                         "-e",
                         &format!("KILN_AUTH_TOKEN={token}"),
                         "--memory",
-                        "1g",
+                        memory,
                         "--cpus",
                         "1",
                     ]
@@ -241,15 +248,14 @@ impl TestBed {
                 );
                 let options: Vec<&str> = options.iter().map(String::as_str).collect();
                 let slots = SLOTS.to_string();
-                let name = format!("exec{i}");
                 self.run(
-                    &name,
+                    name,
                     &options,
                     &image,
-                    &["executor", "--slots", &slots, "--id", &name],
+                    &["executor", "--slots", &slots, "--id", name],
                 )
-            })
-            .collect()
+            }
+        }
     }
 
     /// Starts the driver: `kiln sql --cluster` over `script`, waiting for `executors`.
@@ -581,5 +587,39 @@ async fn executors_exit_when_the_driver_container_is_killed() {
         killed.elapsed() < Duration::from_secs(30),
         "executors took {:?} to exit",
         killed.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_executor_killed_for_memory_has_its_task_run_elsewhere() {
+    if !docker_reachable("hosts::an_executor_killed_for_memory") {
+        return;
+    }
+    let mut bed = TestBed::start();
+    // The driver starts its job as soon as one executor has joined: the small one, whose
+    // container the kernel kills when the task's hash set outgrows it. Two executors of 1 GiB
+    // join the running session meanwhile and take the task again.
+    let small = bed.start_executor("small", "300m", TOKEN);
+    let driver = bed.start_driver(
+        "SELECT count(DISTINCT value) AS n FROM generate_series(1, 15000000);",
+        1,
+        SECRET_KEY,
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !bed.logs(&small).contains("joined the driver") {
+        assert!(Instant::now() < deadline, "{}", bed.logs(&small));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bed.start_executors(2, TOKEN);
+    let (code, logs) = bed.wait(&driver, Duration::from_secs(600));
+    assert_eq!(code, 0, "the driver failed:\n{logs}");
+    assert!(logs.contains("15000000"), "{logs}");
+    // The statement's timing line says what was recovered.
+    assert!(logs.contains("executors lost: 1"), "{logs}");
+    assert_eq!(
+        docker_ok(&["inspect", "--format", "{{.State.OOMKilled}}", &small]),
+        "true",
+        "the small executor was not killed for memory:\n{}",
+        bed.logs(&small)
     );
 }

@@ -258,6 +258,7 @@ pub(crate) async fn run_script(
             }
             continue;
         }
+        let before = session.metrics();
         let batches = execute(session, &statement).await.map_err(located)?;
         let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
         let mut out = std::io::stdout().lock();
@@ -265,13 +266,43 @@ pub(crate) async fn run_script(
             .and_then(|()| out.flush().map_err(|e| e.to_string()))?;
         if timing {
             eprintln!(
-                "{rows} row{} in {:.3} s",
+                "{rows} row{} in {:.3} s{}",
                 if rows == 1 { "" } else { "s" },
-                start.elapsed().as_secs_f64()
+                start.elapsed().as_secs_f64(),
+                faults(&before, &session.metrics())
             );
         }
     }
     Ok(())
+}
+
+/// What went wrong and was recovered while a statement ran, for its timing line:
+/// ` (executors lost: 1, tasks retried: 2)`, or nothing.
+fn faults(before: &crate::Metrics, after: &crate::Metrics) -> String {
+    let counts = [
+        (
+            "executors lost",
+            after.executors_lost.saturating_sub(before.executors_lost),
+        ),
+        (
+            "tasks retried",
+            after.task_retries.saturating_sub(before.task_retries),
+        ),
+        (
+            "map outputs recomputed",
+            after.stage_resubmits.saturating_sub(before.stage_resubmits),
+        ),
+    ];
+    let said: Vec<String> = counts
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(what, n)| format!("{what}: {n}"))
+        .collect();
+    if said.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", said.join(", "))
+    }
 }
 
 /// The exit code of a command's run: 1 after printing the error.
