@@ -87,6 +87,19 @@ fn kiln_image() -> String {
             "deploy/image/build.sh: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        // Images of earlier binaries are of no more use: remove them (one in use by a test
+        // still running stays, refused by Docker).
+        let listed = docker(&[
+            "images",
+            "--format",
+            "{{.Repository}}:{{.Tag}}",
+            "kiln-test",
+        ]);
+        for old in String::from_utf8_lossy(&listed.stdout).lines() {
+            if old != tag {
+                let _ = docker(&["rmi", old]);
+            }
+        }
     }
     tag
 }
