@@ -236,6 +236,25 @@ impl SessionInner {
         self.max_task_attempts.load(Ordering::Relaxed)
     }
 
+    /// For an error reading shuffle output: when executors started elsewhere share a shuffle
+    /// root that is a directory of one machine, the likely cause.
+    pub(crate) fn local_root_hint(&self) -> String {
+        let elsewhere = self
+            .cluster
+            .as_ref()
+            .is_some_and(|c| c.child_pids().is_empty());
+        if elsewhere && self.shuffle_root.starts_with("file://") {
+            format!(
+                " (the shuffle root '{}' is a directory of one machine; executors on other \
+                 machines or containers each write to their own: give every process one root \
+                 they all reach, e.g. kiln.shuffle.root = s3://bucket/shuffle/)",
+                self.shuffle_root
+            )
+        } else {
+            String::new()
+        }
+    }
+
     pub(crate) fn next_job_id(&self) -> String {
         let n = self.jobs.fetch_add(1, Ordering::Relaxed);
         format!("job-{n}-{}", short_id())

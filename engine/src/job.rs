@@ -173,13 +173,16 @@ pub(crate) async fn read_result(
         let stream = reader.execute(p, Arc::clone(&ctx))?;
         let batches: Vec<RecordBatch> = datafusion::physical_plan::common::collect(stream)
             .await
-            .map_err(|e| fetch_error(&e).unwrap_or_else(|| e.into()))?;
+            .map_err(|e| fetch_error(&e, session).unwrap_or_else(|| e.into()))?;
         out.extend(batches.into_iter().filter(|b| b.num_rows() > 0));
     }
     Ok(out)
 }
 
-fn fetch_error(err: &datafusion::error::DataFusionError) -> Option<EngineError> {
+fn fetch_error(
+    err: &datafusion::error::DataFusionError,
+    session: &SessionInner,
+) -> Option<EngineError> {
     match kiln_executor::ExecError::find_in(err) {
         Some(kiln_executor::ExecError::FetchFailed {
             stage_id,
@@ -190,7 +193,7 @@ fn fetch_error(err: &datafusion::error::DataFusionError) -> Option<EngineError> 
             stage: *stage_id,
             map_partition: *map_partition,
             object: object.clone(),
-            message: reason.clone(),
+            message: format!("{reason}{}", session.local_root_hint()),
         }),
         _ => None,
     }
@@ -664,7 +667,7 @@ impl<'a> Job<'a> {
                                 stage: f.fetch_stage_id,
                                 map_partition: f.fetch_map_partition,
                                 object: f.fetch_object,
-                                message: f.message,
+                                message: format!("{}{}", f.message, self.session.local_root_hint()),
                             });
                         }
                         FailureKind::UserError => {

@@ -636,3 +636,33 @@ async fn an_executor_killed_for_memory_has_its_task_run_elsewhere() {
         bed.logs(&small)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shuffle_root_local_to_the_driver_is_named_as_the_cause() {
+    if !docker_reachable("hosts::a_shuffle_root_local_to_the_driver") {
+        return;
+    }
+    let mut bed = TestBed::start();
+    bed.start_executors(1, TOKEN);
+    // No shuffle root: the driver's default, a directory of its own container.
+    let driver = bed.run(
+        "driver",
+        &["-e", &format!("KILN_AUTH_TOKEN={TOKEN}")],
+        &bed.kiln_image.clone(),
+        &[
+            "sql",
+            "--cluster",
+            "0.0.0.0:7077",
+            "--executors",
+            "1",
+            "-e",
+            "SELECT value % 3 AS k, count(*) FROM generate_series(1, 1000) GROUP BY k",
+        ],
+    );
+    let (code, logs) = bed.wait(&driver, Duration::from_secs(120));
+    assert_ne!(code, 0, "{logs}");
+    assert!(
+        logs.contains("is a directory of one machine") && logs.contains("kiln.shuffle.root"),
+        "{logs}"
+    );
+}
