@@ -41,7 +41,7 @@ impl Session {
     }
 
     /// The fitted transform of the registered model `name`, if it has one.
-    pub(crate) fn transform(&self, name: &str) -> Option<Arc<crate::sql::SqlTransform>> {
+    pub(crate) fn transform(&self, name: &str) -> Option<Arc<crate::sql::transform::SqlTransform>> {
         self.model(name).and_then(|m| m.transform().cloned())
     }
 
