@@ -108,6 +108,12 @@ impl std::fmt::Debug for Cluster {
 }
 
 impl Cluster {
+    /// Whether the executors were started elsewhere (a listening driver), not as this
+    /// process's children (a local cluster).
+    pub(crate) fn executors_elsewhere(&self) -> bool {
+        self.children.lock().map(|c| c.is_empty()).unwrap_or(false)
+    }
+
     /// Process ids of the executor processes this session started.
     pub(crate) fn child_pids(&self) -> Vec<u32> {
         self.children

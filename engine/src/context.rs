@@ -173,19 +173,16 @@ impl StoreResolver {
         };
         match store.list_with_delimiter(Some(&prefix)).await {
             Ok(_) => Ok(()),
-            Err(e) => {
-                let text = crate::error::store_error_text(&e);
-                let missing = matches!(e, object_store::Error::NotFound { .. })
-                    || text.starts_with("the bucket does not exist");
-                Err(refused(if missing {
-                    format!(
-                        "the bucket '{}' does not exist",
-                        url.host_str().unwrap_or_default()
-                    )
-                } else {
-                    text
-                }))
+            Err(e)
+                if matches!(e, object_store::Error::NotFound { .. })
+                    || crate::error::store_bucket_missing(&e) =>
+            {
+                Err(refused(format!(
+                    "the bucket '{}' does not exist",
+                    url.host_str().unwrap_or_default()
+                )))
             }
+            Err(e) => Err(refused(crate::error::store_error_text(&e))),
         }
     }
 }
@@ -236,13 +233,28 @@ impl SessionInner {
         self.max_task_attempts.load(Ordering::Relaxed)
     }
 
-    /// For an error reading shuffle output: when executors started elsewhere share a shuffle
-    /// root that is a directory of one machine, the likely cause.
-    pub(crate) fn local_root_hint(&self) -> String {
+    /// A shuffle output that could not be read; when executors started elsewhere share a
+    /// shuffle root that is a directory of one machine, the error names that as the cause.
+    pub(crate) fn fetch_failed(
+        &self,
+        stage: u32,
+        map_partition: u32,
+        object: String,
+        message: &str,
+    ) -> EngineError {
+        EngineError::FetchFailed {
+            stage,
+            map_partition,
+            object,
+            message: format!("{message}{}", self.local_root_hint()),
+        }
+    }
+
+    fn local_root_hint(&self) -> String {
         let elsewhere = self
             .cluster
             .as_ref()
-            .is_some_and(|c| c.child_pids().is_empty());
+            .is_some_and(|c| c.executors_elsewhere());
         if elsewhere && self.shuffle_root.starts_with("file://") {
             format!(
                 " (the shuffle root '{}' is a directory of one machine; executors on other \

@@ -298,6 +298,11 @@ fn edit_distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
+/// Whether an object store's error says its bucket does not exist.
+pub(crate) fn store_bucket_missing(e: &object_store::Error) -> bool {
+    e.to_string().contains("<Code>NoSuchBucket</Code>")
+}
+
 /// An object store's error, with what to check when the server refused the request.
 pub(crate) fn store_error_text(e: &object_store::Error) -> String {
     let text = e.to_string();
@@ -313,7 +318,7 @@ pub(crate) fn store_error_text(e: &object_store::Error) -> String {
             "{text} (the server refused the request: check the access key and secret, \
              AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for S3, and what they may read)"
         )
-    } else if text.contains("<Code>NoSuchBucket</Code>") {
+    } else if store_bucket_missing(e) {
         format!("the bucket does not exist ({text})")
     } else {
         text

@@ -189,12 +189,7 @@ fn fetch_error(
             map_partition,
             object,
             reason,
-        }) => Some(EngineError::FetchFailed {
-            stage: *stage_id,
-            map_partition: *map_partition,
-            object: object.clone(),
-            message: format!("{reason}{}", session.local_root_hint()),
-        }),
+        }) => Some(session.fetch_failed(*stage_id, *map_partition, object.clone(), reason)),
         _ => None,
     }
 }
@@ -663,12 +658,12 @@ impl<'a> Job<'a> {
                                 task.clone(),
                             ) => {}
                         FailureKind::FetchFailed => {
-                            failure = Some(EngineError::FetchFailed {
-                                stage: f.fetch_stage_id,
-                                map_partition: f.fetch_map_partition,
-                                object: f.fetch_object,
-                                message: format!("{}{}", f.message, self.session.local_root_hint()),
-                            });
+                            failure = Some(self.session.fetch_failed(
+                                f.fetch_stage_id,
+                                f.fetch_map_partition,
+                                f.fetch_object,
+                                &f.message,
+                            ));
                         }
                         FailureKind::UserError => {
                             failure = Some(EngineError::from_failure(f));

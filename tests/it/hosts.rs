@@ -245,30 +245,26 @@ impl TestBed {
     /// Starts one executor named `name`, with 1 CPU and `memory`.
     fn start_executor(&mut self, name: &str, memory: &str, token: &str) -> String {
         let image = self.kiln_image.clone();
-        {
-            {
-                let mut options = Self::kiln_env(SECRET_KEY);
-                options.extend(
-                    [
-                        "-e",
-                        &format!("KILN_AUTH_TOKEN={token}"),
-                        "--memory",
-                        memory,
-                        "--cpus",
-                        "1",
-                    ]
-                    .map(String::from),
-                );
-                let options: Vec<&str> = options.iter().map(String::as_str).collect();
-                let slots = SLOTS.to_string();
-                self.run(
-                    name,
-                    &options,
-                    &image,
-                    &["executor", "--slots", &slots, "--id", name],
-                )
-            }
-        }
+        let mut options = Self::kiln_env(SECRET_KEY);
+        options.extend(
+            [
+                "-e",
+                &format!("KILN_AUTH_TOKEN={token}"),
+                "--memory",
+                memory,
+                "--cpus",
+                "1",
+            ]
+            .map(String::from),
+        );
+        let options: Vec<&str> = options.iter().map(String::as_str).collect();
+        let slots = SLOTS.to_string();
+        self.run(
+            name,
+            &options,
+            &image,
+            &["executor", "--slots", &slots, "--id", name],
+        )
     }
 
     /// Starts the driver: `kiln sql --cluster` over `script`, waiting for `executors`.
