@@ -237,6 +237,14 @@ const SPECS: &[Spec] = &[
         doc: "directory or object-store URL of cached training data (empty: under the shuffle root)",
     },
     Spec {
+        key: "kiln.orphan_ttl_secs",
+        default: "600",
+        kind: Kind::Int { min: 1 },
+        scope: Scope::Startup,
+        secret: false,
+        doc: "seconds before the shuffle and cache files of a killed session are removed by a later session or kiln gc",
+    },
+    Spec {
         key: "kiln.max_task_attempts",
         default: "4",
         kind: Kind::Int { min: 1 },

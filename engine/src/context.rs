@@ -220,6 +220,16 @@ pub(crate) struct SessionInner {
     /// What plans with Kiln's own logical nodes need before they are optimized: installed by
     /// the module that makes those nodes when it first makes one.
     pub(crate) plan_hook: std::sync::OnceLock<Arc<dyn PlanHook>>,
+    /// The session's leases on its prefixes of the shuffle and cache roots, given up when the
+    /// session is dropped.
+    #[expect(dead_code, reason = "held for its Drop")]
+    pub(crate) leases: Vec<crate::orphans::Lease>,
+    /// The roots holding those leases, where killed sessions' prefixes are looked for.
+    pub(crate) orphan_roots: Vec<String>,
+    pub(crate) orphan_ttl: std::time::Duration,
+    /// The pass over the roots started with the session, until someone waits for it.
+    pub(crate) orphan_pass:
+        std::sync::Mutex<Option<tokio::task::JoinHandle<crate::orphans::OrphanReport>>>,
 }
 
 impl SessionInner {

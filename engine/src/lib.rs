@@ -33,6 +33,7 @@ mod error;
 mod job;
 mod metrics;
 pub mod ml;
+mod orphans;
 mod panic;
 mod persist;
 #[cfg(feature = "polars")]
@@ -47,6 +48,7 @@ pub use dataframe::{DataFrame, GroupedDataFrame};
 pub use error::{EngineError, Result};
 pub use kiln_planner::task::ShuffleCompression;
 pub use metrics::{Activity, Metrics};
+pub use orphans::OrphanReport;
 pub use read::{CsvMode, CsvOptions};
 pub use session::{ExecutorInfo, Session, SessionBuilder};
 

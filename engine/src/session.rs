@@ -41,6 +41,7 @@ pub struct SessionBuilder {
     inject_failures: u32,
     store_retries: Option<(usize, std::time::Duration)>,
     models_dir: Option<PathBuf>,
+    orphan_ttl: std::time::Duration,
     /// The settings this builder was made from ([`Config::builder`]), for `SHOW ALL`.
     config: Option<Config>,
 }
@@ -67,6 +68,7 @@ impl Default for SessionBuilder {
             inject_failures: 0,
             store_retries: None,
             models_dir: None,
+            orphan_ttl: std::time::Duration::from_secs(600),
             config: None,
         }
     }
@@ -101,6 +103,9 @@ impl Config {
             )
             .heartbeat_timeout(std::time::Duration::from_secs(
                 self.int("kiln.cluster.heartbeat_timeout_secs")?,
+            ))
+            .orphan_ttl(std::time::Duration::from_secs(
+                self.int("kiln.orphan_ttl_secs")?,
             ));
         if let Some(bytes) = self.text("kiln.memory_limit") {
             b = b.memory_limit(bytes.parse().map_err(|_| EngineError::Config {
@@ -193,8 +198,21 @@ impl SessionBuilder {
     /// Where shuffle output goes: a local directory, or any object store URL
     /// (`file:///...`, `memory://name/`, `s3://bucket/prefix`). Default: a fresh directory
     /// under the system temporary directory, removed with the session.
+    ///
+    /// Each session writes under its own prefix of the root, `{root}/kiln-…/`, and holds a
+    /// lease on it (see [`orphan_ttl`](Self::orphan_ttl)), so that sessions sharing a root
+    /// never meet and a killed one's files can be found and removed.
     pub fn shuffle_root(mut self, root: impl Into<String>) -> Self {
         self.shuffle_root = Some(root.into());
+        self
+    }
+
+    /// How long the prefixes of a session that stopped renewing its lease (a killed driver)
+    /// stay under the shuffle and cache roots before another session on the same roots, or
+    /// `kiln gc`, removes them (default 10 minutes; `kiln.orphan_ttl_secs`). A live session
+    /// renews its lease every quarter of this.
+    pub fn orphan_ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.orphan_ttl = ttl;
         self
     }
 
@@ -402,6 +420,10 @@ impl SessionBuilder {
             ("kiln.cache.root", text(&self.cache_root)),
             ("kiln.max_task_attempts", self.max_task_attempts.to_string()),
             (
+                "kiln.orphan_ttl_secs",
+                self.orphan_ttl.as_secs().to_string(),
+            ),
+            (
                 "kiln.broadcast_threshold",
                 self.broadcast_threshold.to_string(),
             ),
@@ -499,17 +521,21 @@ impl SessionBuilder {
             });
         }
         let session_id = format!("kiln-{}", short_id());
-        let (shuffle_root, owned_dir) = match &self.shuffle_root {
+        // The roots the user named (or the temporary directory), and the session's own prefix
+        // of each: see `crate::orphans`.
+        let (base_shuffle, owned_dir) = match &self.shuffle_root {
             Some(root) => (root_url(root)?, None),
             None => {
-                let dir = std::env::temp_dir().join(&session_id);
+                let tmp = std::env::temp_dir();
+                let dir = tmp.join(&session_id);
                 std::fs::create_dir_all(&dir)?;
-                let url = Url::from_directory_path(&dir).map_err(|()| {
-                    EngineError::Internal(format!("temporary directory {dir:?} is not absolute"))
+                let url = Url::from_directory_path(&tmp).map_err(|()| {
+                    EngineError::Internal(format!("temporary directory {tmp:?} is not absolute"))
                 })?;
                 (url.to_string(), Some(dir))
             }
         };
+        let shuffle_root = format!("{base_shuffle}{session_id}/");
 
         let registry: Arc<DefaultObjectStoreRegistry> = Arc::new(DefaultObjectStoreRegistry::new());
         for (url, store) in &self.stores {
@@ -523,15 +549,23 @@ impl SessionBuilder {
             registry: Arc::clone(&registry),
             retry,
         };
-        stores.ensure(&shuffle_root)?;
-        let cache_root = match &self.cache_root {
-            Some(root) => root_url(root)?,
+        stores.ensure(&base_shuffle)?;
+        let base_cache = match &self.cache_root {
+            Some(root) => Some(root_url(root)?),
+            None => None,
+        };
+        let cache_root = match &base_cache {
+            Some(root) => format!("{root}{session_id}/"),
             None => format!("{shuffle_root}cache/"),
         };
-        stores.ensure(&cache_root)?;
-        stores.check_root("shuffle_root", &shuffle_root).await?;
-        if !cache_root.starts_with(&shuffle_root) {
-            stores.check_root("cache_root", &cache_root).await?;
+        if let Some(root) = &base_cache {
+            stores.ensure(root)?;
+        }
+        stores.check_root("shuffle_root", &base_shuffle).await?;
+        if let Some(root) = &base_cache {
+            if !root.starts_with(&base_shuffle) {
+                stores.check_root("cache_root", root).await?;
+            }
         }
 
         let shuffle_compression = self.shuffle_compression.unwrap_or(ShuffleCompression::Lz4);
@@ -594,6 +628,19 @@ impl SessionBuilder {
             cluster = Some(started);
         }
 
+        let mut lease_roots = vec![base_shuffle];
+        if let Some(cache) = base_cache.filter(|c| *c != lease_roots[0]) {
+            lease_roots.push(cache);
+        }
+        let (leases, orphan_roots) = take_leases(
+            &lease_roots,
+            &session_id,
+            self.orphan_ttl,
+            &ctx.runtime_env(),
+            owned_dir.is_some(),
+        )
+        .await?;
+
         let settings = self.effective_config(cluster.as_ref().map(|c: &Cluster| c.addr));
         let session = Session {
             inner: Arc::new(SessionInner {
@@ -616,14 +663,48 @@ impl SessionBuilder {
                 models_dir: self.models_dir,
                 settings: std::sync::Mutex::new(settings),
                 plan_hook: std::sync::OnceLock::new(),
+                leases,
+                orphan_roots,
+                orphan_ttl: self.orphan_ttl,
+                orphan_pass: std::sync::Mutex::new(None),
             }),
         };
+        session.start_orphan_pass();
         if let Some(cluster) = &session.inner.cluster {
             admit_joiners(&session.inner, Arc::clone(&cluster.membership));
         }
         session.open_model_catalog().await?;
         Ok(session)
     }
+}
+
+/// Takes the session's lease on each root that can outlive the process (not `memory://`),
+/// returning the leases and the roots they are on. A lease that cannot be written fails the
+/// session's start (the store refuses writes), except on the temporary directory the session
+/// chose itself.
+async fn take_leases(
+    roots: &[String],
+    session_id: &str,
+    ttl: std::time::Duration,
+    runtime: &RuntimeEnv,
+    temporary: bool,
+) -> Result<(Vec<crate::orphans::Lease>, Vec<String>)> {
+    let mut leases = Vec::new();
+    let mut held = Vec::new();
+    for root in roots.iter().filter(|r| !r.starts_with("memory://")) {
+        let resolved = kiln_executor::shuffle::StoreRoot::resolve(root, runtime)?;
+        match crate::orphans::Lease::take(&resolved, session_id, ttl).await {
+            Ok(lease) => {
+                leases.push(lease);
+                held.push(root.clone());
+            }
+            Err(e) if temporary => {
+                tracing::debug!(root = %root, error = %e, "no lease on the temporary directory");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((leases, held))
 }
 
 /// Adds every executor that connects to a running session to its pool, for as long as the
@@ -834,14 +915,84 @@ impl Session {
         self.inner.pool.executors().iter().map(|e| e.slots()).sum()
     }
 
-    /// The shuffle root URL.
+    /// The URL of this session's shuffle files: its own prefix of the shuffle root,
+    /// `{root}/kiln-…/`.
     pub fn shuffle_root(&self) -> &str {
         &self.inner.shuffle_root
     }
 
-    /// The cache root URL, where cached training partitions are kept.
+    /// The URL where this session keeps cached training partitions: its own prefix of the
+    /// cache root (by default `cache/` under [`shuffle_root`](Self::shuffle_root)).
     pub fn cache_root(&self) -> &str {
         &self.inner.cache_root
+    }
+
+    /// Removes what killed sessions left under this session's shuffle and cache roots: the
+    /// prefixes of sessions whose lease expired more than the orphan TTL ago
+    /// ([`SessionBuilder::orphan_ttl`], `kiln.orphan_ttl_secs`), and their leases. Every
+    /// session makes one such pass in the background when it starts; this waits for it and
+    /// makes another. Live sessions are never touched. `kiln gc` runs this.
+    ///
+    /// # Errors
+    /// A store that refuses the listing or the deletes.
+    pub async fn remove_orphans(&self) -> Result<crate::orphans::OrphanReport> {
+        let started = self
+            .inner
+            .orphan_pass
+            .lock()
+            .map_err(|_| EngineError::Internal("orphan pass lock poisoned".into()))?
+            .take();
+        let mut report = match started {
+            Some(pass) => pass.await.unwrap_or_default(),
+            None => crate::orphans::OrphanReport::default(),
+        };
+        for root in &self.inner.orphan_roots {
+            let resolved =
+                kiln_executor::shuffle::StoreRoot::resolve(root, &self.inner.ctx.runtime_env())?;
+            report.absorb(
+                crate::orphans::remove_orphans(
+                    &resolved,
+                    root,
+                    &self.inner.id,
+                    self.inner.orphan_ttl,
+                )
+                .await?,
+            );
+        }
+        Ok(report)
+    }
+
+    /// The background pass of [`remove_orphans`](Self::remove_orphans) at the session's start.
+    fn start_orphan_pass(&self) {
+        let inner = Arc::clone(&self.inner);
+        let pass = tokio::spawn(async move {
+            let mut report = crate::orphans::OrphanReport::default();
+            for root in &inner.orphan_roots {
+                let outcome = match kiln_executor::shuffle::StoreRoot::resolve(
+                    root,
+                    &inner.ctx.runtime_env(),
+                ) {
+                    Ok(resolved) => {
+                        crate::orphans::remove_orphans(&resolved, root, &inner.id, inner.orphan_ttl)
+                            .await
+                    }
+                    Err(e) => Err(e.into()),
+                };
+                match outcome {
+                    Ok(r) => report.absorb(r),
+                    Err(e) => {
+                        tracing::warn!(root = %root, error = %e, "could not look for orphaned session prefixes")
+                    }
+                }
+            }
+            if !report.prefixes.is_empty() {
+                tracing::info!(removed = ?report.prefixes, "removed the prefixes of killed sessions");
+            }
+            report
+        });
+        if let Ok(mut slot) = self.inner.orphan_pass.lock() {
+            *slot = Some(pass);
+        }
     }
 
     /// The session's counters so far (kernel rounds, reloaded partitions, lost executors).

@@ -251,6 +251,15 @@ class Session:
         task retries, stages and tasks planned and finished, bytes shuffled."""
         return dict(self._native.metrics())
 
+    def remove_orphans(self) -> dict[str, Any]:
+        """Removes what killed sessions left under this session's shuffle and cache roots:
+        the prefixes of sessions whose lease expired more than ``kiln.orphan_ttl_secs`` ago.
+        Live sessions are never touched; every session makes this pass when it starts, and
+        ``kiln gc`` runs it from the command line. Returns ``{"prefixes": [...], "objects": n}``.
+        """
+        prefixes, objects = self._native.remove_orphans()
+        return {"prefixes": prefixes, "objects": objects}
+
     def settings(self) -> dict[str, dict[str, str]]:
         """Every setting: ``{name: {"value", "source", "description"}}``, secrets redacted."""
         return {

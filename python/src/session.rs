@@ -231,6 +231,14 @@ impl PySession {
         Ok(d)
     }
 
+    /// Removes what killed sessions left under the shuffle and cache roots; returns the
+    /// removed prefixes (URLs) and the number of objects deleted.
+    fn remove_orphans(&self, py: Python<'_>) -> PyResult<(Vec<String>, u64)> {
+        let s = self.session.clone();
+        let report = self.run(py, async move { s.remove_orphans().await })?;
+        Ok((report.prefixes, report.objects))
+    }
+
     /// Makes `model` callable as `predict('name', ...)` in SQL and DataFrames.
     fn register_model(&self, name: &str, model: &PyModel) {
         self.session.register_model(name, (*model.model).clone());

@@ -274,3 +274,35 @@ def test_listen_serves_executors_over_mutual_tls(tmp_path) -> None:
     # Half the TLS settings is refused, naming what is missing.
     with pytest.raises(kiln.ParameterError, match="tls_key"):
         kiln.Session.listen("127.0.0.1:0", 1, auth_token="x", progress=None, tls_cert=files["cert.pem"])
+
+
+def test_a_killed_drivers_files_are_removed_by_a_later_session(tmp_path) -> None:
+    root = tmp_path / "shuffle"
+    driver = subprocess.Popen(
+        [
+            sys.executable, "-m", "kiln", "sql", "--quiet",
+            "--set", f"kiln.shuffle.root={root}",
+            "--set", "kiln.orphan_ttl_secs=1",
+            "--set", "kiln.shuffle.keep_files=true",
+            "-e", "SELECT value % 7 AS k, count(*) FROM generate_series(1, 10000) GROUP BY 1",
+            "-e", "SELECT sum(a.value * b.value) FROM generate_series(1, 1000000) a, generate_series(1, 1000000) b",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not list(root.glob("kiln-*/**/*.arrow")):
+            assert time.monotonic() < deadline and driver.poll() is None
+            time.sleep(0.1)
+    finally:
+        driver.kill()
+        driver.wait()
+    (killed,) = [p.name for p in root.glob("kiln-*")]
+    time.sleep(1.5)
+    later = kiln.Session.local(1, settings={"kiln.shuffle.root": str(root), "kiln.orphan_ttl_secs": 1})
+    report = later.remove_orphans()
+    assert [p.rstrip("/").rsplit("/", 1)[-1] for p in report["prefixes"]] == [killed]
+    assert report["objects"] > 1
+    assert not list(root.glob("kiln-*"))
+    assert [p.name for p in (root / "_kiln-sessions").iterdir()] == [later.id]

@@ -29,7 +29,7 @@ fn every_subcommand_has_help_and_the_program_a_version() {
     let out = kiln(&["--help"], dir.path());
     assert_eq!(out.status.code(), Some(0));
     let help = text(&out.stdout);
-    for sub in ["executor", "sql", "shell", "completions"] {
+    for sub in ["executor", "sql", "shell", "health", "gc", "completions"] {
         assert!(help.contains(sub), "{help}");
         let out = kiln(&[sub, "--help"], dir.path());
         assert_eq!(out.status.code(), Some(0), "{sub} --help");

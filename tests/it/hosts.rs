@@ -14,6 +14,7 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use kiln::Session;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
@@ -138,6 +139,8 @@ struct TestBed {
     /// `http://IP:8333`, SeaweedFS as this process reaches it.
     s3_from_host: String,
     dir: tempfile::TempDir,
+    /// More `--set KEY=VALUE` settings of the driver.
+    driver_settings: Vec<String>,
 }
 
 impl TestBed {
@@ -155,6 +158,7 @@ impl TestBed {
             kiln_image,
             s3_from_host: String::new(),
             dir,
+            driver_settings: Vec::new(),
         };
         let config_dir = bed.dir.path().join("seaweedfs");
         std::fs::create_dir(&config_dir).unwrap();
@@ -285,28 +289,28 @@ impl TestBed {
         let options: Vec<&str> = options.iter().map(String::as_str).collect();
         let image = self.kiln_image.clone();
         let executors = executors.to_string();
-        self.run(
-            "driver",
-            &options,
-            &image,
-            &[
-                "sql",
-                "--cluster",
-                "0.0.0.0:7077",
-                "--executors",
-                &executors,
-                "--set",
-                "kiln.shuffle.root=s3://kiln/shuffle/",
-                "--set",
-                "kiln.cache.root=s3://kiln/cache/",
-                "--set",
-                "kiln.cluster.heartbeat_timeout_secs=5",
-                "--format",
-                "csv",
-                "-f",
-                "/scripts/run.sql",
-            ],
-        )
+        let mut args = vec![
+            "sql",
+            "--cluster",
+            "0.0.0.0:7077",
+            "--executors",
+            &executors,
+            "--set",
+            "kiln.shuffle.root=s3://kiln/shuffle/",
+            "--set",
+            "kiln.cache.root=s3://kiln/cache/",
+            "--set",
+            "kiln.cluster.heartbeat_timeout_secs=5",
+            "--format",
+            "csv",
+            "-f",
+            "/scripts/run.sql",
+        ];
+        let settings = self.driver_settings.clone();
+        for setting in &settings {
+            args.extend(["--set", setting.as_str()]);
+        }
+        self.run("driver", &options, &image, &args)
     }
 
     /// Waits for a container to exit (at most `limit`); its exit code and its logs.
@@ -554,9 +558,14 @@ async fn executors_exit_when_the_driver_container_is_killed() {
     }
     let mut bed = TestBed::start();
     let executors = bed.start_executors(EXECUTORS, TOKEN);
-    // A job long enough to be running when the driver goes.
+    // Its session's files outlive it by 3 s at most.
+    bed.driver_settings.push("kiln.orphan_ttl_secs=3".into());
+    // A job whose shuffle files stay (so that the killed driver leaves some), then one long
+    // enough to be running when the driver goes.
     let driver = bed.start_driver(
-        "SELECT k, count(*) FROM (SELECT value % 1000 AS k FROM generate_series(1, 2000000000)) GROUP BY k;",
+        "SET kiln.shuffle.keep_files = true;
+         SELECT value % 7 AS k, count(*) FROM generate_series(1, 100000) GROUP BY 1;
+         SELECT k, count(*) FROM (SELECT value % 1000 AS k FROM generate_series(1, 2000000000)) GROUP BY k;",
         EXECUTORS,
         SECRET_KEY,
     );
@@ -597,6 +606,56 @@ async fn executors_exit_when_the_driver_container_is_killed() {
         "executors took {:?} to exit",
         killed.elapsed()
     );
+
+    // What the driver left in the bucket: its lease on each root and its shuffle files. Once
+    // the lease is older than its TTL, `kiln gc` (here in a container of its own) removes
+    // them, and nothing is left.
+    let store = bed.store();
+    let left = |prefix: &'static str| {
+        let store = Arc::clone(&store);
+        async move {
+            store
+                .list(Some(&object_store::path::Path::from(prefix)))
+                .map(|m| m.unwrap().location.to_string())
+                .collect::<Vec<_>>()
+                .await
+        }
+    };
+    let shuffle = left("shuffle").await;
+    assert!(
+        shuffle
+            .iter()
+            .any(|o| o.starts_with("shuffle/_kiln-sessions/kiln-"))
+            && shuffle.iter().any(|o| o.ends_with(".arrow")),
+        "{shuffle:?}"
+    );
+    assert!(left("cache")
+        .await
+        .iter()
+        .any(|o| o.starts_with("cache/_kiln-sessions/")));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let options = TestBed::kiln_env(SECRET_KEY);
+    let options: Vec<&str> = options.iter().map(String::as_str).collect();
+    let image = bed.kiln_image.clone();
+    let gc = bed.run(
+        "gc",
+        &options,
+        &image,
+        &[
+            "gc",
+            "--shuffle-root",
+            "s3://kiln/shuffle/",
+            "--cache-root",
+            "s3://kiln/cache/",
+            "--ttl",
+            "3",
+        ],
+    );
+    let (code, logs) = bed.wait(&gc, Duration::from_secs(60));
+    assert_eq!(code, 0, "{logs}");
+    assert!(logs.contains("removed 1 orphaned session prefix"), "{logs}");
+    assert_eq!(left("shuffle").await, Vec::<String>::new());
+    assert_eq!(left("cache").await, Vec::<String>::new());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,6 +12,7 @@ mod hosts;
 mod lazy;
 mod main_job;
 mod ml;
+mod orphans;
 mod persist;
 #[cfg(feature = "polars")]
 mod polars;

@@ -386,6 +386,10 @@ async fn a_local_shuffle_root_is_left_empty() {
         .unwrap();
     let batches = kiln.sql(QUERY).await.unwrap().collect().await.unwrap();
     assert_eq!(sorted_rows(&batches), expected());
+    // While the session lives, only its lease.
+    assert!(crate::ml::walk(dir.path()).is_empty());
+    assert!(dir.path().join("_kiln-sessions").join(kiln.id()).exists());
+    drop(kiln);
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }

@@ -35,6 +35,10 @@ pub(crate) enum Command {
     /// otherwise: a container's health check (an executor's driver, or a driver's own
     /// endpoint).
     Health(HealthArgs),
+    /// Remove what killed sessions left under the shuffle and cache roots: the prefixes of
+    /// sessions whose lease expired more than the orphan TTL ago (kiln.orphan_ttl_secs).
+    /// Live sessions are never touched; every session also makes this pass when it starts.
+    Gc(GcArgs),
     /// Print a completion script for SHELL (bash, zsh, fish, elvish, powershell), e.g.
     /// `kiln completions bash > ~/.local/share/bash-completion/completions/kiln`.
     Completions {
@@ -86,6 +90,28 @@ pub(crate) struct HealthArgs {
     /// How long to wait for the connection, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 3)]
     pub(crate) timeout: u64,
+}
+
+/// `kiln gc`.
+#[derive(Debug, Args)]
+pub(crate) struct GcArgs {
+    /// The shuffle root to clean (kiln.shuffle.root) [default: the temporary directory].
+    #[arg(long, value_name = "URL")]
+    pub(crate) shuffle_root: Option<String>,
+    /// The cache root to clean, when it is not under the shuffle root (kiln.cache.root).
+    #[arg(long, value_name = "URL")]
+    pub(crate) cache_root: Option<String>,
+    /// Seconds since a session's lease was last renewed before its files count as orphaned
+    /// (kiln.orphan_ttl_secs; a lease is kept at least as long as the TTL its session gave).
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) ttl: Option<u64>,
+    /// A config file of `key = value` settings [default: $KILN_CONFIG, else
+    /// ~/.config/kiln/kiln.conf].
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    /// A setting, e.g. --set kiln.shuffle.root=s3://bucket/shuffle/ (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = setting, action = ArgAction::Append)]
+    pub(crate) set: Vec<(&'static str, String)>,
 }
 
 /// The options of a session and its output, shared by `kiln sql` and `kiln shell`. Every

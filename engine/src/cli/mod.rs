@@ -31,6 +31,15 @@
 //!
 //! `shell` is the interactive SQL shell (history, multi-line statements, completion, dot
 //! commands, a progress line, Ctrl-C cancelling a statement).
+//!
+//! ```text
+//! kiln health [--driver URL] [--timeout SECONDS]
+//! kiln gc [--shuffle-root URL] [--cache-root URL] [--ttl SECONDS] [--config FILE] [--set KEY=VALUE]...
+//! ```
+//!
+//! `health` exits 0 when the driver's endpoint accepts a connection (a container's health
+//! check). `gc` removes the shuffle and cache prefixes of killed sessions whose lease expired
+//! (see [`crate::Session::remove_orphans`]) and prints them.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -46,7 +55,7 @@ mod args;
 mod shell;
 mod sql;
 
-use args::{Cli, Command, ExecutorArgs, HealthArgs, SqlSource};
+use args::{Cli, Command, ExecutorArgs, GcArgs, HealthArgs, SqlSource};
 
 /// Runs the `kiln` command with `args` (the arguments after the program name) and returns
 /// its exit status: 0, 1 after an error it printed, 2 for bad arguments. Prints results to
@@ -87,6 +96,25 @@ pub fn main(args: &[String]) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Gc(a) => match gc(&a) {
+            Ok(report) => {
+                for prefix in &report.prefixes {
+                    println!("{prefix}");
+                }
+                eprintln!(
+                    "kiln gc: removed {} orphaned session prefix{} ({} object{})",
+                    report.prefixes.len(),
+                    if report.prefixes.len() == 1 { "" } else { "es" },
+                    report.objects,
+                    if report.objects == 1 { "" } else { "s" },
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("kiln gc: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "kiln", &mut std::io::stdout());
             ExitCode::SUCCESS
@@ -118,6 +146,39 @@ fn sql_sources(m: &clap::ArgMatches) -> Vec<SqlSource> {
     }
     out.sort_by_key(|(i, _)| *i);
     out.into_iter().map(|(_, s)| s).collect()
+}
+
+/// A one-executor embedded session on the roots `args` name, and its pass over them.
+fn gc(args: &GcArgs) -> Result<crate::OrphanReport, String> {
+    use crate::config::{Config, Source};
+    let mut config = Config::load(args.config.as_deref()).map_err(|e| e.to_string())?;
+    let mut flags = args.set.clone();
+    if let Some(root) = &args.shuffle_root {
+        flags.push(("kiln.shuffle.root", root.clone()));
+    }
+    if let Some(root) = &args.cache_root {
+        flags.push(("kiln.cache.root", root.clone()));
+    }
+    if let Some(ttl) = args.ttl {
+        flags.push(("kiln.orphan_ttl_secs", ttl.to_string()));
+    }
+    flags.push(("kiln.mode", "embedded".into()));
+    flags.push(("kiln.executors", "1".into()));
+    for (key, value) in &flags {
+        config
+            .set(key, value, Source::Flag)
+            .map_err(|e| e.to_string())?;
+    }
+    let runtime = sql::runtime("gc").ok_or("no async runtime")?;
+    runtime.block_on(async {
+        let session = config
+            .builder()
+            .map_err(|e| e.to_string())?
+            .build()
+            .await
+            .map_err(|e| e.to_string())?;
+        session.remove_orphans().await.map_err(|e| e.to_string())
+    })
 }
 
 /// Connects to the driver's endpoint (TCP), within the timeout.

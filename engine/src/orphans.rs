@@ -1,0 +1,232 @@
+//! Shuffle and cache prefixes that outlive their session.
+//!
+//! Every session writes under its own prefix of each root it uses,
+//! `{root}/{session id}/` (jobs and cached datasets below it), and holds a *lease* on that
+//! prefix: the object `{root}/_kiln-sessions/{session id}`, rewritten every quarter of the
+//! session's orphan TTL while it lives and deleted when it ends. A driver that is killed
+//! cannot delete its prefixes, but its lease stops being renewed; any later session on the
+//! same root (at its start, in the background) or `kiln gc` removes every session prefix whose
+//! lease is older than the TTL (or that has none and holds nothing newer than the TTL), and
+//! the expired leases themselves. Object stores have no clock of their own to trust here
+//! besides the objects' modification times, so ages are measured against those.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::{StreamExt, TryStreamExt};
+use kiln_executor::shuffle::StoreRoot;
+use object_store::path::Path;
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
+use tracing::warn;
+
+use crate::error::{EngineError, Result};
+
+/// The folder of leases under a root.
+pub(crate) const LEASES: &str = "_kiln-sessions";
+
+/// What a pass over a root removed: see [`crate::Session::remove_orphans`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OrphanReport {
+    /// The session prefixes removed, as URLs (`s3://bucket/shuffle/kiln-ab12cd34/`).
+    pub prefixes: Vec<String>,
+    /// Objects deleted, leases included.
+    pub objects: u64,
+}
+
+impl OrphanReport {
+    pub(crate) fn absorb(&mut self, other: OrphanReport) {
+        self.prefixes.extend(other.prefixes);
+        self.objects += other.objects;
+    }
+}
+
+/// A session's claim on its prefix of one root: renewed in the background while held, given
+/// up (the lease object deleted) when dropped.
+pub(crate) struct Lease {
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+    /// The local directories to remove when they are empty, for a `file://` root: the
+    /// session's prefix and the lease folder (deleting objects leaves directories there).
+    local: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    renewal: tokio::task::JoinHandle<()>,
+}
+
+impl Lease {
+    /// Writes the lease of `session` on `root` and starts renewing it every `ttl / 4`.
+    pub(crate) async fn take(root: &StoreRoot, session: &str, ttl: Duration) -> Result<Self> {
+        let path = root.prefix.clone().join(LEASES).join(session);
+        let body = serde_json::json!({
+            "session": session,
+            "ttl_secs": ttl.as_secs(),
+            "pid": std::process::id(),
+        })
+        .to_string();
+        let payload = PutPayload::from(body.into_bytes());
+        root.store.put(&path, payload.clone()).await.map_err(|e| {
+            EngineError::InvalidParameter {
+                name: "shuffle_root",
+                reason: format!(
+                    "cannot write the session's lease {}: {}",
+                    path,
+                    crate::error::store_error_text(&e)
+                ),
+            }
+        })?;
+        let store = Arc::clone(&root.store);
+        let renewed = path.clone();
+        let every = (ttl / 4).max(Duration::from_millis(250));
+        let renewal = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = store.put(&renewed, payload.clone()).await {
+                    warn!(lease = %renewed, error = %e, "could not renew the session's lease");
+                }
+            }
+        });
+        let local = root.url.as_str().starts_with("file://").then(|| {
+            let base = std::path::PathBuf::from(format!("/{}", root.prefix));
+            (base.join(session), base.join(LEASES))
+        });
+        Ok(Self {
+            store: Arc::clone(&root.store),
+            path,
+            local,
+            renewal,
+        })
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.renewal.abort();
+        if let Some((prefix, leases)) = &self.local {
+            let _ = std::fs::remove_file(leases.join(self.path.filename().unwrap_or_default()));
+            // Only when empty: another session's lease, or kept shuffle files, stay.
+            let _ = std::fs::remove_dir(prefix);
+            let _ = std::fs::remove_dir(leases);
+        } else if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let store = Arc::clone(&self.store);
+            let path = self.path.clone();
+            let delete = async move {
+                let _ = tokio::time::timeout(Duration::from_secs(2), store.delete(&path)).await;
+            };
+            // Waited for where the runtime allows it (a process that ends after its session
+            // would otherwise drop the delete); elsewhere best effort. A lease that stays is
+            // removed by a later pass once it expires.
+            if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
+                tokio::task::block_in_place(|| runtime.block_on(delete));
+            } else {
+                runtime.spawn(delete);
+            }
+        }
+    }
+}
+
+fn age(meta: &ObjectMeta, now_ms: i64) -> Duration {
+    let ms = now_ms.saturating_sub(meta.last_modified.timestamp_millis());
+    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Removes the prefixes under `root` of sessions other than `own` whose lease expired more
+/// than `ttl` ago (a lease is kept for at least the TTL its session wrote into it), or that
+/// have no lease and nothing newer than `ttl`, and the expired leases.
+pub(crate) async fn remove_orphans(
+    root: &StoreRoot,
+    root_url: &str,
+    own: &str,
+    ttl: Duration,
+) -> Result<OrphanReport> {
+    let now = now_ms();
+    let store_error = |e: object_store::Error| EngineError::Read {
+        format: "object store",
+        path: root_url.to_string(),
+        reason: crate::error::store_error_text(&e),
+    };
+    let lease_dir = root.prefix.clone().join(LEASES);
+    let leases: Vec<ObjectMeta> = match root.store.list(Some(&lease_dir)).try_collect().await {
+        Ok(l) => l,
+        Err(object_store::Error::NotFound { .. }) => Vec::new(),
+        Err(e) => return Err(store_error(e)),
+    };
+    let mut expired = Vec::new();
+    let mut live = std::collections::HashSet::new();
+    for lease in &leases {
+        let Some(session) = lease.location.filename().map(str::to_string) else {
+            continue;
+        };
+        let written_ttl = match root.store.get(&lease.location).await {
+            Ok(got) => got
+                .bytes()
+                .await
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .and_then(|v| v.get("ttl_secs").and_then(serde_json::Value::as_u64))
+                .map(Duration::from_secs)
+                .unwrap_or(ttl),
+            // Given up while this pass ran.
+            Err(_) => continue,
+        };
+        if session == own || age(lease, now) <= ttl.max(written_ttl) {
+            live.insert(session);
+        } else {
+            expired.push(lease.location.clone());
+        }
+    }
+
+    let mut report = OrphanReport::default();
+    let listing = match root.store.list_with_delimiter(Some(&root.prefix)).await {
+        Ok(l) => l.common_prefixes,
+        Err(object_store::Error::NotFound { .. }) => Vec::new(),
+        Err(e) => return Err(store_error(e)),
+    };
+    for prefix in listing {
+        let Some(name) = prefix.filename() else {
+            continue;
+        };
+        if !name.starts_with("kiln-") || live.contains(name) {
+            continue;
+        }
+        let objects: Vec<ObjectMeta> = match root.store.list(Some(&prefix)).try_collect().await {
+            Ok(o) => o,
+            Err(e) => {
+                warn!(prefix = %prefix, error = %e, "could not list an orphaned session prefix");
+                continue;
+            }
+        };
+        // With no lease (an older session, or one whose lease was removed), only a prefix
+        // idle for the TTL counts as orphaned.
+        if objects.iter().any(|o| age(o, now) <= ttl) {
+            continue;
+        }
+        if objects.is_empty() {
+            // Nothing but a directory (a local root, or a store that lists empty folders, as
+            // SeaweedFS does): removed on a local root, not counted as a prefix anywhere.
+            if root.url.as_str().starts_with("file://") {
+                crate::job::delete_prefix(root, &prefix).await?;
+            }
+            continue;
+        }
+        report.objects += u64::try_from(objects.len()).unwrap_or(u64::MAX);
+        crate::job::delete_prefix(root, &prefix).await?;
+        report.prefixes.push(format!("{}{}/", root_url, name));
+    }
+    let removed = futures::stream::iter(expired.into_iter().map(Ok)).boxed();
+    let mut deleted = root.store.delete_stream(removed);
+    while let Some(r) = deleted.next().await {
+        match r {
+            Ok(_) => report.objects += 1,
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(store_error(e)),
+        }
+    }
+    Ok(report)
+}
