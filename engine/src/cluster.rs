@@ -63,6 +63,8 @@ pub(crate) struct ClusterOptions {
     pub(crate) store_retries: Option<(usize, Duration)>,
     /// Told the driver's address once it listens.
     pub(crate) announce: Option<Announce>,
+    /// Executors as pods the driver creates (`kiln.cluster.kubernetes`).
+    pub(crate) kubernetes: Option<crate::kubernetes::KubernetesOptions>,
 }
 
 /// A callback told the driver's address once it listens.
@@ -86,6 +88,7 @@ impl Default for ClusterOptions {
             client_ca: None,
             store_retries: None,
             announce: None,
+            kubernetes: None,
         }
     }
 }
@@ -96,6 +99,8 @@ pub(crate) struct Cluster {
     pub(crate) addr: SocketAddr,
     stop: Mutex<Option<oneshot::Sender<()>>>,
     children: Mutex<Vec<Child>>,
+    /// The executor pods this session created, deleted with it.
+    pods: Mutex<Option<crate::kubernetes::ExecutorPods>>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -162,6 +167,17 @@ pub(crate) async fn start(
     let token = match (&options.token, spawn) {
         (Some(t), _) => Some(t.clone()),
         (None, true) => Some(AuthToken::generate()),
+        // Pods this driver creates get the token it makes, unless they read it from a Secret
+        // (which the driver must then share through the environment).
+        (None, false)
+            if options
+                .kubernetes
+                .as_ref()
+                .is_some_and(|k| k.token_secret.is_none())
+                && std::env::var(AUTH_TOKEN_ENV).is_err() =>
+        {
+            Some(AuthToken::generate())
+        }
         (None, false) => match std::env::var(AUTH_TOKEN_ENV) {
             Ok(t) => Some(AuthToken::new(&t).map_err(|reason| EngineError::InvalidParameter {
                 name: "auth_token",
@@ -247,7 +263,23 @@ pub(crate) async fn start(
         addr,
         stop: Mutex::new(Some(stop_tx)),
         children: Mutex::new(Vec::new()),
+        pods: Mutex::new(None),
     };
+    if let Some(k8s) = &options.kubernetes {
+        let pods = create_pods(
+            k8s,
+            session_id,
+            addr,
+            executors,
+            slots_per_executor,
+            memory_per_executor,
+            token.as_ref(),
+        )
+        .await?;
+        if let Ok(mut slot) = cluster.pods.lock() {
+            *slot = Some(pods);
+        }
+    }
     if spawn {
         let bin = executor_binary()?;
         let token = token
@@ -321,16 +353,85 @@ pub(crate) async fn start(
         }
         if std::time::Instant::now() >= deadline {
             let connected = membership.all().len();
+            let pods = cluster
+                .pods
+                .lock()
+                .ok()
+                .and_then(|p| {
+                    p.as_ref().map(|p| {
+                        format!(
+                            " (executor pods {}: `kubectl describe pod NAME` and `kubectl logs \
+                             NAME` say why)",
+                            p.names().join(", ")
+                        )
+                    })
+                })
+                .unwrap_or_default();
             return Err(EngineError::InvalidParameter {
                 name: "executors",
                 reason: format!(
-                    "{connected} of {executors} executors registered within {:?}",
+                    "{connected} of {executors} executors registered within {:?}{pods}",
                     options.register_timeout
                 ),
             });
         }
     }
     Ok(cluster)
+}
+
+/// Creates the executor pods of `k8s` for the driver listening on `addr`.
+async fn create_pods(
+    k8s: &crate::kubernetes::KubernetesOptions,
+    session_id: &str,
+    addr: SocketAddr,
+    executors: usize,
+    slots_per_executor: usize,
+    memory_per_executor: Option<usize>,
+    token: Option<&AuthToken>,
+) -> Result<crate::kubernetes::ExecutorPods> {
+    use crate::kubernetes::{ExecutorPods, PodTemplate};
+    let (client, namespace, owner) = ExecutorPods::resolve(k8s).await?;
+    let driver_url = match &k8s.driver_url {
+        Some(url) => url.clone(),
+        None => {
+            let host = std::env::var("KILN_POD_IP")
+                .ok()
+                .filter(|h| !h.is_empty())
+                .or_else(|| std::env::var("HOSTNAME").ok())
+                .or_else(|| {
+                    std::fs::read_to_string("/etc/hostname")
+                        .ok()
+                        .map(|h| h.trim().to_string())
+                })
+                .ok_or_else(|| EngineError::InvalidParameter {
+                    name: "kiln.kubernetes.driver_url",
+                    reason: "cannot tell the executor pods where the driver is: set it, or \
+                             $KILN_POD_IP (the downward API's status.podIP)"
+                        .into(),
+                })?;
+            format!("http://{host}:{}", addr.port())
+        }
+    };
+    let template = PodTemplate {
+        session: session_id.to_string(),
+        namespace,
+        image: k8s.image.clone().unwrap_or_else(|| "kiln:latest".into()),
+        image_pull_policy: k8s.image_pull_policy.clone(),
+        driver_url,
+        owner,
+        slots: slots_per_executor,
+        memory_bytes: memory_per_executor,
+        cpu: k8s.executor_cpu.clone(),
+        memory: k8s.executor_memory.clone(),
+        token: match &k8s.token_secret {
+            Some(secret) => Ok(secret.clone()),
+            None => Err(token.map(|t| t.expose().to_string()).unwrap_or_default()),
+        },
+        env_config_maps: k8s.env_config_maps.clone(),
+        env_secrets: k8s.env_secrets.clone(),
+        service_account: k8s.service_account.clone(),
+    };
+    ExecutorPods::create(client, &template, executors).await
 }
 
 /// The `kiln` binary: `$KILN_EXECUTOR_BIN`, else `kiln` next to the running program or one

@@ -31,6 +31,7 @@ mod dataframe;
 mod distributed;
 mod error;
 mod job;
+pub mod kubernetes;
 mod metrics;
 pub mod ml;
 mod orphans;
@@ -56,7 +57,9 @@ pub use session::{ExecutorInfo, Session, SessionBuilder};
 pub mod deps {
     pub use arrow;
     pub use datafusion;
+    pub use k8s_openapi;
     pub use kiln_executor::ExecError;
+    pub use kube;
     #[cfg(feature = "polars")]
     pub use polars_core;
 }

@@ -156,18 +156,58 @@ impl Config {
             }
             b = b.mutual_tls(client_ca);
         }
+        let kubernetes = self.get("kiln.cluster.kubernetes") == Some("true");
+        let listen = || -> Result<std::net::SocketAddr> {
+            let listen = self.get("kiln.cluster.listen").unwrap_or_default();
+            listen.parse().map_err(|_| EngineError::Config {
+                key: "kiln.cluster.listen".into(),
+                reason: format!("not an address: '{listen}'"),
+            })
+        };
         b = match self.get("kiln.mode") {
-            Some("local_cluster") => b.local_cluster(executors),
-            Some("cluster") => {
-                let listen = self.get("kiln.cluster.listen").unwrap_or_default();
-                let addr = listen.parse().map_err(|_| EngineError::Config {
-                    key: "kiln.cluster.listen".into(),
-                    reason: format!("not an address: '{listen}'"),
-                })?;
-                b.listen(addr, executors)
+            Some("local_cluster") if kubernetes => {
+                return Err(EngineError::Config {
+                    key: "kiln.cluster.kubernetes".into(),
+                    reason: "a local cluster starts its executors itself; use kiln.mode = cluster or embedded".into(),
+                })
             }
+            Some("local_cluster") => b.local_cluster(executors),
+            Some("cluster") => b.listen(listen()?, executors),
+            // Pods elsewhere must reach the driver: every interface, on the configured port.
+            _ if kubernetes => b.listen(
+                std::net::SocketAddr::from(([0, 0, 0, 0], listen()?.port())),
+                executors,
+            ),
             _ => b,
         };
+        if kubernetes {
+            let list = |key: &str| -> Vec<String> {
+                self.text(key)
+                    .map(|v| {
+                        v.split(',')
+                            .map(str::trim)
+                            .filter(|n| !n.is_empty())
+                            .map(String::from)
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            let text = |key: &str| self.text(key).map(String::from);
+            b = b.kubernetes(crate::kubernetes::KubernetesOptions {
+                client: None,
+                namespace: text("kiln.kubernetes.namespace"),
+                image: text("kiln.kubernetes.image"),
+                image_pull_policy: text("kiln.kubernetes.image_pull_policy"),
+                driver_pod: text("kiln.kubernetes.driver_pod"),
+                driver_url: text("kiln.kubernetes.driver_url"),
+                executor_cpu: text("kiln.kubernetes.executor_cpu"),
+                executor_memory: text("kiln.kubernetes.executor_memory"),
+                token_secret: text("kiln.kubernetes.token_secret"),
+                env_config_maps: list("kiln.kubernetes.env_config_maps"),
+                env_secrets: list("kiln.kubernetes.env_secrets"),
+                service_account: text("kiln.kubernetes.service_account"),
+            });
+        }
         Ok(b.with_config(self.clone()))
     }
 }
@@ -287,6 +327,19 @@ impl SessionBuilder {
     pub fn listen(mut self, addr: std::net::SocketAddr, executors: usize) -> Self {
         self.executors = executors;
         self.deployment = Deployment::Listen { addr, executors };
+        self
+    }
+
+    /// Creates the executors as Kubernetes pods through the Kubernetes API when the session
+    /// starts, and deletes them when it ends (Spark's model on Kubernetes): the driver listens
+    /// (on `0.0.0.0:7077` unless [`listen`](Self::listen) says otherwise), creates one pod per
+    /// executor ([`executors`](Self::executors)) from `options.image` running
+    /// `kiln executor --driver URL`, owned by the driver's own pod and labelled
+    /// `kiln.dev/session=ID`, and waits for them to register. With no token given, a random
+    /// one is made and written into the pods unless `options.token_secret` names a Secret
+    /// holding it. TLS between driver and executor pods is not available this way yet.
+    pub fn kubernetes(mut self, options: crate::kubernetes::KubernetesOptions) -> Self {
+        self.cluster.kubernetes = Some(options);
         self
     }
 
@@ -494,7 +547,33 @@ impl SessionBuilder {
     /// # Errors
     /// [`EngineError::InvalidParameter`] for zero executors or slots or attempts, or a shuffle
     /// root that is not a valid URL or path.
-    pub async fn build(self) -> Result<Session> {
+    pub async fn build(mut self) -> Result<Session> {
+        if self.cluster.kubernetes.is_some() {
+            match self.deployment {
+                Deployment::Embedded => {
+                    self.deployment = Deployment::Listen {
+                        addr: std::net::SocketAddr::from(([0, 0, 0, 0], 7077)),
+                        executors: self.executors,
+                    }
+                }
+                Deployment::LocalCluster { .. } => {
+                    return Err(EngineError::InvalidParameter {
+                        name: "kubernetes",
+                        reason: "a local cluster starts its executors itself".into(),
+                    })
+                }
+                Deployment::Listen { .. } => {}
+            }
+            if self.cluster.tls.is_some() {
+                return Err(EngineError::InvalidParameter {
+                    name: "kubernetes",
+                    reason: "TLS between the driver and executor pods it creates is not \
+                             available yet; run executors as a Deployment (deploy/kubernetes/) \
+                             for TLS"
+                        .into(),
+                });
+            }
+        }
         if self.executors == 0 {
             return Err(EngineError::InvalidParameter {
                 name: "executors",

@@ -306,3 +306,17 @@ def test_a_killed_drivers_files_are_removed_by_a_later_session(tmp_path) -> None
     assert report["objects"] > 1
     assert not list(root.glob("kiln-*"))
     assert [p.name for p in (root / "_kiln-sessions").iterdir()] == [later.id]
+
+
+def test_a_driver_that_creates_kubernetes_pods_without_an_api_says_so(monkeypatch, tmp_path) -> None:
+    # No service account and no kubeconfig: a clear error at once, not a wait for executors.
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-such-kubeconfig"))
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "")
+    monkeypatch.setenv("KILN_AUTH_TOKEN", "t0ken")
+    started = time.monotonic()
+    with pytest.raises(kiln.KilnError, match="kiln.cluster.kubernetes.*no Kubernetes API"):
+        kiln.Session.local(
+            2,
+            settings={"kiln.cluster.kubernetes": True, "kiln.cluster.listen": "127.0.0.1:0"},
+        )
+    assert time.monotonic() - started < 10

@@ -9,6 +9,7 @@ mod dataframe;
 mod errors;
 mod features;
 mod hosts;
+mod kubernetes;
 mod lazy;
 mod main_job;
 mod ml;
