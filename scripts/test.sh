@@ -21,6 +21,16 @@ if [ ! -x .venv/bin/python ] || [ "$(cat .venv/.requirements.sha 2>/dev/null)" !
   echo "$want" > .venv/.requirements.sha
 fi
 export KILN_PYTHON="$PWD/.venv/bin/python"
+
+# podman (Debian's), which plays the Kubernetes manifests in the suite (tests/it/podman.rs),
+# where a Docker daemon builds the images it loads; catatonit is its pods' pause process.
+if command -v docker >/dev/null 2>&1 && ! command -v podman >/dev/null 2>&1 \
+    && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  step "podman (apt)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q podman catatonit >/dev/null \
+    || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q podman catatonit >/dev/null; } \
+    || echo "podman could not be installed; the podman suite will say it is skipped"
+fi
 # The interpreter the Python extension (python/) is built for, the same for every build so
 # that pyo3's build configuration never changes between steps.
 export PYO3_PYTHON="$PWD/.venv/bin/python"

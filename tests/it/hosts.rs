@@ -34,7 +34,7 @@ fn docker(args: &[&str]) -> Output {
 }
 
 /// `docker ARGS`, which must succeed; its standard output.
-fn docker_ok(args: &[&str]) -> String {
+pub(crate) fn docker_ok(args: &[&str]) -> String {
     let out = docker(args);
     assert!(
         out.status.success(),
@@ -45,7 +45,7 @@ fn docker_ok(args: &[&str]) -> String {
 }
 
 /// Whether a Docker daemon answers; if not, the one line saying the test is skipped.
-fn docker_reachable(test: &str) -> bool {
+pub(crate) fn docker_reachable(test: &str) -> bool {
     let ok = Command::new("docker")
         .args(["info", "--format", "{{.ServerVersion}}"])
         .output()
@@ -73,7 +73,7 @@ fn image_exists(tag: &str) -> bool {
 }
 
 /// Kiln's image, from the debug binary.
-fn kiln_image() -> String {
+pub(crate) fn kiln_image() -> String {
     let bin = crate::sql::kiln_bin();
     let tag = content_tag("kiln-test", &bin);
     if !image_exists(&tag) {
@@ -106,7 +106,7 @@ fn kiln_image() -> String {
 }
 
 /// SeaweedFS's image: its static binary alone.
-fn seaweedfs_image() -> String {
+pub(crate) fn seaweedfs_image() -> String {
     let bin = crate::s3::weed_bin();
     let tag = content_tag("kiln-test-seaweedfs", &bin);
     if !image_exists(&tag) {

@@ -15,6 +15,7 @@ mod main_job;
 mod ml;
 mod orphans;
 mod persist;
+mod podman;
 #[cfg(feature = "polars")]
 mod polars;
 mod properties;
