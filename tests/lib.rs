@@ -16,6 +16,7 @@ use tpchgen_arrow::{
 };
 
 pub mod conformance;
+pub mod containers;
 pub mod reference;
 
 /// Peak resident memory (VmHWM) of this process in MiB, for benchmarks; NaN where

@@ -9,13 +9,13 @@
 //! environment, `FROM scratch`) and kept between runs under a tag that names their content.
 //! Networks and containers are removed when a test ends, whether or not it failed.
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use kiln::Session;
+use kiln_tests::containers;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use crate::common::sorted_rows;
@@ -27,106 +27,31 @@ const SLOTS: usize = 2;
 
 /// `docker ARGS`, its output.
 fn docker(args: &[&str]) -> Output {
-    Command::new("docker")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("run docker {args:?}: {e}"))
+    containers::docker(args).unwrap()
 }
 
 /// `docker ARGS`, which must succeed; its standard output.
 pub(crate) fn docker_ok(args: &[&str]) -> String {
-    let out = docker(args);
-    assert!(
-        out.status.success(),
-        "docker {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    containers::docker_ok(args).unwrap()
 }
 
 /// Whether a Docker daemon answers; if not, the one line saying the test is skipped.
 pub(crate) fn docker_reachable(test: &str) -> bool {
-    let ok = Command::new("docker")
-        .args(["info", "--format", "{{.ServerVersion}}"])
-        .output()
-        .is_ok_and(|o| o.status.success());
+    let ok = containers::docker_reachable();
     if !ok {
         eprintln!("{test}: skipped, no Docker daemon answers (`docker info` failed)");
     }
     ok
 }
 
-/// A tag naming a file's content by its size and modification time.
-fn content_tag(name: &str, file: &Path) -> String {
-    let meta = std::fs::metadata(file).unwrap();
-    let modified = meta
-        .modified()
-        .unwrap()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{name}:{:x}-{:x}", meta.len(), modified)
-}
-
-fn image_exists(tag: &str) -> bool {
-    docker(&["image", "inspect", tag]).status.success()
-}
-
 /// Kiln's image, from the debug binary.
 pub(crate) fn kiln_image() -> String {
-    let bin = crate::sql::kiln_bin();
-    let tag = content_tag("kiln-test", &bin);
-    if !image_exists(&tag) {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-        let out = Command::new(root.join("deploy/image/build.sh"))
-            .arg(&bin)
-            .arg(&tag)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "deploy/image/build.sh: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        // Images of earlier binaries are of no more use: remove them (one in use by a test
-        // still running stays, refused by Docker).
-        let listed = docker(&[
-            "images",
-            "--format",
-            "{{.Repository}}:{{.Tag}}",
-            "kiln-test",
-        ]);
-        for old in String::from_utf8_lossy(&listed.stdout).lines() {
-            if old != tag {
-                let _ = docker(&["rmi", old]);
-            }
-        }
-    }
-    tag
+    containers::kiln_image(&crate::sql::kiln_bin(), "kiln-test").unwrap()
 }
 
 /// SeaweedFS's image: its static binary alone.
 pub(crate) fn seaweedfs_image() -> String {
-    let bin = crate::s3::weed_bin();
-    let tag = content_tag("kiln-test-seaweedfs", &bin);
-    if !image_exists(&tag) {
-        let ctx = tempfile::tempdir().unwrap();
-        std::fs::copy(&bin, ctx.path().join("weed")).unwrap();
-        std::fs::create_dir(ctx.path().join("tmp")).unwrap();
-        std::fs::write(
-            ctx.path().join("Dockerfile"),
-            "FROM scratch\nCOPY weed /weed\nCOPY tmp /tmp\nENTRYPOINT [\"/weed\"]\n",
-        )
-        .unwrap();
-        docker_ok(&[
-            "build",
-            "--quiet",
-            "--tag",
-            &tag,
-            &ctx.path().display().to_string(),
-        ]);
-    }
-    tag
+    containers::seaweedfs_image(&crate::s3::weed_bin()).unwrap()
 }
 
 /// A private network with SeaweedFS on it, and the containers a test starts there; all
@@ -167,18 +92,10 @@ impl TestBed {
             "s3",
             &["-v", &format!("{}:/etc/seaweedfs:ro", config_dir.display())],
             &seaweedfs,
-            &[
-                "mini",
-                "-dir=/tmp/data",
-                "-ip.bind=0.0.0.0",
-                "-bucket=kiln",
-                "-s3.autoCreateBucket=false",
-                "-admin.ui=false",
-                "-webdav=false",
-                "-s3.port.iceberg=0",
-                "-s3.port.lance=0",
-                "-s3.config=/etc/seaweedfs/s3.json",
-            ],
+            &containers::seaweedfs_args("kiln")
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
         );
         let ip = docker_ok(&[
             "inspect",

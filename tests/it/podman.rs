@@ -197,7 +197,8 @@ fn podman_kube_play_runs_the_manifests_and_a_query_and_a_train_through_them() {
     std::fs::create_dir(&config).unwrap();
     write_s3_config(&config.join("s3.json"));
     let s3_name = format!("s3-{}", podman.network);
-    podman.ok(&[
+    let volume = format!("{}:/etc/seaweedfs:ro", config.display());
+    let mut run = vec![
         "run",
         "-d",
         "--name",
@@ -207,19 +208,12 @@ fn podman_kube_play_runs_the_manifests_and_a_query_and_a_train_through_them() {
         "--network-alias",
         "s3",
         "-v",
-        &format!("{}:/etc/seaweedfs:ro", config.display()),
+        &volume,
         &seaweedfs,
-        "mini",
-        "-dir=/tmp/data",
-        "-ip.bind=0.0.0.0",
-        "-bucket=kiln",
-        "-s3.autoCreateBucket=false",
-        "-admin.ui=false",
-        "-webdav=false",
-        "-s3.port.iceberg=0",
-        "-s3.port.lance=0",
-        "-s3.config=/etc/seaweedfs/s3.json",
-    ]);
+    ];
+    let weed_args = kiln_tests::containers::seaweedfs_args("kiln");
+    run.extend(weed_args.iter().map(String::as_str));
+    podman.ok(&run);
     podman.s3 = Some(s3_name);
 
     // The rendered overlay, made playable (tests/podman/play.py says how).

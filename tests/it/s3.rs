@@ -50,14 +50,11 @@ pub(crate) fn weed_bin() -> std::path::PathBuf {
 
 /// The identities file SeaweedFS's S3 gateway checks requests against.
 pub(crate) fn write_s3_config(path: &Path) {
-    let config = serde_json::json!({
-        "identities": [{
-            "name": "kiln",
-            "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
-            "actions": ["Admin", "Read", "Write", "List", "Tagging"]
-        }]
-    });
-    std::fs::write(path, config.to_string()).unwrap();
+    std::fs::write(
+        path,
+        kiln_tests::containers::s3_identities(ACCESS_KEY, SECRET_KEY),
+    )
+    .unwrap();
 }
 
 impl S3Server {
