@@ -28,11 +28,7 @@ use tracing::warn;
 
 use crate::error::{EngineError, Result};
 
-/// Environment variable holding the cluster's shared secret.
-pub const AUTH_TOKEN_ENV: &str = "KILN_AUTH_TOKEN";
-
-/// Environment variable naming the `kiln` binary that `local_cluster` starts.
-pub const EXECUTOR_BIN_ENV: &str = "KILN_EXECUTOR_BIN";
+use crate::config::{AUTH_TOKEN_ENV, EXECUTOR_BIN_ENV};
 
 /// How the session gets its executors.
 #[derive(Debug, Clone, Default)]

@@ -52,6 +52,12 @@ pub enum Scope {
     Session,
 }
 
+/// Environment variable holding the cluster's shared secret.
+pub const AUTH_TOKEN_ENV: &str = "KILN_AUTH_TOKEN";
+
+/// Environment variable naming the `kiln` binary that `local_cluster` starts.
+pub const EXECUTOR_BIN_ENV: &str = "KILN_EXECUTOR_BIN";
+
 /// Where a setting's value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {

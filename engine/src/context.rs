@@ -9,88 +9,22 @@ use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStor
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 use futures::future::BoxFuture;
-use kiln_executor::Executor;
 use kiln_planner::predict::ModelRegistry;
 use kiln_planner::task::ShuffleCompression;
 use object_store::memory::InMemory;
 use object_store::ObjectStore;
-use tokio::sync::Semaphore;
 use url::Url;
 
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::error::{EngineError, Result};
 use crate::metrics::SessionMetrics;
+use crate::scheduler::{Events, Pool, RetryPolicy};
 
 /// A process-unique short id.
 pub(crate) fn short_id() -> String {
     let id = uuid::Uuid::new_v4().simple().to_string();
     id[..12].to_string()
-}
-
-/// One executor of a session and its free task slots.
-#[derive(Clone)]
-pub(crate) struct Member {
-    pub(crate) executor: Arc<dyn Executor>,
-    pub(crate) slots: Arc<Semaphore>,
-}
-
-/// The executors a session has had, in the order they joined, each with its free task slots.
-/// Executors only join: a lost one stays, dead, so an index names one executor for the
-/// session's life, and a replacement (a restarted process, a new pod) joins as a new member.
-/// The scheduler reads a snapshot at each decision, so slots that appear are used at once.
-#[derive(Default)]
-pub(crate) struct Pool {
-    members: std::sync::RwLock<Vec<Member>>,
-}
-
-impl Pool {
-    /// A pool of `executors`.
-    pub(crate) fn new(executors: Vec<Arc<dyn Executor>>) -> Self {
-        let pool = Self::default();
-        for e in executors {
-            pool.join(e);
-        }
-        pool
-    }
-
-    /// Every member, in joining order.
-    pub(crate) fn members(&self) -> Vec<Member> {
-        self.members.read().map(|m| m.clone()).unwrap_or_default()
-    }
-
-    /// Every executor, in joining order.
-    pub(crate) fn executors(&self) -> Vec<Arc<dyn Executor>> {
-        self.members().into_iter().map(|m| m.executor).collect()
-    }
-
-    /// Executor `index`.
-    pub(crate) fn executor(&self, index: usize) -> Result<Arc<dyn Executor>> {
-        self.members
-            .read()
-            .ok()
-            .and_then(|m| m.get(index).map(|m| Arc::clone(&m.executor)))
-            .ok_or_else(|| EngineError::Internal(format!("no executor {index}")))
-    }
-
-    /// How many executors joined.
-    pub(crate) fn len(&self) -> usize {
-        self.members.read().map(|m| m.len()).unwrap_or_default()
-    }
-
-    /// Adds `executor` unless it is a member already (the same object); whether it joined.
-    pub(crate) fn join(&self, executor: Arc<dyn Executor>) -> bool {
-        let Ok(mut members) = self.members.write() else {
-            return false;
-        };
-        let same = |m: &Member| std::ptr::addr_eq(Arc::as_ptr(&m.executor), Arc::as_ptr(&executor));
-        if members.iter().any(same) {
-            return false;
-        }
-        let slots = Arc::new(Semaphore::new(executor.slots()));
-        members.push(Member { executor, slots });
-        true
-    }
 }
 
 /// Work that a plan holding Kiln's own logical nodes (lazy training) needs before it is
@@ -230,6 +164,8 @@ pub(crate) struct SessionInner {
     /// The pass over the roots started with the session, until someone waits for it.
     pub(crate) orphan_pass:
         std::sync::Mutex<Option<tokio::task::JoinHandle<crate::orphans::OrphanReport>>>,
+    /// What the scheduler did, for whoever listens ([`crate::Session::events`]).
+    pub(crate) events: Events,
 }
 
 impl SessionInner {
@@ -241,6 +177,13 @@ impl SessionInner {
     /// Attempts of a task before its job fails.
     pub(crate) fn max_task_attempts(&self) -> u32 {
         self.max_task_attempts.load(Ordering::Relaxed)
+    }
+
+    /// When a failed task or kernel round runs again (see [`RetryPolicy`]).
+    pub(crate) fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: self.max_task_attempts(),
+        }
     }
 
     /// A shuffle output that could not be read; when executors started elsewhere share a
@@ -293,6 +236,11 @@ impl SessionInner {
             .unwrap_or(false);
         if new {
             self.metrics.executors_lost.fetch_add(1, Ordering::Relaxed);
+            if let Ok(executor) = self.pool.executor(index) {
+                self.events.emit(crate::Event::ExecutorLost {
+                    executor: executor.id().to_string(),
+                });
+            }
         }
     }
 }

@@ -30,6 +30,7 @@ use tracing::{debug, warn, Instrument};
 
 use crate::context::SessionInner;
 use crate::error::{EngineError, Result};
+use crate::scheduler::{Event, Retry};
 
 /// Runs a stage graph to completion and collects its result.
 pub(crate) async fn run_graph(
@@ -86,10 +87,20 @@ where
         armed: !session.keep_shuffle_files(),
     };
     let span = tracing::info_span!("job", job = %job_id, stages = graph.stages.len());
-    let outcome = Job::new(session, graph, job_id.clone(), cache)?
-        .run()
-        .instrument(span)
-        .await;
+    let started = std::time::Instant::now();
+    session.events.emit(Event::JobStarted {
+        job: job_id.clone(),
+        stages: graph.stages.len(),
+    });
+    let outcome = match Job::new(session, graph, job_id.clone(), cache) {
+        Ok(job) => job.run().instrument(span).await,
+        Err(e) => Err(e),
+    };
+    session.events.emit(Event::JobFinished {
+        job: job_id.clone(),
+        seconds: started.elapsed().as_secs_f64(),
+        error: outcome.as_ref().err().map(ToString::to_string),
+    });
     let result = match outcome {
         Ok(result_maps) => finish(root.clone(), result_maps).await,
         Err(e) => Err(e),
@@ -332,6 +343,11 @@ impl<'a> Job<'a> {
                 .get(&id)
                 .ok_or_else(|| EngineError::Internal(format!("stage {id} has no plan")))?;
             debug!(job = %self.job_id, stage = id, tasks = stage.tasks, "stage ready");
+            self.session.events.emit(Event::StageSubmitted {
+                job: self.job_id.clone(),
+                stage: id,
+                tasks: stage.tasks,
+            });
             let is_result = self.graph.result_stage().is_some_and(|r| r.id == id);
             let cache = self.cache.clone().filter(|_| is_result);
             for partition in 0..stage.tasks as u32 {
@@ -493,8 +509,14 @@ impl<'a> Job<'a> {
         exec_idx: usize,
         permit: OwnedSemaphorePermit,
         task: TaskDefinition,
-    ) -> impl std::future::Future<Output = (usize, TaskDefinition, kiln_executor::Result<TaskStatus>)>
-    {
+    ) -> impl std::future::Future<
+        Output = (
+            usize,
+            TaskDefinition,
+            kiln_executor::Result<TaskStatus>,
+            f64,
+        ),
+    > {
         let executor = self.session.pool.executor(exec_idx);
         let inject = task.attempt < self.session.inject_failures;
         let span = tracing::info_span!(
@@ -508,12 +530,13 @@ impl<'a> Job<'a> {
         async move {
             let mut sent = task.clone();
             sent.inject_failure = inject;
+            let started = std::time::Instant::now();
             let result = match executor {
                 Ok(executor) => executor.launch(sent).await,
                 Err(e) => Err(kiln_executor::ExecError::Internal(e.to_string())),
             };
             drop(permit);
-            (exec_idx, task, result)
+            (exec_idx, task, result, started.elapsed().as_secs_f64())
         }
         .instrument(span)
     }
@@ -549,7 +572,7 @@ impl<'a> Job<'a> {
             }
             // After a failure, keep collecting until the running tasks have finished, so none
             // writes shuffle objects after the job's prefix is deleted.
-            let Some((exec_idx, task, result)) = running.next().await else {
+            let Some((exec_idx, task, result, seconds)) = running.next().await else {
                 break;
             };
             if failure.is_some() {
@@ -567,6 +590,18 @@ impl<'a> Job<'a> {
                 // The executor is gone, not the task: run it again elsewhere, without counting
                 // an attempt (its finished outputs are in the object store and stay valid).
                 self.session.note_executor_lost(exec_idx);
+                self.session.events.emit(Event::TaskFinished {
+                    job: self.job_id.clone(),
+                    stage,
+                    partition,
+                    attempt,
+                    executor: executor.id().to_string(),
+                    seconds,
+                    failure: Some(match &result {
+                        Err(e) => format!("executor lost: {e}"),
+                        Ok(_) => "executor lost".into(),
+                    }),
+                });
                 if let Err(e) = &result {
                     warn!(job = %self.job_id, stage, partition, executor = %executor.id(), error = %e, "executor lost, rescheduling its task");
                     self.lost_reason = Some(format!("executor {}: {e}", executor.id()));
@@ -594,6 +629,19 @@ impl<'a> Job<'a> {
                     })),
                 },
             };
+            self.session.events.emit(Event::TaskFinished {
+                job: self.job_id.clone(),
+                stage,
+                partition,
+                attempt,
+                executor: executor.id().to_string(),
+                seconds,
+                failure: match &status.outcome {
+                    Some(TaskOutcome::Failure(f)) => Some(f.message.clone()),
+                    Some(TaskOutcome::Success(_)) => None,
+                    None => Some("no outcome".into()),
+                },
+            });
             match status.outcome {
                 Some(TaskOutcome::Success(map)) => {
                     if Some(stage) != self.graph.result_stage().map(|s| s.id) {
@@ -621,6 +669,10 @@ impl<'a> Job<'a> {
                             .stages_finished
                             .fetch_add(1, AtomicOrdering::Relaxed);
                         debug!(job = %self.job_id, stage, "stage done");
+                        self.session.events.emit(Event::StageFinished {
+                            job: self.job_id.clone(),
+                            stage,
+                        });
                         self.release_waiting();
                         if let Err(e) = self.start_ready_stages() {
                             failure = Some(e);
@@ -631,7 +683,8 @@ impl<'a> Job<'a> {
                     let made = self.failures.entry((stage, partition)).or_insert(0);
                     *made += 1;
                     let made = *made;
-                    let may_retry = made < self.session.max_task_attempts();
+                    let may_retry =
+                        self.session.retry_policy().after(f.failure_kind(), made) == Retry::Again;
                     match f.failure_kind() {
                         FailureKind::TaskFailed if may_retry => {
                             self.session

@@ -129,11 +129,11 @@ impl PodTemplate {
         }
         let token = match &self.token {
             Ok(secret) => EnvVar {
-                name: crate::AUTH_TOKEN_ENV.to_string(),
+                name: crate::config::AUTH_TOKEN_ENV.to_string(),
                 value_from: Some(EnvVarSource {
                     secret_key_ref: Some(SecretKeySelector {
                         name: secret.clone(),
-                        key: crate::AUTH_TOKEN_ENV.to_string(),
+                        key: crate::config::AUTH_TOKEN_ENV.to_string(),
                         optional: None,
                     }),
                     ..EnvVarSource::default()
@@ -141,7 +141,7 @@ impl PodTemplate {
                 ..EnvVar::default()
             },
             Err(value) => EnvVar {
-                name: crate::AUTH_TOKEN_ENV.to_string(),
+                name: crate::config::AUTH_TOKEN_ENV.to_string(),
                 value: Some(value.clone()),
                 ..EnvVar::default()
             },

@@ -23,6 +23,7 @@
 //! # Ok(()) }
 //! ```
 
+mod catalog;
 pub mod cli;
 mod cluster;
 pub mod config;
@@ -40,17 +41,19 @@ mod persist;
 #[cfg(feature = "polars")]
 mod polars;
 mod read;
+mod scheduler;
 mod session;
 pub mod sql;
 mod write;
 
-pub use cluster::{AUTH_TOKEN_ENV, EXECUTOR_BIN_ENV};
+pub use config::{AUTH_TOKEN_ENV, EXECUTOR_BIN_ENV};
 pub use dataframe::{DataFrame, GroupedDataFrame};
 pub use error::{EngineError, Result};
 pub use kiln_planner::task::ShuffleCompression;
 pub use metrics::{Activity, Metrics};
 pub use orphans::OrphanReport;
 pub use read::{CsvMode, CsvOptions};
+pub use scheduler::Event;
 pub use session::{ExecutorInfo, Session, SessionBuilder};
 
 /// Re-exported building blocks: Arrow and DataFusion as Kiln uses them.

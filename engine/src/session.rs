@@ -18,9 +18,10 @@ use url::Url;
 use crate::cluster::{Cluster, ClusterOptions, Deployment};
 use crate::config::{Config, Source};
 use crate::context::short_id;
-use crate::context::{Pool, SessionInner, StoreResolver};
+use crate::context::{SessionInner, StoreResolver};
 use crate::error::{EngineError, Result};
 use crate::metrics::{Metrics, SessionMetrics};
+use crate::scheduler::{Events, Pool};
 
 /// Settings of a session; build one with [`Session::builder`].
 #[derive(Debug, Clone)]
@@ -746,6 +747,7 @@ impl SessionBuilder {
                 orphan_roots,
                 orphan_ttl: self.orphan_ttl,
                 orphan_pass: std::sync::Mutex::new(None),
+                events: Events::default(),
             }),
         };
         session.start_orphan_pass();
@@ -798,8 +800,13 @@ fn admit_joiners(inner: &Arc<SessionInner>, membership: Arc<kiln_executor::rpc::
             for executor in membership.all() {
                 if executor.is_alive() {
                     let id = Executor::id(executor.as_ref()).to_string();
+                    let slots = Executor::slots(executor.as_ref());
                     if inner.pool.join(executor) {
                         tracing::info!(executor = %id, session = %inner.id, "executor joined");
+                        inner.events.emit(crate::Event::ExecutorJoined {
+                            executor: id,
+                            slots,
+                        });
                     }
                 }
             }
@@ -1072,6 +1079,14 @@ impl Session {
         if let Ok(mut slot) = self.inner.orphan_pass.lock() {
             *slot = Some(pass);
         }
+    }
+
+    /// What the scheduler does from now on: jobs, stages and task attempts, executors joining
+    /// and lost, training rounds ([`crate::Event`]). A receiver that falls more than 4,096
+    /// events behind misses the oldest (`RecvError::Lagged`); the scheduler never waits for
+    /// one.
+    pub fn events(&self) -> tokio::sync::broadcast::Receiver<crate::Event> {
+        self.inner.events.subscribe()
     }
 
     /// The session's counters so far (kernel rounds, reloaded partitions, lost executors).

@@ -7,6 +7,7 @@ mod common;
 mod conformance;
 mod dataframe;
 mod errors;
+mod events;
 mod features;
 mod hosts;
 mod kubernetes;

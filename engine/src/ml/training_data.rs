@@ -187,6 +187,7 @@ impl TrainingData {
         let inner = &self.session.inner;
         inner.metrics.kernel_rounds.fetch_add(1, Ordering::Relaxed);
         let bytes = kernel.to_bytes();
+        let started = std::time::Instant::now();
         let mut attempts = 0;
         // Partials already answered survive a retry: only the missing partitions run again.
         let mut partials: Vec<(u32, Partial)> = Vec::new();
@@ -239,8 +240,21 @@ impl TrainingData {
                 }
             }
             match retry {
-                None => return Ok(Partial::merge_ordered(partials)?),
-                Some(message) if attempts >= inner.max_task_attempts() => {
+                None => {
+                    inner.events.emit(crate::Event::KernelRound {
+                        dataset: self.id.clone(),
+                        seconds: started.elapsed().as_secs_f64(),
+                        attempts,
+                        partitions: partials.len(),
+                    });
+                    return Ok(Partial::merge_ordered(partials)?);
+                }
+                Some(message)
+                    if inner
+                        .retry_policy()
+                        .after(FailureKind::TaskFailed, attempts)
+                        == crate::scheduler::Retry::GiveUp =>
+                {
                     return Err(EngineError::TaskFailed {
                         stage: 0,
                         partition: 0,

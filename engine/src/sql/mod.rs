@@ -42,7 +42,6 @@
 mod parse;
 pub(crate) mod transform;
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray, UInt64Array};
@@ -147,7 +146,7 @@ async fn execute(session: &Session, statement: KilnStatement) -> Result<DataFram
             let Some(m) = session.model(&name) else {
                 return Err(unknown_model(session, &name));
             };
-            let location = catalog_path(session, &name)?
+            let location = crate::catalog::model_dir(session, &name)?
                 .map(|p| p.display().to_string())
                 .unwrap_or_default();
             let rows = [
@@ -178,11 +177,7 @@ async fn execute(session: &Session, statement: KilnStatement) -> Result<DataFram
             if !known && !if_exists {
                 return Err(unknown_model(session, &name));
             }
-            if let Some(dir) = catalog_path(session, &name)? {
-                if dir.exists() {
-                    std::fs::remove_dir_all(&dir)?;
-                }
-            }
+            crate::catalog::remove(session, &name)?;
             text_table(session, &["dropped"], vec![vec![name]])
         }
         KilnStatement::SaveModel { name, url } => {
@@ -194,7 +189,7 @@ async fn execute(session: &Session, statement: KilnStatement) -> Result<DataFram
         }
         KilnStatement::LoadModel { name, url } => {
             let model = session.load_model(&url).await?;
-            keep_model(session, &name, model).await?;
+            crate::catalog::keep(session, &name, model).await?;
             text_table(session, &["model", "loaded_from"], vec![vec![name, url]])
         }
         KilnStatement::Set { key, value } => {
@@ -291,7 +286,7 @@ async fn train(session: &Session, t: &TrainModel) -> Result<DataFrame> {
         });
     }
     // A name the catalog cannot hold is refused before any data moves.
-    catalog_path(session, &t.name)?;
+    crate::catalog::model_dir(session, &t.name)?;
     let (estimator, columns) = estimator(t)?;
     let (df, columns, fitted) = if t.transform.is_empty() {
         (session.sql(&t.query).await?, columns, None)
@@ -338,7 +333,7 @@ async fn train(session: &Session, t: &TrainModel) -> Result<DataFrame> {
     };
     let (algorithm, features) = (model.algorithm(), model.feature_names().join(", "));
     let label = model.label().map(str::to_string);
-    keep_model(session, &t.name, model).await?;
+    crate::catalog::keep(session, &t.name, model).await?;
     let schema = Arc::new(Schema::new(vec![
         Field::new("model", DataType::Utf8, false),
         Field::new("algorithm", DataType::Utf8, false),
@@ -359,87 +354,6 @@ async fn train(session: &Session, t: &TrainModel) -> Result<DataFrame> {
         Arc::clone(&schema),
         vec![RecordBatch::try_new(schema, columns)?],
     )
-}
-
-/// Registers `model` as `name` and writes it to the catalog, if the session has one.
-async fn keep_model(session: &Session, name: &str, model: Model) -> Result<()> {
-    if let Some(dir) = catalog_path(session, name)? {
-        // A fresh directory: no file of an older model may survive next to the new ones.
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir)?;
-        }
-        session
-            .save_model(&model, &dir.display().to_string())
-            .await?;
-    }
-    session.register_model(name, model);
-    Ok(())
-}
-
-/// Where model `name` lives in the session's catalog (`None` without a catalog).
-///
-/// # Errors
-/// A name that cannot be a directory name.
-fn catalog_path(session: &Session, name: &str) -> Result<Option<PathBuf>> {
-    let Some(dir) = session.models_dir() else {
-        return Ok(None);
-    };
-    let plain = !name.is_empty()
-        && !name.starts_with('.')
-        && name
-            .chars()
-            .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'));
-    if !plain {
-        return Err(EngineError::InvalidParameter {
-            name: "model",
-            reason: format!(
-                "'{name}' cannot name a model in the catalog: use letters, digits, '_', '-' and '.'"
-            ),
-        });
-    }
-    Ok(Some(dir.join(name)))
-}
-
-impl Session {
-    /// The model catalog's directory (see [`SessionBuilder::models_dir`](crate::SessionBuilder::models_dir)).
-    pub fn models_dir(&self) -> Option<&Path> {
-        self.inner.models_dir.as_deref()
-    }
-
-    /// Creates the catalog directory and registers every model in it. A directory that does
-    /// not hold a readable model is skipped with a warning, so that one damaged model does not
-    /// keep the others out.
-    pub(crate) async fn open_model_catalog(&self) -> Result<()> {
-        let Some(dir) = self.models_dir() else {
-            return Ok(());
-        };
-        std::fs::create_dir_all(dir).map_err(|e| EngineError::InvalidParameter {
-            name: "models_dir",
-            reason: format!("cannot create the model catalog {}: {e}", dir.display()),
-        })?;
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_dir())
-            .collect();
-        entries.sort();
-        for path in entries {
-            let Some(name) = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .map(str::to_string)
-            else {
-                continue;
-            };
-            let location = path.display().to_string();
-            match self.load_model(&location).await {
-                Ok(model) => self.register_model(&name, model),
-                Err(e) => {
-                    tracing::warn!(model = %name, error = %e, "skipping a model in the catalog")
-                }
-            }
-        }
-        Ok(())
-    }
 }
 
 /// The estimator and columns a `TRAIN` statement asks for; parameters are checked by name
