@@ -26,11 +26,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::arrow::util::display::array_value_to_string;
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 use kiln::Session;
-use kiln_benches::{Blobs, BoxError};
+use kiln_benches::{median, time_runs, Blobs, BoxError};
 use kiln_tests::containers::{self, docker, docker_ok};
 use kiln_tests::tpch;
 use object_store::aws::AmazonS3Builder;
@@ -279,50 +277,18 @@ async fn driver_session(
         .await?)
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-}
-
-fn last_cell(batches: &[RecordBatch]) -> String {
-    batches
-        .iter()
-        .find(|b| b.num_rows() > 0)
-        .and_then(|b| array_value_to_string(b.column(b.num_columns() - 1), 0).ok())
-        .unwrap_or_default()
-}
-
-/// Runs `sql` once to warm up and `reps` times; the median seconds and the last answer.
+/// Runs `sql` on Kiln: the median seconds and the answer.
 async fn time_kiln(kiln: &Session, sql: &str, reps: usize) -> Result<(f64, String), BoxError> {
-    let mut times = Vec::new();
-    let mut answer = String::new();
-    for i in 0..=reps {
-        let start = Instant::now();
-        let batches = kiln.sql(sql).await?.collect().await?;
-        if i > 0 {
-            times.push(start.elapsed().as_secs_f64());
-        }
-        answer = last_cell(&batches);
-    }
-    Ok((median(times), answer))
+    time_runs(reps, || async { Ok(kiln.sql(sql).await?.collect().await?) }).await
 }
 
+/// Runs `sql` on DataFusion: the median seconds and the answer.
 async fn time_datafusion(
     ctx: &SessionContext,
     sql: &str,
     reps: usize,
 ) -> Result<(f64, String), BoxError> {
-    let mut times = Vec::new();
-    let mut answer = String::new();
-    for i in 0..=reps {
-        let start = Instant::now();
-        let batches = ctx.sql(sql).await?.collect().await?;
-        if i > 0 {
-            times.push(start.elapsed().as_secs_f64());
-        }
-        answer = last_cell(&batches);
-    }
-    Ok((median(times), answer))
+    time_runs(reps, || async { Ok(ctx.sql(sql).await?.collect().await?) }).await
 }
 
 fn main() -> Result<(), BoxError> {

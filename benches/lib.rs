@@ -150,3 +150,48 @@ impl Rng {
         (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
     }
 }
+
+/// The first row's last column of `batches` as text: what the benchmarks compare between
+/// engines to check that they agree.
+pub fn answer_cell(batches: &[RecordBatch]) -> String {
+    batches
+        .iter()
+        .find(|b| b.num_rows() > 0)
+        .and_then(|b| {
+            datafusion::arrow::util::display::array_value_to_string(
+                b.column(b.num_columns() - 1),
+                0,
+            )
+            .ok()
+        })
+        .unwrap_or_default()
+}
+
+/// The median of `values` (NaN for none).
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// Runs `query` once to warm up and `reps` times; the median seconds of the timed runs and
+/// the last run's [`answer_cell`].
+///
+/// # Errors
+/// The query's.
+pub async fn time_runs<F, Fut>(reps: usize, mut query: F) -> Result<(f64, String), BoxError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<RecordBatch>, BoxError>>,
+{
+    let mut times = Vec::new();
+    let mut answer = String::new();
+    for i in 0..=reps {
+        let start = std::time::Instant::now();
+        let batches = query().await?;
+        if i > 0 {
+            times.push(start.elapsed().as_secs_f64());
+        }
+        answer = answer_cell(&batches);
+    }
+    Ok((median(times), answer))
+}

@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use datafusion::arrow::util::display::array_value_to_string;
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 use kiln::{Session, ShuffleCompression};
 use kiln_benches::{child_stdout, BoxError};
@@ -74,14 +73,6 @@ fn parse_args() -> Result<Args, BoxError> {
     Ok(args)
 }
 
-fn first_cell(batches: &[datafusion::arrow::record_batch::RecordBatch]) -> String {
-    batches
-        .iter()
-        .find(|b| b.num_rows() > 0)
-        .and_then(|b| array_value_to_string(b.column(b.num_columns() - 1), 0).ok())
-        .unwrap_or_default()
-}
-
 async fn run_child(
     engine: &str,
     q: usize,
@@ -122,7 +113,7 @@ async fn run_child(
                 if i > 0 {
                     times.push(start.elapsed().as_secs_f64());
                 }
-                first = first_cell(&batches);
+                first = kiln_benches::answer_cell(&batches);
             }
         }
         "datafusion" => {
@@ -142,7 +133,7 @@ async fn run_child(
                 if i > 0 {
                     times.push(start.elapsed().as_secs_f64());
                 }
-                first = first_cell(&batches);
+                first = kiln_benches::answer_cell(&batches);
             }
         }
         other => return Err(format!("unknown engine {other}").into()),

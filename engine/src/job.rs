@@ -541,6 +541,25 @@ impl<'a> Job<'a> {
         .instrument(span)
     }
 
+    /// Tells the session's listeners that an attempt of `task` ended.
+    fn attempt_ended(
+        &self,
+        task: &TaskDefinition,
+        executor: &str,
+        seconds: f64,
+        failure: Option<String>,
+    ) {
+        self.session.events.emit(Event::TaskFinished {
+            job: self.job_id.clone(),
+            stage: task.stage_id,
+            partition: task.partition,
+            attempt: task.attempt,
+            executor: executor.to_string(),
+            seconds,
+            failure,
+        });
+    }
+
     /// Runs every stage; returns the result stage's accepted outputs in partition order.
     async fn run(mut self) -> Result<Vec<MapStatus>> {
         let Some(result_id) = self.graph.result_stage().map(|s| s.id) else {
@@ -590,18 +609,15 @@ impl<'a> Job<'a> {
                 // The executor is gone, not the task: run it again elsewhere, without counting
                 // an attempt (its finished outputs are in the object store and stay valid).
                 self.session.note_executor_lost(exec_idx);
-                self.session.events.emit(Event::TaskFinished {
-                    job: self.job_id.clone(),
-                    stage,
-                    partition,
-                    attempt,
-                    executor: executor.id().to_string(),
+                self.attempt_ended(
+                    &task,
+                    executor.id(),
                     seconds,
-                    failure: Some(match &result {
+                    Some(match &result {
                         Err(e) => format!("executor lost: {e}"),
                         Ok(_) => "executor lost".into(),
                     }),
-                });
+                );
                 if let Err(e) = &result {
                     warn!(job = %self.job_id, stage, partition, executor = %executor.id(), error = %e, "executor lost, rescheduling its task");
                     self.lost_reason = Some(format!("executor {}: {e}", executor.id()));
@@ -629,19 +645,16 @@ impl<'a> Job<'a> {
                     })),
                 },
             };
-            self.session.events.emit(Event::TaskFinished {
-                job: self.job_id.clone(),
-                stage,
-                partition,
-                attempt,
-                executor: executor.id().to_string(),
+            self.attempt_ended(
+                &task,
+                executor.id(),
                 seconds,
-                failure: match &status.outcome {
+                match &status.outcome {
                     Some(TaskOutcome::Failure(f)) => Some(f.message.clone()),
                     Some(TaskOutcome::Success(_)) => None,
                     None => Some("no outcome".into()),
                 },
-            });
+            );
             match status.outcome {
                 Some(TaskOutcome::Success(map)) => {
                     if Some(stage) != self.graph.result_stage().map(|s| s.id) {
