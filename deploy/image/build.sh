@@ -6,15 +6,19 @@
 #
 #   deploy/image/build.sh [BINARY] [TAG]
 #
-# BINARY defaults to target/release/kiln (`cargo build --release -p kiln`); the test bed passes
-# the debug binary the test command already built. Debug info is stripped from the copy.
+# BINARY defaults to target/dist/kiln when it exists (`cargo build --profile dist -p kiln --bin
+# kiln`: optimized for size, fat LTO; the image to ship), else target/release/kiln; the test
+# bed passes the debug binary the test command already built. Debug info is stripped from the
+# copy.
 # TAG defaults to kiln:latest. Prints the image's size.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-bin="${1:-target/release/kiln}"
+default=target/release/kiln
+[ -x target/dist/kiln ] && default=target/dist/kiln
+bin="${1:-$default}"
 tag="${2:-kiln:latest}"
-[ -x "$bin" ] || { echo "build.sh: no kiln binary at $bin (cargo build --release -p kiln)" >&2; exit 2; }
+[ -x "$bin" ] || { echo "build.sh: no kiln binary at $bin (cargo build --profile dist -p kiln --bin kiln, or --release)" >&2; exit 2; }
 
 ctx="$(mktemp -d)"
 trap 'rm -rf "$ctx"' EXIT

@@ -73,9 +73,10 @@ def test_progress_reaches_the_callback() -> None:
     events: list[dict] = []
     session = kiln.Session.local(2, progress=events.append)
     rows = session.sql(
-        "SELECT sum(a.value + b.value) AS n FROM generate_series(1, 4000) a, generate_series(1, 4000) b"
+        # Well over the 300 ms a call stays quiet, on a fast machine too.
+        "SELECT sum(a.value + b.value) AS n FROM generate_series(1, 10000) a, generate_series(1, 10000) b"
     ).to_pylist()
-    assert rows == [{"n": 4000 * 4000 * 4001}]
+    assert rows == [{"n": 10000 * 10000 * 10001}]
     assert events, "a call of more than 300 ms reports progress"
     assert events[-1]["done"] is True
     assert all(e["tasks_finished"] <= e["tasks_planned"] for e in events)
@@ -86,11 +87,13 @@ def test_training_progress_carries_the_iteration() -> None:
     events: list[dict] = []
     session = kiln.Session.local(2, progress=events.append)
     rng = np.random.default_rng(1)
-    df = session.create_dataframe(pa.table({"a": rng.normal(size=20000), "b": rng.normal(size=20000)}))
-    ml.KMeans(32, max_iter=40, tol=0.0, init="random").fit(df)
+    # Long enough (well over the 300 ms a call stays quiet) that progress is reported mid-fit.
+    n = 200_000
+    df = session.create_dataframe(pa.table({"a": rng.normal(size=n), "b": rng.normal(size=n)}))
+    ml.KMeans(32, max_iter=60, tol=0.0, init="random").fit(df)
     iterations = [e["iteration"] for e in events if e["iteration"] is not None]
     assert iterations and iterations == sorted(iterations)
-    assert all(e["max_iter"] == 40 for e in events if e["iteration"] is not None)
+    assert all(e["max_iter"] == 60 for e in events if e["iteration"] is not None)
 
 
 class FakeTerminal(io.StringIO):
