@@ -33,16 +33,59 @@ def module_files(src: Path) -> dict:
     return modules
 
 
+def strip_literals(text: str) -> str:
+    """`text` with comments removed and every string, raw string and char literal emptied,
+    read left to right so that `"//"` in a string is no comment and `//` in a comment opens
+    no string."""
+    out, i, n = [], 0, len(text)
+    char = re.compile(r"'(?:\\(?:u\{[0-9a-fA-F]+\}|x[0-9a-fA-F]{2}|.)|[^\\'\n])'")
+    while i < n:
+        if text.startswith("//", i):
+            j = text.find("\n", i)
+            i = n if j < 0 else j
+            continue
+        if text.startswith("/*", i):
+            depth, i = 1, i + 2
+            while i < n and depth:
+                if text.startswith("/*", i):
+                    depth, i = depth + 1, i + 2
+                elif text.startswith("*/", i):
+                    depth, i = depth - 1, i + 2
+                else:
+                    i += 1
+            continue
+        word_start = i == 0 or not (text[i - 1].isalnum() or text[i - 1] == "_")
+        raw = re.match(r'(?:br|r)(#*)"', text[i:]) if word_start else None
+        if raw:
+            close = '"' + raw.group(1)
+            j = text.find(close, i + raw.end())
+            i = n if j < 0 else j + len(close)
+            out.append('""')
+            continue
+        if text[i] == '"' or (word_start and text.startswith('b"', i)):
+            i += 1 if text[i] == '"' else 2
+            while i < n and text[i] != '"':
+                i += 2 if text[i] == "\\" else 1
+            i += 1
+            out.append('""')
+            continue
+        if text[i] == "'":
+            m = char.match(text, i)
+            if m:
+                out.append("' '")
+                i = m.end()
+                continue
+        out.append(text[i])
+        i += 1
+    return "".join(out)
+
+
 def code_of(f: Path) -> str:
     """The file's code without comments, string literals and its `#[cfg(test)]` module."""
-    text = f.read_text()
+    text = strip_literals(f.read_text())
     test = re.search(r"#\[cfg\(test\)\]\s*(pub(\([^)]*\))?\s+)?mod\s+\w+\s*\{", text)
     if test:
         text = text[: test.start()]
-    text = re.sub(r"//[^\n]*", "", text)
-    text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
-    text = re.sub(r'r#*"(?:.|\n)*?"#*', '""', text)
-    text = re.sub(r'"(?:\\.|[^"\\])*"', '""', text)
     return text
 
 

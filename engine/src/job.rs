@@ -208,36 +208,7 @@ fn fetch_error(
 /// Deletes every object under the job's prefix (and, on a local file system, the directories
 /// that held them).
 async fn delete_job(root: &StoreRoot, job_id: &str) -> Result<()> {
-    delete_prefix(root, &root.job_prefix(job_id)).await
-}
-
-/// Deletes every object under `prefix`, and on a local file system the directory itself
-/// (object deletion leaves directories behind there).
-pub(crate) async fn delete_prefix(
-    root: &StoreRoot,
-    prefix: &object_store::path::Path,
-) -> Result<()> {
-    let locations = root
-        .store
-        .list(Some(prefix))
-        .map(|m| m.map(|m| m.location))
-        .boxed();
-    let mut deleted = root.store.delete_stream(locations);
-    while let Some(r) = deleted.next().await {
-        match r {
-            Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    if root.url.as_str().starts_with("file://") {
-        let dir = std::path::PathBuf::from(format!("/{prefix}"));
-        match tokio::fs::remove_dir_all(&dir).await {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
+    crate::orphans::delete_prefix(root, &root.job_prefix(job_id)).await
 }
 
 struct Job<'a> {

@@ -211,12 +211,12 @@ pub(crate) async fn remove_orphans(
             // Nothing but a directory (a local root, or a store that lists empty folders, as
             // SeaweedFS does): removed on a local root, not counted as a prefix anywhere.
             if root.url.as_str().starts_with("file://") {
-                crate::job::delete_prefix(root, &prefix).await?;
+                delete_prefix(root, &prefix).await?;
             }
             continue;
         }
         report.objects += u64::try_from(objects.len()).unwrap_or(u64::MAX);
-        crate::job::delete_prefix(root, &prefix).await?;
+        delete_prefix(root, &prefix).await?;
         report.prefixes.push(format!("{}{}/", root_url, name));
     }
     let removed = futures::stream::iter(expired.into_iter().map(Ok)).boxed();
@@ -229,4 +229,33 @@ pub(crate) async fn remove_orphans(
         }
     }
     Ok(report)
+}
+
+/// Deletes every object under `prefix`, and on a local file system the directory itself
+/// (object deletion leaves directories behind there).
+pub(crate) async fn delete_prefix(
+    root: &StoreRoot,
+    prefix: &object_store::path::Path,
+) -> Result<()> {
+    let locations = root
+        .store
+        .list(Some(prefix))
+        .map(|m| m.map(|m| m.location))
+        .boxed();
+    let mut deleted = root.store.delete_stream(locations);
+    while let Some(r) = deleted.next().await {
+        match r {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if root.url.as_str().starts_with("file://") {
+        let dir = std::path::PathBuf::from(format!("/{prefix}"));
+        match tokio::fs::remove_dir_all(&dir).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }

@@ -235,7 +235,7 @@ fn published_path(
 /// Deletes a job's staging prefix, and the staging directory itself when it is left empty on
 /// a local file system.
 async fn remove_staging(staging: &StoreRoot) -> Result<()> {
-    job::delete_prefix(staging, &staging.prefix).await?;
+    crate::orphans::delete_prefix(staging, &staging.prefix).await?;
     if staging.url.as_str().starts_with("file://") {
         let job_dir = std::path::PathBuf::from(format!("/{}", staging.prefix));
         if let Some(parent) = job_dir.parent() {

@@ -433,5 +433,5 @@ async fn release(session: &Session, id: &str, cache_root: &str) -> Result<()> {
         }
     }
     let root = StoreRoot::resolve(cache_root, &session.inner.ctx.runtime_env())?;
-    job::delete_prefix(&root, &dataset_prefix(&root, id)).await
+    crate::orphans::delete_prefix(&root, &dataset_prefix(&root, id)).await
 }
