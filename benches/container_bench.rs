@@ -282,6 +282,23 @@ async fn time_kiln(kiln: &Session, sql: &str, reps: usize) -> Result<(f64, Strin
     time_runs(reps, || async { Ok(kiln.sql(sql).await?.collect().await?) }).await
 }
 
+/// Runs `sql` on the container cluster: the median seconds, the answer, and per run (warm-up
+/// included) the MB shuffled and the MB the executors sent and received.
+async fn on_cluster(
+    cluster: &Session,
+    bed: &Bed,
+    sql: &str,
+    reps: usize,
+) -> Result<(f64, String, f64, f64), BoxError> {
+    let shuffled = cluster.metrics().bytes_shuffled;
+    let network = bed.executor_network_bytes()?;
+    let (seconds, answer) = time_kiln(cluster, sql, reps).await?;
+    let runs = (reps + 1) as f64;
+    let shuffled = (cluster.metrics().bytes_shuffled - shuffled) as f64 / runs / 1e6;
+    let network = bed.executor_network_bytes()?.saturating_sub(network) as f64 / runs / 1e6;
+    Ok((seconds, answer, shuffled, network))
+}
+
 /// Runs `sql` on DataFusion: the median seconds and the answer.
 async fn time_datafusion(
     ctx: &SessionContext,
@@ -384,16 +401,12 @@ async fn run(args: Args) -> Result<(), BoxError> {
         "| workload | DataFusion s | Kiln embedded s | Kiln 3 containers s | containers / embedded | shuffled MB per run | executors' network MB per run | answers agree |"
     );
     println!("|---|---|---|---|---|---|---|---|");
-    let runs = (args.reps + 1) as f64;
     for q in QUERIES {
         let sql = tpch::query(q).ok_or("no such query")?;
         let (df_s, df_answer) = time_datafusion(&datafusion, sql, args.reps).await?;
         let (em_s, em_answer) = time_kiln(&embedded, sql, args.reps).await?;
-        let shuffled = cluster.metrics().bytes_shuffled;
-        let network = bed.executor_network_bytes()?;
-        let (cl_s, cl_answer) = time_kiln(&cluster, sql, args.reps).await?;
-        let shuffled = (cluster.metrics().bytes_shuffled - shuffled) as f64 / runs / 1e6;
-        let network = bed.executor_network_bytes()?.saturating_sub(network) as f64 / runs / 1e6;
+        let (cl_s, cl_answer, shuffled, network) =
+            on_cluster(&cluster, &bed, sql, args.reps).await?;
         println!(
             "| TPC-H Q{q} SF{} | {df_s:.3} | {em_s:.3} | {cl_s:.3} | {:.2}x | {shuffled:.2} | {network:.1} | {} |",
             args.sf,
@@ -403,12 +416,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
     }
     let reps = args.reps.min(2);
     let (em_s, em_answer) = time_kiln(&embedded, KMEANS, reps).await?;
-    let shuffled = cluster.metrics().bytes_shuffled;
-    let network = bed.executor_network_bytes()?;
-    let (cl_s, cl_answer) = time_kiln(&cluster, KMEANS, reps).await?;
-    let runs = (reps + 1) as f64;
-    let shuffled = (cluster.metrics().bytes_shuffled - shuffled) as f64 / runs / 1e6;
-    let network = bed.executor_network_bytes()?.saturating_sub(network) as f64 / runs / 1e6;
+    let (cl_s, cl_answer, shuffled, network) = on_cluster(&cluster, &bed, KMEANS, reps).await?;
     println!(
         "| k-means fit {}×8, k=8, 20 iterations | – | {em_s:.3} | {cl_s:.3} | {:.2}x | {shuffled:.2} | {network:.1} | {} |",
         args.kmeans_rows,
