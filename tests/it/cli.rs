@@ -393,3 +393,69 @@ fn tls_and_mutual_tls_from_the_command_line() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn the_log_reaches_standard_error_as_text_or_json_and_warnings_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], rust_log: Option<&str>| {
+        let mut c = Command::new(kiln_bin());
+        c.args(args)
+            .env_remove("KILN_CONFIG")
+            .env_remove("RUST_LOG")
+            .env("HOME", dir.path())
+            .current_dir(dir.path())
+            .stdin(Stdio::null());
+        if let Some(filter) = rust_log {
+            c.env("RUST_LOG", filter);
+        }
+        c.output().unwrap()
+    };
+    // A damaged model in the catalog: a warning the user sees without asking.
+    std::fs::create_dir_all(dir.path().join("models/broken")).unwrap();
+    let out = run(
+        &["sql", "--models-dir", "models", "-e", "SELECT 1 AS one"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("WARN") && stderr.contains("skipping a model in the catalog"),
+        "{stderr}"
+    );
+    // Nothing below warnings unless RUST_LOG asks.
+    let out = run(
+        &["sql", "-e", "SELECT count(*) FROM generate_series(1, 10)"],
+        None,
+    );
+    assert!(
+        !text(&out.stderr).contains("DEBUG"),
+        "{}",
+        text(&out.stderr)
+    );
+    // RUST_LOG and --log-format json: one JSON object per log line.
+    let out = run(
+        &[
+            "sql",
+            "--log-format",
+            "json",
+            "-e",
+            "SELECT count(*) FROM generate_series(1, 10)",
+        ],
+        Some("kiln=debug"),
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let lines: Vec<serde_json::Value> = text(&out.stderr)
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["level"] == "DEBUG" && l["fields"]["message"] == "stage ready"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(&["--log-format", "yaml", "sql", "-e", "SELECT 1"], None);
+    assert_eq!(out.status.code(), Some(2));
+}

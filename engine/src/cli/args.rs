@@ -15,6 +15,10 @@ use clap::{ArgAction, Args, Parser, Subcommand};
     propagate_version = true
 )]
 pub(crate) struct Cli {
+    /// How log lines print on standard error: text or json (one object per line). Which
+    /// lines print is `RUST_LOG`'s to say [default: warnings and errors].
+    #[arg(long, global = true, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub(crate) log_format: String,
     #[command(subcommand)]
     pub(crate) command: Command,
 }

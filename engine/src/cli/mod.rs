@@ -73,6 +73,7 @@ pub fn main(args: &[String]) -> ExitCode {
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }
     };
+    install_log(&cli.log_format);
     match cli.command {
         Command::Executor(a) => match executor(&a) {
             Ok(()) => ExitCode::SUCCESS,
@@ -120,6 +121,24 @@ pub fn main(args: &[String]) -> ExitCode {
             ExitCode::SUCCESS
         }
     }
+}
+
+/// Prints the engine's log on standard error: what `RUST_LOG` lets through (default:
+/// warnings and errors), as text or as one JSON object per line. A program that already
+/// installed a subscriber (a Python host, say) keeps its own.
+fn install_log(format: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if format == "json" {
+        builder.json().try_init()
+    } else {
+        builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init()
+    };
 }
 
 /// The `-e` and `-f` arguments of `kiln sql`, in the order they were given.

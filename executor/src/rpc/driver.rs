@@ -64,10 +64,20 @@ impl RemoteExecutor {
 
     /// Marks the executor lost: every waiting call fails, later calls fail at once.
     pub fn mark_lost(&self, reason: &str) {
+        self.end(reason, true);
+    }
+
+    /// Ends the executor's membership, as [`mark_lost`](Self::mark_lost); a warning only
+    /// when it was `lost`, not when the session let it go.
+    fn end(&self, reason: &str, lost: bool) {
         if !self.alive.swap(false, Ordering::SeqCst) {
             return;
         }
-        warn!(executor = %self.id, reason, "executor lost");
+        if lost {
+            warn!(executor = %self.id, reason, "executor lost");
+        } else {
+            tracing::debug!(executor = %self.id, reason, "executor released");
+        }
         if let Ok(mut r) = self.lost_reason.lock() {
             *r = Some(reason.to_string());
         }
@@ -308,7 +318,7 @@ impl Membership {
                     })),
                 }))
                 .await;
-            e.mark_lost(reason);
+            e.end(reason, false);
         }
     }
 
