@@ -378,24 +378,16 @@ impl Drop for ExecutorPods {
         if self.names.is_empty() {
             return;
         }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
         let mut pods = Self {
             api: self.api.clone(),
             namespace: self.namespace.clone(),
             names: std::mem::take(&mut self.names),
         };
-        let delete = async move {
-            let _ = tokio::time::timeout(Duration::from_secs(10), pods.delete()).await;
-        };
-        // Waited for where the runtime allows it, so that a process ending after its session
-        // still deletes them; the ownerReference on the driver's pod is the second line.
-        if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
-            tokio::task::block_in_place(|| runtime.block_on(delete));
-        } else {
-            runtime.spawn(delete);
-        }
+        // The ownerReference on the driver's pod is the second line.
+        crate::cleanup::finish_during_drop(
+            async move { pods.delete().await },
+            Duration::from_secs(10),
+        );
     }
 }
 

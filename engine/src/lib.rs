@@ -24,6 +24,7 @@
 //! ```
 
 mod catalog;
+mod cleanup;
 pub mod cli;
 mod cluster;
 pub mod config;

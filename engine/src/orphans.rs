@@ -106,20 +106,14 @@ impl Drop for Lease {
             // Only when empty: another session's lease, or kept shuffle files, stay.
             let _ = std::fs::remove_dir(prefix);
             let _ = std::fs::remove_dir(leases);
-        } else if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        } else {
             let store = Arc::clone(&self.store);
             let path = self.path.clone();
-            let delete = async move {
-                let _ = tokio::time::timeout(Duration::from_secs(2), store.delete(&path)).await;
-            };
-            // Waited for where the runtime allows it (a process that ends after its session
-            // would otherwise drop the delete); elsewhere best effort. A lease that stays is
-            // removed by a later pass once it expires.
-            if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
-                tokio::task::block_in_place(|| runtime.block_on(delete));
-            } else {
-                runtime.spawn(delete);
-            }
+            // A lease that stays is removed by a later pass once it expires.
+            crate::cleanup::finish_during_drop(
+                async move { store.delete(&path).await },
+                Duration::from_secs(2),
+            );
         }
     }
 }

@@ -759,6 +759,12 @@ impl SessionBuilder {
     }
 }
 
+/// One pass of [`Session::remove_orphans`] over `root`, one of the session's leased roots.
+async fn orphan_pass(inner: &SessionInner, root: &str) -> Result<crate::orphans::OrphanReport> {
+    let resolved = kiln_executor::shuffle::StoreRoot::resolve(root, &inner.ctx.runtime_env())?;
+    crate::orphans::remove_orphans(&resolved, root, &inner.id, inner.orphan_ttl).await
+}
+
 /// Takes the session's lease on each root that can outlive the process (not `memory://`),
 /// returning the leases and the roots they are on. A lease that cannot be written fails the
 /// session's start (the store refuses writes), except on the temporary directory the session
@@ -1033,17 +1039,7 @@ impl Session {
             None => crate::orphans::OrphanReport::default(),
         };
         for root in &self.inner.orphan_roots {
-            let resolved =
-                kiln_executor::shuffle::StoreRoot::resolve(root, &self.inner.ctx.runtime_env())?;
-            report.absorb(
-                crate::orphans::remove_orphans(
-                    &resolved,
-                    root,
-                    &self.inner.id,
-                    self.inner.orphan_ttl,
-                )
-                .await?,
-            );
+            report.absorb(orphan_pass(&self.inner, root).await?);
         }
         Ok(report)
     }
@@ -1054,17 +1050,7 @@ impl Session {
         let pass = tokio::spawn(async move {
             let mut report = crate::orphans::OrphanReport::default();
             for root in &inner.orphan_roots {
-                let outcome = match kiln_executor::shuffle::StoreRoot::resolve(
-                    root,
-                    &inner.ctx.runtime_env(),
-                ) {
-                    Ok(resolved) => {
-                        crate::orphans::remove_orphans(&resolved, root, &inner.id, inner.orphan_ttl)
-                            .await
-                    }
-                    Err(e) => Err(e.into()),
-                };
-                match outcome {
+                match orphan_pass(&inner, root).await {
                     Ok(r) => report.absorb(r),
                     Err(e) => {
                         tracing::warn!(root = %root, error = %e, "could not look for orphaned session prefixes")
