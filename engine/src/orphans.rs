@@ -203,9 +203,14 @@ pub(crate) async fn remove_orphans(
         }
         if objects.is_empty() {
             // Nothing but a directory (a local root, or a store that lists empty folders, as
-            // SeaweedFS does): removed on a local root, not counted as a prefix anywhere.
+            // SeaweedFS does): removed on a local root once the directory itself is idle for
+            // the TTL (a session that has just started holds an empty prefix whose lease this
+            // pass may not have seen), not counted as a prefix anywhere.
             if root.url.as_str().starts_with("file://") {
-                delete_prefix(root, &prefix).await?;
+                let dir = std::path::PathBuf::from(format!("/{prefix}"));
+                if local_dir_idle_for(&dir, ttl) {
+                    remove_empty_dirs(&dir).await;
+                }
             }
             continue;
         }
@@ -244,12 +249,37 @@ pub(crate) async fn delete_prefix(
         }
     }
     if root.url.as_str().starts_with("file://") {
-        let dir = std::path::PathBuf::from(format!("/{prefix}"));
-        match tokio::fs::remove_dir_all(&dir).await {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e.into()),
-        }
+        remove_empty_dirs(&std::path::PathBuf::from(format!("/{prefix}"))).await;
     }
     Ok(())
+}
+
+/// Whether the local directory `dir` was last modified more than `ttl` ago (false when it
+/// cannot be read: nothing is removed on a guess).
+fn local_dir_idle_for(dir: &std::path::Path, ttl: Duration) -> bool {
+    std::fs::metadata(dir)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|idle| idle > ttl)
+}
+
+/// Removes `dir` and the directories below it that are empty, deepest first. Never a file:
+/// one written after the objects were listed (by a session this pass took for gone, or a
+/// task still running) keeps its directories, so nothing is removed that was not listed.
+async fn remove_empty_dirs(dir: &std::path::Path) {
+    let dir = dir.to_path_buf();
+    let _ = tokio::task::spawn_blocking(move || remove_empty_dirs_blocking(&dir)).await;
+}
+
+fn remove_empty_dirs_blocking(dir: &std::path::Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_empty_dirs_blocking(&entry.path());
+            }
+        }
+    }
+    // Fails, as it should, while anything is left inside.
+    let _ = std::fs::remove_dir(dir);
 }

@@ -236,3 +236,57 @@ fn an_orphan_ttl_of_zero_is_refused_naming_the_setting() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// A session that has just started may hold an empty prefix before a pass sees its lease:
+/// that prefix stays (removing it lost a running job's shuffle files); only directories idle
+/// for the TTL go, and never one with a new file in it.
+#[test]
+fn an_empty_prefix_is_removed_only_when_idle_for_the_ttl() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("shuffle");
+    let fresh = root.join("kiln-0123456789ab");
+    let stage = fresh.join("job-0-0123456789ab").join("1");
+    std::fs::create_dir_all(&stage).unwrap();
+    let gc = || {
+        let out = Command::new(kiln_bin())
+            .args(["gc", "--shuffle-root", root.to_str().unwrap(), "--ttl", "1"])
+            .env_remove("KILN_CONFIG")
+            .env("HOME", dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let backdate = |path: &Path| {
+        let status = Command::new("touch")
+            .args(["-d", "1 hour ago"])
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+
+    gc();
+    assert!(stage.is_dir(), "a fresh empty prefix was removed");
+
+    // An old directory that a new file arrived in stays, file and all.
+    std::fs::write(stage.join("0-0.arrow"), b"x").unwrap();
+    backdate(&fresh);
+    gc();
+    assert!(stage.join("0-0.arrow").is_file());
+    std::fs::remove_file(stage.join("0-0.arrow")).unwrap();
+
+    // An idle prefix with only directories is removed; a fresh one beside it stays.
+    let idle = root.join("kiln-ba9876543210");
+    std::fs::create_dir_all(idle.join("job-1-ba9876543210").join("2")).unwrap();
+    std::fs::remove_dir_all(&fresh).unwrap();
+    std::fs::create_dir_all(&stage).unwrap();
+    backdate(&idle);
+    gc();
+    assert!(!idle.exists());
+    assert!(stage.is_dir());
+}
