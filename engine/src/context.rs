@@ -135,6 +135,8 @@ pub(crate) struct SessionInner {
     pub(crate) max_task_attempts: AtomicU32,
     pub(crate) stores: StoreResolver,
     pub(crate) jobs: AtomicU64,
+    /// Fits started (names them `fit-N`).
+    pub(crate) fits: AtomicU64,
     /// Root URL of the cache store (always ends in `/`).
     pub(crate) cache_root: String,
     pub(crate) metrics: SessionMetrics,
@@ -166,6 +168,8 @@ pub(crate) struct SessionInner {
         std::sync::Mutex<Option<tokio::task::JoinHandle<crate::orphans::OrphanReport>>>,
     /// What the scheduler did, for whoever listens ([`crate::Session::events`]).
     pub(crate) events: Events,
+    /// The web UI's server, when the session serves one.
+    pub(crate) ui: std::sync::OnceLock<crate::ui::UiServer>,
 }
 
 impl SessionInner {
@@ -247,6 +251,9 @@ impl SessionInner {
 
 impl Drop for SessionInner {
     fn drop(&mut self) {
+        self.events.emit(crate::Event::SessionEnded {
+            session: self.id.clone(),
+        });
         if let Some(dir) = &self.owned_dir {
             // Best effort: the jobs already removed their own prefixes.
             let _ = std::fs::remove_dir_all(dir);

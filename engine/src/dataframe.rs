@@ -33,6 +33,8 @@ pub struct DataFrame {
     /// The cached dataset this DataFrame scans, when it came from `persist` (a
     /// [`crate::ml::TrainingData`], from a module above this one).
     persisted: Option<Arc<dyn std::any::Any + Send + Sync>>,
+    /// The SQL text it was made from, describing its jobs (see [`crate::Event::JobStarted`]).
+    origin: Option<Arc<str>>,
 }
 
 /// The result of [`DataFrame::group_by`]: call [`GroupedDataFrame::agg`] to aggregate.
@@ -91,6 +93,7 @@ impl DataFrame {
             session,
             df,
             persisted: None,
+            origin: None,
         }
     }
 
@@ -103,6 +106,7 @@ impl DataFrame {
             session,
             df,
             persisted: Some(data),
+            origin: None,
         }
     }
 
@@ -116,7 +120,9 @@ impl DataFrame {
         f: impl FnOnce(DfDataFrame) -> datafusion::error::Result<DfDataFrame>,
     ) -> Result<Self> {
         let df = f(self.df)?;
-        Ok(Self::new(self.session, df))
+        let mut next = Self::new(self.session, df);
+        next.origin = self.origin;
+        Ok(next)
     }
 
     /// The underlying DataFusion DataFrame (its logical plan and schema).
@@ -371,7 +377,16 @@ impl DataFrame {
     /// Planning errors, or a task that failed on an executor.
     pub async fn collect(&self) -> Result<Vec<RecordBatch>> {
         let plan = self.physical_plan().await?;
-        run_plan(&self.session.inner, plan).await
+        let origin = self.origin.clone().unwrap_or_else(|| {
+            Arc::from(format!("DataFrame: {}", self.df.logical_plan().display()))
+        });
+        crate::scheduler::described(origin, run_plan(&self.session.inner, plan)).await
+    }
+
+    /// This DataFrame, its jobs described by the SQL text it was made from.
+    pub(crate) fn with_origin(mut self, sql: &str) -> Self {
+        self.origin = Some(Arc::from(sql));
+        self
     }
 
     /// Runs the query and returns the number of rows.

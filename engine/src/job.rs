@@ -91,6 +91,16 @@ where
     session.events.emit(Event::JobStarted {
         job: job_id.clone(),
         stages: graph.stages.len(),
+        description: crate::scheduler::description().unwrap_or_else(|| {
+            graph
+                .result_stage()
+                .map(|s| {
+                    datafusion::physical_plan::displayable(s.plan.as_ref())
+                        .one_line()
+                        .to_string()
+                })
+                .unwrap_or_default()
+        }),
     });
     let outcome = match Job::new(session, graph, job_id.clone(), cache) {
         Ok(job) => job.run().instrument(span).await,
@@ -318,6 +328,10 @@ impl<'a> Job<'a> {
                 job: self.job_id.clone(),
                 stage: id,
                 tasks: stage.tasks,
+                parents: stage.parents.clone(),
+                plan: datafusion::physical_plan::displayable(stage.plan.as_ref())
+                    .indent(true)
+                    .to_string(),
             });
             let is_result = self.graph.result_stage().is_some_and(|r| r.id == id);
             let cache = self.cache.clone().filter(|_| is_result);
@@ -518,8 +532,9 @@ impl<'a> Job<'a> {
         task: &TaskDefinition,
         executor: &str,
         seconds: f64,
-        failure: Option<String>,
+        outcome: std::result::Result<&MapStatus, String>,
     ) {
+        let (rows, bytes) = outcome.as_ref().map_or((0, 0), |m| (m.rows, m.bytes));
         self.session.events.emit(Event::TaskFinished {
             job: self.job_id.clone(),
             stage: task.stage_id,
@@ -527,7 +542,9 @@ impl<'a> Job<'a> {
             attempt: task.attempt,
             executor: executor.to_string(),
             seconds,
-            failure,
+            failure: outcome.err(),
+            rows,
+            bytes,
         });
     }
 
@@ -584,7 +601,7 @@ impl<'a> Job<'a> {
                     &task,
                     executor.id(),
                     seconds,
-                    Some(match &result {
+                    Err(match &result {
                         Err(e) => format!("executor lost: {e}"),
                         Ok(_) => "executor lost".into(),
                     }),
@@ -621,9 +638,9 @@ impl<'a> Job<'a> {
                 executor.id(),
                 seconds,
                 match &status.outcome {
-                    Some(TaskOutcome::Failure(f)) => Some(f.message.clone()),
-                    Some(TaskOutcome::Success(_)) => None,
-                    None => Some("no outcome".into()),
+                    Some(TaskOutcome::Failure(f)) => Err(f.message.clone()),
+                    Some(TaskOutcome::Success(map)) => Ok(map),
+                    None => Err("no outcome".into()),
                 },
             );
             match status.outcome {

@@ -32,6 +32,7 @@ mod context;
 mod dataframe;
 mod distributed;
 mod error;
+mod eventlog;
 mod job;
 pub mod kubernetes;
 mod metrics;
@@ -41,10 +42,13 @@ mod panic;
 mod persist;
 #[cfg(feature = "polars")]
 mod polars;
+mod prom;
 mod read;
 mod scheduler;
 mod session;
 pub mod sql;
+mod status;
+mod ui;
 mod write;
 
 pub use config::{AUTH_TOKEN_ENV, EXECUTOR_BIN_ENV};
@@ -54,7 +58,7 @@ pub use kiln_planner::task::ShuffleCompression;
 pub use metrics::{Activity, Metrics};
 pub use orphans::OrphanReport;
 pub use read::{CsvMode, CsvOptions};
-pub use scheduler::Event;
+pub use scheduler::{Event, Stamped, EVENT_LOG_VERSION};
 pub use session::{ExecutorInfo, Session, SessionBuilder};
 
 /// Re-exported building blocks: Arrow and DataFusion as Kiln uses them.

@@ -108,17 +108,39 @@ impl RetryPolicy {
 }
 
 /// Something the scheduler did. Receive them with [`crate::Session::events`]; serialized
-/// with serde as one JSON object per event, tagged by `"event"`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+/// with serde as one JSON object per event, tagged by `"event"` (the event log's lines, see
+/// `docs/eventlog.md`). Fields added in later versions of the log default when absent.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Event {
+    /// The session started: always the first event of a session's log.
+    SessionStarted {
+        /// The session's id (`kiln-…`).
+        session: String,
+        /// The event log format's version ([`EVENT_LOG_VERSION`]).
+        version: u32,
+        /// The Kiln version that wrote it.
+        #[serde(default)]
+        kiln: String,
+        /// Where it runs: `embedded`, `local-cluster`, `cluster` or `kubernetes`.
+        #[serde(default)]
+        mode: String,
+    },
+    /// The session ended (dropped).
+    SessionEnded {
+        /// The session's id.
+        session: String,
+    },
     /// A job (one query, write or cached dataset) started with `stages` stages.
     JobStarted {
         /// The job's id (`job-N-…`).
         job: String,
         /// Its stages.
         stages: usize,
+        /// What it runs: the SQL text, or the DataFrame plan's root.
+        #[serde(default)]
+        description: String,
     },
     /// A stage's parents are done: its tasks are queued.
     StageSubmitted {
@@ -128,6 +150,12 @@ pub enum Event {
         stage: u32,
         /// Its tasks (partitions).
         tasks: usize,
+        /// The stages whose output it reads.
+        #[serde(default)]
+        parents: Vec<u32>,
+        /// Its physical plan, one operator per line.
+        #[serde(default)]
+        plan: String,
     },
     /// An attempt of a task ended.
     TaskFinished {
@@ -145,6 +173,12 @@ pub enum Event {
         seconds: f64,
         /// Why it failed, if it did.
         failure: Option<String>,
+        /// Rows it wrote (for a map stage, to the shuffle; 0 when it failed).
+        #[serde(default)]
+        rows: u64,
+        /// Bytes it wrote.
+        #[serde(default)]
+        bytes: u64,
     },
     /// Every task of a stage has an accepted output.
     StageFinished {
@@ -168,11 +202,29 @@ pub enum Event {
         executor: String,
         /// Its task slots.
         slots: usize,
+        /// Where it listens (`in-process` for an embedded executor).
+        #[serde(default)]
+        address: String,
     },
     /// An executor was lost (its tasks and partitions move to the others).
     ExecutorLost {
         /// Its name.
         executor: String,
+    },
+    /// A fit started on a cached dataset.
+    FitStarted {
+        /// The fit's id (`fit-N`), unique in the session.
+        fit: String,
+        /// The algorithm (`kmeans`, `logistic_regression`, ...).
+        algorithm: String,
+        /// The cached dataset it trains on.
+        dataset: String,
+        /// Rows of the dataset.
+        rows: u64,
+        /// Its partitions.
+        partitions: usize,
+        /// The iteration limit.
+        max_iter: usize,
     },
     /// A training round ran on the executors holding a cached dataset's partitions.
     KernelRound {
@@ -184,28 +236,144 @@ pub enum Event {
         attempts: u32,
         /// Partitions that answered.
         partitions: usize,
+        /// The fit it belongs to (empty for a round run outside a fit).
+        #[serde(default)]
+        fit: String,
+        /// Seconds the slowest executor spent in the kernel itself (its critical path).
+        #[serde(default)]
+        compute_seconds: f64,
+        /// Thread-seconds the executors spent in the kernel, summed over partitions.
+        #[serde(default)]
+        busy_seconds: f64,
+        /// Seconds the driver spent decoding and merging the partials.
+        #[serde(default)]
+        merge_seconds: f64,
+        /// Bytes sent to executors (kernels) and received from them (partials).
+        #[serde(default)]
+        bytes: u64,
+        /// Rows each executor ran the kernel over, by executor name.
+        #[serde(default)]
+        rows_by_executor: Vec<(String, u64)>,
+        /// Kernel seconds each executor spent, by executor name.
+        #[serde(default)]
+        compute_by_executor: Vec<(String, f64)>,
+    },
+    /// A kernel round of a fit ended with the algorithm's update.
+    FitIteration {
+        /// The fit.
+        fit: String,
+        /// The fit's kernel rounds so far (from 1).
+        #[serde(default)]
+        round: usize,
+        /// The algorithm's iterations completed (seeding rounds leave it at 0).
+        iteration: usize,
+        /// The objective (loss, cost) after it, once known.
+        loss: Option<f64>,
+        /// Seconds the algorithm's update took on the driver.
+        #[serde(default)]
+        update_seconds: f64,
+    },
+    /// A fit ended.
+    FitFinished {
+        /// The fit.
+        fit: String,
+        /// Seconds from start to model.
+        seconds: f64,
+        /// Why it failed, if it did.
+        error: Option<String>,
+        /// Its training report (figures measured during the fit), when it succeeded.
+        #[serde(default)]
+        report: Option<kiln_ml::TrainingReport>,
     },
 }
 
-/// The session's event stream: a broadcast channel whose slow receivers miss old events
-/// rather than slow the scheduler down.
-pub(crate) struct Events(broadcast::Sender<Event>);
+tokio::task_local! {
+    /// What the jobs started inside [`described`] run for.
+    static DESCRIPTION: Arc<str>;
+}
+
+/// Runs `work` with its jobs described as `text` (the SQL statement, the DataFrame's plan),
+/// unless an outer call described them already (a `TRAIN` statement's jobs keep its text).
+pub(crate) async fn described<F: std::future::Future>(text: Arc<str>, work: F) -> F::Output {
+    if DESCRIPTION.try_with(|_| ()).is_ok() {
+        work.await
+    } else {
+        DESCRIPTION.scope(text, work).await
+    }
+}
+
+/// The description of the jobs started now, if [`described`] set one.
+pub(crate) fn description() -> Option<String> {
+    DESCRIPTION.try_with(|d| d.to_string()).ok()
+}
+
+/// The version of the event log's format: its first line is a `session_started` event
+/// carrying it. Readers accept logs of this version or older.
+pub const EVENT_LOG_VERSION: u32 = 1;
+
+/// An event with the time it happened, as the event log stores it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Stamped {
+    /// Seconds since the Unix epoch.
+    pub time: f64,
+    /// The event.
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+impl Stamped {
+    /// `event`, now.
+    pub fn now(event: Event) -> Self {
+        let time = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        Self { time, event }
+    }
+}
+
+/// Something that sees every event as it happens, in order (the status store behind the UI,
+/// the metrics, the event log). Called on the scheduler's path: it must only record.
+pub(crate) trait Listener: Send + Sync {
+    fn on_event(&self, event: &Stamped);
+}
+
+/// The session's event stream: listeners that see every event, then a broadcast channel
+/// whose slow receivers miss old events rather than slow the scheduler down.
+pub(crate) struct Events {
+    sender: broadcast::Sender<Event>,
+    listeners: Vec<Arc<dyn Listener>>,
+}
 
 impl Default for Events {
     fn default() -> Self {
-        Self(broadcast::channel(4096).0)
+        Self::with_listeners(Vec::new())
     }
 }
 
 impl Events {
-    /// Tells every receiver (none: nothing happens).
+    /// A stream that tells `listeners` first.
+    pub(crate) fn with_listeners(listeners: Vec<Arc<dyn Listener>>) -> Self {
+        Self {
+            sender: broadcast::channel(4096).0,
+            listeners,
+        }
+    }
+
+    /// Tells every listener and receiver (none: nothing happens).
     pub(crate) fn emit(&self, event: Event) {
-        let _ = self.0.send(event);
+        if !self.listeners.is_empty() {
+            let stamped = Stamped::now(event.clone());
+            for listener in &self.listeners {
+                listener.on_event(&stamped);
+            }
+        }
+        let _ = self.sender.send(event);
     }
 
     /// A receiver of the events from now on.
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.0.subscribe()
+        self.sender.subscribe()
     }
 }
 

@@ -43,6 +43,10 @@ pub struct SessionBuilder {
     store_retries: Option<(usize, std::time::Duration)>,
     models_dir: Option<PathBuf>,
     orphan_ttl: std::time::Duration,
+    ui_port: Option<u16>,
+    ui_optional: bool,
+    ui_host: String,
+    event_log_dir: Option<String>,
     /// The settings this builder was made from ([`Config::builder`]), for `SHOW ALL`.
     config: Option<Config>,
 }
@@ -70,6 +74,10 @@ impl Default for SessionBuilder {
             store_retries: None,
             models_dir: None,
             orphan_ttl: std::time::Duration::from_secs(600),
+            ui_port: None,
+            ui_optional: false,
+            ui_host: "127.0.0.1".to_string(),
+            event_log_dir: None,
             config: None,
         }
     }
@@ -113,6 +121,18 @@ impl Config {
                 key: "kiln.memory_limit".into(),
                 reason: format!("not a size: '{bytes}'"),
             })?);
+        }
+        if let Some(port) = self.text("kiln.ui.port") {
+            b = b.ui_port(port.parse().map_err(|_| EngineError::Config {
+                key: "kiln.ui.port".into(),
+                reason: format!("not a port (0 to 65535): '{port}'"),
+            })?);
+        }
+        if let Some(host) = self.text("kiln.ui.host") {
+            b = b.ui_host(host);
+        }
+        if let Some(dir) = self.text("kiln.eventlog.dir") {
+            b = b.event_log_dir(dir);
         }
         if let Some(root) = self.text("kiln.shuffle.root") {
             b = b.shuffle_root(root);
@@ -254,6 +274,36 @@ impl SessionBuilder {
     /// renews its lease every quarter of this.
     pub fn orphan_ttl(mut self, ttl: std::time::Duration) -> Self {
         self.orphan_ttl = ttl;
+        self
+    }
+
+    /// Serves the web UI and `/metrics` on `port` (0: any free port; a taken port: the next
+    /// free one of 16). Off by default for a library session (`kiln.ui.port`); read the
+    /// address with [`Session::ui_url`].
+    pub fn ui_port(mut self, port: u16) -> Self {
+        self.ui_port = Some(port);
+        self
+    }
+
+    /// Whether a UI that cannot start (no free port) only warns instead of failing the
+    /// session (the command line's default UI).
+    pub(crate) fn ui_optional(mut self, optional: bool) -> Self {
+        self.ui_optional = optional;
+        self
+    }
+
+    /// The address the UI listens on (default `127.0.0.1`; elsewhere every request must carry
+    /// the session's auth token; `kiln.ui.host`).
+    pub fn ui_host(mut self, host: impl Into<String>) -> Self {
+        self.ui_host = host.into();
+        self
+    }
+
+    /// Writes the session's event log under `dir`, a directory or object-store URL, as
+    /// `<session>.jsonl` (`kiln.eventlog.dir`; format in `docs/eventlog.md`). `kiln history
+    /// DIR` serves the UI over the sessions logged there.
+    pub fn event_log_dir(mut self, dir: impl Into<String>) -> Self {
+        self.event_log_dir = Some(dir.into());
         self
     }
 
@@ -477,6 +527,12 @@ impl SessionBuilder {
                 "kiln.orphan_ttl_secs",
                 self.orphan_ttl.as_secs().to_string(),
             ),
+            (
+                "kiln.ui.port",
+                self.ui_port.map(|p| p.to_string()).unwrap_or_default(),
+            ),
+            ("kiln.ui.host", self.ui_host.clone()),
+            ("kiln.eventlog.dir", text(&self.event_log_dir)),
             (
                 "kiln.broadcast_threshold",
                 self.broadcast_threshold.to_string(),
@@ -722,6 +778,40 @@ impl SessionBuilder {
         .await?;
 
         let settings = self.effective_config(cluster.as_ref().map(|c: &Cluster| c.addr));
+        let mode = settings.get("kiln.mode").unwrap_or_default().to_string();
+        // What watches the session: the UI's status store and metrics, the event log.
+        let mut listeners: Vec<Arc<dyn crate::scheduler::Listener>> = Vec::new();
+        if let Some(dir) = &self.event_log_dir {
+            listeners.push(Arc::new(crate::eventlog::EventLog::open(
+                dir,
+                &session_id,
+                &ctx.runtime_env(),
+            )?));
+        }
+        let watch = match self.ui_port {
+            Some(_) => {
+                let status = Arc::new(crate::status::Status::default());
+                let counters: Arc<std::sync::OnceLock<std::sync::Weak<SessionInner>>> =
+                    Arc::default();
+                let read = Arc::clone(&counters);
+                let prometheus = Arc::new(crate::prom::Prometheus::new(Arc::new(move || {
+                    read.get()
+                        .and_then(std::sync::Weak::upgrade)
+                        .map(|inner| inner.metrics.snapshot())
+                        .unwrap_or_default()
+                })));
+                listeners.push(Arc::clone(&status) as Arc<dyn crate::scheduler::Listener>);
+                listeners.push(Arc::clone(&prometheus) as Arc<dyn crate::scheduler::Listener>);
+                Some((status, prometheus, counters))
+            }
+            None => None,
+        };
+        let ui_token = self
+            .cluster
+            .token
+            .as_ref()
+            .map(|t| t.expose().to_string())
+            .or_else(|| std::env::var(crate::config::AUTH_TOKEN_ENV).ok());
         let session = Session {
             inner: Arc::new(SessionInner {
                 id: session_id,
@@ -733,6 +823,7 @@ impl SessionBuilder {
                 max_task_attempts: AtomicU32::new(self.max_task_attempts),
                 stores,
                 jobs: AtomicU64::new(0),
+                fits: AtomicU64::new(0),
                 cache_root,
                 models,
                 metrics: SessionMetrics::default(),
@@ -747,9 +838,53 @@ impl SessionBuilder {
                 orphan_roots,
                 orphan_ttl: self.orphan_ttl,
                 orphan_pass: std::sync::Mutex::new(None),
-                events: Events::default(),
+                events: Events::with_listeners(listeners),
+                ui: std::sync::OnceLock::new(),
             }),
         };
+        session.inner.events.emit(crate::Event::SessionStarted {
+            session: session.inner.id.clone(),
+            version: crate::scheduler::EVENT_LOG_VERSION,
+            kiln: env!("CARGO_PKG_VERSION").to_string(),
+            mode,
+        });
+        for executor in session.inner.pool.executors() {
+            session.inner.events.emit(crate::Event::ExecutorJoined {
+                executor: executor.id().to_string(),
+                slots: executor.slots(),
+                address: executor.address(),
+            });
+        }
+        if let (Some(port), Some((status, prometheus, counters))) = (self.ui_port, watch) {
+            let _ = counters.set(Arc::downgrade(&session.inner));
+            let weak = Arc::downgrade(&session.inner);
+            let live = crate::ui::Live {
+                status,
+                prometheus,
+                models: Box::new(move || {
+                    weak.upgrade()
+                        .map(|inner| model_rows(&Session { inner }))
+                        .unwrap_or_default()
+                }),
+            };
+            match crate::ui::serve(
+                &self.ui_host,
+                port,
+                crate::ui::session_pages(Arc::new(live), ""),
+                ui_token,
+            )
+            .await
+            {
+                Ok(server) => {
+                    tracing::info!(url = %format!("http://{}/", server.addr()), "web UI");
+                    let _ = session.inner.ui.set(server);
+                }
+                Err(e) if self.ui_optional => {
+                    tracing::warn!(error = %e, "no web UI");
+                }
+                Err(e) => return Err(e),
+            }
+        }
         session.start_orphan_pass();
         if let Some(cluster) = &session.inner.cluster {
             admit_joiners(&session.inner, Arc::clone(&cluster.membership));
@@ -757,6 +892,26 @@ impl SessionBuilder {
         session.open_model_catalog().await?;
         Ok(session)
     }
+}
+
+/// The models page's rows: the session's models with their training reports.
+fn model_rows(session: &Session) -> Vec<crate::ui::ModelRow> {
+    let mut names = session.model_names();
+    names.sort();
+    names
+        .into_iter()
+        .filter_map(|name| {
+            let m = session.model(&name)?;
+            Some(crate::ui::ModelRow {
+                algorithm: m.algorithm().to_string(),
+                features: m.feature_names().to_vec(),
+                label: m.label().unwrap_or_default().to_string(),
+                params: m.params_json().to_string(),
+                report: m.report().map(kiln_ml::TrainingReport::rows),
+                name,
+            })
+        })
+        .collect()
 }
 
 /// One pass of [`Session::remove_orphans`] over `root`, one of the session's leased roots.
@@ -807,11 +962,13 @@ fn admit_joiners(inner: &Arc<SessionInner>, membership: Arc<kiln_executor::rpc::
                 if executor.is_alive() {
                     let id = Executor::id(executor.as_ref()).to_string();
                     let slots = Executor::slots(executor.as_ref());
+                    let address = Executor::address(executor.as_ref());
                     if inner.pool.join(executor) {
                         tracing::info!(executor = %id, session = %inner.id, "executor joined");
                         inner.events.emit(crate::Event::ExecutorJoined {
                             executor: id,
                             slots,
+                            address,
                         });
                     }
                 }
@@ -1073,6 +1230,15 @@ impl Session {
     /// one.
     pub fn events(&self) -> tokio::sync::broadcast::Receiver<crate::Event> {
         self.inner.events.subscribe()
+    }
+
+    /// The web UI's address (`http://127.0.0.1:4040/`), when the session serves one
+    /// ([`SessionBuilder::ui_port`], `kiln.ui.port`). `/metrics` there is for Prometheus.
+    pub fn ui_url(&self) -> Option<String> {
+        self.inner
+            .ui
+            .get()
+            .map(|server| format!("http://{}/", server.addr()))
     }
 
     /// The session's counters so far (kernel rounds, reloaded partitions, lost executors).

@@ -25,6 +25,11 @@ pub trait Executor: Send + Sync + fmt::Debug {
     /// How many tasks it runs at once.
     fn slots(&self) -> usize;
 
+    /// Where it runs, for people: a host and address, or `in-process`.
+    fn address(&self) -> String {
+        "in-process".to_string()
+    }
+
     /// Whether the executor can still be reached (an in-process one always can).
     fn is_alive(&self) -> bool {
         true

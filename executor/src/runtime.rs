@@ -119,23 +119,30 @@ impl ExecutorRuntime {
             reloaded += u32::from(was_reloaded);
             partitions.push(part);
         }
+        let rows = partitions.iter().map(|p| p.rows() as u64).sum();
         // Kernels are CPU-bound (rayon inside): keep them off the async workers.
-        let partials = tokio::task::spawn_blocking(move || {
+        let (partials, compute_seconds) = tokio::task::spawn_blocking(move || {
             let refs: Vec<&CachedPartition> = partitions.iter().map(Arc::as_ref).collect();
-            kiln_ml::step::run_on_partitions(&kernel, &refs)
+            let started = std::time::Instant::now();
+            let partials = kiln_ml::step::run_on_partitions_timed(&kernel, &refs);
+            partials.map(|p| (p, started.elapsed().as_secs_f64()))
         })
         .await
         .map_err(|e| joined("kernel", e))??;
+        let busy_seconds = partials.iter().map(|(_, _, s)| s).sum();
         Ok(KernelResponse {
             partials: partials
                 .into_iter()
-                .map(|(partition, partial)| KernelPartial {
+                .map(|(partition, partial, _)| KernelPartial {
                     partition,
                     partial: partial.to_bytes(),
                 })
                 .collect(),
             failure: None,
             reloaded,
+            compute_seconds,
+            busy_seconds,
+            rows,
         })
     }
 

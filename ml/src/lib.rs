@@ -22,6 +22,7 @@ pub mod linear;
 pub mod metrics;
 pub mod model;
 pub mod optim;
+pub mod report;
 pub mod simd;
 pub mod stats;
 pub mod step;
@@ -29,6 +30,7 @@ pub mod step;
 pub use data::{CachedPartition, DenseMatrix, Features, Precision};
 pub use error::{MlError, Result};
 pub use model::{Model, ModelKind};
+pub use report::TrainingReport;
 pub use step::{fit_local, Algorithm, DatasetInfo, Kernel, Partial, Progress, Step};
 
 /// The ML crate's most used items.

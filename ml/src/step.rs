@@ -75,6 +75,11 @@ pub trait Algorithm: Send {
     fn progress(&self) -> Progress {
         Progress::default()
     }
+
+    /// The algorithm's name in reports and events (`kmeans`, `logistic regression`, ...).
+    fn name(&self) -> &'static str {
+        "training"
+    }
 }
 
 /// A computation to run on every cached partition. Each family of algorithms owns its variant.
@@ -190,9 +195,29 @@ pub fn run_on_partitions(
     kernel: &Kernel,
     partitions: &[&CachedPartition],
 ) -> Result<Vec<(u32, Partial)>> {
+    Ok(run_on_partitions_timed(kernel, partitions)?
+        .into_iter()
+        .map(|(index, partial, _)| (index, partial))
+        .collect())
+}
+
+/// As [`run_on_partitions`], with the seconds each partition's kernel took (what an executor
+/// reports as its busy time).
+///
+/// # Errors
+/// The first kernel error.
+pub fn run_on_partitions_timed(
+    kernel: &Kernel,
+    partitions: &[&CachedPartition],
+) -> Result<Vec<(u32, Partial, f64)>> {
     partitions
         .par_iter()
-        .map(|p| kernel.run(p).map(|partial| (p.index(), partial)))
+        .map(|p| {
+            let started = std::time::Instant::now();
+            kernel
+                .run(p)
+                .map(|partial| (p.index(), partial, started.elapsed().as_secs_f64()))
+        })
         .collect()
 }
 

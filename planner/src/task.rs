@@ -113,6 +113,16 @@ pub struct KernelResponse {
     /// Partitions that were not in memory and were reloaded from the cache store.
     #[prost(uint32, tag = "3")]
     pub reloaded: u32,
+    /// Seconds the kernel ran on this executor, from the first partition's start to the last
+    /// one's end (loading the partitions and encoding the partials not included).
+    #[prost(double, tag = "4")]
+    pub compute_seconds: f64,
+    /// Thread-seconds the kernel ran, summed over the partitions (several run at once).
+    #[prost(double, tag = "5")]
+    pub busy_seconds: f64,
+    /// Rows the kernel ran over.
+    #[prost(uint64, tag = "6")]
+    pub rows: u64,
 }
 
 /// One partition's partial of a kernel round.

@@ -227,6 +227,13 @@ class Session:
         ]
 
     @property
+    def ui_url(self) -> str | None:
+        """The web UI's address (``http://127.0.0.1:4040/``) when the session serves one:
+        build it with ``settings={"kiln.ui.port": 0}`` (any free port) or a port number.
+        ``/metrics`` there is the session in Prometheus' text format."""
+        return self._native.ui_url
+
+    @property
     def executor_pids(self) -> list[int]:
         """Process ids of the executors a local cluster started."""
         return self._native.executor_pids

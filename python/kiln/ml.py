@@ -150,7 +150,23 @@ class Model:
         history = raw.get("cost_history", raw.get("objective_history", []))
         out = dict(raw)
         out["loss_history"] = [float(v) for v in history]
+        report = self.report
+        if report is not None:
+            out["report"] = report
         return out
+
+    @property
+    def report(self) -> dict[str, Any] | None:
+        """The training report, measured while the model was fitted (``None`` for a model
+        loaded from files): ``training_seconds``, ``compute_seconds``,
+        ``overhead_seconds``, ``communication_overhead_pct``, ``bytes_per_iteration``,
+        ``utilization_pct``, ``slots``, ``rows_per_second`` (per executor),
+        ``loss_curve``, ``iterations``, ``rows``, ``cache_seconds`` and ``validation``."""
+        report = json.loads(self._native.report_json())
+        if report is None:
+            return None
+        report["rows_per_second"] = {e: float(r) for e, r in report["rows_per_second"]}
+        return report
 
     def _registered_in(self, session: Session) -> str:
         # A name of its own for as long as the object lives: id(self) would be reused by a

@@ -525,6 +525,11 @@ impl PyModel {
         self.model.summary_json().to_string()
     }
 
+    /// The training report as JSON text (`null` for a model loaded from files).
+    fn report_json(&self) -> String {
+        serde_json::to_string(&self.model.report()).unwrap_or_else(|_| "null".into())
+    }
+
     /// The hyper-parameters as JSON text (as in `metadata.json`).
     fn params_json(&self) -> String {
         self.model.params_json().to_string()

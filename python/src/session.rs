@@ -126,6 +126,12 @@ impl PySession {
         self.session.driver_addr().map(|a| a.to_string())
     }
 
+    /// The web UI's address (`kiln.ui.port`), if the session serves one.
+    #[getter]
+    fn ui_url(&self) -> Option<String> {
+        self.session.ui_url()
+    }
+
     /// Process ids of the executors this session started (local cluster).
     #[getter]
     fn executor_pids(&self) -> Vec<u32> {

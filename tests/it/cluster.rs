@@ -144,7 +144,7 @@ async fn models_on_a_local_cluster_equal_the_embedded_ones_bit_for_bit() {
 }
 
 /// TPC-H Q3-like multi-stage query over generated data, for the kill tests.
-const KILL_QUERY: &str = "SELECT o.k, count(*) AS n, sum(l.v) AS s \
+pub(crate) const KILL_QUERY: &str = "SELECT o.k, count(*) AS n, sum(l.v) AS s \
     FROM (SELECT value % 5000 AS k, value AS id FROM generate_series(1, 200000)) o \
     JOIN (SELECT value % 200000 + 1 AS id, CAST(value % 97 AS DOUBLE) AS v FROM generate_series(1, 400000)) l \
     ON o.id = l.id GROUP BY o.k ORDER BY n DESC, o.k LIMIT 50";

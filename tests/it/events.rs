@@ -31,9 +31,16 @@ async fn a_query_with_failing_attempts_reports_every_job_stage_and_attempt() {
         .filter(|e| matches!(e, Event::JobStarted { .. }))
         .collect();
     assert_eq!(jobs.len(), 1, "{events:?}");
-    let Event::JobStarted { job, stages } = jobs[0] else {
+    let Event::JobStarted {
+        job,
+        stages,
+        description,
+    } = jobs[0]
+    else {
         unreachable!()
     };
+    // A job run for a SQL query is described by its text.
+    assert_eq!(description, sql);
     let submitted = events
         .iter()
         .filter(|e| matches!(e, Event::StageSubmitted { .. }))

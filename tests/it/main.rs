@@ -25,4 +25,5 @@ mod shell;
 mod shuffle;
 mod sql;
 mod tpch;
+mod ui;
 mod write;

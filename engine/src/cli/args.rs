@@ -43,6 +43,10 @@ pub(crate) enum Command {
     /// sessions whose lease expired more than the orphan TTL ago (kiln.orphan_ttl_secs).
     /// Live sessions are never touched; every session also makes this pass when it starts.
     Gc(GcArgs),
+    /// Serve the web UI over the event logs in DIR (kiln.eventlog.dir; the command line's
+    /// default is ~/.kiln/events): every session logged there, finished or killed, with its
+    /// jobs, stages, tasks, executors and fits as they were. Runs until interrupted.
+    History(HistoryArgs),
     /// Print a completion script for SHELL (bash, zsh, fish, elvish, powershell), e.g.
     /// `kiln completions bash > ~/.local/share/bash-completion/completions/kiln`.
     Completions {
@@ -50,6 +54,23 @@ pub(crate) enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+/// `kiln history`.
+#[derive(Debug, Args)]
+pub(crate) struct HistoryArgs {
+    /// The event log directory or object-store URL [default: ~/.kiln/events].
+    #[arg(value_name = "DIR")]
+    pub(crate) dir: Option<String>,
+    /// The port to serve on (0: any free port).
+    #[arg(long, value_name = "PORT", default_value_t = 18080)]
+    pub(crate) port: u16,
+    /// The address to listen on (off loopback, requests need $KILN_AUTH_TOKEN).
+    #[arg(long, value_name = "ADDRESS", default_value = "127.0.0.1")]
+    pub(crate) host: String,
+    /// A settings file (for an object store's credentials).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
 }
 
 /// `kiln executor`.

@@ -55,7 +55,7 @@ mod args;
 mod shell;
 mod sql;
 
-use args::{Cli, Command, ExecutorArgs, GcArgs, HealthArgs, SqlSource};
+use args::{Cli, Command, ExecutorArgs, GcArgs, HealthArgs, HistoryArgs, SqlSource};
 
 /// Runs the `kiln` command with `args` (the arguments after the program name) and returns
 /// its exit status: 0, 1 after an error it printed, 2 for bad arguments. Prints results to
@@ -113,6 +113,13 @@ pub fn main(args: &[String]) -> ExitCode {
             }
             Err(e) => {
                 eprintln!("kiln gc: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::History(a) => match history(&a) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("kiln history: {e}");
                 ExitCode::FAILURE
             }
         },
@@ -197,6 +204,60 @@ fn gc(args: &GcArgs) -> Result<crate::OrphanReport, String> {
             .await
             .map_err(|e| e.to_string())?;
         session.remove_orphans().await.map_err(|e| e.to_string())
+    })
+}
+
+/// Reads the event logs under the directory `args` names and serves the UI over them until
+/// interrupted.
+fn history(args: &HistoryArgs) -> Result<(), String> {
+    use crate::config::{Config, Source};
+    let dir = match &args.dir {
+        Some(d) => d.clone(),
+        None => std::env::var_os("HOME")
+            .map(|h| {
+                std::path::PathBuf::from(h)
+                    .join(".kiln")
+                    .join("events")
+                    .display()
+                    .to_string()
+            })
+            .ok_or("name the event log directory (no $HOME)")?,
+    };
+    let mut config = Config::load(args.config.as_deref()).map_err(|e| e.to_string())?;
+    for (key, value) in [("kiln.mode", "embedded"), ("kiln.executors", "1")] {
+        config
+            .set(key, value, Source::Flag)
+            .map_err(|e| e.to_string())?;
+    }
+    let runtime = sql::runtime("history").ok_or("no async runtime")?;
+    runtime.block_on(async {
+        // A session only for its object stores (credentials from the settings).
+        let session = config
+            .builder()
+            .map_err(|e| e.to_string())?
+            .build()
+            .await
+            .map_err(|e| e.to_string())?;
+        let states = crate::eventlog::read(&dir, &session.inner.ctx.runtime_env())
+            .await
+            .map_err(|e| e.to_string())?;
+        let count = states.len();
+        let server = crate::ui::serve(
+            &args.host,
+            args.port,
+            crate::ui::history(states),
+            std::env::var(crate::config::AUTH_TOKEN_ENV).ok(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        eprintln!(
+            "kiln history: {count} session{} from {dir} at http://{}/",
+            if count == 1 { "" } else { "s" },
+            server.addr()
+        );
+        tokio::signal::ctrl_c().await.map_err(|e| e.to_string())?;
+        drop(server);
+        Ok(())
     })
 }
 

@@ -125,8 +125,10 @@ struct Options {
 }
 
 pub(crate) fn main(args: &ShellArgs) -> ExitCode {
+    let mut common = Common::new(&args.session);
+    common.ui_by_default = true;
     let mut options = Options {
-        common: Common::new(&args.session),
+        common,
         history: args.history.clone().or_else(|| {
             std::env::var_os("KILN_HISTORY")
                 .map(PathBuf::from)

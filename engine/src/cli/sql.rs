@@ -51,6 +51,9 @@ pub(crate) struct Common {
     flags: Vec<(&'static str, String)>,
     /// The settings of the running session, once there is one.
     config: Option<Config>,
+    /// Whether the web UI is on unless the settings say otherwise (`kiln shell`, `kiln sql
+    /// --cluster`): on port 4040 or the next free one, and a warning when none is free.
+    pub(crate) ui_by_default: bool,
 }
 
 impl Common {
@@ -90,6 +93,7 @@ impl Common {
             config_file: args.config.clone(),
             flags,
             config: None,
+            ui_by_default: args.cluster.is_some(),
         }
     }
 
@@ -99,6 +103,29 @@ impl Common {
         for (key, value) in &self.flags {
             config
                 .set(key, value, config::Source::Flag)
+                .map_err(|e| e.to_string())?;
+        }
+        // The command line keeps an event log unless told not to (`kiln history` reads it).
+        if matches!(
+            config.source("kiln.eventlog.dir"),
+            Some(config::Source::Default)
+        ) {
+            if let Some(home) = std::env::var_os("HOME") {
+                let dir = std::path::PathBuf::from(home).join(".kiln").join("events");
+                config
+                    .set(
+                        "kiln.eventlog.dir",
+                        &dir.display().to_string(),
+                        config::Source::Default,
+                    )
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        if self.ui_by_default
+            && matches!(config.source("kiln.ui.port"), Some(config::Source::Default))
+        {
+            config
+                .set("kiln.ui.port", "4040", config::Source::Default)
                 .map_err(|e| e.to_string())?;
         }
         Ok(config)
@@ -166,9 +193,12 @@ impl Common {
 /// cluster mode.
 async fn start(config: &Config) -> Result<Session, String> {
     let executors = config.get("kiln.executors").unwrap_or("1").to_string();
-    config
+    // A UI the user did not ask for does not stop the session when no port is free.
+    let optional = matches!(config.source("kiln.ui.port"), Some(config::Source::Default));
+    let session = config
         .builder()
         .map_err(|e| e.to_string())?
+        .ui_optional(optional)
         .on_listen(move |addr| {
             eprintln!(
                 "kiln: waiting for {executors} executor(s); start each with: kiln executor --driver http://{addr}"
@@ -176,7 +206,11 @@ async fn start(config: &Config) -> Result<Session, String> {
         })
         .build()
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    if let Some(url) = session.ui_url() {
+        eprintln!("kiln: web UI at {url}");
+    }
+    Ok(session)
 }
 
 /// The multi-threaded tokio runtime the commands run on; `None` after saying why not.

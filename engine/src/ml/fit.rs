@@ -7,7 +7,7 @@ use kiln_ml::cluster::kmeans::{KMeans, KMeansModel, KMeansTrainer};
 use kiln_ml::linear::{
     LinearRegression, LinearRegressionModel, LogisticRegression, LogisticRegressionModel,
 };
-use kiln_ml::{Algorithm, Model, Precision};
+use kiln_ml::{Algorithm, Model, Precision, TrainingReport};
 
 use super::columns::Columns;
 use crate::dataframe::DataFrame;
@@ -52,15 +52,29 @@ pub trait Fit: Sized + Send + 'static + Into<Estimator> {
         df: &DataFrame,
         columns: Columns,
     ) -> impl Future<Output = Result<Self::Model>> + Send {
+        let fitted = self.fit_reported(df, columns);
+        async move { Ok(fitted.await?.0) }
+    }
+
+    /// As [`fit_columns`](Self::fit_columns), with the fit's [`TrainingReport`]: training
+    /// time, communication overhead, utilization and rows/s per executor, as measured.
+    ///
+    /// # Errors
+    /// As [`fit`](Self::fit).
+    fn fit_reported(
+        self,
+        df: &DataFrame,
+        columns: Columns,
+    ) -> impl Future<Output = Result<(Self::Model, TrainingReport)>> + Send {
         let df = df.clone();
         async move {
             let algorithm = self.algorithm()?;
             let data = df
                 .cache_training(&columns, Self::SUPERVISED, Precision::F64)
                 .await?;
-            let model = data.fit(algorithm).await;
+            let fitted = data.fit_reported(algorithm, |_| {}).await;
             data.unpersist().await?;
-            model
+            fitted
         }
     }
 }
@@ -114,11 +128,21 @@ pub(crate) async fn fit_estimator(
     df: &DataFrame,
     columns: Columns,
 ) -> Result<Model> {
-    Ok(match estimator {
-        Estimator::KMeans(e) => e.clone().fit_columns(df, columns).await?.into(),
-        Estimator::LinearRegression(e) => e.clone().fit_columns(df, columns).await?.into(),
-        Estimator::LogisticRegression(e) => e.clone().fit_columns(df, columns).await?.into(),
-    })
+    let (model, report): (Model, TrainingReport) = match estimator {
+        Estimator::KMeans(e) => {
+            let (m, r) = e.clone().fit_reported(df, columns).await?;
+            (m.into(), r)
+        }
+        Estimator::LinearRegression(e) => {
+            let (m, r) = e.clone().fit_reported(df, columns).await?;
+            (m.into(), r)
+        }
+        Estimator::LogisticRegression(e) => {
+            let (m, r) = e.clone().fit_reported(df, columns).await?;
+            (m.into(), r)
+        }
+    };
+    Ok(model.with_report(Some(report)))
 }
 
 impl From<KMeans> for Estimator {

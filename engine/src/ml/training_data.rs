@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use futures::future::join_all;
 use kiln_executor::cache::dataset_prefix;
 use kiln_executor::StoreRoot;
-use kiln_ml::{Algorithm, DatasetInfo, Kernel, Partial, Precision, Step};
+use kiln_ml::{Algorithm, DatasetInfo, Kernel, Partial, Precision, Step, TrainingReport};
 use kiln_planner::cut_stages;
 use kiln_planner::task::{CacheSpec, CachedPartitionRef, FailureKind, KernelRequest};
 use tracing::{debug, warn};
@@ -40,6 +40,8 @@ pub struct TrainingData {
     info: DatasetInfo,
     placements: Mutex<Vec<Placement>>,
     released: AtomicBool,
+    /// Seconds the cache job took.
+    cache_seconds: f64,
 }
 
 impl DataFrame {
@@ -86,9 +88,12 @@ impl DataFrame {
             },
             placements: Mutex::new(Vec::new()),
             released: AtomicBool::new(false),
+            cache_seconds: 0.0,
         };
         // From here on, dropping `data` removes whatever the cache stage wrote.
+        let caching = std::time::Instant::now();
         let maps = job::run_cache(&session.inner, &graph, spec).await?;
+        data.cache_seconds = caching.elapsed().as_secs_f64();
         let mut placements = Vec::with_capacity(maps.len());
         for m in maps {
             // The latest to join with that name: a restarted executor rejoins under its old one.
@@ -139,7 +144,7 @@ impl TrainingData {
     /// The algorithm's errors (parameters, data), or a kernel round that failed on the
     /// executors after retries.
     pub async fn fit<A: Algorithm>(&self, algorithm: A) -> Result<A::Model> {
-        self.fit_with_progress(algorithm, |_| {}).await
+        Ok(self.fit_reported(algorithm, |_| {}).await?.0)
     }
 
     /// As [`fit`](Self::fit), calling `progress` after every kernel round.
@@ -148,10 +153,25 @@ impl TrainingData {
     /// As [`fit`](Self::fit).
     pub async fn fit_with_progress<A: Algorithm>(
         &self,
+        algorithm: A,
+        progress: impl FnMut(kiln_ml::Progress),
+    ) -> Result<A::Model> {
+        Ok(self.fit_reported(algorithm, progress).await?.0)
+    }
+
+    /// As [`fit_with_progress`](Self::fit_with_progress), returning the fit's
+    /// [`TrainingReport`] with the model. The fit's events (`fit_started`, a `kernel_round`
+    /// and `fit_iteration` per iteration, `fit_finished`) go to the session's listeners.
+    ///
+    /// # Errors
+    /// As [`fit`](Self::fit).
+    pub async fn fit_reported<A: Algorithm>(
+        &self,
         mut algorithm: A,
         mut progress: impl FnMut(kiln_ml::Progress),
-    ) -> Result<A::Model> {
-        let metrics = &self.session.inner.metrics;
+    ) -> Result<(A::Model, TrainingReport)> {
+        let inner = &self.session.inner;
+        let metrics = &inner.metrics;
         // Cleared when the fit ends, however it ends (an error, a dropped future).
         struct Training<'a>(&'a crate::metrics::SessionMetrics);
         impl Drop for Training<'_> {
@@ -160,20 +180,78 @@ impl TrainingData {
             }
         }
         let _training = Training(metrics);
-        let mut step = algorithm.start(&self.info)?;
-        metrics.set_training(Some(algorithm.progress()));
-        loop {
-            match step {
-                Step::Done(model) => return Ok(model),
-                Step::RunKernel(kernel) => {
-                    let partial = self.run_round(&kernel).await?;
-                    step = algorithm.next(partial)?;
-                    let now = algorithm.progress();
-                    metrics.set_training(Some(now));
-                    progress(now);
+        let fit = format!("fit-{}", inner.fits.fetch_add(1, Ordering::Relaxed));
+        let started = std::time::Instant::now();
+        let mut measured = Measured::default();
+        let outcome: Result<A::Model> = async {
+            let mut step = algorithm.start(&self.info)?;
+            let first = algorithm.progress();
+            inner.events.emit(crate::Event::FitStarted {
+                fit: fit.clone(),
+                algorithm: algorithm.name().to_string(),
+                dataset: self.id.clone(),
+                rows: self.info.rows,
+                partitions: self.info.partitions,
+                max_iter: first.max_iter,
+            });
+            metrics.set_training(Some(first));
+            loop {
+                match step {
+                    Step::Done(model) => return Ok(model),
+                    Step::RunKernel(kernel) => {
+                        let (partial, round) = self.run_round_measured(&kernel, &fit).await?;
+                        let updating = std::time::Instant::now();
+                        step = algorithm.next(partial)?;
+                        let update_seconds = updating.elapsed().as_secs_f64();
+                        let now = algorithm.progress();
+                        measured.add(&round, update_seconds, now.loss);
+                        inner.events.emit(crate::Event::FitIteration {
+                            fit: fit.clone(),
+                            round: measured.rounds,
+                            iteration: now.iteration,
+                            loss: now.loss,
+                            update_seconds,
+                        });
+                        metrics.set_training(Some(now));
+                        progress(now);
+                    }
                 }
             }
         }
+        .await;
+        let seconds = started.elapsed().as_secs_f64();
+        let iterations = algorithm.progress().iteration;
+        let report = outcome.as_ref().ok().map(|_| {
+            measured.report(
+                algorithm.name(),
+                iterations,
+                self.info.rows,
+                seconds,
+                self.cache_seconds,
+                inner
+                    .pool
+                    .executors()
+                    .iter()
+                    .filter(|e| e.is_alive())
+                    .map(|e| e.slots())
+                    .sum(),
+            )
+        });
+        inner.events.emit(crate::Event::FitFinished {
+            fit,
+            seconds,
+            error: outcome.as_ref().err().map(ToString::to_string),
+            report: report.clone(),
+        });
+        Ok((outcome?, report.unwrap_or_default()))
+    }
+
+    /// Runs one kernel round (see [`run_round_measured`](Self::run_round_measured)).
+    ///
+    /// # Errors
+    /// As [`run_round_measured`](Self::run_round_measured).
+    pub async fn run_round(&self, kernel: &Kernel) -> Result<Partial> {
+        Ok(self.run_round_measured(kernel, "").await?.0)
     }
 
     /// Runs one kernel on every partition: one request per executor holding partitions, the
@@ -183,12 +261,13 @@ impl TrainingData {
     ///
     /// # Errors
     /// A kernel that failed on the data (the executor's message), or no executor left.
-    pub async fn run_round(&self, kernel: &Kernel) -> Result<Partial> {
+    async fn run_round_measured(&self, kernel: &Kernel, fit: &str) -> Result<(Partial, Round)> {
         let inner = &self.session.inner;
         inner.metrics.kernel_rounds.fetch_add(1, Ordering::Relaxed);
         let bytes = kernel.to_bytes();
         let started = std::time::Instant::now();
         let mut attempts = 0;
+        let mut round = Round::default();
         // Partials already answered survive a retry: only the missing partitions run again.
         let mut partials: Vec<(u32, Partial)> = Vec::new();
         loop {
@@ -233,21 +312,36 @@ impl TrainingData {
                             }
                             continue;
                         }
+                        round.executor(&executor_id, &r, bytes.len());
+                        let decoding = std::time::Instant::now();
                         for p in r.partials {
                             partials.push((p.partition, Partial::from_bytes(&p.partial)?));
                         }
+                        round.merge_seconds += decoding.elapsed().as_secs_f64();
                     }
                 }
             }
             match retry {
                 None => {
+                    let partitions = partials.len();
+                    let merging = std::time::Instant::now();
+                    let merged = Partial::merge_ordered(partials)?;
+                    round.merge_seconds += merging.elapsed().as_secs_f64();
+                    round.seconds = started.elapsed().as_secs_f64();
                     inner.events.emit(crate::Event::KernelRound {
                         dataset: self.id.clone(),
-                        seconds: started.elapsed().as_secs_f64(),
+                        seconds: round.seconds,
                         attempts,
-                        partitions: partials.len(),
+                        partitions,
+                        fit: fit.to_string(),
+                        compute_seconds: round.compute_seconds,
+                        busy_seconds: round.busy_seconds,
+                        merge_seconds: round.merge_seconds,
+                        bytes: round.bytes,
+                        rows_by_executor: round.rows_by_executor.clone(),
+                        compute_by_executor: round.compute_by_executor.clone(),
                     });
-                    return Ok(Partial::merge_ordered(partials)?);
+                    return Ok((merged, round));
                 }
                 Some(message)
                     if inner
@@ -434,4 +528,126 @@ async fn release(session: &Session, id: &str, cache_root: &str) -> Result<()> {
     }
     let root = StoreRoot::resolve(cache_root, &session.inner.ctx.runtime_env())?;
     crate::orphans::delete_prefix(&root, &dataset_prefix(&root, id)).await
+}
+
+/// What one kernel round measured.
+#[derive(Debug, Default)]
+struct Round {
+    seconds: f64,
+    compute_seconds: f64,
+    busy_seconds: f64,
+    merge_seconds: f64,
+    bytes: u64,
+    rows_by_executor: Vec<(String, u64)>,
+    compute_by_executor: Vec<(String, f64)>,
+}
+
+impl Round {
+    /// Adds an executor's answer to a request of `request_bytes` bytes.
+    fn executor(
+        &mut self,
+        executor: &str,
+        r: &kiln_planner::task::KernelResponse,
+        request_bytes: usize,
+    ) {
+        self.compute_seconds = self.compute_seconds.max(r.compute_seconds);
+        self.busy_seconds += r.busy_seconds;
+        let answer: usize = r.partials.iter().map(|p| p.partial.len()).sum();
+        self.bytes += (request_bytes + answer) as u64;
+        self.rows_by_executor.push((executor.to_string(), r.rows));
+        self.compute_by_executor
+            .push((executor.to_string(), r.compute_seconds));
+    }
+}
+
+/// The rounds of one fit, summed for its report.
+#[derive(Debug, Default)]
+struct Measured {
+    rounds: usize,
+    compute_seconds: f64,
+    overhead_seconds: f64,
+    busy_seconds: f64,
+    bytes: u64,
+    rows: Vec<(String, u64)>,
+    compute: Vec<(String, f64)>,
+    losses: Vec<f64>,
+}
+
+impl Measured {
+    fn add(&mut self, round: &Round, update_seconds: f64, loss: Option<f64>) {
+        self.rounds += 1;
+        self.compute_seconds += round.compute_seconds;
+        // Everything of the round outside the slowest executor's kernel, and the update.
+        self.overhead_seconds += (round.seconds - round.compute_seconds).max(0.0) + update_seconds;
+        self.busy_seconds += round.busy_seconds;
+        self.bytes += round.bytes;
+        for (executor, rows) in &round.rows_by_executor {
+            match self.rows.iter_mut().find(|(e, _)| e == executor) {
+                Some((_, total)) => *total += rows,
+                None => self.rows.push((executor.clone(), *rows)),
+            }
+        }
+        for (executor, seconds) in &round.compute_by_executor {
+            match self.compute.iter_mut().find(|(e, _)| e == executor) {
+                Some((_, total)) => *total += seconds,
+                None => self.compute.push((executor.clone(), *seconds)),
+            }
+        }
+        if let Some(loss) = loss {
+            self.losses.push(loss);
+        }
+    }
+
+    fn report(
+        &self,
+        algorithm: &str,
+        iterations: usize,
+        rows: u64,
+        training_seconds: f64,
+        cache_seconds: f64,
+        slots: usize,
+    ) -> TrainingReport {
+        let pct = |part: f64, whole: f64| {
+            if whole > 0.0 {
+                (100.0 * part / whole).clamp(0.0, 100.0)
+            } else {
+                0.0
+            }
+        };
+        let mut rows_per_second: Vec<(String, f64)> = self
+            .rows
+            .iter()
+            .map(|(executor, rows)| {
+                let seconds = self
+                    .compute
+                    .iter()
+                    .find(|(e, _)| e == executor)
+                    .map_or(0.0, |(_, s)| *s);
+                let rate = if seconds > 0.0 {
+                    *rows as f64 / seconds
+                } else {
+                    0.0
+                };
+                (executor.clone(), rate)
+            })
+            .collect();
+        rows_per_second.sort_by(|a, b| a.0.cmp(&b.0));
+        TrainingReport {
+            algorithm: algorithm.to_string(),
+            iterations,
+            rounds: self.rounds,
+            rows,
+            training_seconds,
+            cache_seconds,
+            compute_seconds: self.compute_seconds,
+            overhead_seconds: self.overhead_seconds,
+            communication_overhead_pct: pct(self.overhead_seconds, training_seconds),
+            bytes_per_iteration: self.bytes as f64 / iterations.max(1) as f64,
+            utilization_pct: pct(self.busy_seconds, slots.max(1) as f64 * training_seconds),
+            slots,
+            rows_per_second,
+            loss_curve: self.losses.clone(),
+            validation: None,
+        }
+    }
 }

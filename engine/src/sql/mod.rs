@@ -12,6 +12,7 @@
 //! SHOW MODELS; DESCRIBE MODEL churn; DROP MODEL [IF EXISTS] churn;
 //! SAVE MODEL churn TO 's3://bucket/models/churn'; LOAD MODEL churn FROM '/models/churn';
 //! EXPLAIN TRAIN MODEL ...;   -- the training plan (cache and iterate stages), not run
+//! EXPLAIN ANALYZE TRAIN MODEL ...;  -- trains, then shows the training report
 //! TRAIN MODEL price USING linear_regression
 //!     TRANSFORM (standard_scaler(size) AS s, one_hot_encoder(region) AS r,
 //!                imputer(rooms, 'median') AS rooms, size * size AS sq)
@@ -126,6 +127,15 @@ async fn execute(session: &Session, statement: KilnStatement) -> Result<DataFram
                 vec![vec!["train".into(), plan]],
             )
         }
+        KilnStatement::ExplainAnalyzeTrain(t) => {
+            train(session, &t).await?;
+            let report = session
+                .model(&t.name)
+                .and_then(|m| m.report().cloned())
+                .unwrap_or_default();
+            let rows = report.rows().into_iter().map(|(k, v)| vec![k, v]).collect();
+            text_table(session, &["figure", "value"], rows)
+        }
         KilnStatement::ShowModels => {
             let rows = session
                 .model_names()
@@ -169,6 +179,13 @@ async fn execute(session: &Session, statement: KilnStatement) -> Result<DataFram
             ]
             .into_iter()
             .map(|(k, v)| vec![k.to_string(), v])
+            .chain(
+                m.report()
+                    .map(kiln_ml::TrainingReport::rows)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| vec![format!("report: {k}"), v]),
+            )
             .collect();
             text_table(session, &["property", "value"], rows)
         }
@@ -834,11 +851,15 @@ impl Session {
     /// [`EngineError::SqlSyntax`] with the position of a syntax error; planning errors such as
     /// [`EngineError::UnknownColumn`].
     pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
-        crate::panic::guard(
-            || format!("planning `{}`", crate::panic::statement_text(sql)),
-            || crate::panic::statement_files(sql),
-            crate::sql::run(self, sql),
+        let df = crate::scheduler::described(
+            std::sync::Arc::from(sql.trim()),
+            crate::panic::guard(
+                || format!("planning `{}`", crate::panic::statement_text(sql)),
+                || crate::panic::statement_files(sql),
+                crate::sql::run(self, sql),
+            ),
         )
-        .await
+        .await?;
+        Ok(df.with_origin(sql.trim()))
     }
 }

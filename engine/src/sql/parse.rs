@@ -102,6 +102,9 @@ pub enum KilnStatement {
     Train(TrainModel),
     /// `EXPLAIN TRAIN MODEL ...`: the plan of the training, without running it.
     ExplainTrain(TrainModel),
+    /// `EXPLAIN ANALYZE TRAIN MODEL ...`: trains (and keeps) the model, then shows its
+    /// training report.
+    ExplainAnalyzeTrain(TrainModel),
     /// `SHOW MODELS`.
     ShowModels,
     /// `DESCRIBE MODEL name`.
@@ -242,9 +245,10 @@ pub fn parse_kiln_statement(sql: &str) -> Result<Option<KilnStatement>> {
         toks: &toks,
         pos: 0,
     };
-    let explain = p.peek_words(&["EXPLAIN", "TRAIN"]);
+    let analyze = p.peek_words(&["EXPLAIN", "ANALYZE", "TRAIN"]);
+    let explain = analyze || p.peek_words(&["EXPLAIN", "TRAIN"]);
     if explain {
-        p.pos += 1;
+        p.pos += if analyze { 2 } else { 1 };
     }
     let statement = if p.peek_words(&["TRAIN", "MODEL"]) {
         p.pos += 2;
@@ -321,6 +325,7 @@ pub fn parse_kiln_statement(sql: &str) -> Result<Option<KilnStatement>> {
     };
     if explain {
         return match statement {
+            KilnStatement::Train(t) if analyze => Ok(Some(KilnStatement::ExplainAnalyzeTrain(t))),
             KilnStatement::Train(t) => Ok(Some(KilnStatement::ExplainTrain(t))),
             _ => Ok(None),
         };
@@ -971,6 +976,10 @@ mod tests {
         assert!(matches!(
             p("EXPLAIN TRAIN MODEL m USING kmeans AS SELECT 1"),
             Some(KilnStatement::ExplainTrain(_))
+        ));
+        assert!(matches!(
+            p("EXPLAIN ANALYZE TRAIN MODEL m USING kmeans AS SELECT 1"),
+            Some(KilnStatement::ExplainAnalyzeTrain(_))
         ));
         assert_eq!(p("SELECT 'TRAIN MODEL'"), None);
         assert_eq!(p("EXPLAIN SELECT 1"), None);

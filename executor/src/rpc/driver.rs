@@ -32,6 +32,8 @@ pub struct RemoteExecutor {
     id: String,
     slots: usize,
     pid: u32,
+    /// Where it connected from, and the host name it reported.
+    address: String,
     outbound: mpsc::Sender<std::result::Result<DriverMessage, Status>>,
     pending: Mutex<Pending>,
     next_request: AtomicU64,
@@ -194,6 +196,10 @@ impl Executor for RemoteExecutor {
 
     fn slots(&self) -> usize {
         self.slots
+    }
+
+    fn address(&self) -> String {
+        self.address.clone()
     }
 
     fn is_alive(&self) -> bool {
@@ -368,6 +374,7 @@ impl proto::driver_server::Driver for DriverService {
         &self,
         request: Request<Streaming<ExecutorMessage>>,
     ) -> std::result::Result<Response<Self::JoinStream>, Status> {
+        let peer = request.remote_addr();
         let mut inbound = request.into_inner();
         let first = inbound
             .next()
@@ -390,6 +397,11 @@ impl proto::driver_server::Driver for DriverService {
             id: id.clone(),
             slots: register.slots as usize,
             pid: register.pid,
+            address: match peer {
+                Some(addr) if register.host.is_empty() => addr.to_string(),
+                Some(addr) => format!("{} ({addr}, pid {})", register.host, register.pid),
+                None => register.host.clone(),
+            },
             outbound: tx.clone(),
             pending: Mutex::new(HashMap::new()),
             next_request: AtomicU64::new(1),

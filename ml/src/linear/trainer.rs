@@ -218,6 +218,10 @@ macro_rules! linear_algorithm {
         impl $crate::step::Algorithm for $estimator {
             type Model = $model;
 
+            fn name(&self) -> &'static str {
+                $name
+            }
+
             fn start(
                 &mut self,
                 info: &$crate::step::DatasetInfo,

@@ -157,10 +157,19 @@ pub const INTERCEPT_ROW: &str = "(intercept)";
 /// A trained model of any algorithm: what the engine stores, loads and predicts with — the
 /// algorithm's own model ([`ModelKind`]) and, for a model trained with one, the
 /// [`InputTransform`] that computes its features from raw columns.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Model {
     kind: ModelKind,
     transform: Option<Arc<InputTransform>>,
+    report: Option<Arc<crate::report::TrainingReport>>,
+}
+
+/// Two models are equal when they predict alike: the training report (times, rates) is not
+/// compared.
+impl PartialEq for Model {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind == other.kind && self.transform == other.transform
+    }
 }
 
 /// The algorithm-specific part of a [`Model`].
@@ -194,6 +203,18 @@ impl Model {
     /// The model with `transform` computing its features (replacing any it had).
     pub fn with_transform(mut self, transform: Option<Arc<InputTransform>>) -> Self {
         self.transform = transform;
+        self
+    }
+
+    /// What the fit that made this model measured (see [`crate::TrainingReport`]); `None` for
+    /// a model loaded from files or built from its parts.
+    pub fn report(&self) -> Option<&crate::report::TrainingReport> {
+        self.report.as_deref()
+    }
+
+    /// The model with its training report.
+    pub fn with_report(mut self, report: Option<crate::report::TrainingReport>) -> Self {
+        self.report = report.map(Arc::new);
         self
     }
 
@@ -250,6 +271,7 @@ impl From<ModelKind> for Model {
         Model {
             kind,
             transform: None,
+            report: None,
         }
     }
 }

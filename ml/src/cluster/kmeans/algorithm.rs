@@ -350,6 +350,10 @@ impl KMeansTrainer {
 }
 
 impl Algorithm for KMeansTrainer {
+    fn name(&self) -> &'static str {
+        "kmeans"
+    }
+
     type Model = KMeansModel;
 
     fn start(&mut self, info: &DatasetInfo) -> Result<Step<KMeansModel>> {
