@@ -31,6 +31,15 @@ if command -v docker >/dev/null 2>&1 && ! command -v podman >/dev/null 2>&1 \
     || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q podman catatonit >/dev/null; } \
     || echo "podman could not be installed; the podman suite will say it is skipped"
 fi
+# Headless Chromium and its WebDriver (Debian's), in which the web UI's suite opens every page
+# (tests/it/ui.rs with tests/python/browse_ui.py).
+if ! command -v chromedriver >/dev/null 2>&1 \
+    && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  step "chromium and chromium-driver (apt)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null \
+    || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null; } \
+    || echo "chromium could not be installed; the browser test will say it is skipped"
+fi
 # The interpreter the Python extension (python/) is built for, the same for every build so
 # that pyo3's build configuration never changes between steps.
 export PYO3_PYTHON="$PWD/.venv/bin/python"

@@ -224,13 +224,15 @@ pub(crate) fn replay(name: &str, text: &str) -> Result<State> {
         if n == 0 {
             match &stamped.event {
                 Event::SessionStarted { version, .. } if *version <= EVENT_LOG_VERSION => {}
-                Event::SessionStarted { version, .. } => return Err(bad_line(
-                    name,
-                    n,
-                    &format!(
+                Event::SessionStarted { version, .. } => {
+                    return Err(bad_line(
+                        name,
+                        n,
+                        &format!(
                         "event log version {version}; this Kiln reads up to {EVENT_LOG_VERSION}"
                     ),
-                )),
+                    ))
+                }
                 _ => return Err(bad_line(name, n, "the first event must be session_started")),
             }
         }

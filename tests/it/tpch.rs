@@ -23,7 +23,7 @@ fn data_dir() -> tempfile::TempDir {
     dir
 }
 
-async fn register_kiln(kiln: &Session, dir: &Path) {
+pub(crate) async fn register_kiln(kiln: &Session, dir: &Path) {
     for t in tpch::TABLES {
         let path = tpch::table_dir(dir, t);
         kiln.register_parquet(t, &format!("{}/", path.display()))

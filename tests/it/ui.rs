@@ -546,3 +546,99 @@ async fn the_training_report_adds_up() {
         e.communication_overhead_pct
     );
 }
+
+/// Whether headless Chromium and its driver are installed (`./scripts/test.sh` installs
+/// them from Debian's packages).
+fn browser_installed() -> bool {
+    ["chromium", "chromedriver"].iter().all(|b| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {b}")])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_opens_every_page_after_a_tpch_query_and_a_kmeans_train() {
+    if !browser_installed() {
+        eprintln!("skipped: no chromium and chromedriver (./scripts/test.sh installs them)");
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    kiln_tests::tpch::generate_parquet(data.path(), 0.01, 2).unwrap();
+    let kiln = Session::builder()
+        .executors(2)
+        .slots_per_executor(1)
+        .broadcast_threshold(0)
+        .ui_port(0)
+        .build()
+        .await
+        .unwrap();
+    crate::tpch::register_kiln(&kiln, data.path()).await;
+    kiln.sql(kiln_tests::tpch::query(3).unwrap())
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    kiln.sql("SELECT CAST(x AS INT) FROM (VALUES ('1'), ('two')) t(x)")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap_err();
+    kiln.sql("TRAIN MODEL segments USING kmeans (k = 4, seed = 7, max_iter = 8) AS SELECT c_acctbal AS balance, CAST(c_nationkey AS DOUBLE) AS nation FROM customer")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let url = kiln.ui_url().unwrap();
+    let (_, jobs) = get(&url);
+    let ids: Vec<String> = jobs
+        .split("<tr class=\"job\" data-job=\"")
+        .skip(1)
+        .map(|row| row[..row.find('"').unwrap()].to_string())
+        .collect();
+    // Newest first: the query's job is the oldest, the failed one next.
+    let (query_job, failed_job) = (&ids[ids.len() - 1], &ids[ids.len() - 2]);
+    let (_, page) = get(&format!("{url}jobs/{query_job}"));
+    let stages = element(&page, "table", "stages")
+        .matches("<tr class=\"stage\"")
+        .count();
+    assert!(stages >= 4, "Q3 runs in several stages: {page}");
+    let report = kiln.model("segments").unwrap().report().unwrap().clone();
+    let shots = tempfile::tempdir().unwrap();
+    let out = kiln_tests::reference::reference(
+        "browse_ui.py",
+        &serde_json::json!({
+            "url": url,
+            "screenshots": shots.path(),
+            "job": query_job,
+            "stages": stages,
+            "failed_job": failed_job,
+            "executors": 2,
+            "fit": "fit-0",
+            "points": report.loss_curve.len(),
+            "model": "segments",
+        }),
+    );
+    let saved = out["screenshots"].as_array().unwrap();
+    assert_eq!(saved.len(), 8, "{out}");
+    for shot in saved {
+        let bytes = std::fs::read(shot.as_str().unwrap()).unwrap();
+        assert!(bytes.starts_with(b"\x89PNG"), "{shot}");
+    }
+    eprintln!("screenshots: {}", shots.path().display());
+    if let Ok(keep) = std::env::var("KILN_UI_SCREENSHOTS") {
+        for shot in saved {
+            let from = std::path::PathBuf::from(shot.as_str().unwrap());
+            let _ = std::fs::create_dir_all(&keep);
+            let _ = std::fs::copy(
+                &from,
+                std::path::Path::new(&keep).join(from.file_name().unwrap()),
+            );
+        }
+    }
+}

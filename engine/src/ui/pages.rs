@@ -41,7 +41,9 @@ fn bytes(n: u64) -> String {
 }
 
 fn secs(s: f64) -> String {
-    if s < 1.0 {
+    if s < 0.01 {
+        format!("{:.2} ms", s * 1000.0)
+    } else if s < 1.0 {
         format!("{:.0} ms", s * 1000.0)
     } else {
         format!("{s:.2} s")
@@ -318,7 +320,7 @@ pub(crate) fn fit(state: &State, base: &str, f: &FitView) -> String {
     body.push_str("<h2>Loss</h2>");
     body.push_str(&svg::line_chart("loss", &points, "kernel round", "loss"));
     body.push_str(
-        r#"<h2>Iterations</h2><table id="iterations"><tr><th>Round</th><th>Iteration</th><th>Loss</th><th>Round</th><th>Kernel compute</th><th>Serialization + network</th><th>Driver merge</th><th>Update</th><th>Bytes</th></tr>"#,
+        r#"<h2>Iterations</h2><table id="iterations"><tr><th>Round</th><th>Iteration</th><th>Loss</th><th>Round time</th><th>Kernel compute</th><th>Serialization + network</th><th>Driver merge</th><th>Update</th><th>Bytes</th></tr>"#,
     );
     for i in &f.iterations {
         let _ = write!(
