@@ -60,6 +60,9 @@ async fn run_plan(
     session: &crate::context::SessionInner,
     plan: Arc<dyn ExecutionPlan>,
 ) -> Result<Vec<RecordBatch>> {
+    if let Some(analyze) = plan.downcast_ref::<datafusion::physical_plan::analyze::AnalyzeExec>() {
+        return explain_analyze(session, analyze).await;
+    }
     if crate::distributed::runs_on_driver(&plan) {
         return crate::distributed::collect_on_driver(session, plan).await;
     }
@@ -71,6 +74,86 @@ async fn run_plan(
     }
     let graph = cut_stages(plan)?;
     job::run_graph(session, &graph).await
+}
+
+/// `EXPLAIN ANALYZE` of a distributed query: runs it as a job and shows every stage's
+/// operators with their metrics summed over the stage's tasks (as reported by the executors),
+/// not only the driver's last step.
+async fn explain_analyze(
+    session: &crate::context::SessionInner,
+    analyze: &datafusion::physical_plan::analyze::AnalyzeExec,
+) -> Result<Vec<RecordBatch>> {
+    use crate::scheduler::Event;
+    let input = Arc::clone(analyze.input());
+    let graph = cut_stages(input)?;
+    let job_id = session.next_job_id();
+    let mut events = session.events.subscribe();
+    let watched = job_id.clone();
+    // Collected while the job runs, so the stream's buffer never overflows.
+    let collector = tokio::spawn(async move {
+        let mut stages: Vec<(u32, usize, Vec<u32>, Vec<crate::scheduler::Operator>)> = Vec::new();
+        loop {
+            match events.recv().await {
+                Ok(Event::StageSubmitted {
+                    job,
+                    stage,
+                    tasks,
+                    parents,
+                    ..
+                }) if job == watched => stages.push((stage, tasks, parents, Vec::new())),
+                Ok(Event::TaskFinished {
+                    job,
+                    stage,
+                    failure: None,
+                    operators,
+                    ..
+                }) if job == watched => {
+                    if let Some(s) = stages.iter_mut().find(|s| s.0 == stage) {
+                        crate::status::add_operators(&mut s.3, &operators);
+                    }
+                }
+                Ok(Event::JobFinished { job, .. }) if job == watched => break,
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
+        }
+        stages
+    });
+    let started = std::time::Instant::now();
+    let outcome = job::run_graph_as(session, &graph, job_id.clone()).await;
+    let seconds = started.elapsed().as_secs_f64();
+    let stages = collector
+        .await
+        .map_err(|e| EngineError::Internal(format!("collecting the job's metrics: {e}")))?;
+    let batches = outcome?;
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let mut text = format!(
+        "Job {job_id}: {} stages, {rows} rows in {seconds:.3} s\n",
+        stages.len()
+    );
+    for (stage, tasks, parents, operators) in &stages {
+        let reads = if parents.is_empty() {
+            String::new()
+        } else {
+            let p: Vec<String> = parents.iter().map(u32::to_string).collect();
+            format!(", reads stage {}", p.join(", "))
+        };
+        text.push_str(&format!("Stage {stage} ({tasks} tasks{reads}):\n"));
+        for line in crate::status::plan_with_metrics(operators).lines() {
+            text.push_str("  ");
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    let schema = analyze.schema();
+    let batch = RecordBatch::try_new(
+        Arc::clone(&schema),
+        vec![
+            Arc::new(arrow::array::StringArray::from(vec!["Plan with Metrics"])),
+            Arc::new(arrow::array::StringArray::from(vec![text])),
+        ],
+    )?;
+    Ok(vec![batch])
 }
 
 /// Planning runs its subqueries as DataFrames of the session.

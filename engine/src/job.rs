@@ -37,13 +37,19 @@ pub(crate) async fn run_graph(
     session: &SessionInner,
     graph: &StageGraph,
 ) -> Result<Vec<RecordBatch>> {
-    run_job(
-        session,
-        graph,
-        None,
-        session.next_job_id(),
-        |root, maps| async move { read_result(session, graph, &root, maps).await },
-    )
+    run_graph_as(session, graph, session.next_job_id()).await
+}
+
+/// As [`run_graph`], as the job `job_id` (from [`SessionInner::next_job_id`]), so that a
+/// caller can pick the job's events out of the session's stream.
+pub(crate) async fn run_graph_as(
+    session: &SessionInner,
+    graph: &StageGraph,
+    job_id: String,
+) -> Result<Vec<RecordBatch>> {
+    run_job(session, graph, None, job_id, |root, maps| async move {
+        read_result(session, graph, &root, maps).await
+    })
     .await
 }
 
@@ -534,7 +540,13 @@ impl<'a> Job<'a> {
         seconds: f64,
         outcome: std::result::Result<&MapStatus, String>,
     ) {
-        let (rows, bytes) = outcome.as_ref().map_or((0, 0), |m| (m.rows, m.bytes));
+        let (rows, bytes, operators) = outcome.as_ref().map_or((0, 0, Vec::new()), |m| {
+            (
+                m.rows,
+                m.bytes,
+                crate::scheduler::Operator::of(&m.operators),
+            )
+        });
         self.session.events.emit(Event::TaskFinished {
             job: self.job_id.clone(),
             stage: task.stage_id,
@@ -545,6 +557,7 @@ impl<'a> Job<'a> {
             failure: outcome.err(),
             rows,
             bytes,
+            operators,
         });
     }
 
@@ -644,7 +657,9 @@ impl<'a> Job<'a> {
                 },
             );
             match status.outcome {
-                Some(TaskOutcome::Success(map)) => {
+                Some(TaskOutcome::Success(mut map)) => {
+                    // Reported to the listeners above; downstream tasks need only the output.
+                    map.operators = Vec::new();
                     if Some(stage) != self.graph.result_stage().map(|s| s.id) {
                         self.session
                             .metrics

@@ -179,6 +179,9 @@ pub enum Event {
         /// Bytes it wrote.
         #[serde(default)]
         bytes: u64,
+        /// Its operators with their metrics, in pre-order (empty when it failed).
+        #[serde(default)]
+        operators: Vec<Operator>,
     },
     /// Every task of a stage has an accepted output.
     StageFinished {
@@ -305,6 +308,35 @@ pub(crate) async fn described<F: std::future::Future>(text: Arc<str>, work: F) -
 /// The description of the jobs started now, if [`described`] set one.
 pub(crate) fn description() -> Option<String> {
     DESCRIPTION.try_with(|d| d.to_string()).ok()
+}
+
+/// One operator of a task's plan with what it measured, as executors report it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Operator {
+    /// Depth in the plan (0: the root).
+    pub depth: u32,
+    /// The operator as one line.
+    pub name: String,
+    /// Metric values by name (times in nanoseconds, sizes in bytes).
+    pub metrics: Vec<(String, u64)>,
+}
+
+impl Operator {
+    /// The operators of a task's status.
+    pub(crate) fn of(reported: &[kiln_planner::task::OperatorMetrics]) -> Vec<Self> {
+        reported
+            .iter()
+            .map(|o| Operator {
+                depth: o.depth,
+                name: o.name.clone(),
+                metrics: o
+                    .metrics
+                    .iter()
+                    .map(|m| (m.name.clone(), m.value))
+                    .collect(),
+            })
+            .collect()
+    }
 }
 
 /// The version of the event log's format: its first line is a `session_started` event

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use kiln_ml::TrainingReport;
 
-use crate::scheduler::{Event, Listener, Stamped};
+use crate::scheduler::{Event, Listener, Operator, Stamped};
 
 /// Jobs kept: older ones are forgotten first (Spark's `spark.ui.retainedJobs`).
 const RETAINED_JOBS: usize = 1000;
@@ -35,6 +35,8 @@ pub(crate) struct StageView {
     pub(crate) submitted: f64,
     pub(crate) finished: Option<f64>,
     pub(crate) attempts: Vec<AttemptView>,
+    /// The operators with their metrics summed over the successful attempts.
+    pub(crate) operators: Vec<Operator>,
 }
 
 impl StageView {
@@ -58,6 +60,28 @@ impl StageView {
             .iter()
             .filter(|a| a.failure.is_none() && seen.insert(a.partition))
             .fold((0, 0), |(r, b), a| (r + a.rows, b + a.bytes))
+    }
+
+    /// A metric summed over the stage's operators (`spilled_bytes`, ...).
+    pub(crate) fn metric(&self, name: &str) -> u64 {
+        self.operators
+            .iter()
+            .flat_map(|o| o.metrics.iter())
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v)
+            .sum()
+    }
+
+    /// Rows the stage's leaf operators (its scans) produced.
+    pub(crate) fn leaf_rows(&self) -> u64 {
+        let ops = &self.operators;
+        ops.iter()
+            .enumerate()
+            .filter(|(i, o)| ops.get(i + 1).is_none_or(|next| next.depth <= o.depth))
+            .flat_map(|(_, o)| o.metrics.iter())
+            .filter(|(n, _)| n == "output_rows")
+            .map(|(_, v)| v)
+            .sum()
     }
 
     /// Seconds from submission to the last task's end (so far, while running).
@@ -239,6 +263,7 @@ impl State {
                         submitted: time,
                         finished: None,
                         attempts: Vec::new(),
+                        operators: Vec::new(),
                     });
                 }
             }
@@ -252,11 +277,15 @@ impl State {
                 failure,
                 rows,
                 bytes,
+                operators,
             } => {
                 if let Some(s) = self
                     .job_mut(job)
                     .and_then(|j| j.stages.iter_mut().rev().find(|s| s.id == *stage))
                 {
+                    if failure.is_none() {
+                        add_operators(&mut s.operators, operators);
+                    }
                     s.attempts.push(AttemptView {
                         partition: *partition,
                         attempt: *attempt,
@@ -440,4 +469,65 @@ impl Listener for Status {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         state.apply(event);
     }
+}
+
+/// Adds one task's operators to a stage's sums (the same plan: metric by metric, by position).
+pub(crate) fn add_operators(sum: &mut Vec<Operator>, task: &[Operator]) {
+    if sum.is_empty() || sum.len() != task.len() {
+        if sum.is_empty() {
+            sum.extend_from_slice(task);
+        }
+        return;
+    }
+    for (total, one) in sum.iter_mut().zip(task) {
+        for (name, value) in &one.metrics {
+            match total.metrics.iter_mut().find(|(n, _)| n == name) {
+                Some((_, v)) => *v += value,
+                None => total.metrics.push((name.clone(), *value)),
+            }
+        }
+    }
+}
+
+/// A metric value for people: times (nanoseconds) as durations, sizes as bytes.
+fn metric_text(name: &str, value: u64) -> String {
+    if name.contains("time") || name.contains("elapsed") {
+        let ns = value as f64;
+        if ns >= 1e9 {
+            format!("{:.2}s", ns / 1e9)
+        } else if ns >= 1e6 {
+            format!("{:.2}ms", ns / 1e6)
+        } else {
+            format!("{:.2}µs", ns / 1e3)
+        }
+    } else if name.contains("bytes") {
+        if value >= 1 << 20 {
+            format!("{:.1} MB", value as f64 / f64::from(1u32 << 20))
+        } else if value >= 1 << 10 {
+            format!("{:.1} KB", value as f64 / 1024.0)
+        } else {
+            format!("{value} B")
+        }
+    } else {
+        value.to_string()
+    }
+}
+
+/// A stage's operators with their metrics, one per line, indented by depth (as DataFusion's
+/// `EXPLAIN ANALYZE` prints a plan).
+pub(crate) fn plan_with_metrics(operators: &[Operator]) -> String {
+    let mut out = String::new();
+    for op in operators {
+        let metrics: Vec<String> = op
+            .metrics
+            .iter()
+            .map(|(n, v)| format!("{n}={}", metric_text(n, *v)))
+            .collect();
+        out.push_str(&"  ".repeat(op.depth as usize));
+        out.push_str(&op.name);
+        out.push_str(", metrics=[");
+        out.push_str(&metrics.join(", "));
+        out.push_str("]\n");
+    }
+    out
 }

@@ -27,7 +27,8 @@ use kiln_ml::{CachedPartition, Kernel, MlError, Precision};
 use kiln_planner::functions::kiln_udfs;
 use kiln_planner::task::{
     CacheSpec, ErrorClass, ErrorDetail, FailureKind, KernelPartial, KernelRequest, KernelResponse,
-    MapStatus, StageInput, TaskDefinition, TaskFailure, TaskOutcome, TaskStatus,
+    MapStatus, MetricValue, OperatorMetrics, StageInput, TaskDefinition, TaskFailure, TaskOutcome,
+    TaskStatus,
 };
 use kiln_planner::{plan_from_bytes, ReadMode, UnresolvedShuffleExec};
 
@@ -182,6 +183,7 @@ impl ExecutorRuntime {
             rows,
             bytes,
             executor_id: self.id.clone(),
+            operators: operator_metrics(&plan),
         })
     }
 
@@ -311,21 +313,75 @@ impl ExecutorRuntime {
                 schema,
                 futures::stream::iter([Ok(count)]),
             ));
-            return write_task_output(stream, None, 1, &root, &id).await;
+            let mut status = write_task_output(stream, None, 1, &root, &id).await?;
+            status.operators = operator_metrics(&plan);
+            return Ok(status);
         }
-        if let Some(repartition) = plan.downcast_ref::<RepartitionExec>() {
+        let (mut status, ran) = if let Some(repartition) = plan.downcast_ref::<RepartitionExec>() {
             let input = Arc::clone(repartition.input());
             let input_partitions = input.output_partitioning().partition_count();
             let partitioning = repartition.partitioning().clone();
             let reduce = partitioning.partition_count();
             let partitioner = new_partitioner(partitioning, partition, input_partitions)?;
             let stream = input.execute(partition, task_ctx)?;
-            write_task_output(stream, Some(partitioner), reduce, &root, &id).await
+            let status = write_task_output(stream, Some(partitioner), reduce, &root, &id).await?;
+            (status, input)
         } else {
             let stream = plan.execute(partition, task_ctx)?;
-            write_task_output(stream, None, 1, &root, &id).await
+            let status = write_task_output(stream, None, 1, &root, &id).await?;
+            (status, plan)
+        };
+        status.operators = operator_metrics(&ran);
+        Ok(status)
+    }
+}
+
+/// The operators of a plan that ran, in pre-order, with their metrics summed by name (the
+/// `CooperativeExec` wrappers this executor adds are left out).
+fn operator_metrics(plan: &Arc<dyn ExecutionPlan>) -> Vec<OperatorMetrics> {
+    fn visit(node: &Arc<dyn ExecutionPlan>, depth: u32, out: &mut Vec<OperatorMetrics>) {
+        if node.downcast_ref::<CooperativeExec>().is_some() {
+            for child in node.children() {
+                visit(child, depth, out);
+            }
+            return;
+        }
+        let mut metrics: Vec<MetricValue> = node
+            .metrics()
+            .map(|set| {
+                set.aggregate_by_name()
+                    .iter()
+                    .filter(|m| !m.value().name().ends_with("_timestamp"))
+                    .map(|m| MetricValue {
+                        name: m.value().name().to_string(),
+                        value: m.value().as_usize() as u64,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        // Rows and compute time first, then by name: the same order from every task.
+        let rank = |name: &str| match name {
+            "output_rows" => 0,
+            "elapsed_compute" => 1,
+            _ => 2,
+        };
+        metrics.sort_by(|a, b| (rank(&a.name), &a.name).cmp(&(rank(&b.name), &b.name)));
+        out.push(OperatorMetrics {
+            depth,
+            name: datafusion::physical_plan::displayable(node.as_ref())
+                .one_line()
+                .to_string()
+                .trim_end()
+                .to_string(),
+            metrics,
+        });
+        for child in node.children() {
+            visit(child, depth + 1, out);
         }
     }
+    let mut out = Vec::new();
+    visit(plan, 0, &mut out);
+    out
 }
 
 /// `plan` with a [`CooperativeExec`] on every operator's input, so that a task hands its

@@ -193,6 +193,36 @@ pub struct MapStatus {
     /// The executor that ran the task.
     #[prost(string, tag = "8")]
     pub executor_id: String,
+    /// The task's operators with their metrics, in pre-order. Reported to the driver with the
+    /// task's status; the driver takes them out before the status goes to downstream tasks.
+    #[prost(message, repeated, tag = "9")]
+    pub operators: Vec<OperatorMetrics>,
+}
+
+/// One operator of a task's plan and what it measured (DataFusion's metrics, summed over the
+/// operator's instances by name).
+#[derive(Clone, PartialEq, Message)]
+pub struct OperatorMetrics {
+    /// Depth in the plan (0: the root).
+    #[prost(uint32, tag = "1")]
+    pub depth: u32,
+    /// The operator, as one line (`AggregateExec: mode=Partial, gby=[...]`).
+    #[prost(string, tag = "2")]
+    pub name: String,
+    /// Metric values by name (`output_rows`, `elapsed_compute` in nanoseconds, ...).
+    #[prost(message, repeated, tag = "3")]
+    pub metrics: Vec<MetricValue>,
+}
+
+/// One named metric value.
+#[derive(Clone, PartialEq, Message)]
+pub struct MetricValue {
+    /// The metric's name.
+    #[prost(string, tag = "1")]
+    pub name: String,
+    /// Its value (times in nanoseconds, sizes in bytes).
+    #[prost(uint64, tag = "2")]
+    pub value: u64,
 }
 
 /// One reduce partition's slice of a map output object: a self-contained Arrow IPC stream.

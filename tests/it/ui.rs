@@ -135,8 +135,11 @@ async fn the_ui_shows_jobs_stages_tasks_executors_fits_and_models() {
         stages
     );
     assert!(element(&job, "svg", "dag").contains("class=\"edge\""));
+    // Every stage's plan carries the metrics its tasks reported.
+    assert!(job.contains("HashJoinExec"), "{job}");
+    assert_eq!(job.matches("<pre class=\"plan\">").count(), stages);
     assert!(
-        job.contains("HashJoinExec") || job.contains("ShuffleReader"),
+        job.matches("metrics=[output_rows=").count() >= stages,
         "{job}"
     );
     // A stage: every task's attempt, on the executors, with its rows; the timeline.
@@ -641,4 +644,34 @@ async fn a_browser_opens_every_page_after_a_tpch_query_and_a_kmeans_train() {
             );
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_analyze_shows_every_stage_of_a_distributed_query() {
+    let kiln = Session::builder()
+        .executors(2)
+        .slots_per_executor(1)
+        .broadcast_threshold(0)
+        .build()
+        .await
+        .unwrap();
+    let batches = kiln
+        .sql(&format!("EXPLAIN ANALYZE {JOIN_QUERY}"))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let text = arrow::util::pretty::pretty_format_batches(&batches)
+        .unwrap()
+        .to_string();
+    let stages = text.matches("Stage ").count();
+    assert!(stages >= 4, "{text}");
+    // The scans, the join and the aggregation ran on executors; their rows are counted.
+    assert!(text.contains("LazyMemoryExec"), "{text}");
+    assert!(text.contains("HashJoinExec"), "{text}");
+    assert!(text.contains("mode=Partial"), "{text}");
+    assert!(text.contains("output_rows=20000"), "{text}");
+    assert!(text.contains("output_rows=40000"), "{text}");
+    assert!(text.contains("10 rows in"), "{text}");
 }

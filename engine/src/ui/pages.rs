@@ -149,15 +149,29 @@ pub(crate) fn job(state: &State, base: &str, j: &JobView) -> String {
         format!("{base}/jobs/{}/stages/{s}", j.id)
     }));
     body.push_str(
-        r#"<table id="stages"><tr><th>Stage</th><th>Reads</th><th>Tasks</th><th>Attempts</th><th>Failed</th><th>Rows out</th><th>Bytes out</th><th>Time</th></tr>"#,
+        r#"<table id="stages"><tr><th>Stage</th><th>Reads</th><th>Tasks</th><th>Attempts</th><th>Failed</th><th>Rows in</th><th>Shuffle read</th><th>Rows out</th><th>Bytes out</th><th>Spilled</th><th>Time</th></tr>"#,
     );
     for s in &j.stages {
         let (rows, out) = s.output();
         let failed = s.attempts.iter().filter(|a| a.failure.is_some()).count();
         let parents: Vec<String> = s.parents.iter().map(u32::to_string).collect();
+        let (rows_in, shuffle_read) = s
+            .parents
+            .iter()
+            .filter_map(|p| j.stage(*p))
+            .map(|p| p.output())
+            .fold((0, 0), |(r, b), (pr, pb)| (r + pr, b + pb));
+        let rows_in = if s.parents.is_empty() {
+            s.leaf_rows()
+        } else {
+            rows_in
+        };
+        let spilled = s.metric("spilled_bytes");
         let _ = write!(
             body,
-            r#"<tr class="stage" data-stage="{id}"><td><a href="{base}/jobs/{job}/stages/{id}">{id}</a></td><td>{parents}</td><td class="num">{done}/{tasks}</td><td class="num">{attempts}</td><td class="num">{failed}</td><td class="num">{rows}</td><td class="num">{out}</td><td class="num">{time}</td></tr>"#,
+            r#"<tr class="stage" data-stage="{id}"><td><a href="{base}/jobs/{job}/stages/{id}">{id}</a></td><td>{parents}</td><td class="num">{done}/{tasks}</td><td class="num">{attempts}</td><td class="num">{failed}</td><td class="num">{rows_in}</td><td class="num">{read}</td><td class="num">{rows}</td><td class="num">{out}</td><td class="num">{spill}</td><td class="num">{time}</td></tr>"#,
+            read = bytes(shuffle_read),
+            spill = bytes(spilled),
             id = s.id,
             job = escape(&j.id),
             parents = parents.join(", "),
@@ -168,13 +182,18 @@ pub(crate) fn job(state: &State, base: &str, j: &JobView) -> String {
             time = secs(s.seconds(state.last)),
         );
     }
-    body.push_str("</table><h2>Plans</h2>");
+    body.push_str("</table><h2>Plans with metrics</h2>");
     for s in &j.stages {
+        let plan = if s.operators.is_empty() {
+            s.plan.clone()
+        } else {
+            crate::status::plan_with_metrics(&s.operators)
+        };
         let _ = write!(
             body,
             r#"<h3>Stage {}</h3><pre class="plan">{}</pre>"#,
             s.id,
-            escape(&s.plan)
+            escape(&plan)
         );
     }
     layout(state, base, &format!("Job {}", j.id), &body)
@@ -191,7 +210,11 @@ pub(crate) fn stage(state: &State, base: &str, j: &JobView, stage: u32) -> Optio
         tasks = s.tasks,
         out = bytes(out),
         time = secs(s.seconds(state.last)),
-        plan = escape(&s.plan),
+        plan = escape(&if s.operators.is_empty() {
+            s.plan.clone()
+        } else {
+            crate::status::plan_with_metrics(&s.operators)
+        }),
         timeline = svg::timeline(&s.attempts),
     );
     body.push_str(

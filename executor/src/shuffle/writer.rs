@@ -296,6 +296,7 @@ pub async fn write_task_output(
         rows: total_rows,
         bytes: offset,
         executor_id: id.executor_id.clone(),
+        operators: Vec::new(),
     })
 }
 
