@@ -42,6 +42,9 @@ struct Args {
     /// Only measure the read bandwidth over this many f64s and print it (the child process of
     /// [`bandwidth_now`]).
     measure_only: Option<usize>,
+    /// Also time k-means fits in a session that serves its web UI and writes its event log,
+    /// alternating with fits in the plain one.
+    watch: bool,
 }
 
 fn parse_args() -> Result<Args, BoxError> {
@@ -54,6 +57,7 @@ fn parse_args() -> Result<Args, BoxError> {
         bandwidth_gbs: 29.0,
         python: PathBuf::from(".venv/bin/python"),
         measure_only: None,
+        watch: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -67,6 +71,7 @@ fn parse_args() -> Result<Args, BoxError> {
             "--bandwidth-gbs" => args.bandwidth_gbs = value()?.parse()?,
             "--python" => args.python = PathBuf::from(value()?),
             "--measure-bandwidth" => args.measure_only = Some(value()?.parse()?),
+            "--watch" => args.watch = true,
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
@@ -260,6 +265,11 @@ async fn main() -> Result<(), BoxError> {
     let lr_rounds = kiln.metrics().kernel_rounds - rounds;
     let kiln_peak = kiln_tests::peak_rss_mib();
     let gbs_after_lr = bandwidth_now(values)?;
+    let watched = if args.watch {
+        Some(watch_overhead(&args, &kiln, &data, &dir, &features, &init).await?)
+    } else {
+        None
+    };
     data.unpersist().await?;
 
     // Round trip on tiny data: what one iteration costs beyond the kernel, embedded and with
@@ -369,9 +379,71 @@ async fn main() -> Result<(), BoxError> {
         "| round trip on tiny data, ms/round (local_cluster(2), gRPC) | {:.3} | - | - |",
         cluster_per_round * 1e3
     );
+    if let Some((off, on)) = watched {
+        println!(
+            "| k-means ms/round with the web UI served and the event log written (median of {} fits alternating with fits without: {off:.1} ms) | {on:.1} | {sk_km_ms:.1} | {:.3}x of without |",
+            args.km_runs,
+            on / off
+        );
+    }
     println!(
         "| peak memory of the process, MiB (Kiln: cache + both fits; scikit-learn: data + both fits) | {kiln_peak:.0} | {:.0} | - |",
         f("peak_mib")
     );
     Ok(())
+}
+
+/// Milliseconds per kernel round of k-means fits without and with the web UI and the event
+/// log: `km_runs` fits in each session, alternating, after one warm-up fit in the watched one
+/// (the plain one warmed up in the main runs); the medians.
+async fn watch_overhead(
+    args: &Args,
+    plain_session: &Session,
+    plain: &kiln::ml::TrainingData,
+    dir: &std::path::Path,
+    features: &[String],
+    init: &[Vec<f64>],
+) -> Result<(f64, f64), BoxError> {
+    let logs = tempfile::tempdir()?;
+    let kiln = Session::builder()
+        .executors(2)
+        .slots_per_executor(1)
+        .ui_port(0)
+        .event_log_dir(logs.path().display().to_string())
+        .build()
+        .await?;
+    let df = kiln.read_parquet(&format!("{}/", dir.display())).await?;
+    let watched = df
+        .cache_training(
+            &Columns::new().features(features.to_vec()).label("label"),
+            true,
+            Precision::F64,
+        )
+        .await?;
+    km_ms_per_round(args, &watched, &kiln, init).await?;
+    let (mut off, mut on) = (Vec::new(), Vec::new());
+    for _ in 0..args.km_runs {
+        off.push(km_ms_per_round(args, plain, plain_session, init).await?);
+        on.push(km_ms_per_round(args, &watched, &kiln, init).await?);
+    }
+    watched.unpersist().await?;
+    Ok((kiln_benches::median(off), kiln_benches::median(on)))
+}
+
+/// One k-means fit on `data` (of `session`): milliseconds per kernel round.
+async fn km_ms_per_round(
+    args: &Args,
+    data: &kiln::ml::TrainingData,
+    session: &Session,
+    init: &[Vec<f64>],
+) -> Result<f64, BoxError> {
+    let trainer = KMeans::new(args.k)
+        .init(KMeansInit::Centers(init.to_vec()))
+        .tol(0.0)
+        .max_iter(args.iters)
+        .build()?;
+    let rounds = session.metrics().kernel_rounds;
+    let t = Instant::now();
+    data.fit(trainer).await?;
+    Ok(t.elapsed().as_secs_f64() * 1e3 / (session.metrics().kernel_rounds - rounds).max(1) as f64)
 }

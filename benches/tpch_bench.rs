@@ -10,6 +10,11 @@
 //! Each (engine, query) runs in its own child process so that peak memory (VmHWM) belongs to
 //! that run alone. A child runs the query once to warm up, then `reps` times, and reports the
 //! median wall time. The parent prints a table with the ratio Kiln / DataFusion.
+//!
+//! `--watch` measures what watching a session costs instead: Kiln with its web UI served and
+//! its event log written (`kiln-watched`) against Kiln without, in alternating child
+//! processes (`--pairs` of each, default 3; the median of their medians), with DataFusion's
+//! figure beside them.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -29,6 +34,8 @@ struct Args {
     compression: Option<String>,
     child: Option<(String, usize)>,
     queries: Vec<usize>,
+    watch: bool,
+    pairs: usize,
 }
 
 fn parse_args() -> Result<Args, BoxError> {
@@ -39,6 +46,8 @@ fn parse_args() -> Result<Args, BoxError> {
         compression: None,
         child: None,
         queries: QUERIES.to_vec(),
+        watch: false,
+        pairs: 3,
     };
     let mut dir = None;
     let mut it = std::env::args().skip(1);
@@ -49,6 +58,8 @@ fn parse_args() -> Result<Args, BoxError> {
             "--dir" => dir = Some(PathBuf::from(value()?)),
             "--reps" => args.reps = value()?.parse()?,
             "--shuffle-compression" => args.compression = Some(value()?),
+            "--watch" => args.watch = true,
+            "--pairs" => args.pairs = value()?.parse()?,
             "--queries" => {
                 args.queries = value()?
                     .split(',')
@@ -62,7 +73,7 @@ fn parse_args() -> Result<Args, BoxError> {
             }
             "--help" | "-h" => {
                 println!(
-                    "tpch-bench [--sf 1] [--dir data/tpch-sf1] [--reps 3] [--queries 1,3,6,18] [--shuffle-compression none|lz4|zstd]"
+                    "tpch-bench [--sf 1] [--dir data/tpch-sf1] [--reps 3] [--queries 1,3,6,18] [--shuffle-compression none|lz4|zstd] [--watch [--pairs 3]]"
                 );
                 std::process::exit(0);
             }
@@ -87,12 +98,18 @@ async fn run_child(
     let mut times = Vec::new();
     let mut first = String::new();
     match engine {
-        "kiln" | "kiln-cluster" => {
+        "kiln" | "kiln-cluster" | "kiln-watched" => {
             let mut builder = Session::builder()
                 .executors(2)
                 .slots_per_executor((cores / 2).max(1));
             if engine == "kiln-cluster" {
                 builder = builder.local_cluster(2);
+            }
+            let logs = tempfile::tempdir()?;
+            if engine == "kiln-watched" {
+                builder = builder
+                    .ui_port(0)
+                    .event_log_dir(logs.path().display().to_string());
             }
             if let Some(c) = compression {
                 builder = builder.shuffle_compression(match c {
@@ -180,6 +197,53 @@ fn main() -> Result<(), BoxError> {
         start.elapsed().as_secs_f64()
     );
     let exe = std::env::current_exe()?;
+    let run = |engine: &str, q: usize| -> Result<String, BoxError> {
+        let out = child_stdout(
+            Command::new(&exe)
+                .args(["--child", &format!("{engine}:{q}")])
+                .args(["--dir", &args.dir.display().to_string()])
+                .args(["--reps", &args.reps.to_string()])
+                .args(
+                    args.compression
+                        .iter()
+                        .flat_map(|c| ["--shuffle-compression".to_string(), c.clone()]),
+                ),
+            &format!("{engine} q{q}"),
+        )?;
+        let line = out.trim().to_string();
+        eprintln!("{line}");
+        Ok(line)
+    };
+    let num = |l: &str, k: &str| {
+        field(l, k)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    if args.watch {
+        println!("| query | DataFusion s | Kiln s | Kiln with UI + event log s | watched / not | answers agree |");
+        println!("|---|---|---|---|---|---|");
+        for q in args.queries.clone() {
+            let df = run("datafusion", q)?;
+            let (mut off, mut on) = (Vec::new(), Vec::new());
+            let mut agree = true;
+            for _ in 0..args.pairs {
+                let plain = run("kiln", q)?;
+                let watched = run("kiln-watched", q)?;
+                agree &= field(&plain, "first_row") == field(&df, "first_row")
+                    && field(&watched, "first_row") == field(&df, "first_row");
+                off.push(num(&plain, "seconds"));
+                on.push(num(&watched, "seconds"));
+            }
+            let (off, on) = (kiln_benches::median(off), kiln_benches::median(on));
+            println!(
+                "| Q{q} | {:.3} | {off:.3} | {on:.3} | {:.3}x | {} |",
+                num(&df, "seconds"),
+                on / off,
+                if agree { "yes" } else { "NO" }
+            );
+        }
+        return Ok(());
+    }
     println!(
         "| query | DataFusion s | Kiln s | time ratio | DataFusion MiB | Kiln MiB | memory ratio | Kiln local_cluster(2) s | cluster / embedded | answers agree |"
     );
@@ -187,27 +251,8 @@ fn main() -> Result<(), BoxError> {
     for q in args.queries.clone() {
         let mut results = Vec::new();
         for engine in ["datafusion", "kiln", "kiln-cluster"] {
-            let out = child_stdout(
-                Command::new(&exe)
-                    .args(["--child", &format!("{engine}:{q}")])
-                    .args(["--dir", &args.dir.display().to_string()])
-                    .args(["--reps", &args.reps.to_string()])
-                    .args(
-                        args.compression
-                            .iter()
-                            .flat_map(|c| ["--shuffle-compression".to_string(), c.clone()]),
-                    ),
-                &format!("{engine} q{q}"),
-            )?;
-            let line = out.trim().to_string();
-            eprintln!("{line}");
-            results.push(line);
+            results.push(run(engine, q)?);
         }
-        let num = |l: &str, k: &str| {
-            field(l, k)
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(f64::NAN)
-        };
         let (df, kiln, cluster) = (&results[0], &results[1], &results[2]);
         let (df_s, kiln_s) = (num(df, "seconds"), num(kiln, "seconds"));
         let cluster_s = num(cluster, "seconds");
