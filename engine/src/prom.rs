@@ -172,11 +172,7 @@ impl Prometheus {
 
     /// The text a scrape gets.
     pub(crate) fn render(&self) -> String {
-        let mut text = String::new();
-        if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
-            tracing::warn!(error = %e, "could not encode the metrics");
-        }
-        text
+        render(&self.registry)
     }
 
     fn executor(&self, id: &str, alive: bool) {
@@ -220,4 +216,103 @@ impl Listener for Prometheus {
             _ => {}
         }
     }
+}
+
+/// An executor's own metrics, read from its runtime at scrape time (none until it joined).
+struct ExecutorCounters(Arc<std::sync::OnceLock<Arc<kiln_executor::runtime::RuntimeStats>>>);
+
+impl std::fmt::Debug for ExecutorCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ExecutorCounters")
+    }
+}
+
+impl Collector for ExecutorCounters {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use std::sync::atomic::Ordering::Relaxed;
+        use prometheus_client::metrics::gauge::ConstGauge;
+        let Some(stats) = self.0.get() else {
+            return Ok(());
+        };
+        let counters: [(&str, &str, u64); 4] = [
+            (
+                "kiln_executor_tasks_succeeded",
+                "Task attempts this executor ran to success",
+                stats.tasks_succeeded.load(Relaxed),
+            ),
+            (
+                "kiln_executor_tasks_failed",
+                "Task attempts this executor ran that failed",
+                stats.tasks_failed.load(Relaxed),
+            ),
+            (
+                "kiln_executor_kernel_rounds",
+                "Kernel rounds this executor ran",
+                stats.kernel_rounds.load(Relaxed),
+            ),
+            (
+                "kiln_executor_partitions_reloaded",
+                "Cached partitions reloaded from the cache store",
+                stats.cache.reloads(),
+            ),
+        ];
+        for (name, help, value) in counters {
+            let counter = ConstCounter::new(value);
+            let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+            counter.encode(metric)?;
+        }
+        let seconds: [(&str, &str, u64); 2] = [
+            (
+                "kiln_executor_task_seconds",
+                "Seconds spent running tasks",
+                stats.task_nanos.load(Relaxed),
+            ),
+            (
+                "kiln_executor_kernel_seconds",
+                "Seconds spent in training kernels",
+                stats.kernel_nanos.load(Relaxed),
+            ),
+        ];
+        for (name, help, nanos) in seconds {
+            let counter = ConstCounter::new(nanos as f64 / 1e9);
+            let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+            counter.encode(metric)?;
+        }
+        let gauges: [(&str, &str, i64); 2] = [
+            (
+                "kiln_executor_cached_partitions",
+                "Cached training partitions held in memory",
+                i64::try_from(stats.cache.len()).unwrap_or(i64::MAX),
+            ),
+            (
+                "kiln_executor_cached_bytes",
+                "Bytes of cached training partitions held in memory",
+                i64::try_from(stats.cache.size_bytes()).unwrap_or(i64::MAX),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let gauge = ConstGauge::new(value);
+            let metric = encoder.encode_descriptor(name, help, None, gauge.metric_type())?;
+            gauge.encode(metric)?;
+        }
+        Ok(())
+    }
+}
+
+/// The `/metrics` text of an executor whose runtime `stats` will hold once it has joined.
+pub(crate) fn executor_registry(
+    stats: Arc<std::sync::OnceLock<Arc<kiln_executor::runtime::RuntimeStats>>>,
+) -> Registry {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(ExecutorCounters(stats)));
+    registry
+}
+
+/// Renders `registry` in Prometheus' text format.
+pub(crate) fn render(registry: &Registry) -> String {
+    let mut text = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut text, registry) {
+        tracing::warn!(error = %e, "could not encode the metrics");
+    }
+    text
 }

@@ -56,6 +56,16 @@ impl PartitionCache {
         before - map.len()
     }
 
+    /// Partitions held in memory.
+    pub fn len(&self) -> usize {
+        self.partitions.lock().map(|map| map.len()).unwrap_or(0)
+    }
+
+    /// Whether no partition is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Bytes held in memory by all cached partitions.
     pub fn size_bytes(&self) -> usize {
         self.partitions

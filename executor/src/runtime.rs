@@ -48,6 +48,24 @@ pub struct ExecutorRuntime {
     ctx: SessionContext,
     codec: Arc<dyn PhysicalExtensionCodec>,
     cache: Arc<PartitionCache>,
+    stats: Arc<RuntimeStats>,
+}
+
+/// What an executor has run, for its own `/metrics` (`kiln executor --metrics-port`).
+#[derive(Debug, Default)]
+pub struct RuntimeStats {
+    /// Task attempts that succeeded.
+    pub tasks_succeeded: std::sync::atomic::AtomicU64,
+    /// Task attempts that failed.
+    pub tasks_failed: std::sync::atomic::AtomicU64,
+    /// Nanoseconds spent running tasks.
+    pub task_nanos: std::sync::atomic::AtomicU64,
+    /// Kernel rounds run (one request of the driver's).
+    pub kernel_rounds: std::sync::atomic::AtomicU64,
+    /// Nanoseconds spent in kernels.
+    pub kernel_nanos: std::sync::atomic::AtomicU64,
+    /// The cached training partitions (their count, bytes and reloads).
+    pub cache: Arc<PartitionCache>,
 }
 
 impl std::fmt::Debug for ExecutorRuntime {
@@ -65,12 +83,22 @@ impl ExecutorRuntime {
         for udf in kiln_udfs() {
             ctx.register_udf(udf.as_ref().clone());
         }
+        let cache = Arc::new(PartitionCache::default());
         Self {
             id: id.into(),
             ctx,
             codec: executor_codec(),
-            cache: Arc::new(PartitionCache::default()),
+            stats: Arc::new(RuntimeStats {
+                cache: Arc::clone(&cache),
+                ..RuntimeStats::default()
+            }),
+            cache,
         }
+    }
+
+    /// What this executor has run so far (shared: it keeps counting).
+    pub fn stats(&self) -> Arc<RuntimeStats> {
+        Arc::clone(&self.stats)
     }
 
     /// This executor's id.
@@ -131,6 +159,13 @@ impl ExecutorRuntime {
         .await
         .map_err(|e| joined("kernel", e))??;
         let busy_seconds = partials.iter().map(|(_, _, s)| s).sum();
+        self.stats
+            .kernel_rounds
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.stats.kernel_nanos.fetch_add(
+            (compute_seconds * 1e9) as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         Ok(KernelResponse {
             partials: partials
                 .into_iter()
@@ -192,6 +227,7 @@ impl ExecutorRuntime {
     /// library crashing on a corrupt file, say) is caught here and reported naming the task
     /// and the files it was reading.
     pub async fn run_task(&self, task: &TaskDefinition) -> TaskStatus {
+        let started = std::time::Instant::now();
         let result = AssertUnwindSafe(self.try_run(task))
             .catch_unwind()
             .await
@@ -207,6 +243,16 @@ impl ExecutorRuntime {
                     message: panic_message(payload.as_ref()),
                 })
             });
+        let counter = if result.is_ok() {
+            &self.stats.tasks_succeeded
+        } else {
+            &self.stats.tasks_failed
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.stats.task_nanos.fetch_add(
+            u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let outcome = match result {
             Ok(status) => TaskOutcome::Success(status),
             Err(e) => TaskOutcome::Failure(failure_of(&e)),

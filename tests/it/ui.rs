@@ -675,3 +675,62 @@ async fn explain_analyze_shows_every_stage_of_a_distributed_query() {
     assert!(text.contains("output_rows=40000"), "{text}");
     assert!(text.contains("10 rows in"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_executor_serves_its_own_metrics() {
+    const TOKEN: &str = "executor-metrics-token-7c1";
+    let child: std::sync::Arc<std::sync::Mutex<Option<std::process::Child>>> = Default::default();
+    let started = std::sync::Arc::clone(&child);
+    let kiln = Session::builder()
+        .listen("127.0.0.1:0".parse().unwrap(), 1)
+        .auth_token(TOKEN)
+        .unwrap()
+        .ui_port(0)
+        .on_listen(move |addr| {
+            let c = Command::new(kiln_bin())
+                .args(["executor", "--driver", &format!("http://{addr}"), "--id", "m"])
+                .args(["--slots", "2", "--metrics-port", "0"])
+                .env(kiln::AUTH_TOKEN_ENV, TOKEN)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            *started.lock().unwrap() = Some(c);
+        })
+        .build()
+        .await
+        .unwrap();
+    let mut c = child.lock().unwrap().take().unwrap();
+    let result = async {
+        let mut stderr = BufReader::new(c.stderr.take().unwrap());
+        let mut line = String::new();
+        while !line.contains("metrics at http://") {
+            line.clear();
+            assert!(stderr.read_line(&mut line).unwrap() > 0, "no metrics line");
+        }
+        let url = line[line.find("http://").unwrap()..].trim().to_string();
+        kiln.sql(POINTS).await.unwrap().collect().await.unwrap();
+        kiln.sql("TRAIN MODEL km USING kmeans (k = 2, seed = 1, max_iter = 3) AS SELECT x, y FROM pts")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let (status, text) = get(&url);
+        assert_eq!(status, 200);
+        let all = samples(&text);
+        assert_eq!(
+            sample(&all, "kiln_executor_kernel_rounds_total"),
+            kiln.metrics().kernel_rounds as f64
+        );
+        assert!(sample(&all, "kiln_executor_tasks_succeeded_total") >= 2.0, "{text}");
+        assert!(sample(&all, "kiln_executor_kernel_seconds_total") > 0.0, "{text}");
+        // The driver's executors page shows where it connected from.
+        let (_, page) = get(&format!("{}executors", kiln.ui_url().unwrap()));
+        assert!(page.contains("127.0.0.1:"), "{page}");
+    }
+    .await;
+    let _ = c.kill();
+    let _ = c.wait();
+    result
+}

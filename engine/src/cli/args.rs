@@ -85,6 +85,13 @@ pub(crate) struct ExecutorArgs {
     /// Memory for running tasks, with a binary suffix: 512m, 4g.
     #[arg(long, value_name = "SIZE", value_parser = size)]
     pub(crate) memory: Option<usize>,
+    /// Serve this executor's own /metrics (Prometheus) on this port (0: any free port,
+    /// printed on standard error) [default: none].
+    #[arg(long, value_name = "PORT", env = "KILN_EXECUTOR_METRICS_PORT")]
+    pub(crate) metrics_port: Option<u16>,
+    /// The address the metrics listen on (off loopback they need $KILN_AUTH_TOKEN).
+    #[arg(long, value_name = "ADDRESS", default_value = "127.0.0.1")]
+    pub(crate) metrics_host: String,
     /// The name this executor asks for (the driver makes it unique) [default: exec-PID].
     #[arg(long, value_name = "NAME")]
     pub(crate) id: Option<String>,

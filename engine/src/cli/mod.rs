@@ -336,6 +336,24 @@ fn executor(args: &ExecutorArgs) -> Result<(), String> {
     let driver = args.driver.clone();
     let joined = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let joined_once = Arc::clone(&joined);
+    let stats: Arc<std::sync::OnceLock<Arc<kiln_executor::runtime::RuntimeStats>>> =
+        Arc::default();
+    let _metrics = match args.metrics_port {
+        Some(port) => {
+            let server = runtime
+                .block_on(crate::ui::serve(
+                    &args.metrics_host,
+                    port,
+                    crate::ui::executor_metrics(crate::prom::executor_registry(Arc::clone(&stats))),
+                    std::env::var(crate::AUTH_TOKEN_ENV).ok(),
+                ))
+                .map_err(|e| e.to_string())?;
+            eprintln!("kiln executor: metrics at http://{}/metrics", server.addr());
+            Some(server)
+        }
+        None => None,
+    };
+    let stats_once = Arc::clone(&stats);
     let served = runtime.block_on(run_executor(options, move |id, config| {
         // The one line a container's log shows of a healthy executor.
         eprintln!("kiln executor: joined the driver at {driver} as {id}");
@@ -346,7 +364,9 @@ fn executor(args: &ExecutorArgs) -> Result<(), String> {
             builder = builder.with_memory_limit(limit, 1.0);
         }
         let env = builder.build_arc()?;
-        Ok(ExecutorRuntime::new(id, config, env))
+        let runtime = ExecutorRuntime::new(id, config, env);
+        let _ = stats_once.set(runtime.stats());
+        Ok(runtime)
     }));
     match served {
         Ok(()) => eprintln!("kiln executor: the driver is gone; exiting"),

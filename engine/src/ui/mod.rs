@@ -350,3 +350,23 @@ pub(crate) fn history(states: Vec<State>) -> Router {
     }
     router
 }
+
+/// An executor's `/metrics` (and nothing else), from `registry`.
+pub(crate) fn executor_metrics(registry: prometheus_client::registry::Registry) -> Router {
+    let registry = Arc::new(registry);
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let registry = Arc::clone(&registry);
+            async move {
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    crate::prom::render(&registry),
+                )
+            }
+        }),
+    )
+}
