@@ -229,8 +229,8 @@ impl std::fmt::Debug for ExecutorCounters {
 
 impl Collector for ExecutorCounters {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        use std::sync::atomic::Ordering::Relaxed;
         use prometheus_client::metrics::gauge::ConstGauge;
+        use std::sync::atomic::Ordering::Relaxed;
         let Some(stats) = self.0.get() else {
             return Ok(());
         };

@@ -39,9 +39,10 @@ pub struct TrainingReport {
     pub rows_per_second: Vec<(String, f64)>,
     /// The objective (loss, cost) after each iteration, where the algorithm reports one.
     pub loss_curve: Vec<f64>,
-    /// Quality on a validation set, when one was given: `(metric, value)`, e.g.
-    /// `("accuracy", 0.93)`, `("auc", 0.97)` or `("rmse", 1.2)`.
-    pub validation: Option<(String, f64)>,
+    /// Quality on a validation set, when one was given: `(metric, value)` pairs as the
+    /// model's evaluator computes them — `accuracy`, `roc_auc`, ... for a classifier, `rmse`,
+    /// `r2`, ... for a regression. Empty without a validation set.
+    pub validation: Vec<(String, f64)>,
 }
 
 impl TrainingReport {
@@ -82,7 +83,7 @@ impl TrainingReport {
         if let Some(last) = self.loss_curve.last() {
             rows.push(("final loss".into(), format!("{last}")));
         }
-        if let Some((metric, value)) = &self.validation {
+        for (metric, value) in &self.validation {
             rows.push((format!("validation {metric}"), format!("{value}")));
         }
         rows

@@ -161,11 +161,13 @@ class Model:
         loaded from files): ``training_seconds``, ``compute_seconds``,
         ``overhead_seconds``, ``communication_overhead_pct``, ``bytes_per_iteration``,
         ``utilization_pct``, ``slots``, ``rows_per_second`` (per executor),
-        ``loss_curve``, ``iterations``, ``rows``, ``cache_seconds`` and ``validation``."""
+        ``loss_curve``, ``iterations``, ``rows``, ``cache_seconds`` and ``validation`` (metric
+        name to value, from SQL ``TRAIN ... (validation = 'table')``)."""
         report = json.loads(self._native.report_json())
         if report is None:
             return None
         report["rows_per_second"] = {e: float(r) for e, r in report["rows_per_second"]}
+        report["validation"] = {m: float(v) for m, v in report["validation"]}
         return report
 
     def _registered_in(self, session: Session) -> str:

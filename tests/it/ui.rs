@@ -688,7 +688,13 @@ async fn an_executor_serves_its_own_metrics() {
         .ui_port(0)
         .on_listen(move |addr| {
             let c = Command::new(kiln_bin())
-                .args(["executor", "--driver", &format!("http://{addr}"), "--id", "m"])
+                .args([
+                    "executor",
+                    "--driver",
+                    &format!("http://{addr}"),
+                    "--id",
+                    "m",
+                ])
                 .args(["--slots", "2", "--metrics-port", "0"])
                 .env(kiln::AUTH_TOKEN_ENV, TOKEN)
                 .stdout(Stdio::null())
@@ -710,12 +716,14 @@ async fn an_executor_serves_its_own_metrics() {
         }
         let url = line[line.find("http://").unwrap()..].trim().to_string();
         kiln.sql(POINTS).await.unwrap().collect().await.unwrap();
-        kiln.sql("TRAIN MODEL km USING kmeans (k = 2, seed = 1, max_iter = 3) AS SELECT x, y FROM pts")
-            .await
-            .unwrap()
-            .collect()
-            .await
-            .unwrap();
+        kiln.sql(
+            "TRAIN MODEL km USING kmeans (k = 2, seed = 1, max_iter = 3) AS SELECT x, y FROM pts",
+        )
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
         let (status, text) = get(&url);
         assert_eq!(status, 200);
         let all = samples(&text);
@@ -723,8 +731,14 @@ async fn an_executor_serves_its_own_metrics() {
             sample(&all, "kiln_executor_kernel_rounds_total"),
             kiln.metrics().kernel_rounds as f64
         );
-        assert!(sample(&all, "kiln_executor_tasks_succeeded_total") >= 2.0, "{text}");
-        assert!(sample(&all, "kiln_executor_kernel_seconds_total") > 0.0, "{text}");
+        assert!(
+            sample(&all, "kiln_executor_tasks_succeeded_total") >= 2.0,
+            "{text}"
+        );
+        assert!(
+            sample(&all, "kiln_executor_kernel_seconds_total") > 0.0,
+            "{text}"
+        );
         // The driver's executors page shows where it connected from.
         let (_, page) = get(&format!("{}executors", kiln.ui_url().unwrap()));
         assert!(page.contains("127.0.0.1:"), "{page}");
@@ -733,4 +747,70 @@ async fn an_executor_serves_its_own_metrics() {
     let _ = c.kill();
     let _ = c.wait();
     result
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_validation_set_puts_the_models_quality_in_its_report() {
+    let kiln = Session::builder().executors(2).build().await.unwrap();
+    for (name, cut) in [
+        ("train_rows", "value % 5 <> 0"),
+        ("holdout", "value % 5 = 0"),
+    ] {
+        kiln.sql(&format!(
+            "CREATE TABLE {name} AS SELECT CAST(value % 10 AS DOUBLE) AS x, \
+             CAST((value * 7) % 13 AS DOUBLE) AS z, CAST(value % 10 > 4 AS DOUBLE) AS label \
+             FROM generate_series(1, 2000) WHERE {cut}"
+        ))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    }
+    let rows = kiln
+        .sql("EXPLAIN ANALYZE TRAIN MODEL churn USING logistic_regression (max_iter = 30, validation = 'holdout') AS SELECT x, z, label FROM train_rows")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let text = arrow::util::pretty::pretty_format_batches(&rows)
+        .unwrap()
+        .to_string();
+    assert!(text.contains("validation accuracy"), "{text}");
+    assert!(text.contains("validation roc_auc"), "{text}");
+    let report = kiln.model("churn").unwrap().report().unwrap().clone();
+    let accuracy = report
+        .validation
+        .iter()
+        .find(|(m, _)| m == "accuracy")
+        .map(|(_, v)| *v)
+        .unwrap();
+    // The same figure EVALUATE gives on the held-out rows.
+    let evaluated = kiln
+        .sql("SELECT accuracy FROM EVALUATE(MODEL churn, (SELECT * FROM holdout))")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let expected = evaluated[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<arrow::array::Float64Array>()
+        .unwrap()
+        .value(0);
+    assert_eq!(accuracy, expected);
+    assert!(accuracy > 0.9, "{report:?}");
+    // A query works as well as a table; anything else is refused by name.
+    kiln.sql("TRAIN MODEL r USING linear_regression (validation = 'SELECT * FROM holdout') AS SELECT x, z, label FROM train_rows")
+        .await
+        .unwrap();
+    let r = kiln.model("r").unwrap().report().unwrap().clone();
+    assert!(r.validation.iter().any(|(m, _)| m == "rmse"), "{r:?}");
+    let e = kiln
+        .sql("TRAIN MODEL bad USING kmeans (k = 2, validation = 3) AS SELECT x, z FROM train_rows")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("validation"), "{e}");
 }

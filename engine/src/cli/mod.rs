@@ -336,8 +336,7 @@ fn executor(args: &ExecutorArgs) -> Result<(), String> {
     let driver = args.driver.clone();
     let joined = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let joined_once = Arc::clone(&joined);
-    let stats: Arc<std::sync::OnceLock<Arc<kiln_executor::runtime::RuntimeStats>>> =
-        Arc::default();
+    let stats: Arc<std::sync::OnceLock<Arc<kiln_executor::runtime::RuntimeStats>>> = Arc::default();
     let _metrics = match args.metrics_port {
         Some(port) => {
             let server = runtime

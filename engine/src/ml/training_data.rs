@@ -647,7 +647,7 @@ impl Measured {
             slots,
             rows_per_second,
             loss_curve: self.losses.clone(),
-            validation: None,
+            validation: Vec::new(),
         }
     }
 }

@@ -118,6 +118,7 @@ async fn execute(session: &Session, statement: KilnStatement) -> Result<DataFram
     match statement {
         KilnStatement::Train(t) => train(session, &t).await,
         KilnStatement::ExplainTrain(t) => {
+            let (_, t) = validation_of(&t)?;
             let (estimator, columns) = estimator(&t)?;
             let df = session.sql(&t.query).await?;
             let plan = LazyModel::new(estimator, &df, &columns)?.explain().await?;
@@ -292,7 +293,38 @@ fn all_settings(session: &Session) -> Vec<crate::config::Setting> {
 
 /// `TRAIN MODEL` / `CREATE MODEL`: fits, registers, saves to the catalog, and answers with a
 /// row of what training did.
+/// The `validation` parameter of a `TRAIN`: the query (a table name, or a `SELECT`) whose
+/// rows the trained model is evaluated on, and the statement without it.
+fn validation_of(t: &TrainModel) -> Result<(Option<String>, TrainModel)> {
+    let mut rest = t.clone();
+    let Some(at) = rest.params.iter().position(|p| p.name == "validation") else {
+        return Ok((None, rest));
+    };
+    let param = rest.params.remove(at);
+    let parse::ParamValue::Text(text) = &param.value else {
+        return Err(error_at(
+            param.at,
+            "validation takes a table name or a query in quotes, e.g. validation = 'holdout'",
+        ));
+    };
+    let text = text.trim();
+    let query = if text
+        .get(..6)
+        .is_some_and(|w| w.eq_ignore_ascii_case("select"))
+        || text
+            .get(..4)
+            .is_some_and(|w| w.eq_ignore_ascii_case("with"))
+    {
+        text.to_string()
+    } else {
+        format!("SELECT * FROM {text}")
+    };
+    Ok((Some(query), rest))
+}
+
 async fn train(session: &Session, t: &TrainModel) -> Result<DataFrame> {
+    let (validation, t) = validation_of(t)?;
+    let t = &t;
     if !t.replace && session.model(&t.name).is_some() {
         return Err(EngineError::InvalidParameter {
             name: "model",
@@ -351,6 +383,9 @@ async fn train(session: &Session, t: &TrainModel) -> Result<DataFrame> {
     let (algorithm, features) = (model.algorithm(), model.feature_names().join(", "));
     let label = model.label().map(str::to_string);
     crate::catalog::keep(session, &t.name, model).await?;
+    if let Some(query) = validation {
+        validate(session, &t.name, &query).await?;
+    }
     let schema = Arc::new(Schema::new(vec![
         Field::new("model", DataType::Utf8, false),
         Field::new("algorithm", DataType::Utf8, false),
@@ -371,6 +406,32 @@ async fn train(session: &Session, t: &TrainModel) -> Result<DataFrame> {
         Arc::clone(&schema),
         vec![RecordBatch::try_new(schema, columns)?],
     )
+}
+
+/// Evaluates model `name` on the rows of `query` (SQL `EVALUATE`) and records every metric
+/// in its training report.
+async fn validate(session: &Session, name: &str, query: &str) -> Result<()> {
+    let batches = session
+        .sql(&format!("SELECT * FROM EVALUATE(MODEL {name}, ({query}))"))
+        .await?
+        .collect()
+        .await?;
+    let mut metrics = Vec::new();
+    for batch in &batches {
+        for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+            if let Some(values) = column.as_any().downcast_ref::<Float64Array>() {
+                if let Some(v) = values.iter().flatten().next() {
+                    metrics.push((field.name().clone(), v));
+                }
+            }
+        }
+    }
+    if let Some(model) = session.model(name) {
+        let mut report = model.report().cloned().unwrap_or_default();
+        report.validation = metrics;
+        session.register_model(name, (*model).clone().with_report(Some(report)));
+    }
+    Ok(())
 }
 
 /// The estimator and columns a `TRAIN` statement asks for; parameters are checked by name
