@@ -214,6 +214,18 @@ pub enum Event {
         /// Its name.
         executor: String,
     },
+    /// A dataset was cached on the executors for training (or a persisted DataFrame).
+    DatasetCached {
+        /// The dataset (`ds-…`).
+        dataset: String,
+        /// Its partitions by executor: `(executor, partitions, rows, bytes)`.
+        placements: Vec<(String, u64, u64, u64)>,
+    },
+    /// A cached dataset was freed on the executors.
+    DatasetReleased {
+        /// The dataset.
+        dataset: String,
+    },
     /// A fit started on a cached dataset.
     FitStarted {
         /// The fit's id (`fit-N`), unique in the session.

@@ -132,6 +132,8 @@ pub(crate) struct ExecutorView {
     pub(crate) task_seconds: f64,
     pub(crate) kernel_seconds: f64,
     pub(crate) kernel_rows: u64,
+    /// Cached partitions it holds: `(dataset, partitions, bytes)`.
+    pub(crate) cached: Vec<(String, u64, u64)>,
 }
 
 /// One iteration of a fit.
@@ -347,11 +349,27 @@ impl State {
                     task_seconds: 0.0,
                     kernel_seconds: 0.0,
                     kernel_rows: 0,
+                    cached: Vec::new(),
                 }),
             },
             Event::ExecutorLost { executor } => {
                 if let Some(e) = self.executor_mut(executor) {
                     e.lost = Some(time);
+                }
+            }
+            Event::DatasetCached {
+                dataset,
+                placements,
+            } => {
+                for (executor, partitions, _, bytes) in placements {
+                    if let Some(e) = self.executor_mut(executor) {
+                        e.cached.push((dataset.clone(), *partitions, *bytes));
+                    }
+                }
+            }
+            Event::DatasetReleased { dataset } => {
+                for e in &mut self.executors {
+                    e.cached.retain(|(d, ..)| d != dataset);
                 }
             }
             Event::FitStarted {

@@ -176,11 +176,38 @@ async fn the_ui_shows_jobs_stages_tasks_executors_fits_and_models() {
     );
     assert!(failed.to_string().contains("two"));
 
-    // Executors: both, with the tasks they ran.
+    // Executors: both, with the tasks they ran and the partitions they cache.
+    let cached = kiln
+        .sql("SELECT x, y FROM pts")
+        .await
+        .unwrap()
+        .cache()
+        .await
+        .unwrap();
     let (_, executors) = get(&format!("{url}executors"));
     let rows = element(&executors, "table", "executors");
     assert_eq!(rows.matches("<tr class=\"executor\"").count(), 2, "{rows}");
     assert!(rows.contains("in-process"));
+    let cell = |row: &str, from_end: usize| -> String {
+        let cells: Vec<&str> = row.split("<td").skip(1).collect();
+        let c = cells[cells.len() - from_end];
+        c[c.find('>').unwrap() + 1..c.find("</td>").unwrap()].to_string()
+    };
+    let partitions: u64 = rows
+        .split("<tr class=\"executor\"")
+        .skip(1)
+        .map(|r| cell(r, 2).parse::<u64>().unwrap())
+        .sum();
+    assert!(partitions >= 1, "{rows}");
+    cached.unpersist().await.unwrap();
+    let (_, executors) = get(&format!("{url}executors"));
+    let rows = element(&executors, "table", "executors");
+    assert!(
+        rows.split("<tr class=\"executor\"")
+            .skip(1)
+            .all(|r| cell(r, 2) == "0"),
+        "{rows}"
+    );
 
     // Training: the fit, its loss curve with one point per iteration, the split of each
     // iteration and the report.

@@ -95,6 +95,21 @@ impl DataFrame {
         let maps = job::run_cache(&session.inner, &graph, spec).await?;
         data.cache_seconds = caching.elapsed().as_secs_f64();
         let mut placements = Vec::with_capacity(maps.len());
+        let mut by_executor: Vec<(String, u64, u64, u64)> = Vec::new();
+        for m in &maps {
+            match by_executor.iter_mut().find(|(e, ..)| *e == m.executor_id) {
+                Some((_, parts, rows, bytes)) => {
+                    *parts += 1;
+                    *rows += m.rows;
+                    *bytes += m.bytes;
+                }
+                None => by_executor.push((m.executor_id.clone(), 1, m.rows, m.bytes)),
+            }
+        }
+        session.inner.events.emit(crate::Event::DatasetCached {
+            dataset: data.id.clone(),
+            placements: by_executor,
+        });
         for m in maps {
             // The latest to join with that name: a restarted executor rejoins under its old one.
             let executor = session
@@ -518,6 +533,9 @@ impl Drop for TrainingData {
 }
 
 async fn release(session: &Session, id: &str, cache_root: &str) -> Result<()> {
+    session.inner.events.emit(crate::Event::DatasetReleased {
+        dataset: id.to_string(),
+    });
     for executor in session.inner.pool.executors() {
         if !executor.is_alive() {
             continue;
