@@ -15,6 +15,7 @@ Ctrl-C (``KeyboardInterrupt``).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -58,6 +59,17 @@ def _tls_settings(cert: Any, key: Any, ca: Any, client_ca: Any) -> dict[str, str
         "kiln.cluster.tls_client_ca": client_ca,
     }
     return {k: os.fspath(v) for k, v in given.items() if v is not None}
+
+
+class EventStream:
+    """A session's events since :meth:`Session.events` made the stream."""
+
+    def __init__(self, native: Any) -> None:
+        self._native = native
+
+    def poll(self) -> list[dict[str, Any]]:
+        """The events received since the last call, oldest first."""
+        return [json.loads(e) for e in self._native.poll()]
 
 
 class Session:
@@ -225,6 +237,12 @@ class Session:
             {"id": name, "slots": slots, "alive": alive}
             for name, slots, alive in self._native.executors
         ]
+
+    def events(self) -> "EventStream":
+        """The session's events from now on: ``stream.poll()`` returns those received since
+        the last call, each a dict tagged by ``"event"`` (``job_started``, ``stage_submitted``,
+        ``task_finished``, ``executor_lost``, ``fit_iteration``, ... as in the event log)."""
+        return EventStream(self._native.events())
 
     @property
     def ui_url(self) -> str | None:
@@ -640,6 +658,7 @@ def sql(query: str) -> DataFrame:
 
 __all__ = [
     "Session",
+    "EventStream",
     "DataFrame",
     "GroupedData",
     "KilnError",

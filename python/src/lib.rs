@@ -19,6 +19,7 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _kiln(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<session::PySession>()?;
+    m.add_class::<session::PyEventStream>()?;
     m.add_class::<dataframe::PyDataFrame>()?;
     m.add_class::<arrow_io::PyBatches>()?;
     m.add_class::<ml::PyStage>()?;

@@ -126,6 +126,13 @@ impl PySession {
         self.session.driver_addr().map(|a| a.to_string())
     }
 
+    /// A stream of the session's events from now on (see `EventStream.poll`).
+    fn events(&self) -> PyEventStream {
+        PyEventStream {
+            receiver: Mutex::new(self.session.events()),
+        }
+    }
+
     /// The web UI's address (`kiln.ui.port`), if the session serves one.
     #[getter]
     fn ui_url(&self) -> Option<String> {
@@ -347,4 +354,36 @@ fn csv_options(
         file_extension,
         ..CsvOptions::default()
     })
+}
+
+/// The events of a session since the stream was made: jobs, stages, task attempts,
+/// executors, fits and kernel rounds.
+#[pyclass(name = "EventStream", module = "kiln._kiln", frozen)]
+pub struct PyEventStream {
+    receiver: Mutex<tokio::sync::broadcast::Receiver<kiln::Event>>,
+}
+
+#[pymethods]
+impl PyEventStream {
+    /// The events received since the last call, each as JSON text (oldest first). A stream
+    /// polled too rarely to keep up loses the oldest ones (4,096 are kept).
+    fn poll(&self) -> Vec<String> {
+        let mut receiver = self
+            .receiver
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut out = Vec::new();
+        loop {
+            match receiver.try_recv() {
+                Ok(event) => {
+                    if let Ok(text) = serde_json::to_string(&event) {
+                        out.push(text);
+                    }
+                }
+                Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => {}
+                Err(_) => break,
+            }
+        }
+        out
+    }
 }

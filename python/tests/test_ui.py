@@ -99,3 +99,17 @@ def test_the_training_report_reaches_python_and_sql(watched: kiln.Session) -> No
     assert described["report: iterations"] == figures["iterations"]
     assert "report: training time" in described
     assert json.loads(described["summary"])["iterations"] >= 1
+
+
+def test_events_reach_python(session: kiln.Session) -> None:
+    stream = session.events()
+    session.sql("SELECT value % 3 AS k, count(*) FROM generate_series(1, 3000) GROUP BY 1").collect()
+    events = stream.poll()
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "job_started" and kinds[-1] == "job_finished", kinds
+    started = events[0]
+    assert started["description"].startswith("SELECT value % 3")
+    tasks = [e for e in events if e["event"] == "task_finished"]
+    assert tasks and all(t["failure"] is None for t in tasks)
+    assert sum(1 for k in kinds if k == "stage_submitted") == started["stages"]
+    assert stream.poll() == []
