@@ -2,6 +2,7 @@
 //! SVG pictures, and `/metrics` for Prometheus — served by the driver (`kiln.ui.port`) or, over
 //! finished sessions' event logs, by `kiln history`.
 
+mod html;
 pub(crate) mod pages;
 pub(crate) mod svg;
 

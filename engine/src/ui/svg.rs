@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::pages::escape;
+use super::html::escape;
 use crate::status::{AttemptView, StageView};
 
 const FONT: &str = r#"font-family="sans-serif" font-size="11""#;
