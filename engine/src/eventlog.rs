@@ -60,6 +60,15 @@ fn local_dir(dir: &str) -> Option<PathBuf> {
     (!dir.contains("://")).then(|| PathBuf::from(dir))
 }
 
+/// An object-store directory URL, ending in `/`.
+fn dir_url(dir: &str) -> String {
+    if dir.ends_with('/') {
+        dir.to_string()
+    } else {
+        format!("{dir}/")
+    }
+}
+
 impl EventLog {
     /// Opens the log of `session` under `dir` (a directory or an object-store URL resolved
     /// with `runtime`'s stores).
@@ -90,12 +99,7 @@ impl EventLog {
                 }
             }
             None => {
-                let url = if dir.ends_with('/') {
-                    dir.to_string()
-                } else {
-                    format!("{dir}/")
-                };
-                let root = StoreRoot::resolve(&url, runtime)?;
+                let root = StoreRoot::resolve(&dir_url(dir), runtime)?;
                 Sink::Store {
                     store: Arc::clone(&root.store),
                     writing: root.prefix.clone().join(format!("{session}{IN_PROGRESS}")),
@@ -280,11 +284,7 @@ pub(crate) async fn read(
             }
         }
         None => {
-            let url = if dir.ends_with('/') {
-                dir.to_string()
-            } else {
-                format!("{dir}/")
-            };
+            let url = dir_url(dir);
             let root = StoreRoot::resolve(&url, runtime)?;
             let listed: Vec<object_store::ObjectMeta> =
                 root.store.list(Some(&root.prefix)).try_collect().await?;

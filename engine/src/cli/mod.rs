@@ -188,8 +188,6 @@ fn gc(args: &GcArgs) -> Result<crate::OrphanReport, String> {
     if let Some(ttl) = args.ttl {
         flags.push(("kiln.orphan_ttl_secs", ttl.to_string()));
     }
-    flags.push(("kiln.mode", "embedded".into()));
-    flags.push(("kiln.executors", "1".into()));
     for (key, value) in &flags {
         config
             .set(key, value, Source::Flag)
@@ -197,20 +195,31 @@ fn gc(args: &GcArgs) -> Result<crate::OrphanReport, String> {
     }
     let runtime = sql::runtime("gc").ok_or("no async runtime")?;
     runtime.block_on(async {
-        let session = config
-            .builder()
-            .map_err(|e| e.to_string())?
-            .build()
-            .await
-            .map_err(|e| e.to_string())?;
+        let session = embedded_session(config).await?;
         session.remove_orphans().await.map_err(|e| e.to_string())
     })
+}
+
+/// A one-executor embedded session with `config`, for a command that only needs the
+/// session's stores and roots (`gc`, `history`).
+async fn embedded_session(mut config: crate::config::Config) -> Result<crate::Session, String> {
+    for (key, value) in [("kiln.mode", "embedded"), ("kiln.executors", "1")] {
+        config
+            .set(key, value, crate::config::Source::Flag)
+            .map_err(|e| e.to_string())?;
+    }
+    config
+        .builder()
+        .map_err(|e| e.to_string())?
+        .build()
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Reads the event logs under the directory `args` names and serves the UI over them until
 /// interrupted.
 fn history(args: &HistoryArgs) -> Result<(), String> {
-    use crate::config::{Config, Source};
+    use crate::config::Config;
     let dir = match &args.dir {
         Some(d) => d.clone(),
         None => std::env::var_os("HOME")
@@ -223,21 +232,11 @@ fn history(args: &HistoryArgs) -> Result<(), String> {
             })
             .ok_or("name the event log directory (no $HOME)")?,
     };
-    let mut config = Config::load(args.config.as_deref()).map_err(|e| e.to_string())?;
-    for (key, value) in [("kiln.mode", "embedded"), ("kiln.executors", "1")] {
-        config
-            .set(key, value, Source::Flag)
-            .map_err(|e| e.to_string())?;
-    }
+    let config = Config::load(args.config.as_deref()).map_err(|e| e.to_string())?;
     let runtime = sql::runtime("history").ok_or("no async runtime")?;
     runtime.block_on(async {
         // A session only for its object stores (credentials from the settings).
-        let session = config
-            .builder()
-            .map_err(|e| e.to_string())?
-            .build()
-            .await
-            .map_err(|e| e.to_string())?;
+        let session = embedded_session(config).await?;
         let states = crate::eventlog::read(&dir, &session.inner.ctx.runtime_env())
             .await
             .map_err(|e| e.to_string())?;

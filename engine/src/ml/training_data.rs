@@ -578,6 +578,14 @@ impl Round {
     }
 }
 
+/// Adds `value` to `executor`'s total in `totals`.
+fn add_to<T: std::ops::AddAssign + Copy>(totals: &mut Vec<(String, T)>, executor: &str, value: T) {
+    match totals.iter_mut().find(|(e, _)| e == executor) {
+        Some((_, total)) => *total += value,
+        None => totals.push((executor.to_string(), value)),
+    }
+}
+
 /// The rounds of one fit, summed for its report.
 #[derive(Debug, Default)]
 struct Measured {
@@ -600,16 +608,10 @@ impl Measured {
         self.busy_seconds += round.busy_seconds;
         self.bytes += round.bytes;
         for (executor, rows) in &round.rows_by_executor {
-            match self.rows.iter_mut().find(|(e, _)| e == executor) {
-                Some((_, total)) => *total += rows,
-                None => self.rows.push((executor.clone(), *rows)),
-            }
+            add_to(&mut self.rows, executor, *rows);
         }
         for (executor, seconds) in &round.compute_by_executor {
-            match self.compute.iter_mut().find(|(e, _)| e == executor) {
-                Some((_, total)) => *total += seconds,
-                None => self.compute.push((executor.clone(), *seconds)),
-            }
+            add_to(&mut self.compute, executor, *seconds);
         }
         if let Some(loss) = loss {
             self.losses.push(loss);
