@@ -208,6 +208,9 @@ pub enum Event {
         /// Where it listens (`in-process` for an embedded executor).
         #[serde(default)]
         address: String,
+        /// Its memory limit for tasks, in bytes, if it has one.
+        #[serde(default)]
+        memory_limit: Option<u64>,
     },
     /// An executor was lost (its tasks and partitions move to the others).
     ExecutorLost {

@@ -735,10 +735,10 @@ impl SessionBuilder {
             for i in 0..self.executors {
                 let rt = runtime_env(Arc::clone(&registry), per_executor_memory)?;
                 let runtime = ExecutorRuntime::new(format!("exec-{i}"), config.clone(), rt);
-                executors.push(Arc::new(InProcessExecutor::new(
-                    Arc::new(runtime),
-                    self.slots_per_executor,
-                )));
+                executors.push(Arc::new(
+                    InProcessExecutor::new(Arc::new(runtime), self.slots_per_executor)
+                        .with_memory_limit(per_executor_memory.map(|m| m as u64)),
+                ));
             }
         } else {
             if shuffle_root.starts_with("memory://") || cache_root.starts_with("memory://") {
@@ -853,14 +853,28 @@ impl SessionBuilder {
                 executor: executor.id().to_string(),
                 slots: executor.slots(),
                 address: executor.address(),
+                memory_limit: executor.memory_limit(),
             });
         }
         if let (Some(port), Some((status, prometheus, counters))) = (self.ui_port, watch) {
             let _ = counters.set(Arc::downgrade(&session.inner));
             let weak = Arc::downgrade(&session.inner);
+            let pool = Arc::downgrade(&session.inner);
             let live = crate::ui::Live {
                 status,
                 prometheus,
+                heard: Box::new(move || {
+                    pool.upgrade()
+                        .map(|inner| {
+                            inner
+                                .pool
+                                .executors()
+                                .iter()
+                                .filter_map(|e| Some((e.id().to_string(), e.last_heard()?)))
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                }),
                 models: Box::new(move || {
                     weak.upgrade()
                         .map(|inner| model_rows(&Session { inner }))
@@ -963,12 +977,14 @@ fn admit_joiners(inner: &Arc<SessionInner>, membership: Arc<kiln_executor::rpc::
                     let id = Executor::id(executor.as_ref()).to_string();
                     let slots = Executor::slots(executor.as_ref());
                     let address = Executor::address(executor.as_ref());
+                    let memory_limit = Executor::memory_limit(executor.as_ref());
                     if inner.pool.join(executor) {
                         tracing::info!(executor = %id, session = %inner.id, "executor joined");
                         inner.events.emit(crate::Event::ExecutorJoined {
                             executor: id,
                             slots,
                             address,
+                            memory_limit,
                         });
                     }
                 }

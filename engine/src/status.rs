@@ -123,6 +123,9 @@ pub(crate) struct ExecutorView {
     pub(crate) id: String,
     pub(crate) slots: usize,
     pub(crate) address: String,
+    pub(crate) memory_limit: Option<u64>,
+    /// Seconds since its last heartbeat (live sessions, remote executors).
+    pub(crate) heard: Option<f64>,
     pub(crate) joined: f64,
     pub(crate) lost: Option<f64>,
     /// Times it joined again after being lost.
@@ -330,17 +333,21 @@ impl State {
                 executor,
                 slots,
                 address,
+                memory_limit,
             } => match self.executor_mut(executor) {
                 Some(e) => {
                     e.rejoined += 1;
                     e.lost = None;
                     e.slots = *slots;
                     e.address.clone_from(address);
+                    e.memory_limit = *memory_limit;
                 }
                 None => self.executors.push(ExecutorView {
                     id: executor.clone(),
                     slots: *slots,
                     address: address.clone(),
+                    memory_limit: *memory_limit,
+                    heard: None,
                     joined: time,
                     lost: None,
                     rejoined: 0,

@@ -30,6 +30,16 @@ pub trait Executor: Send + Sync + fmt::Debug {
         "in-process".to_string()
     }
 
+    /// Its memory limit for running tasks, in bytes, if it has one.
+    fn memory_limit(&self) -> Option<u64> {
+        None
+    }
+
+    /// How long since it was last heard from (its heartbeats); `None` in-process.
+    fn last_heard(&self) -> Option<std::time::Duration> {
+        None
+    }
+
     /// Whether the executor can still be reached (an in-process one always can).
     fn is_alive(&self) -> bool {
         true
@@ -64,6 +74,7 @@ pub trait Executor: Send + Sync + fmt::Debug {
 pub struct InProcessExecutor {
     runtime: Arc<ExecutorRuntime>,
     slots: usize,
+    memory_limit: Option<u64>,
 }
 
 impl InProcessExecutor {
@@ -72,7 +83,14 @@ impl InProcessExecutor {
         Self {
             runtime,
             slots: slots.max(1),
+            memory_limit: None,
         }
+    }
+
+    /// This executor, reporting `limit` bytes as its memory limit (its runtime enforces it).
+    pub fn with_memory_limit(mut self, limit: Option<u64>) -> Self {
+        self.memory_limit = limit;
+        self
     }
 }
 
@@ -84,6 +102,10 @@ impl Executor for InProcessExecutor {
 
     fn slots(&self) -> usize {
         self.slots
+    }
+
+    fn memory_limit(&self) -> Option<u64> {
+        self.memory_limit
     }
 
     async fn launch(&self, task: TaskDefinition) -> Result<TaskStatus> {

@@ -83,6 +83,7 @@ async fn the_ui_shows_jobs_stages_tasks_executors_fits_and_models() {
     let kiln = Session::builder()
         .executors(2)
         .slots_per_executor(1)
+        .memory_limit(1 << 30)
         .broadcast_threshold(0)
         .ui_port(0)
         .event_log_dir(logs.path().to_str().unwrap())
@@ -188,6 +189,7 @@ async fn the_ui_shows_jobs_stages_tasks_executors_fits_and_models() {
     let rows = element(&executors, "table", "executors");
     assert_eq!(rows.matches("<tr class=\"executor\"").count(), 2, "{rows}");
     assert!(rows.contains("in-process"));
+    assert_eq!(rows.matches("<td class=\"num\">512.0 MiB</td>").count(), 2, "{rows}");
     let cell = |row: &str, from_end: usize| -> String {
         let cells: Vec<&str> = row.split("<td").skip(1).collect();
         let c = cells[cells.len() - from_end];
@@ -392,6 +394,9 @@ async fn a_logged_session_with_a_killed_executor_replays_to_the_same_pages() {
     }
     let (_, live_executors) = get(&format!("{url}executors"));
     let live_executors = element(&live_executors, "table", "executors").to_string();
+    // Heartbeats are heard live only: the same table otherwise.
+    assert!(live_executors.contains(" ago</td>"), "{live_executors}");
+    let live_executors = without_heartbeats(&live_executors);
     assert!(live_executors.contains(">lost<"), "{live_executors}");
     let session = kiln.id().to_string();
     drop(kiln);
@@ -840,4 +845,18 @@ async fn a_validation_set_puts_the_models_quality_in_its_report() {
         .await
         .unwrap_err();
     assert!(e.to_string().contains("validation"), "{e}");
+}
+
+/// `table` with each "… ago" cell (a live executor's last heartbeat) shown as "-".
+fn without_heartbeats(table: &str) -> String {
+    let mut out = String::new();
+    let mut rest = table;
+    while let Some(end) = rest.find(" ago</td>") {
+        let start = rest[..end].rfind('>').unwrap() + 1;
+        out.push_str(&rest[..start]);
+        out.push('-');
+        rest = &rest[end + " ago".len()..];
+    }
+    out.push_str(rest);
+    out
 }

@@ -286,11 +286,20 @@ pub(crate) struct Live {
     pub(crate) status: Arc<crate::status::Status>,
     pub(crate) prometheus: Arc<crate::prom::Prometheus>,
     pub(crate) models: Box<dyn Fn() -> Vec<ModelRow> + Send + Sync>,
+    /// How long since each remote executor was last heard from.
+    pub(crate) heard: Box<dyn Fn() -> Vec<(String, std::time::Duration)> + Send + Sync>,
 }
 
 impl Source for Live {
     fn state(&self) -> State {
-        self.status.snapshot()
+        let mut state = self.status.snapshot();
+        for (id, silent) in (self.heard)() {
+            // The latest member of that name (a restarted executor rejoins under it).
+            if let Some(e) = state.executors.iter_mut().rev().find(|e| e.id == id) {
+                e.heard = Some(silent.as_secs_f64());
+            }
+        }
+        state
     }
 
     fn models(&self) -> Vec<ModelRow> {

@@ -230,15 +230,20 @@ pub(crate) fn stage(state: &State, base: &str, j: &JobView, stage: u32) -> Optio
 /// The executors.
 pub(crate) fn executors(state: &State, base: &str) -> String {
     let mut body = String::from(
-        r#"<table id="executors"><tr><th>Executor</th><th>Address</th><th>Slots</th><th>State</th><th>Rejoined</th><th>Tasks done</th><th>Tasks failed</th><th>Task time</th><th>Kernel time</th><th>Kernel rows</th><th>Cached partitions</th><th>Cached bytes</th></tr>"#,
+        r#"<table id="executors"><tr><th>Executor</th><th>Address</th><th>Slots</th><th>Memory limit</th><th>Last heartbeat</th><th>State</th><th>Rejoined</th><th>Tasks done</th><th>Tasks failed</th><th>Task time</th><th>Kernel time</th><th>Kernel rows</th><th>Cached partitions</th><th>Cached bytes</th></tr>"#,
     );
     for e in &state.executors {
         let _ = write!(
             body,
-            r#"<tr class="executor" data-executor="{id}"><td>{id}</td><td>{addr}</td><td class="num">{slots}</td><td class="{class}">{st}</td><td class="num">{rejoined}</td><td class="num">{done}</td><td class="num">{failed}</td><td class="num">{tt}</td><td class="num">{kt}</td><td class="num">{kr}</td><td class="num">{cp}</td><td class="num">{cb}</td></tr>"#,
+            r#"<tr class="executor" data-executor="{id}"><td>{id}</td><td>{addr}</td><td class="num">{slots}</td><td class="num">{memory}</td><td class="num">{heard}</td><td class="{class}">{st}</td><td class="num">{rejoined}</td><td class="num">{done}</td><td class="num">{failed}</td><td class="num">{tt}</td><td class="num">{kt}</td><td class="num">{kr}</td><td class="num">{cp}</td><td class="num">{cb}</td></tr>"#,
             id = escape(&e.id),
             addr = escape(&e.address),
             slots = e.slots,
+            memory = e.memory_limit.map(bytes).unwrap_or_else(|| "none".into()),
+            heard = e
+                .heard
+                .map(|s| format!("{} ago", secs(s)))
+                .unwrap_or_else(|| "-".into()),
             class = if e.lost.is_some() {
                 "failed"
             } else {

@@ -34,6 +34,8 @@ pub struct RemoteExecutor {
     pid: u32,
     /// Where it connected from, and the host name it reported.
     address: String,
+    /// The memory limit it reported (0: none).
+    memory_bytes: u64,
     outbound: mpsc::Sender<std::result::Result<DriverMessage, Status>>,
     pending: Mutex<Pending>,
     next_request: AtomicU64,
@@ -200,6 +202,14 @@ impl Executor for RemoteExecutor {
 
     fn address(&self) -> String {
         self.address.clone()
+    }
+
+    fn memory_limit(&self) -> Option<u64> {
+        (self.memory_bytes > 0).then_some(self.memory_bytes)
+    }
+
+    fn last_heard(&self) -> Option<Duration> {
+        Some(self.silent_for())
     }
 
     fn is_alive(&self) -> bool {
@@ -402,6 +412,7 @@ impl proto::driver_server::Driver for DriverService {
                 Some(addr) => format!("{} ({addr}, pid {})", register.host, register.pid),
                 None => register.host.clone(),
             },
+            memory_bytes: register.memory_bytes,
             outbound: tx.clone(),
             pending: Mutex::new(HashMap::new()),
             next_request: AtomicU64::new(1),
