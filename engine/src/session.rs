@@ -782,6 +782,7 @@ impl SessionBuilder {
         // What watches the session: the UI's status store and metrics, the event log.
         let mut listeners: Vec<Arc<dyn crate::scheduler::Listener>> = Vec::new();
         if let Some(dir) = &self.event_log_dir {
+            stores.ensure(dir)?;
             listeners.push(Arc::new(crate::eventlog::EventLog::open(
                 dir,
                 &session_id,

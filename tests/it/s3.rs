@@ -327,3 +327,42 @@ async fn a_missing_bucket_is_named_within_seconds() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_log_in_s3_is_served_by_kiln_history() {
+    let s3 = S3Server::start();
+    let kiln = Session::builder()
+        .executors(2)
+        .event_log_dir("s3://kiln/events")
+        .build()
+        .await
+        .unwrap();
+    let rows = kiln
+        .sql("SELECT value % 3 AS k, count(*) FROM generate_series(1, 3000) GROUP BY 1")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(rows.iter().map(|b| b.num_rows()).sum::<usize>(), 3);
+    let session = kiln.id().to_string();
+    drop(kiln);
+    // The finished log under its final name, and no in-progress one left.
+    let bucket = store(&s3.endpoint, SECRET_KEY, "kiln");
+    let names: Vec<String> =
+        futures::TryStreamExt::try_collect::<Vec<_>>(bucket.list(Some(&"events".into())))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.location.to_string())
+            .collect();
+    assert_eq!(names, vec![format!("events/{session}.jsonl")]);
+
+    let home = tempfile::tempdir().unwrap();
+    let (mut server, url) = crate::ui::history_of("s3://kiln/events/", home.path());
+    let (status, list) = crate::ui::get(&url);
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(status, 200);
+    assert!(list.contains(&session), "{list}");
+}

@@ -189,7 +189,11 @@ async fn the_ui_shows_jobs_stages_tasks_executors_fits_and_models() {
     let rows = element(&executors, "table", "executors");
     assert_eq!(rows.matches("<tr class=\"executor\"").count(), 2, "{rows}");
     assert!(rows.contains("in-process"));
-    assert_eq!(rows.matches("<td class=\"num\">512.0 MiB</td>").count(), 2, "{rows}");
+    assert_eq!(
+        rows.matches("<td class=\"num\">512.0 MiB</td>").count(),
+        2,
+        "{rows}"
+    );
     let cell = |row: &str, from_end: usize| -> String {
         let cells: Vec<&str> = row.split("<td").skip(1).collect();
         let c = cells[cells.len() - from_end];
@@ -319,10 +323,16 @@ async fn metrics_match_the_sessions_counters() {
 
 /// Starts `kiln history DIR --port 0` and returns it with its URL.
 fn history(dir: &std::path::Path) -> (std::process::Child, String) {
+    history_of(dir.to_str().unwrap(), dir)
+}
+
+/// Starts `kiln history TARGET --port 0` (a directory or an object-store URL) with `$HOME` at
+/// `home`, and returns it with its URL.
+pub(crate) fn history_of(target: &str, home: &std::path::Path) -> (std::process::Child, String) {
     let mut child = Command::new(kiln_bin())
-        .args(["history", dir.to_str().unwrap(), "--port", "0"])
+        .args(["history", target, "--port", "0"])
         .env_remove("KILN_CONFIG")
-        .env("HOME", dir)
+        .env("HOME", home)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

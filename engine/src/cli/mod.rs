@@ -237,6 +237,11 @@ fn history(args: &HistoryArgs) -> Result<(), String> {
     runtime.block_on(async {
         // A session only for its object stores (credentials from the settings).
         let session = embedded_session(config).await?;
+        session
+            .inner
+            .stores
+            .ensure(&dir)
+            .map_err(|e| e.to_string())?;
         let states = crate::eventlog::read(&dir, &session.inner.ctx.runtime_env())
             .await
             .map_err(|e| e.to_string())?;
