@@ -261,14 +261,6 @@ impl TrainingData {
         Ok((outcome?, report.unwrap_or_default()))
     }
 
-    /// Runs one kernel round (see [`run_round_measured`](Self::run_round_measured)).
-    ///
-    /// # Errors
-    /// As [`run_round_measured`](Self::run_round_measured).
-    pub async fn run_round(&self, kernel: &Kernel) -> Result<Partial> {
-        Ok(self.run_round_measured(kernel, "").await?.0)
-    }
-
     /// Runs one kernel on every partition: one request per executor holding partitions, the
     /// partials merged in partition order. An executor that cannot be reached has its
     /// partitions moved to the others (which reload them from the cache store); a transient
@@ -276,6 +268,12 @@ impl TrainingData {
     ///
     /// # Errors
     /// A kernel that failed on the data (the executor's message), or no executor left.
+    pub async fn run_round(&self, kernel: &Kernel) -> Result<Partial> {
+        Ok(self.run_round_measured(kernel, "").await?.0)
+    }
+
+    /// As [`run_round`](Self::run_round), for the fit `fit` (empty outside one), with what
+    /// the round measured.
     async fn run_round_measured(&self, kernel: &Kernel, fit: &str) -> Result<(Partial, Round)> {
         let inner = &self.session.inner;
         inner.metrics.kernel_rounds.fetch_add(1, Ordering::Relaxed);
