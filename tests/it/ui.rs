@@ -450,32 +450,28 @@ async fn a_logged_session_with_a_killed_executor_replays_to_the_same_pages() {
 #[test]
 fn history_names_a_bad_log_line() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("kiln-0123456789ab.jsonl"),
-        "{\"time\":1.0,\"event\":\"session_started\",\"session\":\"kiln-0123456789ab\",\"version\":1}\nnot json\n",
-    )
-    .unwrap();
-    let out = Command::new(kiln_bin())
-        .args(["history", dir.path().to_str().unwrap(), "--port", "0"])
-        .env_remove("KILN_CONFIG")
-        .env("HOME", dir.path())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    // `kiln history` over a directory holding one log of `text`: its exit code and stderr.
+    let history_of_log = |text: &str| {
+        std::fs::write(dir.path().join("kiln-0123456789ab.jsonl"), text).unwrap();
+        let out = Command::new(kiln_bin())
+            .args(["history", dir.path().to_str().unwrap(), "--port", "0"])
+            .env_remove("KILN_CONFIG")
+            .env("HOME", dir.path())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let started = |version: u32| {
+        format!("{{\"time\":1.0,\"event\":\"session_started\",\"session\":\"kiln-0123456789ab\",\"version\":{version}}}\n")
+    };
+    let (code, stderr) = history_of_log(&format!("{}not json\n", started(1)));
+    assert_eq!(code, Some(1));
     assert!(stderr.contains("kiln-0123456789ab.jsonl:2"), "{stderr}");
-    std::fs::write(
-        dir.path().join("kiln-0123456789ab.jsonl"),
-        "{\"time\":1.0,\"event\":\"session_started\",\"session\":\"kiln-0123456789ab\",\"version\":99}\n",
-    )
-    .unwrap();
-    let out = Command::new(kiln_bin())
-        .args(["history", dir.path().to_str().unwrap(), "--port", "0"])
-        .env_remove("KILN_CONFIG")
-        .env("HOME", dir.path())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (code, stderr) = history_of_log(&started(99));
+    assert_eq!(code, Some(1));
     assert!(stderr.contains("version 99"), "{stderr}");
 }
 
