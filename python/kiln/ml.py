@@ -157,8 +157,8 @@ class Model:
 
     @property
     def report(self) -> dict[str, Any] | None:
-        """The training report, measured while the model was fitted (``None`` for a model
-        loaded from files): ``training_seconds``, ``compute_seconds``,
+        """The training report, measured while the model was fitted (kept in its files; ``None``
+        for a model built from its parts): ``training_seconds``, ``compute_seconds``,
         ``overhead_seconds``, ``communication_overhead_pct``, ``bytes_per_iteration``,
         ``utilization_pct``, ``slots``, ``rows_per_second`` (per executor),
         ``loss_curve``, ``iterations``, ``rows``, ``cache_seconds`` and ``validation`` (metric

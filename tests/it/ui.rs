@@ -846,6 +846,14 @@ async fn a_validation_set_puts_the_models_quality_in_its_report() {
         .unwrap();
     let r = kiln.model("r").unwrap().report().unwrap().clone();
     assert!(r.validation.iter().any(|(m, _)| m == "rmse"), "{r:?}");
+    // The report travels with the model's files (metadata.json's training_report).
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("churn").display().to_string();
+    kiln.save_model(&kiln.model("churn").unwrap(), &path)
+        .await
+        .unwrap();
+    let loaded = kiln.load_model(&path).await.unwrap();
+    assert_eq!(loaded.report(), Some(&report));
     let e = kiln
         .sql("TRAIN MODEL bad USING kmeans (k = 2, validation = 3) AS SELECT x, z FROM train_rows")
         .await

@@ -429,7 +429,8 @@ async fn validate(session: &Session, name: &str, query: &str) -> Result<()> {
     if let Some(model) = session.model(name) {
         let mut report = model.report().cloned().unwrap_or_default();
         report.validation = metrics;
-        session.register_model(name, (*model).clone().with_report(Some(report)));
+        // Saved again: the catalog's copy carries the report too.
+        crate::catalog::keep(session, name, (*model).clone().with_report(Some(report))).await?;
     }
     Ok(())
 }

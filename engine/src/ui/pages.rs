@@ -384,7 +384,9 @@ pub(crate) fn models(state: &State, base: &str, models: &[ModelRow]) -> String {
         let _ = write!(body, r#"<h2 id="{0}">{0}</h2>"#, escape(&m.name));
         match &m.report {
             Some(rows) => body.push_str(&report_table(rows)),
-            None => body.push_str("<p>No training report (a model loaded from files).</p>"),
+            None => body.push_str(
+                "<p>No training report (a model built from its parts, or saved without one).</p>",
+            ),
         }
     }
     layout(state, base, "Models", &body)

@@ -55,7 +55,8 @@ impl Model {
                 ),
             })
         };
-        let meta = metadata::parse(&read(METADATA_FILE)?)?;
+        let mut meta = metadata::parse(&read(METADATA_FILE)?)?;
+        let report = meta.report.take();
         let transform = get(TRANSFORM_FILE);
         let batch = weights::read_ipc(read(WEIGHTS_FILE)?)?;
         // Errors of the model constructors left after the checks on both files concern
@@ -126,7 +127,9 @@ impl Model {
         let transform = transform
             .map(|bytes| InputTransform::from_json(&bytes, model.feature_names()))
             .transpose()?;
-        Ok(model.with_transform(transform.map(std::sync::Arc::new)))
+        Ok(model
+            .with_transform(transform.map(std::sync::Arc::new))
+            .with_report(report))
     }
 
     /// Writes the model's files into the local directory `dir`, creating it if needed and

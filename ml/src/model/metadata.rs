@@ -104,6 +104,9 @@ struct MetadataJson {
     #[serde(default)]
     params: Value,
     summary: Value,
+    /// What the fit that made the model measured (absent for a model built from its parts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    training_report: Option<Value>,
 }
 
 // ---- params ----------------------------------------------------------------------------
@@ -389,6 +392,11 @@ pub(super) fn to_bytes(model: &Model) -> Result<Vec<u8>> {
         model: shape_json(model),
         params: model.params_json(),
         summary: model.summary_json(),
+        training_report: model
+            .report()
+            .map(serde_json::to_value)
+            .transpose()
+            .map_err(|e| MlError::Internal(format!("metadata.json: {e}")))?,
     };
     let mut bytes = serde_json::to_vec_pretty(&file)
         .map_err(|e| MlError::Internal(format!("metadata.json: {e}")))?;
@@ -413,6 +421,8 @@ pub(super) struct Metadata {
     model: Value,
     params: Value,
     summary: Value,
+    /// The training report, when the file has one.
+    pub(super) report: Option<crate::report::TrainingReport>,
 }
 
 /// What a k-means `metadata.json` says.
@@ -509,6 +519,10 @@ pub(super) fn parse(bytes: &[u8]) -> Result<Metadata> {
         }
         features.push(f.name);
     }
+    let report = file
+        .training_report
+        .map(|r| section(r, "training_report"))
+        .transpose()?;
     Ok(Metadata {
         kind,
         features,
@@ -516,6 +530,7 @@ pub(super) fn parse(bytes: &[u8]) -> Result<Metadata> {
         model: file.model,
         params: file.params,
         summary: file.summary,
+        report,
     })
 }
 

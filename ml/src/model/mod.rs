@@ -207,7 +207,7 @@ impl Model {
     }
 
     /// What the fit that made this model measured (see [`crate::TrainingReport`]); `None` for
-    /// a model loaded from files or built from its parts.
+    /// a model built from its parts (a model's files keep its report).
     pub fn report(&self) -> Option<&crate::report::TrainingReport> {
         self.report.as_deref()
     }
