@@ -460,9 +460,14 @@ impl DataFrame {
     /// Planning errors, or a task that failed on an executor.
     pub async fn collect(&self) -> Result<Vec<RecordBatch>> {
         let plan = self.physical_plan().await?;
-        let origin = self.origin.clone().unwrap_or_else(|| {
-            Arc::from(format!("DataFrame: {}", self.df.logical_plan().display()))
-        });
+        // Only someone watching reads a job's description.
+        let origin = match &self.origin {
+            Some(sql) => Arc::clone(sql),
+            None if self.session.inner.events.watched() => {
+                Arc::from(format!("DataFrame: {}", self.df.logical_plan().display()))
+            }
+            None => Arc::from(""),
+        };
         crate::scheduler::described(origin, run_plan(&self.session.inner, plan)).await
     }
 

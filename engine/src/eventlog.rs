@@ -52,6 +52,18 @@ pub(crate) struct EventLog {
     writer: Mutex<Writer>,
 }
 
+/// Where the command line keeps event logs unless told otherwise: `~/.kiln/events` (none
+/// without `$HOME`).
+pub(crate) fn default_dir() -> Option<String> {
+    std::env::var_os("HOME").map(|home| {
+        PathBuf::from(home)
+            .join(".kiln")
+            .join("events")
+            .display()
+            .to_string()
+    })
+}
+
 /// Whether `dir` names a local directory (a path or a `file://` URL).
 fn local_dir(dir: &str) -> Option<PathBuf> {
     if let Some(rest) = dir.strip_prefix("file://") {

@@ -100,6 +100,7 @@ where
         description: crate::scheduler::description().unwrap_or_else(|| {
             graph
                 .result_stage()
+                .filter(|_| session.events.watched())
                 .map(|s| {
                     datafusion::physical_plan::displayable(s.plan.as_ref())
                         .one_line()
@@ -330,14 +331,19 @@ impl<'a> Job<'a> {
                 .get(&id)
                 .ok_or_else(|| EngineError::Internal(format!("stage {id} has no plan")))?;
             debug!(job = %self.job_id, stage = id, tasks = stage.tasks, "stage ready");
+            let watched = self.session.events.watched();
             self.session.events.emit(Event::StageSubmitted {
                 job: self.job_id.clone(),
                 stage: id,
                 tasks: stage.tasks,
                 parents: stage.parents.clone(),
-                plan: datafusion::physical_plan::displayable(stage.plan.as_ref())
-                    .indent(true)
-                    .to_string(),
+                plan: if watched {
+                    datafusion::physical_plan::displayable(stage.plan.as_ref())
+                        .indent(true)
+                        .to_string()
+                } else {
+                    String::new()
+                },
             });
             let is_result = self.graph.result_stage().is_some_and(|r| r.id == id);
             let cache = self.cache.clone().filter(|_| is_result);
@@ -353,6 +359,7 @@ impl<'a> Job<'a> {
                     compression: self.session.shuffle_compression as i32,
                     cache: cache.clone(),
                     inject_failure: false,
+                    report_operators: watched,
                 };
                 self.definitions.insert((id, partition), task.clone());
                 self.queue.push_back(task);

@@ -43,7 +43,7 @@ impl std::fmt::Debug for Counters {
 impl Collector for Counters {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let m = (self.0)();
-        let counters: [(&str, &str, u64); 7] = [
+        let counters: [(&'static str, &'static str, u64); 7] = [
             (
                 "kiln_kernel_rounds",
                 "Kernel rounds run by training algorithms",
@@ -80,13 +80,21 @@ impl Collector for Counters {
                 m.bytes_shuffled,
             ),
         ];
-        for (name, help, value) in counters {
-            let counter = ConstCounter::new(value);
-            let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
-            counter.encode(metric)?;
-        }
-        Ok(())
+        encode_counters(&mut encoder, counters)
     }
+}
+
+/// Encodes `(name, help, value)` as counters read at scrape time.
+fn encode_counters<N: prometheus_client::encoding::EncodeCounterValue>(
+    encoder: &mut DescriptorEncoder,
+    counters: impl IntoIterator<Item = (&'static str, &'static str, N)>,
+) -> Result<(), std::fmt::Error> {
+    for (name, help, value) in counters {
+        let counter = ConstCounter::new(value);
+        let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+        counter.encode(metric)?;
+    }
+    Ok(())
 }
 
 /// The registry and the metrics the events update.
@@ -234,7 +242,7 @@ impl Collector for ExecutorCounters {
         let Some(stats) = self.0.get() else {
             return Ok(());
         };
-        let counters: [(&str, &str, u64); 4] = [
+        let counters: [(&'static str, &'static str, u64); 4] = [
             (
                 "kiln_executor_tasks_succeeded",
                 "Task attempts this executor ran to success",
@@ -256,12 +264,8 @@ impl Collector for ExecutorCounters {
                 stats.cache.reloads(),
             ),
         ];
-        for (name, help, value) in counters {
-            let counter = ConstCounter::new(value);
-            let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
-            counter.encode(metric)?;
-        }
-        let seconds: [(&str, &str, u64); 2] = [
+        encode_counters(&mut encoder, counters)?;
+        let seconds: [(&'static str, &'static str, u64); 2] = [
             (
                 "kiln_executor_task_seconds",
                 "Seconds spent running tasks",
@@ -273,11 +277,10 @@ impl Collector for ExecutorCounters {
                 stats.kernel_nanos.load(Relaxed),
             ),
         ];
-        for (name, help, nanos) in seconds {
-            let counter = ConstCounter::new(nanos as f64 / 1e9);
-            let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
-            counter.encode(metric)?;
-        }
+        encode_counters(
+            &mut encoder,
+            seconds.map(|(name, help, nanos)| (name, help, nanos as f64 / 1e9)),
+        )?;
         let gauges: [(&str, &str, i64); 2] = [
             (
                 "kiln_executor_cached_partitions",

@@ -325,6 +325,18 @@ pub(crate) fn description() -> Option<String> {
     DESCRIPTION.try_with(|d| d.to_string()).ok()
 }
 
+impl Event {
+    /// `executor` joining the session.
+    pub(crate) fn joined(executor: &dyn Executor) -> Self {
+        Event::ExecutorJoined {
+            executor: executor.id().to_string(),
+            slots: executor.slots(),
+            address: executor.address(),
+            memory_limit: executor.memory_limit(),
+        }
+    }
+}
+
 /// One operator of a task's plan with what it measured, as executors report it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Operator {
@@ -416,6 +428,12 @@ impl Events {
             }
         }
         let _ = self.sender.send(event);
+    }
+
+    /// Whether anyone sees the events (a listener, or a receiver of
+    /// [`crate::Session::events`]): what only they need is not computed otherwise.
+    pub(crate) fn watched(&self) -> bool {
+        !self.listeners.is_empty() || self.sender.receiver_count() > 0
     }
 
     /// A receiver of the events from now on.

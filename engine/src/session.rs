@@ -850,12 +850,10 @@ impl SessionBuilder {
             mode,
         });
         for executor in session.inner.pool.executors() {
-            session.inner.events.emit(crate::Event::ExecutorJoined {
-                executor: executor.id().to_string(),
-                slots: executor.slots(),
-                address: executor.address(),
-                memory_limit: executor.memory_limit(),
-            });
+            session
+                .inner
+                .events
+                .emit(crate::Event::joined(executor.as_ref()));
         }
         if let (Some(port), Some((status, prometheus, counters))) = (self.ui_port, watch) {
             let _ = counters.set(Arc::downgrade(&session.inner));
@@ -975,18 +973,10 @@ fn admit_joiners(inner: &Arc<SessionInner>, membership: Arc<kiln_executor::rpc::
             let Some(inner) = weak.upgrade() else { break };
             for executor in membership.all() {
                 if executor.is_alive() {
-                    let id = Executor::id(executor.as_ref()).to_string();
-                    let slots = Executor::slots(executor.as_ref());
-                    let address = Executor::address(executor.as_ref());
-                    let memory_limit = Executor::memory_limit(executor.as_ref());
+                    let joined = crate::Event::joined(executor.as_ref());
                     if inner.pool.join(executor) {
-                        tracing::info!(executor = %id, session = %inner.id, "executor joined");
-                        inner.events.emit(crate::Event::ExecutorJoined {
-                            executor: id,
-                            slots,
-                            address,
-                            memory_limit,
-                        });
+                        tracing::info!(?joined, session = %inner.id, "executor joined");
+                        inner.events.emit(joined);
                     }
                 }
             }

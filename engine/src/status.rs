@@ -62,6 +62,16 @@ impl StageView {
             .fold((0, 0), |(r, b), a| (r + a.rows, b + a.bytes))
     }
 
+    /// The stage's plan with its tasks' metrics, once a task reported them; the plan alone
+    /// before.
+    pub(crate) fn plan_text(&self) -> String {
+        if self.operators.is_empty() {
+            self.plan.clone()
+        } else {
+            plan_with_metrics(&self.operators)
+        }
+    }
+
     /// A metric summed over the stage's operators (`spilled_bytes`, ...).
     pub(crate) fn metric(&self, name: &str) -> u64 {
         self.operators
@@ -179,6 +189,17 @@ pub(crate) struct FitView {
     pub(crate) report: Option<TrainingReport>,
     /// The last kernel round, until its iteration ends.
     pending: Option<IterationView>,
+}
+
+impl FitView {
+    /// `running`, `succeeded` or `failed`.
+    pub(crate) fn status(&self) -> &'static str {
+        match (&self.seconds, &self.error) {
+            (None, _) => "running",
+            (Some(_), None) => "succeeded",
+            (Some(_), Some(_)) => "failed",
+        }
+    }
 }
 
 /// Everything the UI shows of one session.

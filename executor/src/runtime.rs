@@ -218,7 +218,11 @@ impl ExecutorRuntime {
             rows,
             bytes,
             executor_id: self.id.clone(),
-            operators: operator_metrics(&plan),
+            operators: if task.report_operators {
+                operator_metrics(&plan)
+            } else {
+                Vec::new()
+            },
         })
     }
 
@@ -360,7 +364,9 @@ impl ExecutorRuntime {
                 futures::stream::iter([Ok(count)]),
             ));
             let mut status = write_task_output(stream, None, 1, &root, &id).await?;
-            status.operators = operator_metrics(&plan);
+            if task.report_operators {
+                status.operators = operator_metrics(&plan);
+            }
             return Ok(status);
         }
         let (mut status, ran) = if let Some(repartition) = plan.downcast_ref::<RepartitionExec>() {
@@ -377,7 +383,9 @@ impl ExecutorRuntime {
             let status = write_task_output(stream, None, 1, &root, &id).await?;
             (status, plan)
         };
-        status.operators = operator_metrics(&ran);
+        if task.report_operators {
+            status.operators = operator_metrics(&ran);
+        }
         Ok(status)
     }
 }

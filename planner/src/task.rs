@@ -50,6 +50,11 @@ pub struct TaskDefinition {
     /// `TaskFailed`, exercising the whole retry path.
     #[prost(bool, tag = "10")]
     pub inject_failure: bool,
+    /// Whether the executor reports the operators' metrics with the task's status
+    /// ([`MapStatus::operators`]): set while someone watches the session (its UI, its event
+    /// log, `EXPLAIN ANALYZE`).
+    #[prost(bool, tag = "11")]
+    pub report_operators: bool,
 }
 
 /// How a cache task materializes its partition (see [`TaskDefinition::cache`]).

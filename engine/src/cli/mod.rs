@@ -222,15 +222,7 @@ fn history(args: &HistoryArgs) -> Result<(), String> {
     use crate::config::Config;
     let dir = match &args.dir {
         Some(d) => d.clone(),
-        None => std::env::var_os("HOME")
-            .map(|h| {
-                std::path::PathBuf::from(h)
-                    .join(".kiln")
-                    .join("events")
-                    .display()
-                    .to_string()
-            })
-            .ok_or("name the event log directory (no $HOME)")?,
+        None => crate::eventlog::default_dir().ok_or("name the event log directory (no $HOME)")?,
     };
     let config = Config::load(args.config.as_deref()).map_err(|e| e.to_string())?;
     let runtime = sql::runtime("history").ok_or("no async runtime")?;

@@ -110,14 +110,9 @@ impl Common {
             config.source("kiln.eventlog.dir"),
             Some(config::Source::Default)
         ) {
-            if let Some(home) = std::env::var_os("HOME") {
-                let dir = std::path::PathBuf::from(home).join(".kiln").join("events");
+            if let Some(dir) = crate::eventlog::default_dir() {
                 config
-                    .set(
-                        "kiln.eventlog.dir",
-                        &dir.display().to_string(),
-                        config::Source::Default,
-                    )
+                    .set("kiln.eventlog.dir", &dir, config::Source::Default)
                     .map_err(|e| e.to_string())?;
             }
         }

@@ -9,7 +9,7 @@ pub(crate) mod svg;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use axum::extract::{Path, Request};
+use axum::extract::{Path, Request, State as With};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
@@ -49,107 +49,95 @@ fn not_found(what: &str) -> Response {
         .into_response()
 }
 
+/// What every page handler of one session gets: where its state comes from and the prefix
+/// its links start with.
+#[derive(Clone)]
+struct Pages {
+    source: Arc<dyn Source>,
+    base: Arc<str>,
+}
+
+/// Prometheus' text with its content type.
+fn metrics_response(text: String) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+async fn jobs_page(With(p): With<Pages>) -> Html<String> {
+    Html(pages::jobs(&p.source.state(), &p.base))
+}
+
+async fn job_page(With(p): With<Pages>, Path(job): Path<String>) -> Response {
+    let state = p.source.state();
+    match state.job(&job) {
+        Some(j) => Html(pages::job(&state, &p.base, j)).into_response(),
+        None => not_found(&format!("no job {job}")),
+    }
+}
+
+async fn stage_page(With(p): With<Pages>, Path((job, stage)): Path<(String, u32)>) -> Response {
+    let state = p.source.state();
+    match state
+        .job(&job)
+        .and_then(|j| pages::stage(&state, &p.base, j, stage))
+    {
+        Some(page) => Html(page).into_response(),
+        None => not_found(&format!("no stage {stage} in job {job}")),
+    }
+}
+
+async fn executors_page(With(p): With<Pages>) -> Html<String> {
+    Html(pages::executors(&p.source.state(), &p.base))
+}
+
+async fn training_page(With(p): With<Pages>) -> Html<String> {
+    Html(pages::training(&p.source.state(), &p.base))
+}
+
+async fn fit_page(With(p): With<Pages>, Path(fit): Path<String>) -> Response {
+    let state = p.source.state();
+    match state.fit(&fit) {
+        Some(f) => Html(pages::fit(&state, &p.base, f)).into_response(),
+        None => not_found(&format!("no fit {fit}")),
+    }
+}
+
+async fn models_page(With(p): With<Pages>) -> Html<String> {
+    Html(pages::models(
+        &p.source.state(),
+        &p.base,
+        &p.source.models(),
+    ))
+}
+
+async fn metrics_page(With(p): With<Pages>) -> Response {
+    match p.source.metrics() {
+        Some(text) => metrics_response(text),
+        None => not_found("a finished session has no metrics"),
+    }
+}
+
 /// The pages of one session, their links starting with `base` (`""` or `/s/<session>`).
 pub(crate) fn session_pages(source: Arc<dyn Source>, base: &str) -> Router {
-    let base: Arc<str> = Arc::from(base);
-    let b = Arc::clone(&base);
-    let s = Arc::clone(&source);
-    let mut router = Router::new().route(
-        "/",
-        get(move || {
-            let (s, b) = (Arc::clone(&s), Arc::clone(&b));
-            async move { Html(pages::jobs(&s.state(), &b)) }
-        }),
-    );
-    let (s, b) = (Arc::clone(&source), Arc::clone(&base));
-    router = router.route(
-        "/jobs/{job}",
-        get(move |Path(job): Path<String>| {
-            let (s, b) = (Arc::clone(&s), Arc::clone(&b));
-            async move {
-                let state = s.state();
-                match state.job(&job) {
-                    Some(j) => Html(pages::job(&state, &b, j)).into_response(),
-                    None => not_found(&format!("no job {job}")),
-                }
-            }
-        }),
-    );
-    let (s, b) = (Arc::clone(&source), Arc::clone(&base));
-    router = router.route(
-        "/jobs/{job}/stages/{stage}",
-        get(move |Path((job, stage)): Path<(String, u32)>| {
-            let (s, b) = (Arc::clone(&s), Arc::clone(&b));
-            async move {
-                let state = s.state();
-                match state
-                    .job(&job)
-                    .and_then(|j| pages::stage(&state, &b, j, stage))
-                {
-                    Some(page) => Html(page).into_response(),
-                    None => not_found(&format!("no stage {stage} in job {job}")),
-                }
-            }
-        }),
-    );
-    let (s, b) = (Arc::clone(&source), Arc::clone(&base));
-    router = router.route(
-        "/executors",
-        get(move || {
-            let (s, b) = (Arc::clone(&s), Arc::clone(&b));
-            async move { Html(pages::executors(&s.state(), &b)) }
-        }),
-    );
-    let (s, b) = (Arc::clone(&source), Arc::clone(&base));
-    router = router.route(
-        "/training",
-        get(move || {
-            let (s, b) = (Arc::clone(&s), Arc::clone(&b));
-            async move { Html(pages::training(&s.state(), &b)) }
-        }),
-    );
-    let (s, b) = (Arc::clone(&source), Arc::clone(&base));
-    router = router.route(
-        "/training/{fit}",
-        get(move |Path(fit): Path<String>| {
-            let (s, b) = (Arc::clone(&s), Arc::clone(&b));
-            async move {
-                let state = s.state();
-                match state.fit(&fit) {
-                    Some(f) => Html(pages::fit(&state, &b, f)).into_response(),
-                    None => not_found(&format!("no fit {fit}")),
-                }
-            }
-        }),
-    );
-    let (s, b) = (Arc::clone(&source), Arc::clone(&base));
-    router = router.route(
-        "/models",
-        get(move || {
-            let (s, b) = (Arc::clone(&s), Arc::clone(&b));
-            async move { Html(pages::models(&s.state(), &b, &s.models())) }
-        }),
-    );
-    let s = Arc::clone(&source);
-    router.route(
-        "/metrics",
-        get(move || {
-            let s = Arc::clone(&s);
-            async move {
-                match s.metrics() {
-                    Some(text) => (
-                        [(
-                            header::CONTENT_TYPE,
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        )],
-                        text,
-                    )
-                        .into_response(),
-                    None => not_found("a finished session has no metrics"),
-                }
-            }
-        }),
-    )
+    Router::new()
+        .route("/", get(jobs_page))
+        .route("/jobs/{job}", get(job_page))
+        .route("/jobs/{job}/stages/{stage}", get(stage_page))
+        .route("/executors", get(executors_page))
+        .route("/training", get(training_page))
+        .route("/training/{fit}", get(fit_page))
+        .route("/models", get(models_page))
+        .route("/metrics", get(metrics_page))
+        .with_state(Pages {
+            source,
+            base: Arc::from(base),
+        })
 }
 
 /// A running UI server; stops when dropped.
@@ -368,15 +356,7 @@ pub(crate) fn executor_metrics(registry: prometheus_client::registry::Registry) 
         "/metrics",
         get(move || {
             let registry = Arc::clone(&registry);
-            async move {
-                (
-                    [(
-                        header::CONTENT_TYPE,
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    )],
-                    crate::prom::render(&registry),
-                )
-            }
+            async move { metrics_response(crate::prom::render(&registry)) }
         }),
     )
 }

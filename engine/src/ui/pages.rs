@@ -169,16 +169,11 @@ pub(crate) fn job(state: &State, base: &str, j: &JobView) -> String {
     }
     body.push_str("</table><h2>Plans with metrics</h2>");
     for s in &j.stages {
-        let plan = if s.operators.is_empty() {
-            s.plan.clone()
-        } else {
-            crate::status::plan_with_metrics(&s.operators)
-        };
         let _ = write!(
             body,
             r#"<h3>Stage {}</h3><pre class="plan">{}</pre>"#,
             s.id,
-            escape(&plan)
+            escape(&s.plan_text())
         );
     }
     layout(state, base, &format!("Job {}", j.id), &body)
@@ -195,11 +190,7 @@ pub(crate) fn stage(state: &State, base: &str, j: &JobView, stage: u32) -> Optio
         tasks = s.tasks,
         out = bytes(out),
         time = secs(s.seconds(state.last)),
-        plan = escape(&if s.operators.is_empty() {
-            s.plan.clone()
-        } else {
-            crate::status::plan_with_metrics(&s.operators)
-        }),
+        plan = escape(&s.plan_text()),
         timeline = svg::timeline(&s.attempts),
     );
     body.push_str(
@@ -270,11 +261,7 @@ pub(crate) fn training(state: &State, base: &str) -> String {
         r#"<table id="fits"><tr><th>Fit</th><th>Algorithm</th><th>Rows</th><th>Partitions</th><th>Iterations</th><th>Final loss</th><th>Status</th><th>Duration</th></tr>"#,
     );
     for f in state.fits.iter().rev() {
-        let status = match (&f.seconds, &f.error) {
-            (None, _) => "running",
-            (Some(_), None) => "succeeded",
-            (Some(_), Some(_)) => "failed",
-        };
+        let status = f.status();
         let _ = write!(
             body,
             r#"<tr class="fit" data-fit="{id}"><td><a href="{base}/training/{id}">{id}</a></td><td>{alg}</td><td class="num">{rows}</td><td class="num">{parts}</td><td class="num">{its}/{max}</td><td class="num">{loss}</td><td class="{status}">{status}</td><td class="num">{dur}</td></tr>"#,
