@@ -209,13 +209,17 @@ pub(crate) async fn remove_orphans(
             if root.url.as_str().starts_with("file://") {
                 let dir = std::path::PathBuf::from(format!("/{prefix}"));
                 if local_dir_idle_for(&dir, ttl) {
-                    remove_empty_dirs(&dir).await;
+                    remove_stale(&dir, ttl).await;
                 }
             }
             continue;
         }
         report.objects += u64::try_from(objects.len()).unwrap_or(u64::MAX);
         delete_prefix(root, &prefix).await?;
+        if root.url.as_str().starts_with("file://") {
+            // What the listing cannot see: a killed writer's half-written staging files.
+            remove_stale(&std::path::PathBuf::from(format!("/{prefix}")), ttl).await;
+        }
         report.prefixes.push(format!("{}{}/", root_url, name));
     }
     let removed = futures::stream::iter(expired.into_iter().map(Ok)).boxed();
@@ -254,7 +258,7 @@ pub(crate) async fn delete_prefix(
     Ok(())
 }
 
-/// Whether the local directory `dir` was last modified more than `ttl` ago (false when it
+/// Whether the local file or directory `dir` was last modified more than `ttl` ago (false when it
 /// cannot be read: nothing is removed on a guess).
 fn local_dir_idle_for(dir: &std::path::Path, ttl: Duration) -> bool {
     std::fs::metadata(dir)
@@ -270,6 +274,28 @@ fn local_dir_idle_for(dir: &std::path::Path, ttl: Duration) -> bool {
 async fn remove_empty_dirs(dir: &std::path::Path) {
     let dir = dir.to_path_buf();
     let _ = tokio::task::spawn_blocking(move || remove_empty_dirs_blocking(&dir)).await;
+}
+
+/// Removes the files under `dir` idle for more than `ttl` (a killed session's partial
+/// writes, which an object listing skips), then the directories left empty.
+async fn remove_stale(dir: &std::path::Path, ttl: Duration) {
+    fn sweep(dir: &std::path::Path, ttl: Duration) {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                match entry.file_type() {
+                    Ok(t) if t.is_dir() => sweep(&path, ttl),
+                    Ok(_) if local_dir_idle_for(&path, ttl) => {
+                        let _ = std::fs::remove_file(&path);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let _ = std::fs::remove_dir(dir);
+    }
+    let dir = dir.to_path_buf();
+    let _ = tokio::task::spawn_blocking(move || sweep(&dir, ttl)).await;
 }
 
 fn remove_empty_dirs_blocking(dir: &std::path::Path) {

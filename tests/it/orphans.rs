@@ -289,4 +289,20 @@ fn an_empty_prefix_is_removed_only_when_idle_for_the_ttl() {
     gc();
     assert!(!idle.exists());
     assert!(stage.is_dir());
+
+    // A killed writer's half-written staging file (which an object listing does not show)
+    // goes with its idle prefix; a fresh one stays.
+    let killed = root.join("kiln-a1b2c3d4e5f6");
+    let staging = killed
+        .join("job-2-a1b2c3d4e5f6")
+        .join("1")
+        .join("0-0.arrow#1");
+    std::fs::create_dir_all(staging.parent().unwrap()).unwrap();
+    std::fs::write(&staging, b"half").unwrap();
+    gc();
+    assert!(staging.is_file(), "a fresh staging file was removed");
+    backdate(&staging);
+    backdate(&killed);
+    gc();
+    assert!(!killed.exists(), "{:?}", files(&root));
 }
