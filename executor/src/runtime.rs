@@ -23,6 +23,7 @@ use datafusion::physical_plan::{
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion_proto::physical_plan::PhysicalExtensionCodec;
 use futures::FutureExt;
+use kiln_ml::step::Block;
 use kiln_ml::{CachedPartition, Kernel, MlError, Precision};
 use kiln_planner::functions::kiln_udfs;
 use kiln_planner::task::{
@@ -150,15 +151,26 @@ impl ExecutorRuntime {
         }
         let rows = partitions.iter().map(|p| p.rows() as u64).sum();
         // Kernels are CPU-bound (rayon inside): keep them off the async workers.
-        let (partials, compute_seconds) = tokio::task::spawn_blocking(move || {
+        let total = request.partitions_total;
+        let (blocks, compute_seconds, busy_seconds) = tokio::task::spawn_blocking(move || {
             let refs: Vec<&CachedPartition> = partitions.iter().map(Arc::as_ref).collect();
             let started = std::time::Instant::now();
-            let partials = kiln_ml::step::run_on_partitions_timed(&kernel, &refs);
-            partials.map(|p| (p, started.elapsed().as_secs_f64()))
+            let partials = kiln_ml::step::run_on_partitions_timed(&kernel, &refs)?;
+            let busy: f64 = partials.iter().map(|(_, _, s)| s).sum();
+            let blocks: Vec<Block> = partials
+                .into_iter()
+                .map(|(partition, partial, _)| Block::one(partition, partial))
+                .collect();
+            // Merged here as far as the fixed tree allows: fewer, not larger, partials to send.
+            let blocks = if total > 0 {
+                kiln_ml::step::merge_blocks(total, blocks)?
+            } else {
+                blocks
+            };
+            Ok::<_, MlError>((blocks, started.elapsed().as_secs_f64(), busy))
         })
         .await
         .map_err(|e| joined("kernel", e))??;
-        let busy_seconds = partials.iter().map(|(_, _, s)| s).sum();
         self.stats
             .kernel_rounds
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -167,11 +179,12 @@ impl ExecutorRuntime {
             std::sync::atomic::Ordering::Relaxed,
         );
         Ok(KernelResponse {
-            partials: partials
+            partials: blocks
                 .into_iter()
-                .map(|(partition, partial, _)| KernelPartial {
-                    partition,
-                    partial: partial.to_bytes(),
+                .map(|b| KernelPartial {
+                    partition: b.start,
+                    count: b.len,
+                    partial: b.partial.to_bytes(),
                 })
                 .collect(),
             failure: None,

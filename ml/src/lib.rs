@@ -22,6 +22,8 @@ pub mod linear;
 pub mod metrics;
 pub mod model;
 pub mod optim;
+pub mod random;
+pub mod registry;
 pub mod report;
 pub mod simd;
 pub mod stats;
@@ -30,6 +32,7 @@ pub mod step;
 pub use data::{CachedPartition, DenseMatrix, Features, Precision};
 pub use error::{MlError, Result};
 pub use model::{Model, ModelKind};
+pub use registry::Estimator;
 pub use report::TrainingReport;
 pub use step::{fit_local, Algorithm, DatasetInfo, Kernel, Partial, Progress, Step};
 

@@ -93,6 +93,11 @@ pub struct KernelRequest {
     /// The partitions to run on, with the object holding each in the cache store.
     #[prost(message, repeated, tag = "4")]
     pub partitions: Vec<CachedPartitionRef>,
+    /// The dataset's partition count: the executor merges its partials along the merge tree
+    /// over `0..partitions_total` (`kiln_ml::step::merge_blocks`). `0`: one partial per
+    /// partition, unmerged.
+    #[prost(uint32, tag = "5")]
+    pub partitions_total: u32,
 }
 
 /// Where a cached partition's bytes live in the cache store.
@@ -109,7 +114,7 @@ pub struct CachedPartitionRef {
 /// The answer to a [`KernelRequest`]: a partial per partition, or why the round failed.
 #[derive(Clone, PartialEq, Message)]
 pub struct KernelResponse {
-    /// One encoded partial per requested partition.
+    /// The requested partitions' partials, merged as far as the merge tree allows.
     #[prost(message, repeated, tag = "1")]
     pub partials: Vec<KernelPartial>,
     /// Set when the kernel could not run.
@@ -130,7 +135,7 @@ pub struct KernelResponse {
     pub rows: u64,
 }
 
-/// One partition's partial of a kernel round.
+/// The merged partial of partitions `partition .. partition + count` of a kernel round.
 #[derive(Clone, PartialEq, Message)]
 pub struct KernelPartial {
     /// The partition index.
@@ -139,6 +144,9 @@ pub struct KernelPartial {
     /// The partial, encoded by `kiln-ml`.
     #[prost(bytes = "vec", tag = "2")]
     pub partial: Vec<u8>,
+    /// How many partitions it covers (`0` reads as `1`).
+    #[prost(uint32, tag = "3")]
+    pub count: u32,
 }
 
 /// Compression of shuffle objects (Arrow IPC buffer compression).

@@ -1309,6 +1309,15 @@ class PipelineModel:
 # Evaluators
 
 
+def algorithms() -> list[dict[str, Any]]:
+    """Every training algorithm Kiln registers, as SQL's ``SHOW ALGORITHMS`` lists them: a dict
+    per algorithm with ``name`` (what ``TRAIN MODEL ... USING`` takes), ``aliases``, ``task``
+    (``clustering``, ``classification`` or ``regression``), ``doc`` and ``params`` (each with
+    ``name``, ``type``, ``default`` and ``doc``, by Spark's names; the estimator classes here take
+    scikit-learn's)."""
+    return _kiln.algorithms()
+
+
 def evaluate(
     df: DataFrame,
     metric: str,
@@ -1387,6 +1396,7 @@ class ClusteringEvaluator:
 
 
 __all__ = [
+    "algorithms",
     "KMeans",
     "LinearRegression",
     "LogisticRegression",

@@ -27,6 +27,7 @@ fn _kiln(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ml::PyFittedStage>()?;
     m.add_class::<ml::PyModel>()?;
     m.add_function(wrap_pyfunction!(ml::evaluate, m)?)?;
+    m.add_function(wrap_pyfunction!(ml::algorithms, m)?)?;
     m.add_function(wrap_pyfunction!(cli, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -5,12 +5,12 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use kiln::ml::registry::{self, ParamValue as RegistryValue};
 use kiln::ml::{
-    Average, ClassificationMetric, Columns, Estimator, EstimatorStage, Evaluator, Family,
-    FeatureModel, FittedStage, HandleInvalid, ImputeStrategy, Imputer, KMeans, KMeansInit,
-    LinearRegression, LogisticRegression, Metric, MinMaxScaler, Model, ModelKind, OneHotEncoder,
-    Pipeline, RegressionMetric, Solver, Stage, StandardScaler, StepSchedule, StringIndexer,
-    StringOrder, VectorAssembler,
+    Average, ClassificationMetric, Columns, Estimator, EstimatorStage, Evaluator, FeatureModel,
+    FittedStage, HandleInvalid, ImputeStrategy, Imputer, Metric, MinMaxScaler, Model, ModelKind,
+    OneHotEncoder, Pipeline, RegressionMetric, Stage, StandardScaler, StringIndexer, StringOrder,
+    VectorAssembler,
 };
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyDictMethods};
@@ -86,59 +86,46 @@ pub(crate) struct PyStage {
     stage: Stage,
 }
 
-/// The linear builders' shared parameters.
-macro_rules! linear_params {
-    ($builder:expr, $p:expr) => {{
-        let mut b = $builder;
-        if let Some(v) = $p.get::<usize>("max_iter")? {
-            b = b.max_iter(v);
+/// The keys an estimator stage reads itself; every other key is the algorithm's parameter.
+const COLUMN_KEYS: [&str; 3] = ["features", "label", "prediction_col"];
+
+/// Every parameter of `p` but the columns, as the registry takes them (`None` values left out,
+/// as if not given).
+fn registry_values(p: &mut Params<'_>) -> PyResult<Vec<(String, RegistryValue)>> {
+    let mut values = Vec::new();
+    for (key, value) in p.dict.iter() {
+        let key: String = key.extract()?;
+        if COLUMN_KEYS.contains(&key.as_str()) {
+            continue;
         }
-        if let Some(v) = $p.get::<f64>("reg_param")? {
-            b = b.reg_param(v);
+        p.read.insert(key.clone());
+        if value.is_none() {
+            continue;
         }
-        if let Some(v) = $p.get::<f64>("elastic_net_param")? {
-            b = b.elastic_net_param(v);
-        }
-        if let Some(v) = $p.get::<f64>("tol")? {
-            b = b.tol(v);
-        }
-        if let Some(v) = $p.get::<bool>("fit_intercept")? {
-            b = b.fit_intercept(v);
-        }
-        if let Some(v) = $p.get::<bool>("standardization")? {
-            b = b.standardization(v);
-        }
-        if let Some(v) = $p.get::<u64>("seed")? {
-            b = b.seed(v);
-        }
-        let fraction = $p.get::<f64>("mini_batch_fraction")?;
-        let step = $p.get::<f64>("step_size")?;
-        let schedule = $p.get::<String>("step_schedule")?;
-        match $p.get::<String>("solver")?.as_deref() {
-            None | Some("lbfgs") | Some("l-bfgs") => {}
-            Some("sgd") => {
-                b = b.solver(Solver::Sgd {
-                    mini_batch_fraction: fraction.unwrap_or(1.0),
-                    step_size: step.unwrap_or(1.0),
-                    schedule: match schedule.as_deref() {
-                        None | Some("inverse_sqrt") => StepSchedule::InverseSqrt,
-                        Some("constant") => StepSchedule::Constant,
-                        Some(other) => {
-                            return Err(parameter(format!(
-                                "step_schedule must be 'inverse_sqrt' or 'constant', got '{other}'"
-                            )))
-                        }
-                    },
-                })
-            }
-            Some(other) => {
-                return Err(parameter(format!(
-                    "solver must be 'lbfgs' or 'sgd', got '{other}'"
-                )))
-            }
-        }
-        b
-    }};
+        let converted = if let Ok(b) = value.cast::<pyo3::types::PyBool>() {
+            RegistryValue::Bool(b.is_true())
+        } else if let Ok(i) = value.extract::<i64>() {
+            RegistryValue::Integer(i)
+        } else if let Ok(f) = value.extract::<f64>() {
+            RegistryValue::Float(f)
+        } else if let Ok(t) = value.extract::<String>() {
+            RegistryValue::Text(t)
+        } else if let Ok(rows) = value.extract::<Vec<Vec<f64>>>() {
+            RegistryValue::Matrix(rows)
+        } else {
+            let type_name = value
+                .get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default();
+            return Err(parameter(format!(
+                "{}: parameter {key} has the wrong type ({type_name})",
+                p.what
+            )));
+        };
+        values.push((key, converted));
+    }
+    Ok(values)
 }
 
 /// An estimator's stage: the estimator, its columns and its prediction column.
@@ -182,71 +169,13 @@ macro_rules! io_params {
 
 #[pymethods]
 impl PyStage {
-    /// The stage `kind` (`kmeans`, `linear_regression`, `logistic_regression`,
-    /// `standard_scaler`, `min_max_scaler`, `imputer`, `string_indexer`, `one_hot_encoder`,
+    /// The stage `kind` (a registered algorithm: `kmeans`, `linear_regression`,
+    /// `logistic_regression`, ...; or `standard_scaler`, `min_max_scaler`, `imputer`, `string_indexer`, `one_hot_encoder`,
     /// `vector_assembler`) with `params`.
     #[new]
     fn new(kind: &str, params: Bound<'_, PyDict>) -> PyResult<Self> {
         let mut p = Params::new(kind, params);
         let stage = match kind {
-            "kmeans" => {
-                let k = p.get::<usize>("k")?.unwrap_or(2);
-                let mut b = KMeans::new(k);
-                if let Some(v) = p.get::<usize>("max_iter")? {
-                    b = b.max_iter(v);
-                }
-                if let Some(v) = p.get::<f64>("tol")? {
-                    b = b.tol(v);
-                }
-                if let Some(v) = p.get::<u64>("seed")? {
-                    b = b.seed(v);
-                }
-                if let Some(v) = p.get::<usize>("init_steps")? {
-                    b = b.init_steps(v);
-                }
-                if let Some(centers) = p.get::<Vec<Vec<f64>>>("init_centers")? {
-                    b = b.init(KMeansInit::Centers(centers));
-                } else {
-                    match p.get::<String>("init")?.as_deref() {
-                        None | Some("k-means||") => {}
-                        Some("random") => b = b.init(KMeansInit::Random),
-                        Some(other) => {
-                            return Err(parameter(format!(
-                                "init must be 'k-means||', 'random' or an array of centres, got '{other}'"
-                            )))
-                        }
-                    }
-                }
-                // Checked now, before any data moves.
-                b.check().map_err(|e| crate::errors::to_py(e.into()))?;
-                estimator_stage(Estimator::KMeans(b), &mut p)?
-            }
-            "linear_regression" => {
-                let b = linear_params!(LinearRegression::new(), p);
-                b.check().map_err(|e| crate::errors::to_py(e.into()))?;
-                estimator_stage(Estimator::LinearRegression(b), &mut p)?
-            }
-            "logistic_regression" => {
-                let mut b = linear_params!(LogisticRegression::new(), p);
-                if let Some(c) = p.get::<f64>("C")? {
-                    b = b.inverse_strength(c);
-                }
-                if let Some(t) = p.get::<f64>("threshold")? {
-                    b = b.threshold(t);
-                }
-                b = b.family(match p.get::<String>("family")?.as_deref() {
-                    None | Some("auto") => Family::Auto,
-                    Some("binomial") => Family::Binomial,
-                    Some("multinomial") => Family::Multinomial,
-                    Some(other) => {
-                        return Err(parameter(format!(
-                            "family must be 'auto', 'binomial' or 'multinomial', got '{other}'"
-                        )))
-                    }
-                });
-                b.check().map_err(|e| crate::errors::to_py(e.into()))?;
-                estimator_stage(Estimator::LogisticRegression(b), &mut p)?
-            }
             "standard_scaler" => {
                 let mut b = io_params!(StandardScaler::new(), p);
                 if let Some(v) = p.get::<bool>("with_mean")? {
@@ -325,7 +254,22 @@ impl PyStage {
                 b = b.handle_invalid(handle_invalid(p.get("handle_invalid")?)?);
                 Stage::from(b)
             }
-            other => return Err(parameter(format!("unknown stage kind '{other}'"))),
+            other => match registry::find(other) {
+                Some(spec) => {
+                    let values = registry_values(&mut p)?;
+                    // Names, types and ranges checked now, before any data moves.
+                    let estimator = spec
+                        .estimator(values)
+                        .map_err(|e| crate::errors::to_py(e.into()))?;
+                    estimator_stage(estimator, &mut p)?
+                }
+                None => {
+                    return Err(parameter(format!(
+                        "unknown stage kind '{other}'; algorithms: {}",
+                        registry::names()
+                    )))
+                }
+            },
         };
         p.finish()?;
         Ok(Self { stage })
@@ -616,4 +560,34 @@ pub(crate) fn evaluate(
         .seed(seed);
     let data = df.df.clone();
     df.run(py, async move { evaluator.evaluate(&data).await })
+}
+
+/// Every registered algorithm as a dict: `name`, `aliases`, `task`, `doc` and `params` (each
+/// with `name`, `type`, `default`, `doc`). The registry SQL's `SHOW ALGORITHMS` lists.
+#[pyfunction]
+pub(crate) fn algorithms(py: Python<'_>) -> PyResult<Vec<Bound<'_, PyDict>>> {
+    registry::ALGORITHMS
+        .iter()
+        .map(|a| {
+            let d = PyDict::new(py);
+            d.set_item("name", a.name)?;
+            d.set_item("aliases", a.aliases.to_vec())?;
+            d.set_item("task", a.task.as_str())?;
+            d.set_item("doc", a.doc)?;
+            let params = a
+                .params
+                .iter()
+                .map(|p| {
+                    let q = PyDict::new(py);
+                    q.set_item("name", p.name)?;
+                    q.set_item("type", p.ty.describe().into_owned())?;
+                    q.set_item("default", p.default)?;
+                    q.set_item("doc", p.doc)?;
+                    Ok(q)
+                })
+                .collect::<PyResult<Vec<_>>>()?;
+            d.set_item("params", params)?;
+            Ok(d)
+        })
+        .collect()
 }

@@ -368,6 +368,27 @@ def test_estimators_reject_unknown_and_bad_parameters(session: kiln.Session) -> 
         ml.KMeans(2, init="kmeans++").fit(df)
     with pytest.raises(kiln.ParameterError, match="unsupervised"):
         ml.KMeans(2).fit(df, label="f0")
+    # Names, types and choices come from the registry SQL reads too, with SQL's wording.
+    with pytest.raises(kiln.ParameterError, match=r"init must be one of 'k-means\|\|'.*got 'kmeans\+\+'"):
+        ml.KMeans(2, init="kmeans++").fit(df)
+    with pytest.raises(kiln.ParameterError, match="step_size needs solver = 'sgd'"):
+        ml.LinearRegression(step_size=0.5).fit(df, label="f0")
+    with pytest.raises(kiln.ParameterError, match="max_iter must be a non-negative integer, got -1"):
+        ml.LinearRegression(max_iter=-1).fit(df, label="f0")
+
+
+def test_algorithms_lists_the_registry_sql_shows(session: kiln.Session) -> None:
+    listed = ml.algorithms()
+    names = [a["name"] for a in listed]
+    assert names[:3] == ["kmeans", "linear_regression", "logistic_regression"]
+    kmeans = listed[0]
+    assert kmeans["task"] == "clustering" and "k_means" in kmeans["aliases"]
+    k = next(p for p in kmeans["params"] if p["name"] == "k")
+    assert (k["type"], k["default"]) == ("integer", "2") and k["doc"]
+    rows = session.sql("SHOW ALGORITHMS").to_pylist()
+    assert [(r["algorithm"], r["parameter"]) for r in rows] == [
+        (a["name"], p["name"]) for a in listed for p in a["params"]
+    ]
 
 
 def test_a_model_predicts_probabilities_with_its_own_weights(session: kiln.Session) -> None:

@@ -111,16 +111,9 @@ impl Fit for LogisticRegression {
     }
 }
 
-/// An estimator as a pipeline stage.
-#[derive(Debug, Clone)]
-pub enum Estimator {
-    /// k-means clustering.
-    KMeans(KMeans),
-    /// Least squares, ridge, lasso, elastic net.
-    LinearRegression(LinearRegression),
-    /// Binary or multinomial logistic regression.
-    LogisticRegression(LogisticRegression),
-}
+/// An estimator of any registered algorithm, as a pipeline stage (the registry's; see
+/// [`kiln_ml::registry`]).
+pub use kiln_ml::Estimator;
 
 /// Trains `estimator` on `df`'s `columns`.
 pub(crate) async fn fit_estimator(
@@ -143,22 +136,4 @@ pub(crate) async fn fit_estimator(
         }
     };
     Ok(model.with_report(Some(report)))
-}
-
-impl From<KMeans> for Estimator {
-    fn from(e: KMeans) -> Self {
-        Estimator::KMeans(e)
-    }
-}
-
-impl From<LinearRegression> for Estimator {
-    fn from(e: LinearRegression) -> Self {
-        Estimator::LinearRegression(e)
-    }
-}
-
-impl From<LogisticRegression> for Estimator {
-    fn from(e: LogisticRegression) -> Self {
-        Estimator::LogisticRegression(e)
-    }
 }

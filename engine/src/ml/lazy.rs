@@ -386,7 +386,7 @@ pub struct LazyModel {
 
 impl LazyModel {
     pub(crate) fn new(estimator: Estimator, df: &DataFrame, columns: &Columns) -> Result<Self> {
-        let supervised = !matches!(estimator, Estimator::KMeans(_));
+        let supervised = estimator.supervised();
         let (features, label) = columns.resolve(&df.schema(), supervised)?;
         let schema = Arc::new(DFSchema::try_from(Schema::new(vec![Field::new(
             "model",

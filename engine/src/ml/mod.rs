@@ -31,6 +31,7 @@ pub use features::{
 };
 pub use fit::{Estimator, Fit};
 pub use kiln_ml::metrics::Average;
+pub use kiln_ml::registry;
 pub use lazy::{LazyModel, PredictNode, Train, TrainNode};
 pub use pipeline::{EstimatorStage, FittedStage, Pipeline, PipelineModel, Stage};
 pub use training_data::TrainingData;

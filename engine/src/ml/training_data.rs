@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use futures::future::join_all;
 use kiln_executor::cache::dataset_prefix;
 use kiln_executor::StoreRoot;
+use kiln_ml::step::{merge_all, Block};
 use kiln_ml::{Algorithm, DatasetInfo, Kernel, Partial, Precision, Step, TrainingReport};
 use kiln_planner::cut_stages;
 use kiln_planner::task::{CacheSpec, CachedPartitionRef, FailureKind, KernelRequest};
@@ -282,10 +283,13 @@ impl TrainingData {
         let mut attempts = 0;
         let mut round = Round::default();
         // Partials already answered survive a retry: only the missing partitions run again.
-        let mut partials: Vec<(u32, Partial)> = Vec::new();
+        let mut partials: Vec<Block> = Vec::new();
         loop {
             attempts += 1;
-            let answered: Vec<u32> = partials.iter().map(|(p, _)| *p).collect();
+            let answered: Vec<u32> = partials
+                .iter()
+                .flat_map(|b| b.start..b.start + b.len)
+                .collect();
             let by_executor = self.requests(&bytes, &answered)?;
             let executors = inner.pool.executors();
             let calls = by_executor.iter().map(|(exec, request)| {
@@ -328,7 +332,11 @@ impl TrainingData {
                         round.executor(&executor_id, &r, bytes.len());
                         let decoding = std::time::Instant::now();
                         for p in r.partials {
-                            partials.push((p.partition, Partial::from_bytes(&p.partial)?));
+                            partials.push(Block {
+                                start: p.partition,
+                                len: p.count.max(1),
+                                partial: Partial::from_bytes(&p.partial)?,
+                            });
                         }
                         round.merge_seconds += decoding.elapsed().as_secs_f64();
                     }
@@ -336,9 +344,12 @@ impl TrainingData {
             }
             match retry {
                 None => {
-                    let partitions = partials.len();
+                    let partitions = partials.iter().map(|b| b.len as usize).sum();
                     let merging = std::time::Instant::now();
-                    let merged = Partial::merge_ordered(partials)?;
+                    let total = u32::try_from(self.info.partitions).map_err(|_| {
+                        EngineError::Internal("more partitions than a u32 counts".into())
+                    })?;
+                    let merged = merge_all(total, partials)?;
                     round.merge_seconds += merging.elapsed().as_secs_f64();
                     round.seconds = started.elapsed().as_secs_f64();
                     inner.events.emit(crate::Event::KernelRound {
@@ -400,6 +411,7 @@ impl TrainingData {
                         cache_root: self.cache_root.clone(),
                         kernel: kernel.to_vec(),
                         partitions: vec![part],
+                        partitions_total: u32::try_from(placements.len()).unwrap_or(0),
                     },
                 )),
             }

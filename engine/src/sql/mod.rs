@@ -10,6 +10,7 @@
 //! SELECT * FROM PREDICT(MODEL churn, (SELECT * FROM customers));  -- adds `prediction`
 //! SELECT * FROM EVALUATE(MODEL churn, (SELECT * FROM holdout));   -- one row of metrics
 //! SHOW MODELS; DESCRIBE MODEL churn; DROP MODEL [IF EXISTS] churn;
+//! SHOW ALGORITHMS;           -- every algorithm's parameters: type, default, description
 //! SAVE MODEL churn TO 's3://bucket/models/churn'; LOAD MODEL churn FROM '/models/churn';
 //! EXPLAIN TRAIN MODEL ...;   -- the training plan (cache and iterate stages), not run
 //! EXPLAIN ANALYZE TRAIN MODEL ...;  -- trains, then shows the training report
@@ -51,10 +52,9 @@ use datafusion::datasource::MemTable;
 use datafusion::sql::sqlparser::tokenizer::Location;
 use futures::future::BoxFuture;
 use kiln_ml::cluster::kmeans::{CenterSet, KMeansKernel, KMeansPartial};
-use kiln_ml::linear::Solver;
-use kiln_ml::optim::StepSchedule;
+use kiln_ml::registry::{self, ParamValue as RegistryValue};
 use kiln_ml::step::{Kernel, Partial};
-use kiln_ml::{Model, ModelKind, Precision};
+use kiln_ml::{MlError, Model, ModelKind, Precision};
 
 pub use parse::{
     parse_kiln_statement, split_statements, KilnStatement, Param, ParamValue, TrainModel,
@@ -68,14 +68,10 @@ use crate::error::{EngineError, Result};
 use crate::ml::fit::fit_estimator;
 use crate::ml::models::unknown_model;
 use crate::ml::{
-    Average, ClassificationMetric, Columns, Estimator, Evaluator, KMeans, KMeansInit, LazyModel,
-    LinearRegression, LogisticRegression, RegressionMetric,
+    Average, ClassificationMetric, Columns, Estimator, Evaluator, LazyModel, RegressionMetric,
 };
 use crate::session::Session;
 use parse::error_at;
-
-/// The algorithms `TRAIN MODEL ... USING` knows, as listed in messages.
-const ALGORITHMS: &str = "kmeans, linear_regression, logistic_regression";
 
 /// Runs one statement of Kiln's SQL (see the [module docs](self)).
 pub(crate) fn run<'a>(session: &'a Session, sql: &'a str) -> BoxFuture<'a, Result<DataFrame>> {
@@ -152,6 +148,35 @@ async fn execute(session: &Session, statement: KilnStatement) -> Result<DataFram
                 })
                 .collect();
             text_table(session, &["model", "algorithm", "features", "label"], rows)
+        }
+        KilnStatement::ShowAlgorithms => {
+            let rows = registry::ALGORITHMS
+                .iter()
+                .flat_map(|a| {
+                    a.params.iter().map(|p| {
+                        vec![
+                            a.name.to_string(),
+                            a.task.as_str().to_string(),
+                            p.name.to_string(),
+                            p.ty.describe().into_owned(),
+                            p.default.to_string(),
+                            p.doc.to_string(),
+                        ]
+                    })
+                })
+                .collect();
+            text_table(
+                session,
+                &[
+                    "algorithm",
+                    "task",
+                    "parameter",
+                    "type",
+                    "default",
+                    "description",
+                ],
+                rows,
+            )
         }
         KilnStatement::DescribeModel(name) => {
             let Some(m) = session.model(&name) else {
@@ -353,10 +378,9 @@ async fn train(session: &Session, t: &TrainModel) -> Result<DataFrame> {
                 });
             }
         }
-        let label = match &estimator {
-            crate::ml::Estimator::KMeans(_) => None,
-            _ => Some(t.label.as_deref().unwrap_or("label")),
-        };
+        let label = estimator
+            .supervised()
+            .then(|| t.label.as_deref().unwrap_or("label"));
         if let Some(clash) = label.filter(|l| outputs.iter().any(|o| o == l)) {
             return Err(EngineError::InvalidParameter {
                 name: "label",
@@ -435,8 +459,9 @@ async fn validate(session: &Session, name: &str, query: &str) -> Result<()> {
     Ok(())
 }
 
-/// The estimator and columns a `TRAIN` statement asks for; parameters are checked by name
-/// here and by range when training starts (before any data moves).
+/// The estimator and columns a `TRAIN` statement asks for. The algorithm, and the names,
+/// types and ranges of its parameters, are the registry's ([`kiln_ml::registry`]); an error names the
+/// parameter at its place in the statement, before any data moves.
 fn estimator(t: &TrainModel) -> Result<(Estimator, Columns)> {
     let mut columns = Columns::new();
     if let Some(features) = &t.features {
@@ -445,206 +470,74 @@ fn estimator(t: &TrainModel) -> Result<(Estimator, Columns)> {
     if let Some(label) = &t.label {
         columns = columns.label(label.as_str());
     }
-    let algorithm = t.algorithm.to_ascii_lowercase();
-    let estimator = match algorithm.as_str() {
-        "kmeans" | "k_means" => Estimator::KMeans(kmeans(&t.params)?),
-        "linear_regression" | "linear_reg" => {
-            let mut e = LinearRegression::new();
-            for p in &t.params {
-                e = linear_param(e, p, &t.params)?;
+    let spec = registry::find(&t.algorithm).ok_or_else(|| {
+        error_at(
+            t.algorithm_at,
+            format!(
+                "unknown algorithm '{}'; known algorithms: {}",
+                t.algorithm,
+                registry::names()
+            ),
+        )
+    })?;
+    let values = t
+        .params
+        .iter()
+        .map(|p| Ok((p.name.clone(), registry_value(p)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let estimator = spec.estimator(values).map_err(|e| match e {
+        MlError::InvalidParameter { name, reason } => {
+            match t.params.iter().find(|p| p.name.eq_ignore_ascii_case(&name)) {
+                Some(p) => error_at(p.at, reason),
+                None => EngineError::Ml(MlError::InvalidParameter { name, reason }),
             }
-            Estimator::LinearRegression(e)
         }
-        "logistic_regression" | "logistic_reg" => {
-            let mut e = LogisticRegression::new();
-            for p in &t.params {
-                e = linear_param(e, p, &t.params)?;
-            }
-            Estimator::LogisticRegression(e)
-        }
-        _ => {
-            return Err(error_at(
-                t.algorithm_at,
-                format!(
-                    "unknown algorithm '{}'; known algorithms: {ALGORITHMS}",
-                    t.algorithm
-                ),
-            ))
-        }
-    };
-    if matches!(estimator, Estimator::KMeans(_)) && t.label.is_some() {
+        other => EngineError::Ml(other),
+    })?;
+    if !spec.task.supervised() && t.label.is_some() {
         return Err(EngineError::InvalidParameter {
             name: "label",
-            reason: "kmeans is unsupervised and takes no LABEL".into(),
+            reason: format!("{} is unsupervised and takes no LABEL", spec.name),
         });
     }
     Ok((estimator, columns))
 }
 
-const KMEANS_PARAMS: &str = "k, max_iter, tol, seed, init, init_steps";
-const LINEAR_PARAMS: &str = "max_iter, reg_param, elastic_net_param, tol, fit_intercept, \
-                             standardization, solver, seed, step_size, mini_batch_fraction";
-
-fn kmeans(params: &[Param]) -> Result<KMeans> {
-    // Spark's default k.
-    let k = match params.iter().find(|p| p.name == "k") {
-        Some(p) => integer(p)?,
-        None => 2,
-    };
-    let mut e = KMeans::new(k);
-    for p in params {
-        e = match p.name.as_str() {
-            "k" => e,
-            "max_iter" => e.max_iter(integer(p)?),
-            "tol" => e.tol(float(p)?),
-            "seed" => e.seed(integer(p)? as u64),
-            "init_steps" => e.init_steps(integer(p)?),
-            "init" => match text(p)?.to_ascii_lowercase().as_str() {
-                "k-means||" | "kmeans||" | "k_means_parallel" => e.init(KMeansInit::KMeansParallel),
-                "random" => e.init(KMeansInit::Random),
-                other => {
-                    return Err(error_at(
+/// A `TRAIN` parameter's value as the registry takes it: numbers as integers when they are
+/// written as one, bracketed lists of bracketed numbers as rows.
+fn registry_value(p: &Param) -> Result<RegistryValue> {
+    fn number(p: &Param, n: &str) -> Result<f64> {
+        n.parse()
+            .map_err(|_| error_at(p.at, format!("{} must be a number, got {n}", p.name)))
+    }
+    Ok(match &p.value {
+        ParamValue::Number(n) => match n.parse::<i64>() {
+            Ok(i) => RegistryValue::Integer(i),
+            Err(_) => RegistryValue::Float(number(p, n)?),
+        },
+        ParamValue::Text(t) => RegistryValue::Text(t.clone()),
+        ParamValue::Bool(b) => RegistryValue::Bool(*b),
+        ParamValue::List(rows) => RegistryValue::Matrix(
+            rows.iter()
+                .map(|row| match row {
+                    ParamValue::List(values) => values
+                        .iter()
+                        .map(|v| match v {
+                            ParamValue::Number(n) => number(p, n),
+                            other => Err(error_at(
+                                p.at,
+                                format!("{} must hold rows of numbers, got {other}", p.name),
+                            )),
+                        })
+                        .collect(),
+                    other => Err(error_at(
                         p.at,
-                        format!("init must be 'k-means||' or 'random', got '{other}'"),
-                    ))
-                }
-            },
-            _ => return Err(unknown_param(p, "kmeans", KMEANS_PARAMS)),
-        };
-    }
-    Ok(e)
-}
-
-/// The parameters both linear models take.
-trait LinearParams: Sized {
-    /// The estimator with `p` set, `None` for a name it does not take.
-    fn apply(self, p: &Param) -> Result<Option<Self>>;
-    /// The estimator with `solver`.
-    fn with_solver(self, solver: Solver) -> Self;
-}
-
-macro_rules! linear_params {
-    ($t:ty) => {
-        impl LinearParams for $t {
-            fn apply(self, p: &Param) -> Result<Option<Self>> {
-                Ok(Some(match p.name.as_str() {
-                    "max_iter" => self.max_iter(integer(p)?),
-                    "reg_param" => self.reg_param(float(p)?),
-                    // scikit-learn's inverse strength: λ = 1 / (n · C).
-                    "c" => self.inverse_strength(float(p)?),
-                    "elastic_net_param" => self.elastic_net_param(float(p)?),
-                    "tol" => self.tol(float(p)?),
-                    "fit_intercept" => self.fit_intercept(boolean(p)?),
-                    "standardization" => self.standardization(boolean(p)?),
-                    "seed" => self.seed(integer(p)? as u64),
-                    _ => return Ok(None),
-                }))
-            }
-
-            fn with_solver(self, solver: Solver) -> Self {
-                self.solver(solver)
-            }
-        }
-    };
-}
-linear_params!(LinearRegression);
-linear_params!(LogisticRegression);
-
-/// Applies one linear-model parameter; the solver and its SGD settings are read together
-/// from all of `params` when `solver` comes by.
-fn linear_param<E: LinearParams>(e: E, p: &Param, params: &[Param]) -> Result<E> {
-    let sgd_setting = |name: &str| params.iter().find(|q| q.name == name);
-    match p.name.as_str() {
-        "solver" => match text(p)?.to_ascii_lowercase().as_str() {
-            "lbfgs" | "l-bfgs" => {
-                if let Some(q) = sgd_setting("step_size").or(sgd_setting("mini_batch_fraction")) {
-                    return Err(error_at(q.at, format!("{} needs solver = 'sgd'", q.name)));
-                }
-                Ok(e.with_solver(Solver::Lbfgs))
-            }
-            "sgd" => {
-                let step_size = sgd_setting("step_size").map(float).transpose()?;
-                let fraction = sgd_setting("mini_batch_fraction").map(float).transpose()?;
-                Ok(e.with_solver(Solver::Sgd {
-                    mini_batch_fraction: fraction.unwrap_or(1.0),
-                    step_size: step_size.unwrap_or(1.0),
-                    schedule: StepSchedule::InverseSqrt,
-                }))
-            }
-            other => Err(error_at(
-                p.at,
-                format!("solver must be 'lbfgs' or 'sgd', got '{other}'"),
-            )),
-        },
-        "step_size" | "mini_batch_fraction" => {
-            if params.iter().any(|q| q.name == "solver") {
-                Ok(e)
-            } else {
-                Err(error_at(p.at, format!("{} needs solver = 'sgd'", p.name)))
-            }
-        }
-        _ => match e.apply(p)? {
-            Some(e) => Ok(e),
-            None => Err(unknown_param(p, "this algorithm", LINEAR_PARAMS)),
-        },
-    }
-}
-
-fn unknown_param(p: &Param, algorithm: &str, accepted: &str) -> EngineError {
-    error_at(
-        p.at,
-        format!(
-            "unknown parameter '{}' for {algorithm}; accepted parameters: {accepted}",
-            p.name
+                        format!("{} must hold rows of numbers, got {other}", p.name),
+                    )),
+                })
+                .collect::<Result<_>>()?,
         ),
-    )
-}
-
-fn integer(p: &Param) -> Result<usize> {
-    match &p.value {
-        ParamValue::Number(n) => n.parse().map_err(|_| {
-            error_at(
-                p.at,
-                format!("{} must be a non-negative integer, got {n}", p.name),
-            )
-        }),
-        other => Err(error_at(
-            p.at,
-            format!("{} must be a non-negative integer, got {other}", p.name),
-        )),
-    }
-}
-
-fn float(p: &Param) -> Result<f64> {
-    match &p.value {
-        ParamValue::Number(n) => n
-            .parse()
-            .map_err(|_| error_at(p.at, format!("{} must be a number, got {n}", p.name))),
-        other => Err(error_at(
-            p.at,
-            format!("{} must be a number, got {other}", p.name),
-        )),
-    }
-}
-
-fn boolean(p: &Param) -> Result<bool> {
-    match &p.value {
-        ParamValue::Bool(b) => Ok(*b),
-        other => Err(error_at(
-            p.at,
-            format!("{} must be true or false, got {other}", p.name),
-        )),
-    }
-}
-
-fn text(p: &Param) -> Result<&str> {
-    match &p.value {
-        ParamValue::Text(t) => Ok(t),
-        other => Err(error_at(
-            p.at,
-            format!("{} must be a name or a quoted string, got {other}", p.name),
-        )),
-    }
+    })
 }
 
 /// Rewrites the outermost `PREDICT(MODEL ...)` / `EVALUATE(MODEL ...)` calls of `sql` (and,

@@ -107,6 +107,8 @@ pub enum KilnStatement {
     ExplainAnalyzeTrain(TrainModel),
     /// `SHOW MODELS`.
     ShowModels,
+    /// `SHOW ALGORITHMS`: every registered algorithm's parameters.
+    ShowAlgorithms,
     /// `DESCRIBE MODEL name`.
     DescribeModel(String),
     /// `DROP MODEL [IF EXISTS] name`.
@@ -262,6 +264,9 @@ pub fn parse_kiln_statement(sql: &str) -> Result<Option<KilnStatement>> {
     } else if p.peek_words(&["SHOW", "MODELS"]) {
         p.pos += 2;
         KilnStatement::ShowModels
+    } else if p.peek_words(&["SHOW", "ALGORITHMS"]) {
+        p.pos += 2;
+        KilnStatement::ShowAlgorithms
     } else if p.peek_words(&["DESCRIBE", "MODEL"]) || p.peek_words(&["DESC", "MODEL"]) {
         p.pos += 2;
         KilnStatement::DescribeModel(p.ident("a model name")?)
@@ -955,6 +960,7 @@ mod tests {
     fn catalog_statements_parse() {
         let p = |s: &str| parse_kiln_statement(s).unwrap();
         assert_eq!(p("show models"), Some(KilnStatement::ShowModels));
+        assert_eq!(p("SHOW algorithms"), Some(KilnStatement::ShowAlgorithms));
         assert_eq!(
             p("DESCRIBE MODEL m"),
             Some(KilnStatement::DescribeModel("m".into()))

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{MlError, Result};
 use crate::optim::StepSchedule;
+use crate::registry::ParamMap;
 
 /// How the objective is minimized.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -288,3 +289,75 @@ pub(crate) fn check_finite<'a>(values: impl IntoIterator<Item = &'a f64>) -> Res
 }
 
 pub(crate) use {common_getters, common_setters, model_getters};
+
+/// The registry's table of the [`Common`] parameters, followed by `$extra` specs: one array
+/// literal, so each linear model's table is a `static` slice.
+macro_rules! linear_param_specs {
+    ($($extra:expr),* $(,)?) => {
+        &[
+            ParamSpec { name: "max_iter", ty: ParamType::Integer, default: "100", doc: "Maximum number of iterations, >= 0." },
+            ParamSpec { name: "reg_param", ty: ParamType::Float, default: "0.0", doc: "Regularization strength λ >= 0." },
+            ParamSpec { name: "c", ty: ParamType::Float, default: "none", doc: "scikit-learn's inverse strength C > 0: λ = 1 / (n · C) for n training rows; replaces reg_param." },
+            ParamSpec { name: "elastic_net_param", ty: ParamType::Float, default: "0.0", doc: "Mix of L1 in the penalty, in [0, 1]: 0 is ridge, 1 is lasso." },
+            ParamSpec { name: "tol", ty: ParamType::Float, default: "1e-6", doc: "Convergence tolerance on the relative change of the objective, >= 0." },
+            ParamSpec { name: "fit_intercept", ty: ParamType::Bool, default: "true", doc: "Whether to fit an intercept." },
+            ParamSpec { name: "standardization", ty: ParamType::Bool, default: "true", doc: "Whether to standardize features before fitting (coefficients are reported on the original scale)." },
+            ParamSpec { name: "solver", ty: ParamType::Choice(&["lbfgs", "l-bfgs", "sgd"]), default: "'lbfgs'", doc: "L-BFGS (OWL-QN with an L1 part) or mini-batch SGD." },
+            ParamSpec { name: "step_size", ty: ParamType::Float, default: "1.0", doc: "SGD's initial step size > 0; needs solver = 'sgd'." },
+            ParamSpec { name: "mini_batch_fraction", ty: ParamType::Float, default: "1.0", doc: "SGD's expected fraction of rows per step, in (0, 1]; needs solver = 'sgd'." },
+            ParamSpec { name: "step_schedule", ty: ParamType::Choice(&["inverse_sqrt", "constant"]), default: "'inverse_sqrt'", doc: "SGD's step decay: η / √t or constant; needs solver = 'sgd'." },
+            ParamSpec { name: "seed", ty: ParamType::Integer, default: "0", doc: "Seed of SGD's mini-batch sampling." },
+            $($extra),*
+        ]
+    };
+}
+pub(crate) use linear_param_specs;
+
+impl Common {
+    /// The shared parameters from a registry's checked values (defaults for the rest). The SGD
+    /// settings need `solver = 'sgd'`: given with L-BFGS they would silently do nothing.
+    pub(crate) fn from_params(map: &ParamMap) -> Result<Self> {
+        let mut c = Common::default();
+        if let Some(v) = map.integer("max_iter")? {
+            c.max_iter = v;
+        }
+        if let Some(v) = map.float("reg_param") {
+            c.reg_param = v;
+        }
+        c.inverse_strength = map.float("c");
+        if let Some(v) = map.float("elastic_net_param") {
+            c.elastic_net_param = v;
+        }
+        if let Some(v) = map.float("tol") {
+            c.tol = v;
+        }
+        if let Some(v) = map.boolean("fit_intercept") {
+            c.fit_intercept = v;
+        }
+        if let Some(v) = map.boolean("standardization") {
+            c.standardization = v;
+        }
+        if let Some(v) = map.integer("seed")? {
+            c.seed = v as u64;
+        }
+        let sgd = map.choice("solver") == Some("sgd");
+        if !sgd {
+            if let Some(name) = ["step_size", "mini_batch_fraction", "step_schedule"]
+                .into_iter()
+                .find(|n| map.has(n))
+            {
+                return Err(MlError::param(name, format!("{name} needs solver = 'sgd'")));
+            }
+        } else {
+            c.solver = Solver::Sgd {
+                mini_batch_fraction: map.float("mini_batch_fraction").unwrap_or(1.0),
+                step_size: map.float("step_size").unwrap_or(1.0),
+                schedule: match map.choice("step_schedule") {
+                    Some("constant") => StepSchedule::Constant,
+                    _ => StepSchedule::InverseSqrt,
+                },
+            };
+        }
+        Ok(c)
+    }
+}

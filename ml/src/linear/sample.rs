@@ -3,19 +3,11 @@
 //! Row `r` of partition `p` is in the mini-batch of iteration `t` when `u < fraction`, where
 //! `u ∈ [0, 1)` is the `r`-th output of a SplitMix64 stream (Steele, Lea & Flood 2014) keyed
 //! by `(seed, p, t)`. The decision depends on nothing else: not on blocks, threads or
-//! executors. A few lines of well-known code instead of a `rand` dependency in the library.
+//! executors. The generator is [`crate::random`]'s.
 
 use serde::{Deserialize, Serialize};
 
-const GOLDEN_GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
-
-/// SplitMix64's output function.
-#[inline(always)]
-fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
+use crate::random::{mix64 as mix, unit, GOLDEN as GOLDEN_GAMMA};
 
 /// Which rows an SGD iteration uses.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -54,9 +46,7 @@ impl RowSampler {
         let z = mix(self
             .key
             .wrapping_add(row.wrapping_add(1).wrapping_mul(GOLDEN_GAMMA)));
-        // The top 53 bits as a uniform double in [0, 1).
-        let u = (z >> 11) as f64 * (1.0 / 9_007_199_254_740_992.0);
-        if u < self.fraction {
+        if unit(z) < self.fraction {
             1.0
         } else {
             0.0

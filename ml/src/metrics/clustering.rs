@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 
 use rayon::prelude::*;
 
-use crate::cluster::kmeans::{mix64, SplitMix64, SALT_SILHOUETTE};
+use crate::cluster::kmeans::SALT_SILHOUETTE;
 use crate::error::{MlError, Result};
+use crate::random::{mix64, SplitMix64};
 
 /// Up to this many points the silhouette is exact; above, it is computed on a seeded sample of
 /// this many points (pairwise distances: O(n²) time).

@@ -18,12 +18,11 @@ use std::collections::HashSet;
 
 use super::bounds::{BoundsHint, MAX_BOUNDED_K};
 use super::hyperparams::{KMeansInit, KMeansValidParams};
-use super::kernel::{
-    stream, AssignPartial, CenterSet, KMeansKernel, KMeansPartial, PointSet, SplitMix64, SALT_LOCAL,
-};
+use super::kernel::{AssignPartial, CenterSet, KMeansKernel, KMeansPartial, PointSet, SALT_LOCAL};
 use super::model::KMeansModel;
 use super::steady::{LloydRound, MAX_REPLAY_ROUNDS, MAX_REPLAY_VALUES};
 use crate::error::{MlError, Result};
+use crate::random::{stream, SplitMix64};
 use crate::step::{Algorithm, DatasetInfo, Kernel, Partial, Progress, Step};
 
 /// Lloyd iterations of the driver-side k-means on the k-means|| candidates (Spark's

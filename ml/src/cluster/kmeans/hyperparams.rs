@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::algorithm::KMeansTrainer;
 use crate::error::{MlError, Result};
+use crate::registry::{AlgorithmSpec, Estimator, ParamMap, ParamSpec, ParamType, Task};
 
 /// Default iteration limit (Spark's `maxIter`).
 pub const DEFAULT_MAX_ITER: usize = 20;
@@ -201,6 +202,53 @@ impl KMeansValidParams {
     pub fn trainer(self) -> KMeansTrainer {
         KMeansTrainer::new(self)
     }
+}
+
+/// k-means' registration.
+pub static SPEC: AlgorithmSpec = AlgorithmSpec {
+    name: "kmeans",
+    aliases: &["k_means"],
+    task: Task::Clustering,
+    doc: "k-means clustering (Lloyd iterations with distance bounds), k-means|| or random initialisation.",
+    params: &[
+        ParamSpec { name: "k", ty: ParamType::Integer, default: "2", doc: "Number of clusters, >= 1." },
+        ParamSpec { name: "max_iter", ty: ParamType::Integer, default: "20", doc: "Maximum number of Lloyd iterations, >= 1." },
+        ParamSpec { name: "tol", ty: ParamType::Float, default: "1e-4", doc: "Stop once every centre moves at most this far in an iteration, >= 0." },
+        ParamSpec { name: "seed", ty: ParamType::Integer, default: "42", doc: "Seed of the initialisation's random choices." },
+        ParamSpec { name: "init", ty: ParamType::Choice(&["k-means||", "kmeans||", "k_means_parallel", "random"]), default: "'k-means||'", doc: "How the initial centres are chosen." },
+        ParamSpec { name: "init_steps", ty: ParamType::Integer, default: "2", doc: "Rounds of k-means|| sampling, >= 1." },
+        ParamSpec { name: "init_centers", ty: ParamType::Matrix, default: "none", doc: "The initial centres themselves, k rows of one value per feature (replaces init)." },
+    ],
+    build,
+};
+
+fn build(map: &ParamMap) -> Result<Estimator> {
+    // Spark's default k.
+    let mut e = KMeans::new(map.integer("k")?.unwrap_or(2));
+    if let Some(v) = map.integer("max_iter")? {
+        e = e.max_iter(v);
+    }
+    if let Some(v) = map.float("tol") {
+        e = e.tol(v);
+    }
+    if let Some(v) = map.integer("seed")? {
+        e = e.seed(v as u64);
+    }
+    if let Some(v) = map.integer("init_steps")? {
+        e = e.init_steps(v);
+    }
+    match (map.matrix("init_centers"), map.choice("init")) {
+        (Some(_), Some(_)) => {
+            return Err(MlError::param(
+                "init_centers",
+                "init_centers replaces init: give one of them",
+            ))
+        }
+        (Some(centers), None) => e = e.init(KMeansInit::Centers(centers.to_vec())),
+        (None, Some("random")) => e = e.init(KMeansInit::Random),
+        (None, _) => {}
+    }
+    Ok(Estimator::KMeans(e))
 }
 
 #[cfg(test)]

@@ -58,6 +58,7 @@ use super::bounds::{self, BoundsHint, BoundsTest, RowBounds, MAX_BOUNDED_K};
 use super::steady::{self, LloydRound};
 use crate::data::{block_ranges, CachedPartition, DenseMatrix, Element, BLOCK_ROWS};
 use crate::error::{MlError, Result};
+use crate::random::{hash_step, mix64, point_hash, stream, unit, value_bits, HASH_START};
 use crate::simd::kmeans::{CentreTable, InPlace, Lanes, LloydAcc, OnChunk, Rounded};
 use crate::simd::{
     code_path, prefetch, prefetch_at, Avx2Fma, CodePath, MulAdd, Quad, Unfused, Vectorize,
@@ -567,82 +568,11 @@ fn compare_points(ka: u64, a: &[f64], kb: u64, b: &[f64]) -> Ordering {
     })
 }
 
-// ---------------------------------------------------------------------------------------------
-// Seeded randomness: SplitMix64, keyed by the seed, a purpose, the round and the point itself.
-
-const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
-const HASH_START: u64 = 0x243F_6A88_85A3_08D3;
+// Purposes of k-means' seeded draws (see [`crate::random::stream`]).
 pub(crate) const SALT_PICK: u64 = 0x5049_434B; // "PICK"
 pub(crate) const SALT_SAMPLE: u64 = 0x5341_4D50; // "SAMP"
 pub(crate) const SALT_LOCAL: u64 = 0x4C4F_4341; // "LOCA"
 pub(crate) const SALT_SILHOUETTE: u64 = 0x5349_4C48; // "SILH"
-
-/// The SplitMix64 finalizer: a bijective 64-bit mix.
-#[inline(always)]
-pub(crate) fn mix64(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// A key for (seed, purpose, round).
-pub(crate) fn stream(seed: u64, purpose: u64, round: u64) -> u64 {
-    mix64(mix64(seed ^ purpose).wrapping_add(GOLDEN) ^ round)
-}
-
-/// A uniform number in `[0, 1)` from 64 random bits.
-#[inline(always)]
-pub(crate) fn unit(bits: u64) -> f64 {
-    (bits >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
-}
-
-/// The bits of a coordinate, with `-0.0` read as `0.0` (they are the same point).
-#[inline(always)]
-fn value_bits(v: f64) -> u64 {
-    (v + 0.0).to_bits()
-}
-
-#[inline(always)]
-fn hash_step(h: u64, v: f64) -> u64 {
-    mix64(h ^ value_bits(v)).wrapping_add(GOLDEN)
-}
-
-/// A hash of a point's coordinates: equal points hash equal wherever they are stored.
-pub(crate) fn point_hash(values: impl Iterator<Item = f64>) -> u64 {
-    values.fold(HASH_START, hash_step)
-}
-
-/// The SplitMix64 generator, for the driver's seeded choices.
-#[derive(Debug, Clone)]
-pub(crate) struct SplitMix64(u64);
-
-impl SplitMix64 {
-    pub(crate) fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(GOLDEN);
-        mix64(self.0)
-    }
-
-    /// Uniform in `[0, 1)`.
-    pub(crate) fn next_f64(&mut self) -> f64 {
-        unit(self.next_u64())
-    }
-
-    /// Uniform in `0..n` (`n > 0`), by rejection so it is exactly uniform.
-    pub(crate) fn below(&mut self, n: usize) -> usize {
-        let n = n as u64;
-        let zone = u64::MAX - u64::MAX % n;
-        loop {
-            let r = self.next_u64();
-            if r < zone {
-                return (r % n) as usize;
-            }
-        }
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // The fused nearest-centre loop.

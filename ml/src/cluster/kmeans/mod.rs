@@ -95,10 +95,10 @@ pub use algorithm::KMeansTrainer;
 pub use bounds::{BoundsHint, BoundsSlot};
 pub use hyperparams::{
     KMeans, KMeansInit, KMeansValidParams, DEFAULT_INIT_STEPS, DEFAULT_MAX_ITER, DEFAULT_SEED,
-    DEFAULT_TOL,
+    DEFAULT_TOL, SPEC,
 };
 pub use kernel::{AssignPartial, CenterSet, KMeansKernel, KMeansPartial, PointSet};
 pub use model::KMeansModel;
 pub use steady::LloydRound;
 
-pub(crate) use kernel::{mix64, SplitMix64, SALT_SILHOUETTE};
+pub(crate) use kernel::SALT_SILHOUETTE;

@@ -3,8 +3,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::linear::params::{common_getters, common_setters, Common};
+use crate::linear::params::{common_getters, common_setters, linear_param_specs, Common};
 use crate::linear::trainer::Trainer;
+use crate::registry::{AlgorithmSpec, Estimator, ParamMap, ParamSpec, ParamType, Task};
 
 /// Least-squares linear regression with an elastic net penalty: the builder, and the
 /// [`Algorithm`](crate::Algorithm) that trains a
@@ -49,4 +50,22 @@ impl LinearRegression {
 
 impl ValidLinearRegression {
     common_getters!();
+}
+
+/// Linear regression's registration.
+pub static SPEC: AlgorithmSpec = AlgorithmSpec {
+    name: "linear_regression",
+    aliases: &["linear_reg"],
+    task: Task::Regression,
+    doc:
+        "Least squares with an elastic net penalty (ridge, lasso), fitted by L-BFGS/OWL-QN or SGD.",
+    params: linear_param_specs!(),
+    build,
+};
+
+fn build(map: &ParamMap) -> Result<Estimator> {
+    Ok(Estimator::LinearRegression(LinearRegression {
+        common: Common::from_params(map)?,
+        trainer: None,
+    }))
 }

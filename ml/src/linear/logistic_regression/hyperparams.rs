@@ -3,8 +3,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{MlError, Result};
-use crate::linear::params::{common_getters, common_setters, Common};
+use crate::linear::params::{common_getters, common_setters, linear_param_specs, Common};
 use crate::linear::trainer::Trainer;
+use crate::registry::{AlgorithmSpec, Estimator, ParamMap, ParamSpec, ParamType, Task};
 
 /// Binary or multiclass logistic regression (Spark's `family`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,4 +109,43 @@ impl ValidLogisticRegression {
     pub fn threshold(&self) -> f64 {
         self.threshold
     }
+}
+
+/// Logistic regression's registration.
+pub static SPEC: AlgorithmSpec = AlgorithmSpec {
+    name: "logistic_regression",
+    aliases: &["logistic_reg"],
+    task: Task::Classification,
+    doc: "Binary or multinomial logistic regression with an elastic net penalty, fitted by L-BFGS/OWL-QN or SGD.",
+    params: linear_param_specs!(
+        ParamSpec {
+            name: "family",
+            ty: ParamType::Choice(&["auto", "binomial", "multinomial"]),
+            default: "'auto'",
+            doc: "Sigmoid for two classes, softmax for more ('auto'), or forced.",
+        },
+        ParamSpec {
+            name: "threshold",
+            ty: ParamType::Float,
+            default: "0.5",
+            doc: "Probability of class 1 above which a two-class model predicts 1, in [0, 1].",
+        },
+    ),
+    build,
+};
+
+fn build(map: &ParamMap) -> Result<Estimator> {
+    let mut e = LogisticRegression {
+        common: Common::from_params(map)?,
+        ..LogisticRegression::default()
+    };
+    e.family = match map.choice("family") {
+        Some("binomial") => Family::Binomial,
+        Some("multinomial") => Family::Multinomial,
+        _ => Family::Auto,
+    };
+    if let Some(t) = map.float("threshold") {
+        e.threshold = t;
+    }
+    Ok(Estimator::LogisticRegression(e))
 }

@@ -56,5 +56,5 @@ mod algorithm;
 mod hyperparams;
 mod model;
 
-pub use hyperparams::{Family, LogisticRegression, ValidLogisticRegression};
+pub use hyperparams::{Family, LogisticRegression, ValidLogisticRegression, SPEC};
 pub use model::LogisticRegressionModel;
