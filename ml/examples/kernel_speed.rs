@@ -27,7 +27,9 @@
 
 use std::time::Instant;
 
-use kiln_ml::cluster::kmeans::{BoundsHint, CenterSet, KMeansKernel, KMeansPartial, LloydRound};
+use kiln_ml::cluster::kmeans::{
+    BoundsHint, BoundsSlot, CenterSet, KMeansKernel, KMeansPartial, LloydRound,
+};
 use kiln_ml::linear::{LinearKernel, Loss};
 use kiln_ml::simd::code_path;
 use kiln_ml::step::run_on_partitions;
@@ -298,7 +300,7 @@ fn main() {
     );
     let (searched, rows) = copies
         .iter()
-        .filter_map(|p| p.bounds().last_pass_searched())
+        .filter_map(|p| BoundsSlot::of(&p).last_pass_searched())
         .fold((0, 0), |(s, r), (a, b)| (s + a, r + b));
     println!(
         " a pass of a fit keeps 2.5 bytes of bounds a row; the full pass reads every row, the \

@@ -22,6 +22,7 @@ pub mod linear;
 pub mod metrics;
 pub mod model;
 pub mod optim;
+pub mod params;
 pub mod random;
 pub mod registry;
 pub mod report;

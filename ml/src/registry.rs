@@ -19,20 +19,45 @@
 //! assert!(spec.estimator([("kk".to_string(), ParamValue::Integer(3))]).is_err());
 //! ```
 
-use std::borrow::Cow;
-use std::fmt;
-
-use crate::cluster::kmeans::KMeans;
-use crate::error::{MlError, Result};
-use crate::linear::{LinearRegression, LogisticRegression};
+use crate::cluster::kmeans::{self, KMeans};
+use crate::error::Result;
+use crate::linear::{linear_regression, logistic_regression, LinearRegression, LogisticRegression};
+pub use crate::params::{ParamMap, ParamSpec, ParamType, ParamValue};
 
 /// Every registered algorithm, in the order `SHOW ALGORITHMS` lists them. Adding an algorithm
 /// adds one line here.
-pub static ALGORITHMS: &[&AlgorithmSpec] = &[
-    &crate::cluster::kmeans::SPEC,
-    &crate::linear::linear_regression::SPEC,
-    &crate::linear::logistic_regression::SPEC,
-];
+pub static ALGORITHMS: &[&AlgorithmSpec] = &[&KMEANS, &LINEAR_REGRESSION, &LOGISTIC_REGRESSION];
+
+/// k-means' registration.
+pub static KMEANS: AlgorithmSpec = AlgorithmSpec {
+    name: "kmeans",
+    aliases: &["k_means"],
+    task: Task::Clustering,
+    doc: "k-means clustering (Lloyd iterations with distance bounds), k-means|| or random initialisation.",
+    params: kmeans::PARAMS,
+    build: |p| KMeans::from_params(p).map(Estimator::KMeans),
+};
+
+/// Linear regression's registration.
+pub static LINEAR_REGRESSION: AlgorithmSpec = AlgorithmSpec {
+    name: "linear_regression",
+    aliases: &["linear_reg"],
+    task: Task::Regression,
+    doc:
+        "Least squares with an elastic net penalty (ridge, lasso), fitted by L-BFGS/OWL-QN or SGD.",
+    params: linear_regression::PARAMS,
+    build: |p| LinearRegression::from_params(p).map(Estimator::LinearRegression),
+};
+
+/// Logistic regression's registration.
+pub static LOGISTIC_REGRESSION: AlgorithmSpec = AlgorithmSpec {
+    name: "logistic_regression",
+    aliases: &["logistic_reg"],
+    task: Task::Classification,
+    doc: "Binary or multinomial logistic regression with an elastic net penalty, fitted by L-BFGS/OWL-QN or SGD.",
+    params: logistic_regression::PARAMS,
+    build: |p| LogisticRegression::from_params(p).map(Estimator::LogisticRegression),
+};
 
 /// The algorithm called `name` (or one of its aliases), ignoring ASCII case.
 pub fn find(name: &str) -> Option<&'static AlgorithmSpec> {
@@ -77,83 +102,6 @@ impl Task {
     }
 }
 
-/// The type of a parameter's value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ParamType {
-    /// A non-negative integer.
-    Integer,
-    /// A number (integers accepted).
-    Float,
-    /// `true` or `false`.
-    Bool,
-    /// One of these words (compared ignoring ASCII case; the first spelling of each is the
-    /// one [`ParamMap::text`] returns when several mean the same, see the algorithm).
-    Choice(&'static [&'static str]),
-    /// Rows of numbers (initial centres, say). Not expressible in SQL.
-    Matrix,
-}
-
-impl ParamType {
-    /// The type as the docs and `SHOW ALGORITHMS` name it.
-    pub fn describe(self) -> Cow<'static, str> {
-        match self {
-            ParamType::Integer => "integer".into(),
-            ParamType::Float => "float".into(),
-            ParamType::Bool => "boolean".into(),
-            ParamType::Choice(words) => format!("one of {}", quoted(words)).into(),
-            ParamType::Matrix => "list of rows of numbers".into(),
-        }
-    }
-}
-
-fn quoted(words: &[&str]) -> String {
-    words
-        .iter()
-        .map(|w| format!("'{w}'"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// One parameter of an algorithm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ParamSpec {
-    /// The name (Spark's, in snake case).
-    pub name: &'static str,
-    /// Its type.
-    pub ty: ParamType,
-    /// The default, as text (`20`, `1e-4`, `'k-means||'`, `none`).
-    pub default: &'static str,
-    /// What it does, in one sentence, with its allowed range.
-    pub doc: &'static str,
-}
-
-/// A parameter's value as a front door gives it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ParamValue {
-    /// An integer.
-    Integer(i64),
-    /// A number.
-    Float(f64),
-    /// A boolean.
-    Bool(bool),
-    /// Text.
-    Text(String),
-    /// Rows of numbers.
-    Matrix(Vec<Vec<f64>>),
-}
-
-impl fmt::Display for ParamValue {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ParamValue::Integer(v) => write!(f, "{v}"),
-            ParamValue::Float(v) => write!(f, "{v}"),
-            ParamValue::Bool(v) => write!(f, "{v}"),
-            ParamValue::Text(v) => write!(f, "'{v}'"),
-            ParamValue::Matrix(rows) => write!(f, "{} rows", rows.len()),
-        }
-    }
-}
-
 /// An algorithm's registration.
 #[derive(Debug)]
 pub struct AlgorithmSpec {
@@ -193,172 +141,16 @@ impl AlgorithmSpec {
     /// also runs, so the estimator returned is ready to fit.
     ///
     /// # Errors
-    /// [`MlError::InvalidParameter`] naming the parameter: unknown (with the accepted list),
+    /// [`MlError::InvalidParameter`](crate::MlError::InvalidParameter) naming the parameter: unknown (with the accepted list),
     /// given twice, of the wrong type, not one of its choices, or out of range.
     pub fn estimator(
         &'static self,
         values: impl IntoIterator<Item = (String, ParamValue)>,
     ) -> Result<Estimator> {
-        let map = ParamMap::new(self, values)?;
+        let map = ParamMap::new(self.name, self.params, values)?;
         let estimator = (self.build)(&map)?;
         estimator.check()?;
         Ok(estimator)
-    }
-}
-
-/// Checked parameter values of one algorithm: every name known and every value of its type.
-#[derive(Debug, Clone)]
-pub struct ParamMap {
-    spec: &'static AlgorithmSpec,
-    values: Vec<(&'static ParamSpec, ParamValue)>,
-}
-
-impl ParamMap {
-    /// Checks `values` against `spec`'s table.
-    ///
-    /// # Errors
-    /// As [`AlgorithmSpec::estimator`].
-    pub fn new(
-        spec: &'static AlgorithmSpec,
-        values: impl IntoIterator<Item = (String, ParamValue)>,
-    ) -> Result<Self> {
-        let mut checked: Vec<(&'static ParamSpec, ParamValue)> = Vec::new();
-        for (name, value) in values {
-            let param = spec.param(&name).ok_or_else(|| MlError::InvalidParameter {
-                name: Cow::Owned(name.clone()),
-                reason: format!(
-                    "unknown parameter '{name}' for {}; accepted parameters: {}",
-                    spec.name,
-                    spec.param_names()
-                ),
-            })?;
-            if checked.iter().any(|(p, _)| p.name == param.name) {
-                return Err(MlError::param(
-                    param.name,
-                    format!("{} is given twice", param.name),
-                ));
-            }
-            checked.push((param, coerce(param, value)?));
-        }
-        Ok(Self {
-            spec,
-            values: checked,
-        })
-    }
-
-    /// The algorithm these parameters are for.
-    pub fn spec(&self) -> &'static AlgorithmSpec {
-        self.spec
-    }
-
-    fn get(&self, name: &str) -> Option<&ParamValue> {
-        self.values
-            .iter()
-            .find(|(p, _)| p.name == name)
-            .map(|(_, v)| v)
-    }
-
-    /// Whether `name` was given.
-    pub fn has(&self, name: &str) -> bool {
-        self.get(name).is_some()
-    }
-
-    /// An [`ParamType::Integer`] parameter, if given.
-    ///
-    /// # Errors
-    /// A value that does not fit a `usize`.
-    pub fn integer(&self, name: &'static str) -> Result<Option<usize>> {
-        match self.get(name) {
-            Some(ParamValue::Integer(v)) => usize::try_from(*v).map(Some).map_err(|_| {
-                MlError::param(
-                    name,
-                    format!("{name} must be a non-negative integer, got {v}"),
-                )
-            }),
-            _ => Ok(None),
-        }
-    }
-
-    /// A [`ParamType::Float`] parameter, if given.
-    pub fn float(&self, name: &'static str) -> Option<f64> {
-        match self.get(name) {
-            Some(ParamValue::Float(v)) => Some(*v),
-            _ => None,
-        }
-    }
-
-    /// A [`ParamType::Bool`] parameter, if given.
-    pub fn boolean(&self, name: &'static str) -> Option<bool> {
-        match self.get(name) {
-            Some(ParamValue::Bool(v)) => Some(*v),
-            _ => None,
-        }
-    }
-
-    /// A [`ParamType::Choice`] parameter, if given, in lower case.
-    pub fn choice(&self, name: &'static str) -> Option<&str> {
-        match self.get(name) {
-            Some(ParamValue::Text(v)) => Some(v.as_str()),
-            _ => None,
-        }
-    }
-
-    /// A [`ParamType::Matrix`] parameter, if given.
-    pub fn matrix(&self, name: &'static str) -> Option<&[Vec<f64>]> {
-        match self.get(name) {
-            Some(ParamValue::Matrix(v)) => Some(v.as_slice()),
-            _ => None,
-        }
-    }
-}
-
-/// `value` as `param`'s type, or an error naming the parameter and what it must be.
-fn coerce(param: &'static ParamSpec, value: ParamValue) -> Result<ParamValue> {
-    let wrong = |value: &ParamValue| {
-        MlError::param(
-            param.name,
-            format!(
-                "{} must be {}, got {value}",
-                param.name,
-                param.ty.describe_article()
-            ),
-        )
-    };
-    Ok(match (param.ty, value) {
-        (ParamType::Integer, ParamValue::Integer(v)) if v >= 0 => ParamValue::Integer(v),
-        (ParamType::Integer, ParamValue::Float(v))
-            if v >= 0.0 && v.fract() == 0.0 && v <= 9_007_199_254_740_992.0 =>
-        {
-            ParamValue::Integer(v as i64)
-        }
-        (ParamType::Float, ParamValue::Float(v)) => ParamValue::Float(v),
-        (ParamType::Float, ParamValue::Integer(v)) => ParamValue::Float(v as f64),
-        (ParamType::Bool, ParamValue::Bool(v)) => ParamValue::Bool(v),
-        (ParamType::Choice(words), ParamValue::Text(v)) => {
-            match words.iter().find(|w| w.eq_ignore_ascii_case(&v)) {
-                Some(w) => ParamValue::Text((*w).to_string()),
-                None => {
-                    return Err(MlError::param(
-                        param.name,
-                        format!("{} must be one of {}, got '{v}'", param.name, quoted(words)),
-                    ))
-                }
-            }
-        }
-        (ParamType::Matrix, ParamValue::Matrix(v)) => ParamValue::Matrix(v),
-        (_, other) => return Err(wrong(&other)),
-    })
-}
-
-impl ParamType {
-    fn describe_article(self) -> Cow<'static, str> {
-        match self {
-            ParamType::Integer => "a non-negative integer".into(),
-            ParamType::Float => "a number".into(),
-            ParamType::Bool => "true or false".into(),
-            ParamType::Choice(words) => format!("one of {}", quoted(words)).into(),
-            ParamType::Matrix => "a list of rows of numbers".into(),
-        }
     }
 }
 
@@ -382,9 +174,9 @@ impl Estimator {
     /// Its algorithm's registration.
     pub fn spec(&self) -> &'static AlgorithmSpec {
         match self {
-            Estimator::KMeans(_) => &crate::cluster::kmeans::SPEC,
-            Estimator::LinearRegression(_) => &crate::linear::linear_regression::SPEC,
-            Estimator::LogisticRegression(_) => &crate::linear::logistic_regression::SPEC,
+            Estimator::KMeans(_) => &KMEANS,
+            Estimator::LinearRegression(_) => &LINEAR_REGRESSION,
+            Estimator::LogisticRegression(_) => &LOGISTIC_REGRESSION,
         }
     }
 
@@ -396,7 +188,7 @@ impl Estimator {
     /// Checks every parameter's range.
     ///
     /// # Errors
-    /// [`MlError::InvalidParameter`] naming the first parameter out of range.
+    /// [`MlError::InvalidParameter`](crate::MlError::InvalidParameter) naming the first parameter out of range.
     pub fn check(&self) -> Result<()> {
         match self {
             Estimator::KMeans(e) => e.check().map(drop),

@@ -118,7 +118,7 @@ impl Kernel {
         }
     }
 
-    /// The kernel as bytes for an executor (see [`encode`]).
+    /// The kernel as bytes for an executor (see [`WIRE_VERSION`]).
     pub fn to_bytes(&self) -> Vec<u8> {
         encode(self)
     }
@@ -168,7 +168,7 @@ impl Partial {
         merge_all(total, blocks)
     }
 
-    /// The partial as bytes for the driver (see [`encode`]).
+    /// The partial as bytes for the driver (see [`WIRE_VERSION`]).
     pub fn to_bytes(&self) -> Vec<u8> {
         encode(self)
     }

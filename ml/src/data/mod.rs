@@ -9,8 +9,10 @@
 
 mod dense;
 mod partition;
+mod state;
 
 pub use dense::{block_ranges, DenseMatrix, Element, BLOCK_ROWS};
 pub use partition::{CachedPartition, Features, Precision};
+pub use state::StateSlot;
 
 pub(crate) use partition::is_numeric;

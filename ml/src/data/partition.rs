@@ -8,7 +8,7 @@ use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 
 use super::dense::{DenseMatrix, Element};
-use crate::cluster::kmeans::BoundsSlot;
+use super::state::StateSlot;
 use crate::error::{MlError, Result};
 
 /// Storage precision of cached features. Kernels accumulate in `f64` either way.
@@ -73,8 +73,8 @@ pub struct CachedPartition {
     index: u32,
     features: Features,
     label: Option<Vec<f64>>,
-    /// Per-row k-means bounds kept between the passes of a fit (not part of the value).
-    bounds: BoundsSlot,
+    /// The running fit's state for this partition (not part of the value).
+    state: StateSlot,
 }
 
 const MAGIC: &[u8; 4] = b"KLNP";
@@ -100,7 +100,7 @@ impl CachedPartition {
             index,
             features,
             label,
-            bounds: BoundsSlot::default(),
+            state: StateSlot::default(),
         })
     }
 
@@ -190,11 +190,11 @@ impl CachedPartition {
         self.features.size_bytes() + self.label.as_ref().map_or(0, |l| l.len() * 8)
     }
 
-    /// Where k-means keeps distance bounds between the passes of a fit (2.5 bytes a row while
-    /// a fit runs; see [`crate::cluster::kmeans::KMeansKernel::Lloyd`]). Not part of the
-    /// partition's value: clones start without bounds.
-    pub fn bounds(&self) -> &BoundsSlot {
-        &self.bounds
+    /// Where the running fit keeps its state for this partition between kernel rounds (k-means:
+    /// distance bounds, 2.5 bytes a row; see [`crate::cluster::kmeans::BoundsSlot`]). Not part
+    /// of the partition's value: clones start empty.
+    pub fn state(&self) -> &StateSlot {
+        &self.state
     }
 
     /// The partition as bytes for the object store: a small header, the values little-endian

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{MlError, Result};
 use crate::optim::StepSchedule;
-use crate::registry::ParamMap;
+use crate::params::ParamMap;
 
 /// How the objective is minimized.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]

@@ -17,9 +17,12 @@ use crate::linalg::squared_distance;
 use std::collections::HashSet;
 
 use super::bounds::{BoundsHint, MAX_BOUNDED_K};
+use super::centers::CenterSet;
 use super::hyperparams::{KMeansInit, KMeansValidParams};
-use super::kernel::{AssignPartial, CenterSet, KMeansKernel, KMeansPartial, PointSet, SALT_LOCAL};
+use super::kernel::KMeansKernel;
 use super::model::KMeansModel;
+use super::partials::{AssignPartial, KMeansPartial, PointSet};
+use super::seeding::SALT_LOCAL;
 use super::steady::{LloydRound, MAX_REPLAY_ROUNDS, MAX_REPLAY_VALUES};
 use crate::error::{MlError, Result};
 use crate::random::{stream, SplitMix64};
@@ -525,6 +528,23 @@ fn local_kmeans(
     Ok(centers)
 }
 
+impl super::KMeans {
+    /// Checks the hyper-parameters and returns the step machine that trains with them.
+    ///
+    /// # Errors
+    /// As [`KMeans::check`](super::KMeans::check).
+    pub fn build(&self) -> Result<KMeansTrainer> {
+        self.check().map(KMeansTrainer::new)
+    }
+}
+
+impl KMeansValidParams {
+    /// The step machine that trains with these parameters.
+    pub fn trainer(self) -> KMeansTrainer {
+        KMeansTrainer::new(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -625,7 +645,7 @@ mod tests {
         let model = fit(&params, &parts).unwrap();
         let (searched, total) = parts
             .iter()
-            .filter_map(|p| p.bounds().last_pass_searched())
+            .filter_map(|p| super::super::BoundsSlot::of(p).last_pass_searched())
             .fold((0, 0), |(s, t), (a, b)| (s + a, t + b));
         assert_eq!(total, rows.len(), "every partition kept bounds");
         assert!(

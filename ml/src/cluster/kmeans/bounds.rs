@@ -39,12 +39,10 @@
 //! bounds and the rows of the chunks whose test fails.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, TryLockError};
 
 use serde::{Deserialize, Serialize};
 
-use super::kernel::LANES;
-use super::steady::ClusterStats;
+use super::centers::LANES;
 use crate::data::BLOCK_ROWS;
 
 /// The most centres a fit may have for its passes to keep bounds (a row's centre is kept as a
@@ -111,10 +109,7 @@ pub(crate) struct RowBounds {
     /// Per chunk, an upper bound on `u − S₀` over its rows.
     pub(crate) reach: Vec<f32>,
     /// Rows searched by the last pass (the others kept their centre on the bounds alone).
-    searched_rows: usize,
-    /// Per-centre statistics of the rows as `assign` assigns them, for steady-state passes
-    /// (see [`super::steady`]).
-    pub(crate) stats: Option<ClusterStats>,
+    pub(crate) searched_rows: usize,
 }
 
 impl RowBounds {
@@ -127,7 +122,6 @@ impl RowBounds {
     /// Makes room for `rows` rows (contents unspecified: a pass without usable bounds searches
     /// every row and writes every entry).
     pub(crate) fn reset(&mut self, rows: usize) {
-        self.stats = None;
         let chunks = rows.div_ceil(LANES);
         fit(&mut self.assign, rows, 0);
         fit(&mut self.gap, chunks, 0.0);
@@ -139,46 +133,6 @@ impl RowBounds {
         self.fit = hint.fit;
         self.round = hint.round;
         self.searched_rows = searched_rows;
-    }
-}
-
-/// Where a cached partition keeps the distance bounds of a k-means fit between passes. Not part
-/// of the partition's value: a clone starts empty and equality ignores it.
-#[derive(Debug, Default)]
-pub struct BoundsSlot(Mutex<Option<RowBounds>>);
-
-impl BoundsSlot {
-    /// Runs `f` with the slot's bounds when no other pass holds them (a pass that finds them
-    /// taken, or poisoned, runs without bounds: `None`).
-    pub(crate) fn with<R>(&self, f: impl FnOnce(Option<&mut RowBounds>) -> R) -> R {
-        match self.0.try_lock() {
-            Ok(mut guard) => f(Some(guard.get_or_insert_with(RowBounds::default))),
-            Err(TryLockError::WouldBlock | TryLockError::Poisoned(_)) => f(None),
-        }
-    }
-
-    /// How many rows the last pass that kept bounds here searched for their nearest centre, of
-    /// how many (`None` before any such pass). The rest kept their centre on the bounds alone.
-    pub fn last_pass_searched(&self) -> Option<(usize, usize)> {
-        match self.0.try_lock() {
-            Ok(guard) => guard
-                .as_ref()
-                .filter(|b| !b.assign.is_empty())
-                .map(|b| (b.searched_rows, b.assign.len())),
-            Err(_) => None,
-        }
-    }
-}
-
-impl Clone for BoundsSlot {
-    fn clone(&self) -> Self {
-        Self::default()
-    }
-}
-
-impl PartialEq for BoundsSlot {
-    fn eq(&self, _: &Self) -> bool {
-        true
     }
 }
 

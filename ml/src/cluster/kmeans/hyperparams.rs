@@ -3,9 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::algorithm::KMeansTrainer;
 use crate::error::{MlError, Result};
-use crate::registry::{AlgorithmSpec, Estimator, ParamMap, ParamSpec, ParamType, Task};
+use crate::params::{ParamMap, ParamSpec, ParamType};
 
 /// Default iteration limit (Spark's `maxIter`).
 pub const DEFAULT_MAX_ITER: usize = 20;
@@ -119,14 +118,6 @@ impl KMeans {
         }
         Ok(KMeansValidParams(self.clone()))
     }
-
-    /// Checks the hyper-parameters and returns the step machine that trains with them.
-    ///
-    /// # Errors
-    /// As [`KMeans::check`].
-    pub fn build(&self) -> Result<KMeansTrainer> {
-        self.check().map(KMeansTrainer::new)
-    }
 }
 
 fn check_centers(centers: &[Vec<f64>], k: usize) -> Result<()> {
@@ -197,58 +188,88 @@ impl KMeansValidParams {
     pub fn init_steps(&self) -> usize {
         self.0.init_steps
     }
-
-    /// The step machine that trains with these parameters.
-    pub fn trainer(self) -> KMeansTrainer {
-        KMeansTrainer::new(self)
-    }
 }
 
-/// k-means' registration.
-pub static SPEC: AlgorithmSpec = AlgorithmSpec {
-    name: "kmeans",
-    aliases: &["k_means"],
-    task: Task::Clustering,
-    doc: "k-means clustering (Lloyd iterations with distance bounds), k-means|| or random initialisation.",
-    params: &[
-        ParamSpec { name: "k", ty: ParamType::Integer, default: "2", doc: "Number of clusters, >= 1." },
-        ParamSpec { name: "max_iter", ty: ParamType::Integer, default: "20", doc: "Maximum number of Lloyd iterations, >= 1." },
-        ParamSpec { name: "tol", ty: ParamType::Float, default: "1e-4", doc: "Stop once every centre moves at most this far in an iteration, >= 0." },
-        ParamSpec { name: "seed", ty: ParamType::Integer, default: "42", doc: "Seed of the initialisation's random choices." },
-        ParamSpec { name: "init", ty: ParamType::Choice(&["k-means||", "kmeans||", "k_means_parallel", "random"]), default: "'k-means||'", doc: "How the initial centres are chosen." },
-        ParamSpec { name: "init_steps", ty: ParamType::Integer, default: "2", doc: "Rounds of k-means|| sampling, >= 1." },
-        ParamSpec { name: "init_centers", ty: ParamType::Matrix, default: "none", doc: "The initial centres themselves, k rows of one value per feature (replaces init)." },
-    ],
-    build,
-};
+/// k-means' parameters, as the registry lists them (Spark's names and defaults).
+pub const PARAMS: &[ParamSpec] = &[
+    ParamSpec {
+        name: "k",
+        ty: ParamType::Integer,
+        default: "2",
+        doc: "Number of clusters, >= 1.",
+    },
+    ParamSpec {
+        name: "max_iter",
+        ty: ParamType::Integer,
+        default: "20",
+        doc: "Maximum number of Lloyd iterations, >= 1.",
+    },
+    ParamSpec {
+        name: "tol",
+        ty: ParamType::Float,
+        default: "1e-4",
+        doc: "Stop once every centre moves at most this far in an iteration, >= 0.",
+    },
+    ParamSpec {
+        name: "seed",
+        ty: ParamType::Integer,
+        default: "42",
+        doc: "Seed of the initialisation's random choices.",
+    },
+    ParamSpec {
+        name: "init",
+        ty: ParamType::Choice(&["k-means||", "kmeans||", "k_means_parallel", "random"]),
+        default: "'k-means||'",
+        doc: "How the initial centres are chosen.",
+    },
+    ParamSpec {
+        name: "init_steps",
+        ty: ParamType::Integer,
+        default: "2",
+        doc: "Rounds of k-means|| sampling, >= 1.",
+    },
+    ParamSpec {
+        name: "init_centers",
+        ty: ParamType::Matrix,
+        default: "none",
+        doc: "The initial centres themselves, k rows of one value per feature (replaces init).",
+    },
+];
 
-fn build(map: &ParamMap) -> Result<Estimator> {
-    // Spark's default k.
-    let mut e = KMeans::new(map.integer("k")?.unwrap_or(2));
-    if let Some(v) = map.integer("max_iter")? {
-        e = e.max_iter(v);
-    }
-    if let Some(v) = map.float("tol") {
-        e = e.tol(v);
-    }
-    if let Some(v) = map.integer("seed")? {
-        e = e.seed(v as u64);
-    }
-    if let Some(v) = map.integer("init_steps")? {
-        e = e.init_steps(v);
-    }
-    match (map.matrix("init_centers"), map.choice("init")) {
-        (Some(_), Some(_)) => {
-            return Err(MlError::param(
-                "init_centers",
-                "init_centers replaces init: give one of them",
-            ))
+impl KMeans {
+    /// k-means from the registry's checked values (defaults for the rest), not yet range
+    /// checked (see [`KMeans::check`]).
+    ///
+    /// # Errors
+    /// `init_centers` given with `init`, or an integer too large.
+    pub fn from_params(map: &ParamMap) -> Result<Self> {
+        // Spark's default k.
+        let mut e = KMeans::new(map.integer("k")?.unwrap_or(2));
+        if let Some(v) = map.integer("max_iter")? {
+            e = e.max_iter(v);
         }
-        (Some(centers), None) => e = e.init(KMeansInit::Centers(centers.to_vec())),
-        (None, Some("random")) => e = e.init(KMeansInit::Random),
-        (None, _) => {}
+        if let Some(v) = map.float("tol") {
+            e = e.tol(v);
+        }
+        if let Some(v) = map.integer("seed")? {
+            e = e.seed(v as u64);
+        }
+        if let Some(v) = map.integer("init_steps")? {
+            e = e.init_steps(v);
+        }
+        match (map.matrix("init_centers"), map.choice("init")) {
+            (Some(_), Some(_)) => {
+                return Err(MlError::param(
+                    "init_centers",
+                    "init_centers replaces init: give one of them",
+                ))
+            }
+            (Some(centers), None) => e = e.init(KMeansInit::Centers(centers.to_vec())),
+            (None, Some("random")) => e = e.init(KMeansInit::Random),
+            (None, _) => {}
+        }
+        Ok(e)
     }
-    Ok(Estimator::KMeans(e))
 }
 
 #[cfg(test)]

@@ -85,20 +85,27 @@
 //! ```
 
 mod algorithm;
+mod assign;
 mod bounds;
+mod centers;
 mod hyperparams;
 mod kernel;
 mod model;
+mod nearest;
+mod partials;
+mod seeding;
 mod steady;
 
 pub use algorithm::KMeansTrainer;
-pub use bounds::{BoundsHint, BoundsSlot};
+pub use bounds::BoundsHint;
+pub use centers::CenterSet;
 pub use hyperparams::{
     KMeans, KMeansInit, KMeansValidParams, DEFAULT_INIT_STEPS, DEFAULT_MAX_ITER, DEFAULT_SEED,
-    DEFAULT_TOL, SPEC,
+    DEFAULT_TOL, PARAMS,
 };
-pub use kernel::{AssignPartial, CenterSet, KMeansKernel, KMeansPartial, PointSet};
+pub use kernel::KMeansKernel;
 pub use model::KMeansModel;
-pub use steady::LloydRound;
+pub use partials::{AssignPartial, KMeansPartial, PointSet};
+pub use steady::{BoundsSlot, LloydRound};
 
-pub(crate) use kernel::SALT_SILHOUETTE;
+pub(crate) use seeding::SALT_SILHOUETTE;

@@ -3,8 +3,9 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::centers::CenterSet;
 use super::hyperparams::KMeansValidParams;
-use super::kernel::{for_each_nearest, CenterSet, Nearest};
+use super::nearest::{for_each_nearest, Nearest};
 use crate::data::{block_ranges, DenseMatrix, Element, Features, BLOCK_ROWS};
 use crate::error::{MlError, Result};
 use crate::simd::code_path;

@@ -38,12 +38,13 @@ use std::ops::Range;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::bounds::{BoundsHint, BoundsSlot, BoundsTest, RowBounds};
-use super::kernel::{
-    base_pass, check_hint, copy_chunk, max_norm, prefetch_rows, AssignPartial, BasePass,
-    BlockBounds, CenterSet, Nearest, LANES, RUN,
-};
+use super::assign::{base_pass, check_hint, max_norm, BasePass};
+use super::bounds::{BoundsHint, BoundsTest, RowBounds};
+use super::centers::{CenterSet, LANES};
+use super::nearest::{copy_chunk, prefetch_rows, BlockBounds, Nearest, RUN};
+use super::partials::AssignPartial;
 use crate::data::{block_ranges, DenseMatrix, Element, BLOCK_ROWS};
+use crate::data::{CachedPartition, StateSlot};
 use crate::error::{MlError, Result};
 use crate::simd::kmeans::Rounded;
 use crate::simd::{Avx2Fma, CodePath, MulAdd, Vectorize};
@@ -216,6 +217,45 @@ impl BlockDelta {
     }
 }
 
+/// What a k-means fit keeps beside one cached partition between passes.
+#[derive(Debug, Default)]
+pub(crate) struct PartitionState {
+    /// The rows' distance bounds (see [`super::bounds`]).
+    pub(crate) bounds: RowBounds,
+    /// Per-centre statistics of the rows as `bounds` assigns them, for steady-state steps.
+    pub(crate) stats: Option<ClusterStats>,
+}
+
+/// A cached partition's state slot seen as what a k-means fit keeps there between passes: its
+/// distance bounds and, in steady state, its per-centre statistics (see
+/// [`crate::data::StateSlot`]).
+#[derive(Debug, Clone, Copy)]
+pub struct BoundsSlot<'a>(&'a StateSlot);
+
+impl<'a> BoundsSlot<'a> {
+    /// The bounds slot of `partition`.
+    pub fn of(partition: &'a CachedPartition) -> Self {
+        Self(partition.state())
+    }
+
+    /// Runs `f` with the slot's bounds when no other pass holds them (a pass that finds them
+    /// taken, or poisoned, runs without bounds: `None`).
+    pub(crate) fn with<R>(&self, f: impl FnOnce(Option<&mut PartitionState>) -> R) -> R {
+        self.0.with::<PartitionState, R>(f)
+    }
+
+    /// How many rows the last pass that kept bounds here searched for their nearest centre, of
+    /// how many (`None` before any such pass). The rest kept their centre on the bounds alone.
+    pub fn last_pass_searched(&self) -> Option<(usize, usize)> {
+        self.0
+            .peek::<PartitionState, _>(|s| {
+                let b = &s.bounds;
+                (!b.assign.is_empty()).then(|| (b.searched_rows, b.assign.len()))
+            })
+            .flatten()
+    }
+}
+
 /// A [`KMeansKernel::Lloyd`](super::KMeansKernel::Lloyd) pass on one partition's matrix (see
 /// the module documentation): the base pass when `history` is empty, else a step, replaying the
 /// history first when the partition's statistics do not lead to this pass.
@@ -224,7 +264,7 @@ pub(super) fn lloyd<T: Element>(
     centers: &CenterSet,
     hint: &BoundsHint,
     history: &[LloydRound],
-    slot: &BoundsSlot,
+    slot: BoundsSlot<'_>,
     path: CodePath,
 ) -> Result<AssignPartial> {
     let base = history.first().map_or(hint.round, |r| r.hint.round);
@@ -249,9 +289,16 @@ pub(super) fn lloyd<T: Element>(
         )));
     }
     slot.with(|held| match held {
-        Some(bounds) => rounds(m, centers, hint, history, bounds, path),
-        // Another pass holds the partition's bounds: replay on bounds of its own.
-        None => rounds(m, centers, hint, history, &mut RowBounds::default(), path),
+        Some(state) => rounds(m, centers, hint, history, state, path),
+        // Another pass holds the partition's state: replay on a state of its own.
+        None => rounds(
+            m,
+            centers,
+            hint,
+            history,
+            &mut PartitionState::default(),
+            path,
+        ),
     })
 }
 
@@ -261,35 +308,39 @@ fn rounds<T: Element>(
     centers: &CenterSet,
     hint: &BoundsHint,
     history: &[LloydRound],
-    bounds: &mut RowBounds,
+    state: &mut PartitionState,
     path: CodePath,
 ) -> Result<AssignPartial> {
     let Some(first) = history.first() else {
-        let pass = base_pass(m, centers, hint, bounds, path)?;
+        state.stats = None;
+        let pass = base_pass(m, centers, hint, &mut state.bounds, path)?;
         let partial = pass.partial.clone();
-        bounds.stats = Some(ClusterStats::from_base(hint, centers, pass));
+        state.stats = Some(ClusterStats::from_base(hint, centers, pass));
         return Ok(partial);
     };
     let base = first.hint.round;
-    let resume = bounds
+    let resume = state
         .stats
         .as_ref()
-        .filter(|s| s.leads_to(hint.fit, base, hint.round) && bounds.usable_for(hint, m.rows()))
+        .filter(|s| {
+            s.leads_to(hint.fit, base, hint.round) && state.bounds.usable_for(hint, m.rows())
+        })
         .map(|s| s.round);
     let next = match resume {
         Some(round) => round + 1,
         None => {
-            let pass = base_pass(m, &first.centers, &first.hint, bounds, path)?;
-            bounds.stats = Some(ClusterStats::from_base(&first.hint, &first.centers, pass));
+            state.stats = None;
+            let pass = base_pass(m, &first.centers, &first.hint, &mut state.bounds, path)?;
+            state.stats = Some(ClusterStats::from_base(&first.hint, &first.centers, pass));
             base + 1
         }
     };
     let skip = usize::try_from(next - base).unwrap_or(usize::MAX);
     for round in history.iter().skip(skip) {
-        step(m, &round.centers, &round.hint, bounds, path)?;
+        step(m, &round.centers, &round.hint, state, path)?;
     }
-    step(m, centers, hint, bounds, path)?;
-    bounds
+    step(m, centers, hint, state, path)?;
+    state
         .stats
         .as_ref()
         .map(|s| s.partial(centers))
@@ -302,10 +353,11 @@ fn step<T: Element>(
     m: &DenseMatrix<T>,
     centers: &CenterSet,
     hint: &BoundsHint,
-    bounds: &mut RowBounds,
+    state: &mut PartitionState,
     path: CodePath,
 ) -> Result<()> {
-    let mut stats = bounds
+    let bounds = &mut state.bounds;
+    let mut stats = state
         .stats
         .take()
         .ok_or_else(|| MlError::Internal("k-means step without statistics".into()))?;
@@ -340,7 +392,7 @@ fn step<T: Element>(
         stats.apply(delta)?;
     }
     stats.round = hint.round;
-    bounds.stats = Some(stats);
+    state.stats = Some(stats);
     Ok(())
 }
 
@@ -476,7 +528,7 @@ mod tests {
         else {
             panic!("not a Lloyd kernel");
         };
-        crate::with_features!(p.features(), m => lloyd(m, centers, hint, history, p.bounds(), path))
+        crate::with_features!(p.features(), m => lloyd(m, centers, hint, history, BoundsSlot::of(&p), path))
             .unwrap()
     }
 
@@ -547,7 +599,7 @@ mod tests {
                 other => panic!("{other:?}"),
             };
             let got = run(&steady, kernel, path);
-            searched.push(steady.bounds().last_pass_searched().unwrap().0);
+            searched.push(BoundsSlot::of(&steady).last_pass_searched().unwrap().0);
             assert_eq!(got.counts, want.counts, "pass {pass} on {path:?}");
             let scale = want.sums.iter().fold(0.0f64, |a, v| a.max(v.abs()));
             for (g, w) in got.sums.iter().zip(&want.sums) {
@@ -611,9 +663,9 @@ mod tests {
                     );
                 }
                 // Held by another pass: replays on bounds of its own, leaves them alone.
-                let held = busy.bounds().with(|_| run(&busy, kernel, path));
+                let held = BoundsSlot::of(&busy).with(|_| run(&busy, kernel, path));
                 assert_eq!(bits(&held), bits(&want), "pass {pass}");
-                assert!(busy.bounds().last_pass_searched().is_none());
+                assert!(BoundsSlot::of(&busy).last_pass_searched().is_none());
                 // Statistics from another base of the same fit are not followed on from.
                 if let KMeansKernel::Lloyd { history, .. } = kernel {
                     if history.len() == 1 {
@@ -660,7 +712,7 @@ mod tests {
             centers,
             hint,
             &history[..1],
-            p.bounds(),
+            BoundsSlot::of(&p),
             CodePath::Portable,
         )
         .unwrap_err()
@@ -671,9 +723,16 @@ mod tests {
         );
         let mut other_fit = history.clone();
         other_fit[0].hint.fit += 1;
-        let err = lloyd(m, centers, hint, &other_fit, p.bounds(), CodePath::Portable)
-            .unwrap_err()
-            .to_string();
+        let err = lloyd(
+            m,
+            centers,
+            hint,
+            &other_fit,
+            BoundsSlot::of(&p),
+            CodePath::Portable,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("another shape or fit"), "{err}");
     }
 }

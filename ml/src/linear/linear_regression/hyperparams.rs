@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Result;
 use crate::linear::params::{common_getters, common_setters, linear_param_specs, Common};
 use crate::linear::trainer::Trainer;
-use crate::registry::{AlgorithmSpec, Estimator, ParamMap, ParamSpec, ParamType, Task};
+use crate::params::{ParamMap, ParamSpec, ParamType};
 
 /// Least-squares linear regression with an elastic net penalty: the builder, and the
 /// [`Algorithm`](crate::Algorithm) that trains a
@@ -52,20 +52,19 @@ impl ValidLinearRegression {
     common_getters!();
 }
 
-/// Linear regression's registration.
-pub static SPEC: AlgorithmSpec = AlgorithmSpec {
-    name: "linear_regression",
-    aliases: &["linear_reg"],
-    task: Task::Regression,
-    doc:
-        "Least squares with an elastic net penalty (ridge, lasso), fitted by L-BFGS/OWL-QN or SGD.",
-    params: linear_param_specs!(),
-    build,
-};
+/// Linear regression's parameters, as the registry lists them (Spark's names and defaults).
+pub const PARAMS: &[ParamSpec] = linear_param_specs!();
 
-fn build(map: &ParamMap) -> Result<Estimator> {
-    Ok(Estimator::LinearRegression(LinearRegression {
-        common: Common::from_params(map)?,
-        trainer: None,
-    }))
+impl LinearRegression {
+    /// Linear regression from the registry's checked values (defaults for the rest), not yet
+    /// range checked (see [`LinearRegression::check`]).
+    ///
+    /// # Errors
+    /// An SGD setting without `solver = 'sgd'`, or an integer too large.
+    pub fn from_params(map: &ParamMap) -> Result<Self> {
+        Ok(Self {
+            common: Common::from_params(map)?,
+            trainer: None,
+        })
+    }
 }

@@ -67,5 +67,5 @@ mod algorithm;
 mod hyperparams;
 mod model;
 
-pub use hyperparams::{LinearRegression, ValidLinearRegression, SPEC};
+pub use hyperparams::{LinearRegression, ValidLinearRegression, PARAMS};
 pub use model::LinearRegressionModel;

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{MlError, Result};
 use crate::linear::params::{common_getters, common_setters, linear_param_specs, Common};
 use crate::linear::trainer::Trainer;
-use crate::registry::{AlgorithmSpec, Estimator, ParamMap, ParamSpec, ParamType, Task};
+use crate::params::{ParamMap, ParamSpec, ParamType};
 
 /// Binary or multiclass logistic regression (Spark's `family`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,41 +111,41 @@ impl ValidLogisticRegression {
     }
 }
 
-/// Logistic regression's registration.
-pub static SPEC: AlgorithmSpec = AlgorithmSpec {
-    name: "logistic_regression",
-    aliases: &["logistic_reg"],
-    task: Task::Classification,
-    doc: "Binary or multinomial logistic regression with an elastic net penalty, fitted by L-BFGS/OWL-QN or SGD.",
-    params: linear_param_specs!(
-        ParamSpec {
-            name: "family",
-            ty: ParamType::Choice(&["auto", "binomial", "multinomial"]),
-            default: "'auto'",
-            doc: "Sigmoid for two classes, softmax for more ('auto'), or forced.",
-        },
-        ParamSpec {
-            name: "threshold",
-            ty: ParamType::Float,
-            default: "0.5",
-            doc: "Probability of class 1 above which a two-class model predicts 1, in [0, 1].",
-        },
-    ),
-    build,
-};
+/// Logistic regression's parameters, as the registry lists them (Spark's names and defaults).
+pub const PARAMS: &[ParamSpec] = linear_param_specs!(
+    ParamSpec {
+        name: "family",
+        ty: ParamType::Choice(&["auto", "binomial", "multinomial"]),
+        default: "'auto'",
+        doc: "Sigmoid for two classes, softmax for more ('auto'), or forced.",
+    },
+    ParamSpec {
+        name: "threshold",
+        ty: ParamType::Float,
+        default: "0.5",
+        doc: "Probability of class 1 above which a two-class model predicts 1, in [0, 1].",
+    },
+);
 
-fn build(map: &ParamMap) -> Result<Estimator> {
-    let mut e = LogisticRegression {
-        common: Common::from_params(map)?,
-        ..LogisticRegression::default()
-    };
-    e.family = match map.choice("family") {
-        Some("binomial") => Family::Binomial,
-        Some("multinomial") => Family::Multinomial,
-        _ => Family::Auto,
-    };
-    if let Some(t) = map.float("threshold") {
-        e.threshold = t;
+impl LogisticRegression {
+    /// Logistic regression from the registry's checked values (defaults for the rest), not
+    /// yet range checked (see [`LogisticRegression::check`]).
+    ///
+    /// # Errors
+    /// An SGD setting without `solver = 'sgd'`, or an integer too large.
+    pub fn from_params(map: &ParamMap) -> Result<Self> {
+        let mut e = LogisticRegression {
+            common: Common::from_params(map)?,
+            ..LogisticRegression::default()
+        };
+        e.family = match map.choice("family") {
+            Some("binomial") => Family::Binomial,
+            Some("multinomial") => Family::Multinomial,
+            _ => Family::Auto,
+        };
+        if let Some(t) = map.float("threshold") {
+            e.threshold = t;
+        }
+        Ok(e)
     }
-    Ok(Estimator::LogisticRegression(e))
 }

@@ -56,5 +56,5 @@ mod algorithm;
 mod hyperparams;
 mod model;
 
-pub use hyperparams::{Family, LogisticRegression, ValidLogisticRegression, SPEC};
+pub use hyperparams::{Family, LogisticRegression, ValidLogisticRegression, PARAMS};
 pub use model::LogisticRegressionModel;
