@@ -21,6 +21,11 @@
 //! steady-state steps of a fit read the bounds and only the rows they cannot settle, so they
 //! take less; each round's time is printed); a logistic-regression round reads the features
 //! and the label.
+//!
+//! The last table row runs k-means on the shared bench data (`../shared/bench`, `blobs_medium`:
+//! 2M x 16 in 8 overlapping clusters, written with its own generator to
+//! `data/ml/blobs_medium.parquet`) with the peers' settings (random initialisation, seed 42,
+//! `tol = 0`, 20 iterations) beside scikit-learn's `KMeans` with the same settings.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -45,6 +50,9 @@ struct Args {
     /// Also time k-means fits in a session that serves its web UI and writes its event log,
     /// alternating with fits in the plain one.
     watch: bool,
+    /// The peers' bench scripts (`gen_data.py` makes `blobs_medium`); the shared-data k-means
+    /// row is skipped when they are not there.
+    shared_bench: PathBuf,
 }
 
 fn parse_args() -> Result<Args, BoxError> {
@@ -58,6 +66,7 @@ fn parse_args() -> Result<Args, BoxError> {
         python: PathBuf::from(".venv/bin/python"),
         measure_only: None,
         watch: false,
+        shared_bench: PathBuf::from("../shared/bench"),
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -72,6 +81,7 @@ fn parse_args() -> Result<Args, BoxError> {
             "--python" => args.python = PathBuf::from(value()?),
             "--measure-bandwidth" => args.measure_only = Some(value()?.parse()?),
             "--watch" => args.watch = true,
+            "--shared-bench" => args.shared_bench = PathBuf::from(value()?),
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
@@ -272,6 +282,8 @@ async fn main() -> Result<(), BoxError> {
     };
     data.unpersist().await?;
 
+    let shared = shared_blobs(&args, &kiln).await?;
+
     // Round trip on tiny data: what one iteration costs beyond the kernel, embedded and with
     // the executors in 2 other processes (gRPC on loopback).
     let tiny_per_round = tiny_round_trip(&kiln).await?;
@@ -386,11 +398,110 @@ async fn main() -> Result<(), BoxError> {
             on / off
         );
     }
+    match shared {
+        Some(s) => println!(
+            "| k-means ms/iteration on the shared bench data (blobs_medium: 2M x 16, 8 overlapping clusters; init random, seed 42, tol 0; Kiln {} it, scikit-learn {} it) | {:.1} | {:.1} | - |",
+            s.kiln_iters, s.sk_iters, s.kiln_ms, s.sk_ms
+        ),
+        None => println!(
+            "| k-means on the shared bench data | skipped: no {} | - | - |",
+            args.shared_bench.join("gen_data.py").display()
+        ),
+    }
     println!(
         "| peak memory of the process, MiB (Kiln: cache + both fits; scikit-learn: data + both fits) | {kiln_peak:.0} | {:.0} | - |",
         f("peak_mib")
     );
     Ok(())
+}
+
+/// scikit-learn's k-means on the shared bench data, as `../shared/bench/bench_sklearn.py` runs
+/// it; prints seconds and iterations as JSON.
+const SKLEARN_SHARED: &str = r#"
+import json, sys, time
+import numpy as np
+import pyarrow.parquet as pq
+from sklearn.cluster import KMeans
+t = pq.read_table(sys.argv[1])
+x = np.column_stack([t[f"f{j}"].to_numpy() for j in range(16)])
+start = time.perf_counter()
+km = KMeans(n_clusters=8, init="random", n_init=1, max_iter=20, tol=0, algorithm="lloyd",
+            random_state=42).fit(x)
+print(json.dumps({"s": time.perf_counter() - start, "iters": int(km.n_iter_)}))
+"#;
+
+/// Writes `blobs_medium` with the shared bench's own generator (same seed, same rows).
+const WRITE_SHARED: &str = r#"
+import sys
+sys.path.insert(0, sys.argv[1])
+import gen_data
+gen_data.write(sys.argv[2], *gen_data.blobs(gen_data.SIZES["medium"]))
+"#;
+
+/// k-means per iteration on the shared bench data, Kiln and scikit-learn.
+struct Shared {
+    kiln_ms: f64,
+    kiln_iters: usize,
+    sk_ms: f64,
+    sk_iters: u64,
+}
+
+/// k-means on `blobs_medium` of the shared bench (overlapping clusters, so every one of the 20
+/// iterations moves the centres), with the peers' settings: k = 8, random initialisation,
+/// `tol = 0`, 20 iterations. `None` without the shared bench's generator.
+async fn shared_blobs(args: &Args, kiln: &Session) -> Result<Option<Shared>, BoxError> {
+    let generator = args.shared_bench.join("gen_data.py");
+    if !generator.exists() {
+        return Ok(None);
+    }
+    let path = PathBuf::from("data/ml/blobs_medium.parquet");
+    if !path.exists() {
+        std::fs::create_dir_all("data/ml")?;
+        child_stdout(
+            Command::new(&args.python)
+                .arg("-c")
+                .arg(WRITE_SHARED)
+                .arg(&args.shared_bench)
+                .arg(&path),
+            "writing blobs_medium",
+        )?;
+    }
+    let features: Vec<String> = (0..16).map(|j| format!("f{j}")).collect();
+    let data = kiln
+        .read_parquet(&path.display().to_string())
+        .await?
+        .cache_training(&Columns::new().features(features), false, Precision::F64)
+        .await?;
+    let t = Instant::now();
+    let model = data
+        .fit(
+            KMeans::new(8)
+                .init(KMeansInit::Random)
+                .seed(42)
+                .tol(0.0)
+                .max_iter(20)
+                .build()?,
+        )
+        .await?;
+    let seconds = t.elapsed().as_secs_f64();
+    data.unpersist().await?;
+    let out = child_stdout(
+        Command::new(&args.python)
+            .arg("-c")
+            .arg(SKLEARN_SHARED)
+            .arg(&path),
+        "scikit-learn on blobs_medium",
+    )?;
+    let sk: serde_json::Value = serde_json::from_str(&out)?;
+    let sk_iters = sk["iters"].as_u64().unwrap_or(0);
+    Ok(Some(Shared {
+        // Per Lloyd iteration: the fit's time over its iterations (the seeding and final cost
+        // passes included, as scikit-learn's time includes its own).
+        kiln_ms: seconds * 1e3 / model.iterations().max(1) as f64,
+        kiln_iters: model.iterations(),
+        sk_ms: sk["s"].as_f64().unwrap_or(f64::NAN) * 1e3 / sk_iters.max(1) as f64,
+        sk_iters,
+    }))
 }
 
 /// Milliseconds per kernel round of k-means fits without and with the web UI and the event

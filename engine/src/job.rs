@@ -444,6 +444,23 @@ impl<'a> Job<'a> {
         }
     }
 
+    /// The next queued task for a free slot on executor `exec`. A cache stage's partitions go
+    /// to executors in contiguous runs (partition `p` of `n` to executor `p · executors / n`)
+    /// where the slots allow, so that an executor holds whole nodes of the merge tree of
+    /// partials and merges them before sending (`kiln_ml::step::merge_blocks`); any other task,
+    /// or a cache task no free executor prefers, goes first come first served.
+    fn next_task(&mut self, exec: usize) -> Option<TaskDefinition> {
+        let executors = self.session.pool.len().max(1);
+        let preferred = |t: &TaskDefinition| {
+            let tasks = self.graph.stage(t.stage_id).map_or(1, |s| s.tasks.max(1));
+            t.cache.is_some() && t.partition as usize * executors / tasks == exec
+        };
+        match self.queue.iter().position(preferred) {
+            Some(i) => self.queue.remove(i),
+            None => self.queue.pop_front(),
+        }
+    }
+
     /// A free slot on the executor with the most free slots, if any. Slots are the session's,
     /// shared by all its jobs.
     fn try_slot(&self) -> Option<(usize, OwnedSemaphorePermit)> {
@@ -581,14 +598,14 @@ impl<'a> Job<'a> {
                     let Some((exec_idx, permit)) = self.try_slot() else {
                         break;
                     };
-                    if let Some(task) = self.queue.pop_front() {
+                    if let Some(task) = self.next_task(exec_idx) {
                         running.push(self.launch(exec_idx, permit, task));
                     }
                 }
                 if running.is_empty() && !self.queue.is_empty() {
                     match self.wait_slot().await {
                         Ok((exec_idx, permit)) => {
-                            if let Some(task) = self.queue.pop_front() {
+                            if let Some(task) = self.next_task(exec_idx) {
                                 running.push(self.launch(exec_idx, permit, task));
                             }
                         }

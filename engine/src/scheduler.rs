@@ -254,6 +254,10 @@ pub enum Event {
         attempts: u32,
         /// Partitions that answered.
         partitions: usize,
+        /// Partials the driver received: the executors merged the rest themselves (one per
+        /// whole node of the merge tree they hold; `partitions` when none could).
+        #[serde(default)]
+        partials: usize,
         /// The fit it belongs to (empty for a round run outside a fit).
         #[serde(default)]
         fit: String,

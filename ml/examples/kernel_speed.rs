@@ -300,7 +300,7 @@ fn main() {
     );
     let (searched, rows) = copies
         .iter()
-        .filter_map(|p| BoundsSlot::of(&p).last_pass_searched())
+        .filter_map(|p| BoundsSlot::of(p).last_pass_searched())
         .fold((0, 0), |(s, r), (a, b)| (s + a, r + b));
     println!(
         " a pass of a fit keeps 2.5 bytes of bounds a row; the full pass reads every row, the \

@@ -135,6 +135,43 @@ async fn kmeans_model_is_bit_identical_on_1_2_and_4_executors() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executors_hold_contiguous_partitions_and_merge_their_partials_before_sending() {
+    // 4 partitions on 2 executors of 2 slots: each executor holds one half, a whole node of
+    // the merge tree, and sends one partial a round; on 4 executors each sends its own.
+    let rows = blobs(4000, 3, 4, 5);
+    for (executors, slots, placed, partials) in [
+        (2, 2, vec![0, 0, 1, 1], 2usize),
+        (4, 1, vec![0, 1, 2, 3], 4),
+        (1, 4, vec![0, 0, 0, 0], 1),
+    ] {
+        let kiln = session(executors, slots).await;
+        let mut events = kiln.events();
+        let data = frame(&kiln, &rows)
+            .cache_training(&Columns::new(), false, Precision::F64)
+            .await
+            .unwrap();
+        assert_eq!(data.partition_executors(), placed, "{executors} executors");
+        data.fit(KMeans::new(4).seed(2).max_iter(3).build().unwrap())
+            .await
+            .unwrap();
+        let mut rounds = 0;
+        while let Ok(event) = events.try_recv() {
+            if let kiln::Event::KernelRound {
+                partitions: 4,
+                partials: received,
+                ..
+            } = event
+            {
+                assert_eq!(received, partials, "{executors} executors");
+                rounds += 1;
+            }
+        }
+        assert!(rounds > 0, "no kernel round seen on {executors} executors");
+        data.unpersist().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn training_reads_the_source_once_per_fit() {
     // The source is Parquet in an instrumented store. A fit of 2 iterations and a fit of 12
     // read the source exactly as often: iterations read the cache, never the source.

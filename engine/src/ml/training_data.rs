@@ -146,6 +146,14 @@ impl TrainingData {
         &self.info
     }
 
+    /// The executor (its index in the session's pool) holding each partition, by partition.
+    pub fn partition_executors(&self) -> Vec<usize> {
+        self.placements
+            .lock()
+            .map(|p| p.iter().map(|p| p.executor).collect())
+            .unwrap_or_default()
+    }
+
     /// Rows per partition, in partition order.
     pub fn partition_rows(&self) -> Vec<u64> {
         self.placements
@@ -345,6 +353,7 @@ impl TrainingData {
             match retry {
                 None => {
                     let partitions = partials.iter().map(|b| b.len as usize).sum();
+                    let received = partials.len();
                     let merging = std::time::Instant::now();
                     let total = u32::try_from(self.info.partitions).map_err(|_| {
                         EngineError::Internal("more partitions than a u32 counts".into())
@@ -357,6 +366,7 @@ impl TrainingData {
                         seconds: round.seconds,
                         attempts,
                         partitions,
+                        partials: received,
                         fit: fit.to_string(),
                         compute_seconds: round.compute_seconds,
                         busy_seconds: round.busy_seconds,

@@ -96,7 +96,7 @@ impl KMeansKernel {
                 for round in history {
                     round.centers.check_partition(partition)?;
                 }
-                let slot = BoundsSlot::of(&partition);
+                let slot = BoundsSlot::of(partition);
                 with_features!(partition.features(), m => steady::lloyd(m, centers, hint, history, slot, code_path()))
                     .map(KMeansPartial::Assign)
             }
@@ -587,7 +587,7 @@ pub(super) mod tests {
         for round in 0..rounds {
             let plain = with_features!(p.features(), m => assign(m, &set, true, path)).unwrap();
             let bounded = with_features!(p.features(), m => {
-                assign_bounded(m, &set, &hint, BoundsSlot::of(&p), path)
+                assign_bounded(m, &set, &hint, BoundsSlot::of(p), path)
             })
             .unwrap();
             assert_eq!(
@@ -595,7 +595,7 @@ pub(super) mod tests {
                 partial_bits(&bounded),
                 "pass {round} on {path:?}"
             );
-            searched.push(BoundsSlot::of(&p).last_pass_searched().unwrap().0);
+            searched.push(BoundsSlot::of(p).last_pass_searched().unwrap().0);
             let moves: Vec<f64> = plain
                 .move_centres(&mut set.values)
                 .iter()

@@ -250,7 +250,7 @@ impl<'a> BoundsSlot<'a> {
         self.0
             .peek::<PartitionState, _>(|s| {
                 let b = &s.bounds;
-                (!b.assign.is_empty()).then(|| (b.searched_rows, b.assign.len()))
+                (!b.assign.is_empty()).then_some((b.searched_rows, b.assign.len()))
             })
             .flatten()
     }
@@ -528,7 +528,7 @@ mod tests {
         else {
             panic!("not a Lloyd kernel");
         };
-        crate::with_features!(p.features(), m => lloyd(m, centers, hint, history, BoundsSlot::of(&p), path))
+        crate::with_features!(p.features(), m => lloyd(m, centers, hint, history, BoundsSlot::of(p), path))
             .unwrap()
     }
 
