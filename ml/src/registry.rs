@@ -285,4 +285,39 @@ mod tests {
         // Range: k-means' own check.
         assert!(err(vec![p("max_iter", ParamValue::Integer(0))]).contains("max_iter"));
     }
+
+    #[test]
+    fn the_values_a_model_lists_train_the_same_estimator_again() {
+        use crate::linear::{Family, Solver};
+        let again = |spec: &'static AlgorithmSpec, values: Vec<(&'static str, ParamValue)>| {
+            let e = spec
+                .estimator(values.iter().map(|(n, v)| (n.to_string(), v.clone())))
+                .unwrap();
+            let back = match e {
+                Estimator::KMeans(e) => e.check().unwrap().values(),
+                Estimator::LinearRegression(e) => e.check().unwrap().values(),
+                Estimator::LogisticRegression(e) => e.check().unwrap().values(),
+            };
+            assert_eq!(back, values, "{}", spec.name);
+        };
+        let km = KMeans::new(5).max_iter(7).tol(0.5).seed(9).init_steps(3);
+        again(&KMEANS, km.check().unwrap().values());
+        let centers = KMeans::new(2).init(crate::cluster::kmeans::KMeansInit::Centers(vec![
+            vec![0.0, 1.0],
+            vec![2.0, 3.0],
+        ]));
+        again(&KMEANS, centers.check().unwrap().values());
+        let lin = LinearRegression::new()
+            .reg_param(0.5)
+            .elastic_net_param(0.25)
+            .solver(Solver::sgd())
+            .seed(4);
+        again(&LINEAR_REGRESSION, lin.check().unwrap().values());
+        let log = LogisticRegression::new()
+            .inverse_strength(2.0)
+            .family(Family::Multinomial)
+            .threshold(0.3)
+            .fit_intercept(false);
+        again(&LOGISTIC_REGRESSION, log.check().unwrap().values());
+    }
 }

@@ -185,34 +185,34 @@ async fn execute(session: &Session, statement: KilnStatement) -> Result<DataFram
             let location = crate::catalog::model_dir(session, &name)?
                 .map(|p| p.display().to_string())
                 .unwrap_or_default();
-            let rows = [
-                ("model", name.clone()),
-                ("algorithm", m.algorithm().to_string()),
-                ("features", m.feature_names().join(", ")),
-                ("label", m.label().unwrap_or("").to_string()),
-                ("params", m.params_json().to_string()),
-                ("summary", m.summary_json().to_string()),
-                (
-                    "transform",
-                    session
-                        .transform(&name)
-                        .map(|t| {
-                            format!("{} (reads {})", t.written.join(", "), t.inputs.join(", "))
-                        })
-                        .unwrap_or_default(),
-                ),
-                ("location", location),
-            ]
-            .into_iter()
-            .map(|(k, v)| vec![k.to_string(), v])
-            .chain(
+            let transform = session
+                .transform(&name)
+                .map(|t| format!("{} (reads {})", t.written.join(", "), t.inputs.join(", ")))
+                .unwrap_or_default();
+            let mut rows: Vec<Vec<String>> = vec![
+                vec!["model".into(), name.clone()],
+                vec!["algorithm".into(), m.algorithm().to_string()],
+                vec!["features".into(), m.feature_names().join(", ")],
+                vec!["label".into(), m.label().unwrap_or("").to_string()],
+            ];
+            // Every parameter by the registry's names, defaults included.
+            rows.extend(
+                m.param_values()
+                    .into_iter()
+                    .map(|(p, v)| vec![format!("param: {p}"), v.to_string()]),
+            );
+            rows.extend([
+                vec!["summary".into(), m.summary_json().to_string()],
+                vec!["transform".into(), transform],
+                vec!["location".into(), location],
+            ]);
+            rows.extend(
                 m.report()
                     .map(kiln_ml::TrainingReport::rows)
                     .unwrap_or_default()
                     .into_iter()
                     .map(|(k, v)| vec![format!("report: {k}"), v]),
-            )
-            .collect();
+            );
             text_table(session, &["property", "value"], rows)
         }
         KilnStatement::DropModel { name, if_exists } => {

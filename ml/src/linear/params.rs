@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{MlError, Result};
 use crate::optim::StepSchedule;
-use crate::params::ParamMap;
+use crate::params::{ParamMap, ParamValue};
 
 /// How the objective is minimized.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -314,6 +314,54 @@ macro_rules! linear_param_specs {
 pub(crate) use linear_param_specs;
 
 impl Common {
+    /// The shared parameters' values, by the registry's names and in its order (SGD's settings
+    /// only with SGD, `c` only when given).
+    pub(crate) fn values(&self) -> Vec<(&'static str, ParamValue)> {
+        let mut out = vec![
+            ("max_iter", ParamValue::Integer(self.max_iter as i64)),
+            ("reg_param", ParamValue::Float(self.reg_param)),
+        ];
+        if let Some(c) = self.inverse_strength {
+            out.push(("c", ParamValue::Float(c)));
+        }
+        out.extend([
+            (
+                "elastic_net_param",
+                ParamValue::Float(self.elastic_net_param),
+            ),
+            ("tol", ParamValue::Float(self.tol)),
+            ("fit_intercept", ParamValue::Bool(self.fit_intercept)),
+            ("standardization", ParamValue::Bool(self.standardization)),
+        ]);
+        match self.solver {
+            Solver::Lbfgs => out.push(("solver", ParamValue::Text("lbfgs".into()))),
+            Solver::Sgd {
+                mini_batch_fraction,
+                step_size,
+                schedule,
+            } => out.extend([
+                ("solver", ParamValue::Text("sgd".into())),
+                ("step_size", ParamValue::Float(step_size)),
+                (
+                    "mini_batch_fraction",
+                    ParamValue::Float(mini_batch_fraction),
+                ),
+                (
+                    "step_schedule",
+                    ParamValue::Text(
+                        match schedule {
+                            StepSchedule::Constant => "constant",
+                            StepSchedule::InverseSqrt => "inverse_sqrt",
+                        }
+                        .into(),
+                    ),
+                ),
+            ]),
+        }
+        out.push(("seed", ParamValue::Integer(self.seed as i64)));
+        out
+    }
+
     /// The shared parameters from a registry's checked values (defaults for the rest). The SGD
     /// settings need `solver = 'sgd'`: given with L-BFGS they would silently do nothing.
     pub(crate) fn from_params(map: &ParamMap) -> Result<Self> {

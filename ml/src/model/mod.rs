@@ -259,6 +259,17 @@ impl Model {
         metadata::summary_json(self)
     }
 
+    /// The hyper-parameters the model was trained with, by the registry's names and in its
+    /// order ([`crate::registry`]); empty for a k-means model built from its parts without
+    /// them. What `DESCRIBE MODEL` lists.
+    pub fn param_values(&self) -> Vec<(&'static str, crate::params::ParamValue)> {
+        match &self.kind {
+            ModelKind::KMeans(m) => m.params().map(|p| p.values()).unwrap_or_default(),
+            ModelKind::LinearRegression(m) => m.params().values(),
+            ModelKind::LogisticRegression(m) => m.params().values(),
+        }
+    }
+
     /// The hyper-parameters the model was trained with, as written in `metadata.json`'s
     /// `params`; `null` for a k-means model built from its parts without them.
     pub fn params_json(&self) -> Value {

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{MlError, Result};
-use crate::params::{ParamMap, ParamSpec, ParamType};
+use crate::params::{ParamMap, ParamSpec, ParamType, ParamValue};
 
 /// Default iteration limit (Spark's `maxIter`).
 pub const DEFAULT_MAX_ITER: usize = 20;
@@ -159,6 +159,27 @@ fn check_centers(centers: &[Vec<f64>], k: usize) -> Result<()> {
 pub struct KMeansValidParams(KMeans);
 
 impl KMeansValidParams {
+    /// Every parameter's value, by the registry's names and in its order (see [`PARAMS`]).
+    pub fn values(&self) -> Vec<(&'static str, ParamValue)> {
+        let p = &self.0;
+        let mut out = vec![
+            ("k", ParamValue::Integer(p.k as i64)),
+            ("max_iter", ParamValue::Integer(p.max_iter as i64)),
+            ("tol", ParamValue::Float(p.tol)),
+            ("seed", ParamValue::Integer(p.seed as i64)),
+        ];
+        match &p.init {
+            KMeansInit::KMeansParallel => out.push(("init", ParamValue::Text("k-means||".into()))),
+            KMeansInit::Random => out.push(("init", ParamValue::Text("random".into()))),
+            KMeansInit::Centers(_) => {}
+        }
+        out.push(("init_steps", ParamValue::Integer(p.init_steps as i64)));
+        if let KMeansInit::Centers(c) = &p.init {
+            out.push(("init_centers", ParamValue::Matrix(c.clone())));
+        }
+        out
+    }
+
     /// Number of clusters (>= 1).
     pub fn k(&self) -> usize {
         self.0.k

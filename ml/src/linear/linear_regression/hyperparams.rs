@@ -50,6 +50,11 @@ impl LinearRegression {
 
 impl ValidLinearRegression {
     common_getters!();
+
+    /// Every parameter's value, by the registry's names and in its order (see [`PARAMS`]).
+    pub fn values(&self) -> Vec<(&'static str, crate::params::ParamValue)> {
+        self.common.values()
+    }
 }
 
 /// Linear regression's parameters, as the registry lists them (Spark's names and defaults).

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{MlError, Result};
 use crate::linear::params::{common_getters, common_setters, linear_param_specs, Common};
 use crate::linear::trainer::Trainer;
-use crate::params::{ParamMap, ParamSpec, ParamType};
+use crate::params::{ParamMap, ParamSpec, ParamType, ParamValue};
 
 /// Binary or multiclass logistic regression (Spark's `family`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,6 +99,24 @@ impl LogisticRegression {
 
 impl ValidLogisticRegression {
     common_getters!();
+
+    /// Every parameter's value, by the registry's names and in its order (see [`PARAMS`]).
+    pub fn values(&self) -> Vec<(&'static str, ParamValue)> {
+        let mut out = self.common.values();
+        out.push((
+            "family",
+            ParamValue::Text(
+                match self.family {
+                    Family::Auto => "auto",
+                    Family::Binomial => "binomial",
+                    Family::Multinomial => "multinomial",
+                }
+                .into(),
+            ),
+        ));
+        out.push(("threshold", ParamValue::Float(self.threshold)));
+        out
+    }
 
     /// The family asked for.
     pub fn family(&self) -> Family {
