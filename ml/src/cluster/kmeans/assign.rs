@@ -7,7 +7,7 @@ use rayon::prelude::*;
 
 use super::bounds::{BoundsHint, BoundsTest, RowBounds, MAX_BOUNDED_K};
 use super::centers::{CenterSet, Chunk, LANES};
-use super::nearest::{for_each_nearest_bounded, BlockBounds, Nearest};
+use super::nearest::{nearest_loop, BlockBounds, Nearest};
 use super::partials::AssignPartial;
 use crate::data::{block_ranges, DenseMatrix, Element, BLOCK_ROWS};
 use crate::error::{MlError, Result};
@@ -235,12 +235,13 @@ pub(super) fn assign_block<T: Element>(
         reach: &mut b.reach[done / LANES..],
         searched: 0,
     });
-    for_each_nearest_bounded(
+    nearest_loop(
         m,
         rows,
         near,
         sums.as_mut(),
         rest,
+        false,
         |_: &Chunk, valid: usize, _: usize, nearest: &[u64; LANES], dist: &[f64; LANES]| {
             if valid == LANES {
                 cost.iter_mut().zip(dist).for_each(|(c, d)| *c += d);

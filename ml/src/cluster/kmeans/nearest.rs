@@ -337,27 +337,20 @@ pub(crate) fn for_each_nearest<T: Element, F>(
 ) where
     F: FnMut(&Chunk, usize, usize, &[u64; LANES], &[f64; LANES]),
 {
-    NearestLoop {
-        m,
-        rows,
-        near,
-        sums,
-        bounds: None,
-        needs_chunk: true,
-        visit,
-    }
-    .dispatch();
+    nearest_loop(m, rows, near, sums, None, true, visit);
 }
 
 /// [`for_each_nearest`] for a pass that keeps `bounds` (when given): chunks whose rows the
-/// bounds settle skip the search, and `visit` gets an empty chunk (so chunks may be read in
-/// place).
-pub(super) fn for_each_nearest_bounded<T: Element, F>(
+/// bounds settle skip the search. Without `needs_chunk`, `visit` gets an empty chunk (so chunks
+/// may be read in place).
+#[inline]
+pub(super) fn nearest_loop<T: Element, F>(
     m: &DenseMatrix<T>,
     rows: Range<usize>,
     near: &Nearest<'_>,
     sums: Option<&mut CentreSums>,
     bounds: Option<BlockBounds<'_>>,
+    needs_chunk: bool,
     visit: F,
 ) where
     F: FnMut(&Chunk, usize, usize, &[u64; LANES], &[f64; LANES]),
@@ -368,7 +361,7 @@ pub(super) fn for_each_nearest_bounded<T: Element, F>(
         near,
         sums,
         bounds,
-        needs_chunk: false,
+        needs_chunk,
         visit,
     }
     .dispatch();
