@@ -110,11 +110,13 @@ async fn tpch_on_a_local_cluster_of_four() {
 async fn models_on_a_local_cluster_equal_the_embedded_ones_bit_for_bit() {
     let (x, y) = labelled(2400, 5);
     let mut fits = Vec::new();
-    for kiln in [
-        crate::common::session(1, 4).await,
-        cluster(2, 2).await,
-        cluster(4, 1).await,
+    // Partials reaching the driver a round: the executor processes merge what they hold.
+    for (kiln, partials) in [
+        (crate::common::session(1, 4).await, 1),
+        (cluster(2, 2).await, 2),
+        (cluster(4, 1).await, 4),
     ] {
+        let mut events = kiln.events();
         let df = labelled_frame(&kiln, &x, &y);
         let logistic = LogisticRegression::new()
             .reg_param(0.05)
@@ -138,6 +140,23 @@ async fn models_on_a_local_cluster_equal_the_embedded_ones_bit_for_bit() {
             .map(|v| v.to_bits())
             .collect();
         fits.push(bits);
+        let mut rounds = 0;
+        while let Ok(event) = events.try_recv() {
+            if let kiln::Event::KernelRound {
+                partitions: 4,
+                partials: received,
+                ..
+            } = event
+            {
+                assert_eq!(received, partials, "{}", fits.len());
+                rounds += 1;
+            }
+        }
+        assert!(
+            rounds > 0,
+            "no 4-partition kernel round in session {}",
+            fits.len()
+        );
     }
     assert_eq!(fits[0], fits[1], "local_cluster(2) differs from embedded");
     assert_eq!(fits[0], fits[2], "local_cluster(4) differs from embedded");
