@@ -140,23 +140,13 @@ async fn models_on_a_local_cluster_equal_the_embedded_ones_bit_for_bit() {
             .map(|v| v.to_bits())
             .collect();
         fits.push(bits);
-        let mut rounds = 0;
-        while let Ok(event) = events.try_recv() {
-            if let kiln::Event::KernelRound {
-                partitions: 4,
-                partials: received,
-                ..
-            } = event
-            {
-                assert_eq!(received, partials, "{}", fits.len());
-                rounds += 1;
-            }
-        }
+        let rounds = crate::common::partials_per_round(&mut events, 4);
         assert!(
-            rounds > 0,
+            !rounds.is_empty(),
             "no 4-partition kernel round in session {}",
             fits.len()
         );
+        assert!(rounds.iter().all(|r| *r == partials), "{rounds:?}");
     }
     assert_eq!(fits[0], fits[1], "local_cluster(2) differs from embedded");
     assert_eq!(fits[0], fits[2], "local_cluster(4) differs from embedded");

@@ -65,3 +65,25 @@ pub fn sorted_rows(batches: &[RecordBatch]) -> Vec<Vec<String>> {
     r.sort();
     r
 }
+
+/// The partials the driver received in each kernel round over `partitions` partitions, of the
+/// events `events` holds (how far the executors merged before sending).
+pub fn partials_per_round(
+    events: &mut tokio::sync::broadcast::Receiver<kiln::Event>,
+    partitions: usize,
+) -> Vec<usize> {
+    let mut out = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        if let kiln::Event::KernelRound {
+            partitions: p,
+            partials,
+            ..
+        } = event
+        {
+            if p == partitions {
+                out.push(partials);
+            }
+        }
+    }
+    out
+}

@@ -154,19 +154,15 @@ async fn executors_hold_contiguous_partitions_and_merge_their_partials_before_se
         data.fit(KMeans::new(4).seed(2).max_iter(3).build().unwrap())
             .await
             .unwrap();
-        let mut rounds = 0;
-        while let Ok(event) = events.try_recv() {
-            if let kiln::Event::KernelRound {
-                partitions: 4,
-                partials: received,
-                ..
-            } = event
-            {
-                assert_eq!(received, partials, "{executors} executors");
-                rounds += 1;
-            }
-        }
-        assert!(rounds > 0, "no kernel round seen on {executors} executors");
+        let rounds = crate::common::partials_per_round(&mut events, 4);
+        assert!(
+            !rounds.is_empty(),
+            "no kernel round seen on {executors} executors"
+        );
+        assert!(
+            rounds.iter().all(|r| *r == partials),
+            "{executors} executors: {rounds:?}"
+        );
         data.unpersist().await.unwrap();
     }
 }
