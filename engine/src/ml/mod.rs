@@ -5,8 +5,8 @@
 //!  DataFrame ──cache_training──▶ cache stage: one dense partition per task, kept on its
 //!                                executor and written to {cache_root}/{dataset}/
 //!  Algorithm::start ─▶ Kernel ─▶ one KernelRequest per executor (all its partitions)
-//!        ▲                            │ one partial per partition
-//!        └── Algorithm::next ◀── merged in partition order on the driver
+//!        ▲                            │ partials merged on the executor as far as it can
+//!        └── Algorithm::next ◀── merged up the fixed merge tree on the driver
 //! ```
 //!
 //! Per iteration the driver sends one request per executor: no planning, no re-reading of the

@@ -66,7 +66,7 @@ impl Features {
 /// A partition of training rows, materialized once and reused by every iteration.
 ///
 /// `index` is the partition's position in the dataset: randomness is seeded by
-/// (seed, index, iteration) and partials are merged in index order, so results never depend on
+/// (seed, index, iteration) and partials are merged along a tree over the indices, so results never depend on
 /// which executor or thread holds the partition.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CachedPartition {

@@ -7,7 +7,7 @@
 //!
 //! ```text
 //!  block 0 ─▶ Summary ─┐
-//!  block 1 ─▶ Summary ─┼─ fold in block order ─▶ partition Summary ─▶ merge in partition order
+//!  block 1 ─▶ Summary ─┼─ fold in block order ─▶ partition Summary ─▶ merge along the tree
 //!  block 2 ─▶ Summary ─┘      (Chan et al.)
 //! ```
 //!
@@ -25,8 +25,8 @@
 //! ```
 //!
 //! and the variance with `ddof` delta degrees of freedom is `M2 / (n − ddof)`. Blocks are
-//! folded in block order and partitions in partition order, so the result is the same bit for
-//! bit on any number of threads.
+//! folded in block order and partitions along the fixed merge tree, so the result is the same
+//! bit for bit on any number of threads or executors.
 //!
 //! ```
 //! use kiln_ml::data::{CachedPartition, DenseMatrix, Features};
@@ -113,8 +113,9 @@ impl StatsPartial {
     }
 }
 
-/// Summarizes in-memory partitions (in parallel, merged in partition index order): the
-/// local counterpart of running [`StatsKernel::Summary`] through the engine.
+/// Summarizes in-memory partitions (in parallel, merged along the fixed merge tree over their
+/// positions in index order, as [`crate::step::merge_blocks`] merges): the local counterpart of
+/// running [`StatsKernel::Summary`] through the engine, to the same bits.
 ///
 /// # Errors
 /// [`MlError::InvalidData`] for no partitions, or when `label` is set and a partition has no
@@ -125,12 +126,21 @@ pub fn summarize(partitions: &[CachedPartition], label: bool) -> Result<Summary>
         .par_iter()
         .map(|p| kernel.run(p).map(|s| (p.index(), s)))
         .collect::<Result<_>>()?;
+    if partials.is_empty() {
+        return Err(MlError::InvalidData("no partitions to summarize".into()));
+    }
     partials.sort_by_key(|(index, _)| *index);
-    let mut iter = partials.into_iter().map(|(_, p)| p);
-    let first = iter
-        .next()
-        .ok_or_else(|| MlError::InvalidData("no partitions to summarize".into()))?;
-    Ok(iter.try_fold(first, StatsPartial::merge)?.into_summary())
+    let positioned = partials
+        .into_iter()
+        .zip(0u32..)
+        .map(|((_, p), position)| (position, crate::step::Partial::Stats(p)))
+        .collect();
+    match crate::step::Partial::merge_ordered(positioned)? {
+        crate::step::Partial::Stats(s) => Ok(s.into_summary()),
+        _ => Err(MlError::Internal(
+            "statistics merged into another partial".into(),
+        )),
+    }
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ pub(crate) const LANES: usize = 16;
 pub(super) const PREFETCH_ROWS: usize = 2 * LANES;
 
 /// `k` centres of dimension `dim`, row-major: centre `c` is `values[c * dim .. (c + 1) * dim]`.
-/// This is how centres travel inside kernels (compact JSON).
+/// This is how centres travel inside kernels (see [`crate::step::WIRE_VERSION`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CenterSet {
     /// Number of centres.

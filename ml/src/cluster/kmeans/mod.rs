@@ -12,7 +12,7 @@
 //! ```
 //!
 //! One kernel pass ([`KMeansKernel::Assign`]) computes, per partition, `Σ_{x ∈ S_i} x`, `|S_i|`
-//! and the SSE; the driver merges them in partition order and updates the centres. Training
+//! and the SSE; they are merged along the fixed merge tree and the driver updates the centres. Training
 //! stops when every centre moved at most `tol` (Euclidean, Spark's rule; `tol = 0` stops only
 //! when the centres stop moving exactly, which is scikit-learn's "strict convergence") or after
 //! `max_iter` iterations. The model's [`cost`](KMeansModel::cost) is the SSE of the *final*
@@ -48,7 +48,7 @@
 //! coordinates, never by a thread, an executor or a row position: the same data gives the same
 //! initial centres however it is partitioned (duplicates of a point are drawn together; the
 //! weights pass counts each of them). Floating-point sums are folded in block order within a
-//! partition and in partition order on the driver, so a model is bit-identical for any number
+//! partition and along the fixed merge tree over partitions, so a model is bit-identical for any number
 //! of threads or executors over the same partitioning, and agrees to rounding (about 1e-15
 //! relative) over another partitioning.
 //!
