@@ -450,10 +450,17 @@ impl<'a> Job<'a> {
     /// partials and merges them before sending (`kiln_ml::step::merge_blocks`); any other task,
     /// or a cache task no free executor prefers, goes first come first served.
     fn next_task(&mut self, exec: usize) -> Option<TaskDefinition> {
+        // Only a cache stage's tasks have a preference: any other queue is first come first
+        // served, without a scan per pick.
+        if self.queue.front().is_none_or(|t| t.cache.is_none()) {
+            return self.queue.pop_front();
+        }
         let executors = self.session.pool.len().max(1);
         let preferred = |t: &TaskDefinition| {
-            let tasks = self.graph.stage(t.stage_id).map_or(1, |s| s.tasks.max(1));
-            t.cache.is_some() && t.partition as usize * executors / tasks == exec
+            t.cache.is_some() && {
+                let tasks = self.graph.stage(t.stage_id).map_or(1, |s| s.tasks.max(1));
+                t.partition as usize * executors / tasks == exec
+            }
         };
         match self.queue.iter().position(preferred) {
             Some(i) => self.queue.remove(i),
